@@ -1,0 +1,108 @@
+"""The city as config: catalogue, zones, agencies and devices, loaded and cross-checked.
+
+`load_city` collects every problem it finds (file, line, what is wrong) and raises them
+together, so `pantau check-config` shows an operator the whole list at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+from pantau.catalogue import Catalogue, load_catalogue
+from pantau.devices import AgenciesFile, Agency, Device, DevicesFile, default_config_dir
+from pantau.errors import ConfigError, ConfigErrors
+from pantau.yamlconf import load_model
+from pantau.zones import ZoneSet, load_zones
+
+T = TypeVar("T")
+
+# Kinds that must carry Siaga levels (their main metric is a water level to warn on).
+KINDS_WITH_LEVELS = frozenset({"water_level_station"})
+
+
+@dataclass(frozen=True, slots=True)
+class City:
+    config_dir: Path
+    catalogue: Catalogue
+    zones: ZoneSet
+    agencies: dict[str, Agency]
+    devices: dict[str, Device]
+
+
+def load_city(config_dir: Path | None = None) -> City:
+    config_dir = config_dir or default_config_dir()
+    errors: list[ConfigError] = []
+
+    def attempt(load: Callable[[], T]) -> T | None:
+        try:
+            return load()
+        except ConfigErrors as err:
+            errors.extend(err.errors)
+        except ConfigError as err:
+            errors.append(err)
+        return None
+
+    catalogue_doc = attempt(lambda: load_catalogue(config_dir / "catalogue.yaml"))
+    agencies_doc = attempt(lambda: load_model(config_dir / "agencies.yaml", AgenciesFile))
+    zones = attempt(lambda: load_zones(config_dir / "zones" / "kelurahan.geojson"))
+    devices_doc = attempt(lambda: load_model(config_dir / "devices.yaml", DevicesFile))
+    if catalogue_doc is None or agencies_doc is None or zones is None or devices_doc is None:
+        raise ConfigErrors(errors)
+
+    catalogue, _ = catalogue_doc
+    agencies_file, _ = agencies_doc
+    devices_file, doc = devices_doc
+    agencies = {
+        aid: Agency(id=aid, name=a.name, short=a.short, responsibilities=a.responsibilities)
+        for aid, a in agencies_file.agencies.items()
+    }
+
+    models = devices_file.devices
+    lons = np.array([m.location[0] for m in models])
+    lats = np.array([m.location[1] for m in models])
+    kelurahan = zones.kelurahan_of_points(lons, lats)
+    devices: dict[str, Device] = {}
+    for i, (m, kel) in enumerate(zip(models, kelurahan, strict=True)):
+        here = ("devices", i)
+        kind = catalogue.kinds.get(m.kind)
+        if m.id in devices:
+            errors.append(doc.error((*here, "id"), f"duplicate device id {m.id!r}"))
+        if kind is None:
+            known = ", ".join(sorted(catalogue.kinds))
+            errors.append(doc.error((*here, "kind"), f"unknown kind {m.kind!r} (known: {known})"))
+        if m.agency not in agencies:
+            known = ", ".join(sorted(agencies))
+            errors.append(
+                doc.error((*here, "agency"), f"unknown agency {m.agency!r} (known: {known})")
+            )
+        if kel is None:
+            errors.append(
+                doc.error(
+                    (*here, "location"),
+                    f"device {m.id!r} at {list(m.location)} lies outside every kelurahan",
+                )
+            )
+        if m.kind in KINDS_WITH_LEVELS and m.levels is None:
+            errors.append(doc.error(here, f"a {m.kind} needs `levels` (Siaga alert/danger)"))
+        if kind is None or kel is None or kel.parent_id is None:
+            continue
+        devices[m.id] = Device(
+            id=m.id,
+            kind=m.kind,
+            agency=m.agency,
+            lon=m.location[0],
+            lat=m.location[1],
+            name=m.name,
+            kelurahan_id=kel.id,
+            kecamatan_id=kel.parent_id,
+            metrics=kind.metrics,
+            levels=m.levels,
+        )
+    if errors:
+        raise ConfigErrors(errors)
+    return City(config_dir, catalogue, zones, agencies, devices)

@@ -1,0 +1,54 @@
+"""The `pantau` command: one sub-command per stage and tool.
+
+Stages are looked up by module name when their sub-command runs, so the kernel does
+not import any stage and a broken stage fails loudly when it is asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from pantau.errors import ConfigError, ConfigErrors
+
+# sub-command -> (module with `main(argv) -> int`, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "check-config": ("pantau.check_config", "validate config/ and print what it holds"),
+    "ingest": ("ingest.__main__", "MQTT readings -> validation -> InfluxDB"),
+    "simulate": ("simulators.__main__", "simulated sensor fleet and scenarios"),
+    "services": ("pantau.local.__main__", "start local mosquitto + influxd on free ports"),
+    "demo": ("pantau.demo", "the whole pipeline end to end on the storm scenario"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: pantau <command> [options]", "", "commands:"]
+    lines += [f"  {name:<14} {help_}" for name, (_, help_) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in {"-h", "--help"}:
+        print(usage())
+        return 0 if args else 2
+    name, rest = args[0], args[1:]
+    if name not in COMMANDS:
+        print(f"pantau: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    module = importlib.import_module(COMMANDS[name][0])
+    try:
+        code: int = module.main(rest)
+    except (ConfigError, ConfigErrors) as err:
+        print(f"pantau {name}: configuration error\n{err}", file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,90 @@
+"""The device registry: every sensor the city owns, where it is and who answers for it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from pantau.topics import DEVICE_ID_PATTERN
+
+
+class Levels(BaseModel):
+    """Siaga levels of a water-level station, in cm above the channel bed.
+
+    Indonesian flood warning uses Siaga IV (normal) .. Siaga I (awas); Pantau keeps the
+    two an operator acts on: `alert_cm` (Siaga II, waspada) and `danger_cm` (Siaga I, awas),
+    plus the bank-full depth that bounds what the sensor can see.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    alert_cm: float = Field(gt=0, description="Siaga II (waspada): crews prepare")
+    danger_cm: float = Field(gt=0, description="Siaga I (awas): flooding imminent")
+    bankfull_cm: float = Field(gt=0, description="depth at which the channel overtops")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Levels:
+        if not self.alert_cm < self.danger_cm <= self.bankfull_cm:
+            raise ValueError("levels must satisfy alert_cm < danger_cm <= bankfull_cm")
+        return self
+
+
+class DeviceModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=DEVICE_ID_PATTERN)
+    kind: str = Field(description="a device kind from the catalogue")
+    agency: str = Field(description="agency id from agencies.yaml")
+    location: tuple[float, float] = Field(description="[lon, lat] in WGS 84")
+    name: str = Field(default="", description="human label, e.g. the street or channel")
+    levels: Levels | None = Field(default=None, description="water-level stations only")
+
+
+class AgencyModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    short: str = Field(min_length=1)
+    responsibilities: str = Field(min_length=1)
+
+
+class AgenciesFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    agencies: dict[str, AgencyModel]
+
+
+class DevicesFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    devices: list[DeviceModel] = Field(min_length=1)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Device:
+    """A registered device with its zones resolved once, at load."""
+
+    id: str
+    kind: str
+    agency: str
+    lon: float
+    lat: float
+    name: str
+    kelurahan_id: str
+    kecamatan_id: str
+    metrics: tuple[str, ...]
+    levels: Levels | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Agency:
+    id: str
+    name: str
+    short: str
+    responsibilities: str
+
+
+def default_config_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "config"

@@ -1,0 +1,72 @@
+"""Service settings from the environment (`PANTAU_*`), with embedded defaults for the demo.
+
+Nested values use a double underscore: `PANTAU_INFLUX__URL`, `PANTAU_MQTT__PORT`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from pantau.devices import default_config_dir
+
+
+class InfluxApi(StrEnum):
+    V1 = "v1"  # POST /write + InfluxQL (InfluxDB 1.x; Debian's influxdb package)
+    V2 = "v2"  # /api/v2/write through influxdb-client (InfluxDB 2.x / 3.x)
+
+
+class MqttSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    root: str = Field(default="pantau", description="topic root")
+    keepalive_s: int = Field(default=30, ge=5)
+
+
+class InfluxSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    api: InfluxApi = InfluxApi.V1
+    url: str = "http://127.0.0.1:8086"
+    database: str = Field(default="pantau", description="v1 database (v2: bucket)")
+    retention_policy: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    org: str = Field(default="pantau", description="v2 only")
+    token: SecretStr | None = Field(default=None, description="v2 only")
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _v2_needs_token(self) -> InfluxSettings:
+        if self.api is InfluxApi.V2 and self.token is None:
+            raise ValueError("influx.api=v2 needs influx.token (PANTAU_INFLUX__TOKEN)")
+        return self
+
+
+class IngestSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: str = Field(default="pantau-ingest", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    batch_max_points: int = Field(default=5000, ge=1)
+    batch_max_delay_s: float = Field(default=0.2, gt=0)
+    max_future_skew_s: float = Field(default=300.0, ge=0, description="device clocks ahead")
+    max_age_s: float = Field(default=7 * 86400.0, gt=0, description="oldest accepted reading")
+    session_expiry_s: int = Field(default=7 * 86400, ge=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="PANTAU_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    config_dir: Path = Field(default_factory=default_config_dir)
+    mqtt: MqttSettings = MqttSettings()
+    influx: InfluxSettings = InfluxSettings()
+    ingest: IngestSettings = IngestSettings()
