@@ -59,6 +59,13 @@ class IngestSettings(BaseModel):
     max_future_skew_s: float = Field(default=300.0, ge=0, description="device clocks ahead")
     max_age_s: float = Field(default=7 * 86400.0, gt=0, description="oldest accepted reading")
     session_expiry_s: int = Field(default=7 * 86400, ge=0)
+    max_payload_bytes: int = Field(default=256 * 1024, ge=64)
+    receive_maximum: int = Field(
+        default=20000,
+        ge=1,
+        le=65535,
+        description="unacknowledged QoS 1 messages the broker may send (MQTT v5 flow control)",
+    )
 
 
 class Settings(BaseSettings):
