@@ -1,0 +1,43 @@
+"""Shared fixtures: one private mosquitto + influxd per test run, isolated per test.
+
+Each test gets its own topic root and database, so tests share the services without
+seeing each other's messages or points.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from pantau.local import LocalStack
+from pantau.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """mosquitto and influxd on free ports, started once for the session."""
+    with LocalStack(tmp_path_factory.mktemp("stack")) as local:
+        yield local
+
+
+@pytest.fixture
+def topic_root() -> str:
+    """A topic root of this test's own, e.g. `t3f9c0a1b2c4d`."""
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def influx_db(stack: LocalStack) -> Iterator[str]:
+    """A fresh, empty InfluxDB database, dropped after the test."""
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    stack.create_database(name)
+    yield name
+    stack.drop_database(name)
+
+
+@pytest.fixture
+def settings(stack: LocalStack, topic_root: str, influx_db: str) -> Settings:
+    """Pantau settings pointing at the stack with this test's root and database."""
+    return stack.settings(database=influx_db, root=topic_root)
