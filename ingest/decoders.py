@@ -68,8 +68,7 @@ def _parse_json(payload: bytes) -> Any:
             "malformed_json", f"not UTF-8: {err.reason} at byte {err.start}"
         ) from err
     try:
-        # NaN / Infinity are not JSON (RFC 8259); Python accepts them unless told not to.
-        return json.loads(text, parse_constant=_reject_constant)
+        return _JSON.decode(text)
     except RecursionError as err:
         raise RejectedInput("malformed_json", "nesting too deep") from err
     except ValueError as err:
@@ -78,6 +77,10 @@ def _parse_json(payload: bytes) -> Any:
 
 def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not valid JSON")
+
+
+# NaN / Infinity are not JSON (RFC 8259); Python accepts them unless told not to.
+_JSON = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def _number(value: Any, what: str) -> float:

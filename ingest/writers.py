@@ -49,11 +49,12 @@ class V1Writer:
         self._fields: dict[str, str] = {"db": settings.database, "precision": "ms"}
         if settings.retention_policy:
             self._fields["rp"] = settings.retention_policy
-        self._headers = {"Content-Type": "text/plain; charset=utf-8"}
+        self._auth: dict[str, str] = {}
         if settings.username and settings.password:
-            self._headers |= urllib3.make_headers(
+            self._auth = urllib3.make_headers(
                 basic_auth=f"{settings.username}:{settings.password.get_secret_value()}"
             )
+        self._headers = {"Content-Type": "text/plain; charset=utf-8", **self._auth}
         self._http = urllib3.PoolManager(
             num_pools=1,
             maxsize=2,
@@ -76,6 +77,19 @@ class V1Writer:
         if _is_permanent(response.status):
             raise WriteRejected(response.status, message)
         raise WriteUnavailable(f"InfluxDB answered {response.status}: {message}")
+
+    def ensure_database(self) -> None:
+        """CREATE DATABASE is idempotent in InfluxDB 1.x; 2.x/3.x provision buckets instead."""
+        url = self._url.removesuffix("/write") + "/query"
+        name = self._fields["db"].replace("\\", "\\\\").replace('"', '\\"')
+        try:
+            response = self._http.request(
+                "POST", url, fields={"q": f'CREATE DATABASE "{name}"'}, headers=self._auth
+            )
+        except urllib3.exceptions.HTTPError as err:
+            raise WriteUnavailable(f"InfluxDB at {url} unreachable: {err}") from err
+        if response.status != 200:
+            raise WriteUnavailable(f"CREATE DATABASE answered {response.status}")
 
     def close(self) -> None:
         self._http.clear()

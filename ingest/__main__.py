@@ -1,0 +1,65 @@
+"""`pantau ingest`: run the ingest service until SIGTERM / Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from ingest.service import IngestService
+from ingest.writers import V1Writer, WriteUnavailable, make_writer
+from pantau.city import load_city
+from pantau.settings import Settings
+
+log = logging.getLogger("ingest")
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="pantau ingest",
+        description="Consume {root}/sensors/+/up, validate, write to InfluxDB. "
+        "Settings come from PANTAU_* environment variables (see README).",
+    )
+    parser.parse_args(argv)
+    settings = Settings()
+    city = load_city(settings.config_dir)
+    writer = make_writer(settings.influx)
+    if isinstance(writer, V1Writer):
+        try:
+            writer.ensure_database()
+        except WriteUnavailable as err:
+            # Not fatal: writes retry until InfluxDB is back; the database is created then
+            # by whoever provisions it, or on our next start.
+            log.warning("could not create database %r yet: %s", settings.influx.database, err)
+    service = IngestService(settings, city, writer)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    service.start()
+    log.info(
+        "ingest: %d devices, MQTT %s:%d root %r -> InfluxDB %s (%s) db %r",
+        len(city.devices),
+        settings.mqtt.host,
+        settings.mqtt.port,
+        settings.mqtt.root,
+        settings.influx.url,
+        settings.influx.api.value,
+        settings.influx.database,
+    )
+    stop.wait()
+    service.stop()
+    stats = service.stats
+    log.info(
+        "stopped: %d messages, %d readings written, rejected %s",
+        stats.messages,
+        stats.readings_written,
+        dict(stats.rejected),
+    )
+    return 0
