@@ -87,7 +87,10 @@ def _number(value: Any, what: str) -> float:
     if isinstance(value, bool):
         return 1.0 if value else 0.0
     if isinstance(value, int | float):
-        number = float(value)  # huge ints overflow to inf here -> rejected below
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond float range
+            number = math.inf
         if math.isfinite(number):
             return number
         raise RejectedInput("out_of_range", f"{what} is not a finite number")
