@@ -82,16 +82,19 @@ def test_native_epoch_seconds_and_per_reading_time() -> None:
             "bad_timestamp",
         ),
         (
-            b'{"device": "wl-sukasari-001", "time": 1e300, "readings": [{"metric": "x", "value": 1}]}',
+            b'{"device": "wl-sukasari-001", "time": 1e300, '
+            b'"readings": [{"metric": "x", "value": 1}]}',
             "bad_timestamp",
         ),
         (b'{"device": "wl-sukasari-001", "time": 1, "readings": []}', "invalid_payload"),
         (
-            b'{"device": "wl-sukasari-001", "time": 1, "readings": [{"metric": "x", "value": "7"}]}',
+            b'{"device": "wl-sukasari-001", "time": 1, '
+            b'"readings": [{"metric": "x", "value": "7"}]}',
             "invalid_payload",
         ),
         (
-            b'{"device": "wl-sukasari-001", "time": 1, "readings": [{"metric": "x", "value": 1e999}]}',
+            b'{"device": "wl-sukasari-001", "time": 1, '
+            b'"readings": [{"metric": "x", "value": 1e999}]}',
             "out_of_range",
         ),
         (
