@@ -1,0 +1,91 @@
+"""Small real-MQTT helpers for integration tests: a QoS 1 publisher and a collector."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from pantau.settings import MqttSettings
+
+
+def _client(prefix: str) -> mqtt.Client:
+    return mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id=f"{prefix}-{uuid.uuid4().hex[:8]}",
+        protocol=mqtt.MQTTv5,
+    )
+
+
+class Publisher:
+    """Publishes at QoS 1 and waits until the broker has acknowledged everything."""
+
+    def __init__(self, settings: MqttSettings) -> None:
+        self._client = _client("test-pub")
+        self._client.max_inflight_messages_set(1000)
+        self._client.max_queued_messages_set(0)
+        self._client.connect(settings.host, settings.port)
+        self._client.loop_start()
+        self._infos: list[mqtt.MQTTMessageInfo] = []
+
+    def publish(self, topic: str, payload: bytes, content_type: str | None = None) -> None:
+        props = None
+        if content_type:
+            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+            props.ContentType = content_type
+        self._infos.append(self._client.publish(topic, payload, qos=1, properties=props))
+
+    def flush(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        for info in self._infos:
+            info.wait_for_publish(max(0.1, deadline - time.monotonic()))
+            assert info.is_published(), "broker did not acknowledge a publish in time"
+        self._infos.clear()
+
+    def close(self) -> None:
+        self.flush()
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+class Collector:
+    """Subscribes to a filter and keeps every message it receives."""
+
+    def __init__(self, settings: MqttSettings, topic_filter: str) -> None:
+        self.messages: list[mqtt.MQTTMessage] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self._client = _client("test-sub")
+        self._client.on_message = self._on_message
+        self._client.on_subscribe = lambda *_args: self._subscribed.set()
+        self._client.connect(settings.host, settings.port)
+        self._client.subscribe(topic_filter, qos=1)
+        self._client.loop_start()
+        assert self._subscribed.wait(10), "subscription not acknowledged"
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append(message)
+
+    def snapshot(self) -> list[mqtt.MQTTMessage]:
+        with self._lock:
+            return list(self.messages)
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.1)
