@@ -106,7 +106,7 @@ def test_valid_readings_once_each_and_rejects_dead_lettered_with_reason(
     wait_for(lambda: stored_per_device(settings) == expected, 30, "every valid reading stored")
     time.sleep(0.5)  # anything extra would show up now
     assert stored_per_device(settings) == expected
-    letters = {m.topic: deadletter.decode(m.payload) for m in dead.snapshot()}
+    letters = {m.topic: deadletter.decode(bytes(m.payload)) for m in dead.snapshot()}
     assert len(dead.snapshot()) == len(bad)
     for reason, (topic, payload) in bad.items():
         letter = letters[topics.deadletter(reason)]
