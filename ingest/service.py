@@ -82,6 +82,7 @@ class IngestService:
         self._inbox: deque[_Inbound] = deque()
         self._stop = threading.Event()
         self._connected = threading.Event()
+        self._subscribed = threading.Event()
         self._generation = 0
         self._ack_lock = threading.Lock()
         self.stats = IngestStats()
@@ -89,6 +90,7 @@ class IngestService:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
         self._worker = threading.Thread(target=self._work, name="ingest-worker", daemon=True)
 
     # --- lifecycle ------------------------------------------------------------------
@@ -108,6 +110,10 @@ class IngestService:
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        """True once the broker has confirmed the subscription on the current connection."""
+        return self._subscribed.wait(timeout)
 
     def stop(self) -> None:
         """Flush what is buffered if InfluxDB takes it, then disconnect."""
@@ -142,6 +148,19 @@ class IngestService:
         client.subscribe(self._topics.all_sensor_up, qos=1)
         self._connected.set()
 
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        if any(rc.is_failure for rc in reason_codes):
+            log.error("broker refused the subscription: %s", reason_codes)
+            return
+        self._subscribed.set()
+
     def _on_disconnect(
         self,
         client: mqtt.Client,
@@ -151,6 +170,7 @@ class IngestService:
         properties: Properties | None,
     ) -> None:
         self._connected.clear()
+        self._subscribed.clear()
         with self._ack_lock:
             self._generation += 1  # acks of messages from the old connection are void
         if not self._stop.is_set():

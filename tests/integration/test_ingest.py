@@ -37,7 +37,7 @@ def city() -> City:
 def ingest(settings: Settings, city: City) -> Iterator[IngestService]:
     service = IngestService(settings, city, make_writer(settings.influx))
     service.start()
-    assert service.wait_connected(10)
+    assert service.wait_subscribed(10)
     yield service
     service.stop()
 
