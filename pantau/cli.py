@@ -19,7 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("ingest.__main__", "MQTT readings -> validation -> InfluxDB"),
     "simulate": ("simulators.__main__", "simulated sensor fleet and scenarios"),
     "services": ("pantau.local.__main__", "start local mosquitto + influxd on free ports"),
-    "demo": ("pantau.demo", "the whole pipeline end to end on the storm scenario"),
+    "demo": ("simulators.demo", "the whole pipeline end to end on the storm scenario"),
 }
 
 

@@ -1,0 +1,190 @@
+"""`pantau demo`: the whole data path end to end, on embedded defaults.
+
+Starts a private mosquitto and influxd, runs ingest, plays the two-hour storm over
+Karawaci as fast as the broker takes it, waits until InfluxDB holds every valid
+reading the fleet sent, and prints what a person wants to know: devices, readings
+written, the peak water level per kecamatan against its alert level, rejects by
+reason, and the InfluxQL to look further.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ingest.service import IngestService
+from ingest.writers import make_writer
+from pantau.city import City, load_city
+from pantau.influxql import InfluxQL
+from pantau.local import LocalStack
+from pantau.settings import Settings
+from simulators.publisher import run_scenario
+from simulators.report import SimReport
+from simulators.scenario import find_scenario, load_scenario
+
+log = logging.getLogger(__name__)
+
+DATABASE = "pantau"
+ROOT = "pantau"
+
+
+@dataclass(frozen=True, slots=True)
+class KecamatanPeak:
+    name: str
+    stations: int
+    peak_cm: float
+    station: str
+    alert_cm: float
+    danger_cm: float
+    above_alert: int
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(prog="pantau demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--scenario", default="storm-karawaci", help="name or file")
+    parser.add_argument("--run-dir", type=Path, help="keep service data here (default: temp)")
+    parser.add_argument("--keep", action="store_true", help="leave services up until Ctrl-C")
+    args = parser.parse_args(argv)
+    logging.getLogger().setLevel(logging.WARNING)  # the summary is the output
+
+    city = load_city()
+    scenario = load_scenario(find_scenario(args.scenario), city)
+    with tempfile.TemporaryDirectory(prefix="pantau-demo-") as tmp:
+        run_dir = args.run_dir or Path(tmp)
+        print(f"pantau demo: starting mosquitto and influxd under {run_dir} ...", flush=True)
+        with LocalStack(run_dir) as stack:
+            stack.create_database(DATABASE)
+            settings = stack.settings(database=DATABASE, root=ROOT)
+            ingest = IngestService(settings, city, make_writer(settings.influx))
+            ingest.start()
+            if not ingest.wait_subscribed(15):
+                print("pantau demo: ingest could not subscribe to the broker", file=sys.stderr)
+                return 1
+            print(
+                f"pantau demo: playing {scenario.name!r} ({scenario.duration_s / 3600:g} h "
+                f"simulated, {len(city.devices)} devices) as fast as the broker takes it ...",
+                flush=True,
+            )
+            report = run_scenario(city, scenario, settings.mqtt, speed=None)
+            stored = _wait_until_stored(settings, report, timeout_s=120)
+            ingest.stop()
+            print(_summary(city, settings, report, stored, ingest))
+            if args.keep:
+                _wait_for_ctrl_c(stack, settings)
+    return 0 if stored == report.valid_readings else 1
+
+
+def _count(influx: InfluxQL) -> int:
+    rows = influx.rows("SELECT count(value) FROM /.*/")
+    return sum(int(str(r["count"])) for r in rows)
+
+
+def _wait_until_stored(settings: Settings, report: SimReport, timeout_s: float) -> int:
+    deadline = time.monotonic() + timeout_s
+    with InfluxQL.from_settings(settings.influx) as influx:
+        stored = _count(influx)
+        while stored < report.valid_readings and time.monotonic() < deadline:
+            time.sleep(0.5)
+            stored = _count(influx)
+    return stored
+
+
+def kecamatan_peaks(city: City, influx: InfluxQL) -> list[KecamatanPeak]:
+    """Per kecamatan: the highest level any station reached, and how many passed alert."""
+    rows = influx.rows(
+        "SELECT max(value) FROM water_level WHERE kind = 'water_level_station' GROUP BY device"
+    )
+    peaks = {str(r["device"]): float(str(r["max"])) for r in rows}
+    out: list[KecamatanPeak] = []
+    for kec in city.zones.kecamatan:
+        stations = [
+            d
+            for d in city.devices.values()
+            if d.kecamatan_id == kec.id and d.levels is not None and d.id in peaks
+        ]
+        if not stations:
+            continue
+        top = max(stations, key=lambda d: peaks[d.id] / d.levels.alert_cm if d.levels else 0)
+        assert top.levels is not None
+        out.append(
+            KecamatanPeak(
+                name=kec.name,
+                stations=len(stations),
+                peak_cm=peaks[top.id],
+                station=top.id,
+                alert_cm=top.levels.alert_cm,
+                danger_cm=top.levels.danger_cm,
+                above_alert=sum(
+                    1 for d in stations if d.levels and peaks[d.id] >= d.levels.alert_cm
+                ),
+            )
+        )
+    return sorted(out, key=lambda p: p.peak_cm / p.alert_cm, reverse=True)
+
+
+def _summary(
+    city: City, settings: Settings, report: SimReport, stored: int, ingest: IngestService
+) -> str:
+    with InfluxQL.from_settings(settings.influx) as influx:
+        peaks = kecamatan_peaks(city, influx)
+    lost = report.valid_readings - stored
+    rejected: Counter[str] = ingest.stats.rejected
+    lines = [
+        "",
+        f"Scenario     {report.scenario}: {report.start:%Y-%m-%d %H:%M} .. {report.end:%H:%M} UTC "
+        f"(simulated), played in {report.wall_s:.1f} s",
+        f"Devices      {len(report.valid_by_device)} of {len(city.devices)} reported "
+        f"({len(city.zones.kelurahan)} kelurahan, {len(city.zones.kecamatan)} kecamatan)",
+        f"Messages     {report.messages} sent, {ingest.stats.messages} ingested",
+        f"Readings     {stored} written to InfluxDB of {report.valid_readings} valid sent "
+        + ("(none lost)" if lost == 0 else f"({lost} MISSING)"),
+        "",
+        "Peak water level per kecamatan (highest station relative to its Siaga alert level):",
+        f"  {'kecamatan':<15}{'peak cm':>9}{'alert':>7}{'danger':>8}  {'above alert':<12} station",
+    ]
+    for p in peaks:
+        flag = "AWAS" if p.peak_cm >= p.danger_cm else "SIAGA" if p.peak_cm >= p.alert_cm else ""
+        lines.append(
+            f"  {p.name:<15}{p.peak_cm:>9.0f}{p.alert_cm:>7.0f}{p.danger_cm:>8.0f}  "
+            f"{p.above_alert:>2}/{p.stations:<9} {p.station} {flag}"
+        )
+    lines += ["", "Rejected input (dead-lettered with its reason):"]
+    expected = report.reasons
+    for reason in sorted(set(rejected) | set(expected)):
+        lines.append(
+            f"  {reason:<16}{rejected[reason]:>6}   (simulator injected {expected[reason]})"
+        )
+    if not rejected and not expected:
+        lines.append("  none")
+    lines += [
+        "",
+        f"Look at the data (InfluxDB {settings.influx.url}, database {DATABASE!r}):",
+        "  SELECT max(value) FROM water_level WHERE kecamatan = 'kec-karawaci' "
+        "GROUP BY time(10m), device",
+        "  SELECT mean(value) FROM rainfall_rate GROUP BY time(10m), kecamatan",
+        "  SELECT count(value) FROM /.*/ GROUP BY kind",
+        f"  e.g. curl -G {settings.influx.url}/query --data-urlencode db={DATABASE} "
+        '--data-urlencode "q=SHOW MEASUREMENTS"',
+    ]
+    return "\n".join(lines)
+
+
+def _wait_for_ctrl_c(stack: LocalStack, settings: Settings) -> None:
+    print(
+        f"\nServices stay up (Ctrl-C to stop): MQTT {stack.mqtt_host}:{stack.mqtt_port}, "
+        f"InfluxDB {stack.influx_url}",
+        flush=True,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop.wait()
