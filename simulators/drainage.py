@@ -103,14 +103,13 @@ def runoff_mm_h(
         return np.zeros((0 if rain is None else rain.shape[0], len(channels)))
     steps = rain.shape[0]
     inflow = np.zeros((steps, len(channels)))
-    index = np.arange(steps)[:, None]
-    for s, channel in enumerate(channels):
-        cells, delay = catchment(channel, grid, step_s)
-        if cells.size == 0:
-            continue
-        pad = int(delay.max())
-        padded = np.vstack([np.zeros((pad, rain.shape[1])), rain])
-        inflow[:, s] = padded[index + pad - delay[None, :], cells[None, :]].mean(axis=1)
+    areas = [catchment(c, grid, step_s) for c in channels]
+    pad = max((int(delay.max()) for cells, delay in areas if cells.size), default=0)
+    padded = np.vstack([np.zeros((pad, rain.shape[1])), rain])  # dry before the start
+    index = np.arange(steps)[:, None] + pad
+    for s, (cells, delay) in enumerate(areas):
+        if cells.size:
+            inflow[:, s] = padded[index - delay[None, :], cells[None, :]].mean(axis=1)
     inflow *= RUNOFF_COEFFICIENT
     keep = np.exp(-step_s / (60.0 * np.array([c.reservoir_min for c in channels])))
     out = np.empty_like(inflow)

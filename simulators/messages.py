@@ -8,7 +8,6 @@ directly; publisher.run_scenario sends the same stream over MQTT.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -115,7 +114,13 @@ class FleetStream:
     def _messages(self) -> Iterator[SimMessage]:
         scenario, city, topics = self.scenario, self.city, self.topics
         catalogue = city.catalogue
-        devs = [_DeviceState.of(t, scenario, city, topics) for t in self.tracks]
+        peers: dict[str, list[str]] = {}
+        for device_id in sorted(city.devices):
+            peers.setdefault(city.devices[device_id].kind, []).append(device_id)
+        devs = [
+            _DeviceState.of(t, scenario, city, topics=topics, peers=peers[t.device.kind])
+            for t in self.tracks
+        ]
         offsets = np.concatenate([np.asarray(t.offsets_s, dtype=np.int64) for t in self.tracks])
         owner = np.concatenate(
             [np.full(len(t.offsets_s), i, dtype=np.int64) for i, t in enumerate(self.tracks)]
@@ -188,8 +193,8 @@ class FleetStream:
                         refused = f.refused
                 samples, values = dev.faulty_samples(j, off, active)
             else:
-                samples = [Sample(m, sent[j], u) for m, sent, u in dev.plan]
-                values = tuple(c[j] for c in dev.canonical)
+                samples = list(map(Sample, dev.metrics, dev.sent_rows[j], dev.sent_units))
+                values = dev.canonical_rows[j]
             if senml:
                 payload = encode_senml(device_id, device_time, samples)
             else:
@@ -243,8 +248,9 @@ class _DeviceState:
     faults: tuple[Fault, ...]
     metrics: tuple[str, ...]
     units: tuple[str, ...]  # canonical units, per metric
-    plan: list[tuple[str, list[Any], str | None]]  # metric, value as sent, unit sent
-    canonical: list[list[float]]  # per metric: the sent value converted back
+    sent_units: tuple[str | None, ...]  # the unit the device writes, per metric
+    sent_rows: list[tuple[Any, ...]]  # per report: the values as the device writes them
+    canonical_rows: list[tuple[float, ...]]  # per report: those values converted back
     mix: list[float]
     bad: list[float]
     reason: list[float]
@@ -257,14 +263,25 @@ class _DeviceState:
     spans: dict[str, tuple[float, float]]
 
     @classmethod
-    def of(cls, track: DeviceTrack, scenario: Scenario, city: City, topics: Topics) -> _DeviceState:
+    def of(
+        cls,
+        track: DeviceTrack,
+        scenario: Scenario,
+        city: City,
+        *,
+        topics: Topics,
+        peers: list[str],
+    ) -> _DeviceState:
+        """`peers`: registered devices of the same kind, sorted, including this one."""
         d = track.device
         n = len(track.offsets_s)
         mix = device_rng(scenario.seed, d.id, Stream.MIX).random(n).tolist()
         mal = device_rng(scenario.seed, d.id, Stream.MALFORMED).random((3, n)).tolist()
         flt = device_rng(scenario.seed, d.id, Stream.FAULTS).random((2, n)).tolist()
-        same_kind = sorted(k for k, o in city.devices.items() if o.kind == d.kind and k != d.id)
-        others = same_kind or sorted(k for k in city.devices if k != d.id)
+        # Another registered device for device_mismatch: the next one of the same kind.
+        other = peers[(peers.index(d.id) + 1) % len(peers)]
+        if other == d.id:
+            other = next(k for k in sorted(city.devices) if k != d.id)
         ghost = f"ghost-{d.id}"[:64]
         while ghost in city.devices:
             ghost = f"x{ghost}"[:64]
@@ -272,20 +289,23 @@ class _DeviceState:
             m: (city.catalogue.metrics[m].valid_min, city.catalogue.metrics[m].valid_max)
             for m in d.metrics
         }
-        plan: list[tuple[str, list[Any], str | None]] = []
-        canonical: list[list[float]] = []
+        sent_columns: list[list[Any]] = []
+        sent_units: list[str | None] = []
+        canonical_columns: list[list[float]] = []
         for m in d.metrics:
             sent, unit, back = _as_sent(m, np.asarray(track.values[m]), track.units[m])
-            plan.append((m, sent, unit))
-            canonical.append(back)
+            sent_columns.append(sent)
+            sent_units.append(unit)
+            canonical_columns.append(back)
         return cls(
             track=track,
             topic=topics.sensor_up(d.id),
             faults=tuple(f for f in scenario.faults if d.id in f.devices),
             metrics=d.metrics,
             units=tuple(city.catalogue.metrics[m].unit for m in d.metrics),
-            plan=plan,
-            canonical=canonical,
+            sent_units=tuple(sent_units),
+            sent_rows=list(zip(*sent_columns, strict=True)),
+            canonical_rows=list(zip(*canonical_columns, strict=True)),
             mix=mix,
             bad=mal[0],
             reason=mal[1],
@@ -293,7 +313,7 @@ class _DeviceState:
             spike=flt[0],
             sign=flt[1],
             numeric_main=next(m for m in main_metrics(d) if m not in BOOLEAN_METRICS),
-            other_id=others[hash_index(d.id, len(others))],
+            other_id=other,
             ghost_id=ghost,
             spans=spans,
         )
@@ -359,8 +379,3 @@ def _targets(metrics: frozenset[str] | None, metric: str, track: DeviceTrack) ->
 
 def _first_report(offsets: list[int], start_s: float) -> int:
     return min(int(np.searchsorted(offsets, start_s)), len(offsets) - 1)
-
-
-def hash_index(key: str, n: int) -> int:
-    """A stable index in [0, n) from a string (Python's hash() is salted per process)."""
-    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=4).digest(), "big") % n
