@@ -19,6 +19,13 @@ log = logging.getLogger(__name__)
 DEFAULT_RUN_DIR = Path("run/services")  # /run/ is git-ignored
 
 
+def _port(text: str) -> int:
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port: {text}")
+    return port
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pantau services", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -29,8 +36,8 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_RUN_DIR,
         help=f"configs, logs and data (kept between runs; default {DEFAULT_RUN_DIR})",
     )
-    up.add_argument("--mqtt-port", type=int, default=None, help="default: a free port")
-    up.add_argument("--influx-port", type=int, default=None, help="default: a free port")
+    up.add_argument("--mqtt-port", type=_port, default=None, help="default: a free port")
+    up.add_argument("--influx-port", type=_port, default=None, help="default: a free port")
     return parser
 
 

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import shutil
 import tempfile
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
+from pantau.local.errors import ServiceError
 from pantau.local.influxd import Influxd
 from pantau.local.mosquitto import Mosquitto, MosquittoOptions
 from pantau.local.ports import LOOPBACK, free_ports
@@ -37,15 +41,19 @@ class LocalStack:
         self._temporary = run_dir is None
         self.run_dir = Path(tempfile.mkdtemp(prefix="pantau-")) if run_dir is None else run_dir
         self.run_dir = self.run_dir.resolve()
+        self._lock: IO[str] | None = None
         mqtt_free, http_free, rpc_port = free_ports(3)
         self.mosquitto = Mosquitto(
             self.run_dir / "mosquitto",
-            mqtt_port or mqtt_free,
+            mqtt_free if mqtt_port is None else mqtt_port,
             host=LOOPBACK,
             options=mosquitto_options,
         )
         self.influxd = Influxd(
-            self.run_dir / "influxd", influx_port or http_free, rpc_port, host=LOOPBACK
+            self.run_dir / "influxd",
+            http_free if influx_port is None else influx_port,
+            rpc_port,
+            host=LOOPBACK,
         )
 
     @property
@@ -62,6 +70,7 @@ class LocalStack:
 
     def start(self) -> LocalStack:
         """Start both services and wait until they serve; on failure stop what started."""
+        self._lock_run_dir()
         try:
             self.mosquitto.start()
             self.influxd.start()
@@ -81,8 +90,30 @@ class LocalStack:
         """Stop both (SIGTERM, then SIGKILL after a timeout); drop a temp run dir."""
         self.mosquitto.stop()
         self.influxd.stop()
+        if self._lock is not None:
+            self._lock.close()  # closing releases the flock
+            self._lock = None
         if self._temporary:
             shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def _lock_run_dir(self) -> None:
+        """Refuse a run dir that another stack uses: two brokers on one database
+        would overwrite each other's state."""
+        if self._lock is not None:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        lock = (self.run_dir / "lock").open("a+")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            owner = lock.read().strip() or "?"
+            lock.close()
+            raise ServiceError(f"{self.run_dir} is in use by another stack (pid {owner})") from None
+        lock.truncate(0)
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+        self._lock = lock
 
     def __enter__(self) -> LocalStack:
         return self.start()

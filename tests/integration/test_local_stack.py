@@ -21,8 +21,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from pantau.influxql import InfluxQL, InfluxQLError, quote_ident, quote_string
 from pantau.local import LocalStack, ServiceError
+from pantau.local.influxd import Influxd
 from pantau.local.mosquitto import Mosquitto, MosquittoOptions
-from pantau.local.ports import accepts_connections, free_port
+from pantau.local.ports import accepts_connections, free_port, free_ports
 
 pytestmark = pytest.mark.integration
 
@@ -265,6 +266,27 @@ def test_persistent_session_survives_a_broker_restart(tmp_path: Path, how: str) 
         broker.stop()
 
 
+def test_influxd_keeps_acknowledged_writes_across_a_kill(tmp_path: Path) -> None:
+    http_port, rpc_port = free_ports(2)
+    influxd = Influxd(tmp_path / "influxd", http_port, rpc_port)
+    influxd.start()
+    try:
+        influxd.create_database("pantau")
+        response = urllib3.request(
+            "POST",
+            f"{influxd.url}/write?db=pantau&precision=s",
+            body=b"rainfall,device=rg-01 value=12.5 1700000000",
+        )
+        assert response.status == 204, response.data
+        influxd.kill()  # the WAL is fsynced before /write answers 204
+        influxd.start()
+        with influxd.client("pantau") as influx:
+            rows = influx.rows("SELECT value FROM rainfall", epoch="s")
+        assert rows == [{"time": 1700000000, "value": 12.5}]
+    finally:
+        influxd.stop()
+
+
 def test_stop_leaves_no_process_behind() -> None:
     stack = LocalStack().start()
     pids = [stack.mosquitto.pid, stack.influxd.pid]
@@ -300,6 +322,12 @@ def test_a_failing_broker_reports_its_log(tmp_path: Path) -> None:
     with pytest.raises(ServiceError, match="no_such"):
         broker.start()
     assert not broker.running
+
+
+def test_a_run_dir_serves_one_stack_at_a_time(stack: LocalStack) -> None:
+    with pytest.raises(ServiceError, match="in use by another stack"):
+        LocalStack(stack.run_dir).start()
+    assert stack.mosquitto.running and stack.influxd.running
 
 
 def test_a_taken_port_is_refused(stack: LocalStack, tmp_path: Path) -> None:
