@@ -39,9 +39,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pantau.city import City
 from pantau.errors import ConfigError, ConfigErrors
@@ -72,6 +81,10 @@ def parse_duration(value: object) -> float:
     if isinstance(value, int | float):
         return float(value)
     if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
         match = _DURATION.fullmatch(value)
         if match:
             seconds = sum(float(n) * _UNIT_S[u] for n, u in _PART.findall(match.group(2)))
@@ -175,6 +188,8 @@ FaultModel = Annotated[
     DropoutModel | StuckModel | SpikeModel | DriftModel | ClockSkewModel | MalformedModel,
     Field(discriminator="kind"),
 ]
+_FAULT: TypeAdapter[FaultModel] = TypeAdapter(FaultModel)
+_FAULT_KINDS = frozenset({"dropout", "stuck", "spike", "drift", "clock_skew", "malformed"})
 
 
 class ScenarioFile(_Strict):
@@ -186,7 +201,9 @@ class ScenarioFile(_Strict):
     senml_fraction: float = Field(default=0.3, ge=0, le=1)
     malformed_rate: float = Field(default=0.0, ge=0, le=0.5)
     storm_cells: list[StormCellModel] = Field(default_factory=list)
-    faults: list[FaultModel] = Field(default_factory=list)
+    # Validated per fault in scenario_from_model: pydantic puts a discriminated union's
+    # tag into error locations, which would hide the line of the offending key.
+    faults: list[dict[str, Any]] = Field(default_factory=list)
 
     @field_validator("start")
     @classmethod
@@ -321,7 +338,19 @@ def scenario_from_model(model: ScenarioFile, city: City, doc: LocatedYaml | None
         )
 
     faults: list[Fault] = []
-    for i, f in enumerate(model.faults):
+    for i, raw in enumerate(model.faults):
+        try:
+            f = _FAULT.validate_python(raw)
+        except ValidationError as err:
+            for e in err.errors():
+                loc = tuple(p for p in e["loc"] if isinstance(p, str | int))
+                if e["type"] in {"union_tag_invalid", "union_tag_not_found"}:
+                    loc = ("kind",)
+                elif loc and loc[0] in _FAULT_KINDS:
+                    loc = loc[1:]  # drop the discriminator's tag
+                msg = "unknown key" if e["type"] == "extra_forbidden" else str(e["msg"])
+                error(("faults", i, *loc), msg)
+            continue
         targets = _targets(f, city, partial(_fault_error, error, i))
         if targets is None:
             continue
@@ -348,9 +377,12 @@ def scenario_from_model(model: ScenarioFile, city: City, doc: LocatedYaml | None
 
 
 def _fault_error(
-    error: Callable[[tuple[str | int, ...], str], None], i: int, key: str, problem: str
+    error: Callable[[tuple[str | int, ...], str], None],
+    i: int,
+    loc: tuple[str | int, ...],
+    problem: str,
 ) -> None:
-    error(("faults", i, key), problem)
+    error(("faults", i, *loc), problem)
 
 
 def _fault(f: _FaultBase, devices: frozenset[str], duration_s: float) -> Fault:
@@ -401,21 +433,23 @@ def _place(over: ZoneOrPoint, zones: dict[str, Zone]) -> tuple[float, float] | N
     return float(centre.x), float(centre.y)
 
 
-def _targets(f: _FaultBase, city: City, error: Callable[[str, str], None]) -> list[str] | None:
+def _targets(
+    f: _FaultBase, city: City, error: Callable[[tuple[str | int, ...], str], None]
+) -> list[str] | None:
     ok = True
     for j, d in enumerate(f.devices):
         if d not in city.devices:
-            error(f"devices[{j}]", f"unknown device id {d!r}")
+            error(("devices", j), f"unknown device id {d!r}")
             ok = False
     for j, k in enumerate(f.kinds):
         if k not in city.catalogue.kinds:
-            error(f"kinds[{j}]", f"unknown device kind {k!r}")
+            error(("kinds", j), f"unknown device kind {k!r}")
             ok = False
     zone_ids: set[str] | None = None
     if f.zone is not None:
         zones = city.zones.by_id()
         if f.zone not in zones:
-            error("zone", f"unknown zone id {f.zone!r}{_known(zones)}")
+            error(("zone",), f"unknown zone id {f.zone!r}{_known(zones)}")
             ok = False
         else:
             zone_ids = {f.zone}
@@ -430,7 +464,7 @@ def _targets(f: _FaultBase, city: City, error: Callable[[str, str], None]) -> li
         and (zone_ids is None or zone_ids & {d.kelurahan_id, d.kecamatan_id, city.zones.kota.id})
     ]
     if not chosen:
-        error("kinds" if f.kinds else "zone", "selects no device")
+        error(("kinds",) if f.kinds else ("zone",), "selects no device")
         return None
     return sorted(chosen)
 
