@@ -113,3 +113,17 @@ def test_yaml_syntax_and_duplicate_keys(config_copy: Path) -> None:
     agencies.write_text("agencies: [unclosed\n")
     (error,) = errors_of(config_copy)
     assert error.startswith(f"{agencies}:") and "YAML syntax" in error
+
+
+def test_check_config_command(config_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from pantau.cli import main  # noqa: PLC0415 - the CLI under test
+
+    assert main(["check-config", "--config-dir", str(config_copy)]) == 0
+    assert "devices: 325" in capsys.readouterr().out
+    devices = config_copy / "devices.yaml"
+    devices.write_text(devices.read_text().replace("kind: flow_meter", "kind: flowmeter", 1))
+    assert main(["check-config", "--config-dir", str(config_copy)]) == 1
+    err = capsys.readouterr().err
+    assert f"{devices}:{line_of(devices, 'kind: flowmeter')}: " in err
+    assert "unknown kind 'flowmeter'" in err
+    assert main(["no-such-command"]) == 2
