@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from pantau.city import City, load_city
+from pantau.cli import main
 from pantau.devices import default_config_dir
 from pantau.errors import ConfigErrors
 
@@ -116,8 +117,6 @@ def test_yaml_syntax_and_duplicate_keys(config_copy: Path) -> None:
 
 
 def test_check_config_command(config_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from pantau.cli import main  # noqa: PLC0415 - the CLI under test
-
     assert main(["check-config", "--config-dir", str(config_copy)]) == 0
     assert "devices: 325" in capsys.readouterr().out
     devices = config_copy / "devices.yaml"
