@@ -19,7 +19,8 @@ also 13 sockets instead of 325, which keeps the broker and the benchmark honest.
   and waits for every PUBACK before `run_scenario` returns.
 
 Status payload (JSON): `{"device": id, "status": "online"|"offline", "time": RFC 3339,
-"gateway": gateway id, "kind": device kind or "gateway", "reason": why}`.
+"gateway": gateway id, "kind": device kind or "gateway", "reason": why}`; the will
+has no `time` (the broker sends it whenever it notices the loss).
 """
 
 from __future__ import annotations
@@ -128,12 +129,11 @@ class Gateway:
             client.username_pw_set(settings.username, password)
         will_props = Properties(PacketTypes.WILLMESSAGE)  # type: ignore[no-untyped-call]
         will_props.ContentType = NATIVE_CONTENT_TYPE
+        # The will has no time: the broker sends it whenever it notices the loss.
+        will = {"device": plan.id, "status": "offline", "gateway": plan.id, "kind": "gateway"}
         client.will_set(
             topics.device_status(plan.id),
-            json.dumps(
-                {"device": plan.id, "status": "offline", "kind": "gateway", "reason": "lost"},
-                separators=(",", ":"),
-            ),
+            json.dumps({**will, "reason": "connection lost"}, separators=(",", ":")),
             qos=1,
             retain=True,
             properties=will_props,
