@@ -11,7 +11,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from pantau.errors import RejectedInput
 from pantau.wire import SENML_CONTENT_TYPE
@@ -21,9 +21,12 @@ SENML_RELATIVE_LIMIT = 2**28
 MAX_RECORDS = 1000  # one message; more is a misbehaving device, not a sensor
 
 
-@dataclass(frozen=True, slots=True)
-class RawReading:
-    """One decoded value before catalogue validation."""
+class RawReading(NamedTuple):
+    """One decoded value before catalogue validation.
+
+    A NamedTuple rather than a frozen dataclass: it is built once per reading on the
+    hot path, and a frozen dataclass's __init__ costs several times more.
+    """
 
     device_id: str
     metric: str
@@ -208,33 +211,34 @@ def decode_senml(device_id: str, payload: bytes, received_at: datetime) -> list[
     return out
 
 
+_BASE_KEYS = frozenset({"bn", "bt", "bu", "bv", "bver"})
+_VALUE_KEYS = frozenset({"v", "vb", "vs", "vd", "s"})
+_KNOWN_KEYS = _BASE_KEYS | _VALUE_KEYS | {"bs", "n", "u", "t", "ut"}
+
+
 def _senml_record(
     i: int, record: dict[str, Any], base: _SenmlBase, device_id: str, received_at: datetime
 ) -> RawReading | None:
-    # RFC 8428 4.4: an unknown field ending in "_" must be understood -> reject the pack.
-    # Other unknown fields may be ignored.
-    must_understand = [k for k in record if k.endswith("_")]
-    if must_understand:
-        raise RejectedInput("invalid_payload", f"record {i}: unsupported fields {must_understand}")
-    if "bver" in record and record["bver"] != 10:
-        raise RejectedInput("invalid_payload", f"record {i}: unsupported SenML version")
-    if "bn" in record:
-        base.name = _str(record["bn"], f"record {i}.bn")
-    if "bt" in record:
-        base.time = _number(record["bt"], f"record {i}.bt")
-    if "bu" in record:
-        base.unit = _str(record["bu"], f"record {i}.bu")
-    if "bv" in record:
-        base.value = _number(record["bv"], f"record {i}.bv")
-    value_keys = [k for k in ("v", "vb", "vs", "vd", "s") if k in record]
+    keys = record.keys()
+    if not keys <= _KNOWN_KEYS:
+        # RFC 8428 4.4: an unknown field ending in "_" must be understood -> reject the
+        # pack. Other unknown fields may be ignored.
+        must_understand = [k for k in keys if k.endswith("_")]
+        if must_understand:
+            raise RejectedInput(
+                "invalid_payload", f"record {i}: unsupported fields {must_understand}"
+            )
+    if not _BASE_KEYS.isdisjoint(keys):
+        _update_base(i, record, base)
+    value_keys = keys & _VALUE_KEYS
     if not value_keys:
         if "n" in record:  # a named record must carry a value (RFC 8428 4.3)
             raise RejectedInput("invalid_payload", f"record {i} has a name but no value")
         return None  # a base-only record
     if len(value_keys) > 1:
-        raise RejectedInput("invalid_payload", f"record {i} has several values {value_keys}")
-    if value_keys[0] in ("vs", "vd", "s"):
-        raise RejectedInput("invalid_payload", f"record {i}: only numeric and boolean values")
+        raise RejectedInput(
+            "invalid_payload", f"record {i} has several values {sorted(value_keys)}"
+        )
     name = base.name + (_str(record["n"], f"record {i}.n") if "n" in record else "")
     device, _, metric = name.rpartition("/")
     if not metric:
@@ -245,10 +249,12 @@ def _senml_record(
         )
     if "v" in record:
         value = base.value + _number(record["v"], f"record {i}.v")
-    elif isinstance(record["vb"], bool):
+    elif "vb" in record and isinstance(record["vb"], bool):
         value = 1.0 if record["vb"] else 0.0
-    else:
+    elif "vb" in record:
         raise RejectedInput("invalid_payload", f"record {i}.vb must be a boolean")
+    else:
+        raise RejectedInput("invalid_payload", f"record {i}: only numeric and boolean values")
     t = base.time + (_number(record["t"], f"record {i}.t") if "t" in record else 0.0)
     if t < SENML_RELATIVE_LIMIT:
         time = received_at + timedelta(seconds=t)
@@ -256,3 +262,16 @@ def _senml_record(
         time = _epoch(t, f"record {i} time")
     unit = _str(record["u"], f"record {i}.u") if "u" in record else base.unit
     return RawReading(device_id, metric, value, unit, time, None)
+
+
+def _update_base(i: int, record: dict[str, Any], base: _SenmlBase) -> None:
+    if "bver" in record and record["bver"] != 10:
+        raise RejectedInput("invalid_payload", f"record {i}: unsupported SenML version")
+    if "bn" in record:
+        base.name = _str(record["bn"], f"record {i}.bn")
+    if "bt" in record:
+        base.time = _number(record["bt"], f"record {i}.bt")
+    if "bu" in record:
+        base.unit = _str(record["bu"], f"record {i}.bu")
+    if "bv" in record:
+        base.value = _number(record["bv"], f"record {i}.bv")

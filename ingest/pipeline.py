@@ -54,13 +54,11 @@ class Pipeline:
             )
             return outcome
         tags = self._tags[device_id]
-        for raw in raw_readings:
-            try:
-                reading = self._validator.reading(raw, received_at)
-            except RejectedInput as err:
+        for result in self._validator.readings(raw_readings, received_at):
+            if isinstance(result, RejectedInput):
                 outcome.rejections.append(
-                    Rejection(err.reason, err.detail, topic, payload, received_at)
+                    Rejection(result.reason, result.detail, topic, payload, received_at)
                 )
-                continue
-            outcome.lines.append(to_line(reading, tags))
+            else:
+                outcome.lines.append(to_line(result, tags))
         return outcome

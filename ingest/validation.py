@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 
 from ingest.decoders import RawReading
-from pantau.catalogue import Catalogue
+from pantau.catalogue import Catalogue, MetricSpec
 from pantau.devices import Device
 from pantau.errors import RejectedInput
 from pantau.readings import Reading
 
 
 class Validator:
-    """Turns a RawReading into a canonical Reading, or raises RejectedInput with the reason."""
+    """Turns RawReadings into canonical Readings, or says why not (RejectedInput)."""
 
     def __init__(
         self,
@@ -22,10 +23,15 @@ class Validator:
         max_future_skew: timedelta,
         max_age: timedelta,
     ) -> None:
-        self._catalogue = catalogue
         self._devices = devices
         self._max_future_skew = max_future_skew
         self._max_age = max_age
+        # (device kind, metric) -> spec, for the metrics each kind may report
+        self._specs: dict[tuple[str, str], MetricSpec] = {
+            (kind.name, metric): catalogue.metrics[metric]
+            for kind in catalogue.kinds.values()
+            for metric in kind.metrics
+        }
 
     def device(self, device_id: str) -> Device:
         device = self._devices.get(device_id)
@@ -34,9 +40,29 @@ class Validator:
         return device
 
     def reading(self, raw: RawReading, received_at: datetime) -> Reading:
+        """One reading; raises RejectedInput."""
+        for result in self.readings((raw,), received_at):
+            if isinstance(result, RejectedInput):
+                raise result
+            return result
+        raise AssertionError("readings() yields one result per input")
+
+    def readings(
+        self, raws: Iterable[RawReading], received_at: datetime
+    ) -> Iterator[Reading | RejectedInput]:
+        """Each reading of one message, in order: accepted, or the reason it is not."""
+        newest = received_at + self._max_future_skew
+        oldest = received_at - self._max_age
+        for raw in raws:
+            try:
+                yield self._check(raw, newest, oldest)
+            except RejectedInput as err:
+                yield err
+
+    def _check(self, raw: RawReading, newest: datetime, oldest: datetime) -> Reading:
         device = self.device(raw.device_id)
-        spec = self._catalogue.metric(raw.metric)
-        if spec is None or raw.metric not in device.metrics:
+        spec = self._specs.get((device.kind, raw.metric))
+        if spec is None:
             raise RejectedInput(
                 "unknown_metric",
                 f"{raw.metric!r} is not a metric of a {device.kind} "
@@ -54,12 +80,13 @@ class Validator:
                 f"{raw.metric} = {value:g} {spec.unit} outside "
                 f"[{spec.valid_min:g}, {spec.valid_max:g}]",
             )
-        if raw.time > received_at + self._max_future_skew:
+        if raw.time > newest:
             raise RejectedInput(
                 "bad_timestamp",
-                f"device time {raw.time.isoformat()} is {raw.time - received_at} in the future",
+                f"device time {raw.time.isoformat()} is more than "
+                f"{self._max_future_skew} ahead of the time of receipt",
             )
-        if raw.time < received_at - self._max_age:
+        if raw.time < oldest:
             raise RejectedInput(
                 "bad_timestamp",
                 f"device time {raw.time.isoformat()} is older than {self._max_age}",
