@@ -43,6 +43,9 @@ class SimReport:
     messages: int  # sensor messages published (valid and malformed)
     dropped: int  # messages a dropout fault swallowed
     valid_by_device: Mapping[str, int]  # device id -> valid readings published
+    # What InfluxDB must hold. Usually one key per valid reading; fewer only if a device's
+    # clock jumps back onto times it already sent (a valid clock_skew fault ending), when
+    # the later reading overwrites the earlier one, as it would in the field.
     reading_keys: frozenset[ReadingKey]
     malformed: tuple[MalformedMessage, ...]
     status_messages: int  # retained birth / death messages

@@ -21,7 +21,7 @@ Example (see simulators/scenarios/ for complete ones)::
         ends: 1h45m
     faults:
       - kind: stuck                     # dropout | stuck | spike | drift | clock_skew | malformed
-        devices: [wl-cimone-052]        # or a group: kinds and/or zone
+        devices: [wl-cimone-015]        # or a group: kinds and/or zone
         from: 30m
         until: 1h30m
 
