@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -91,7 +93,7 @@ def test_cli_lists_scenarios(capsys: pytest.CaptureFixture[str]) -> None:
     assert "calm-day" in out
 
 
-def test_cli_dry_run(tmp_path: object, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_dry_run(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["run", "--scenario", "storm-karawaci", "--speed", "max", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "storm-karawaci" in out
@@ -102,3 +104,11 @@ def test_cli_rejects_bad_speed(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["run", "--scenario", "storm-karawaci", "--speed", "fast"])
     assert "speed" in capsys.readouterr().err
+
+
+def test_cli_place_devices_is_reproducible(city: City, tmp_path: Path) -> None:
+    config = tmp_path / "config"
+    shutil.copytree(city.config_dir, config)
+    (config / "devices.yaml").unlink()
+    assert main(["--config-dir", str(config), "place-devices", "--seed", "2026"]) == 0
+    assert (config / "devices.yaml").read_text() == (city.config_dir / "devices.yaml").read_text()
