@@ -12,7 +12,6 @@ sits at the kecamatan's centre and a device's signal strength falls with distanc
 
 from __future__ import annotations
 
-import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,8 +27,6 @@ from simulators.geo import FloatArray, LocalFrame
 from simulators.scenario import Scenario
 from simulators.seeding import Stream, device_rng
 from simulators.weather import rain_mm_h
-
-log = logging.getLogger(__name__)
 
 STEP_S = 60  # physics step; no device reports more often
 TIP_MM = 0.1  # tipping-bucket resolution: a 1-minute rate comes in 6 mm/h steps

@@ -8,7 +8,6 @@ directly; publisher.run_scenario sends the same stream over MQTT.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from pantau.catalogue import Catalogue
 from pantau.city import City
 from pantau.readings import Reading
 from pantau.topics import Topics
@@ -47,8 +47,6 @@ from simulators.scenario import (
     Stuck,
 )
 from simulators.seeding import Stream, device_rng
-
-log = logging.getLogger(__name__)
 
 ALL_REASONS = tuple(Reason)
 
@@ -102,7 +100,9 @@ class FleetStream:
         topics: Topics | None = None,
         start: datetime | None = None,
     ) -> None:
-        self.scenario = scenario if start is None else replace(scenario, start=start)
+        # Device clocks tick in whole seconds (exact in both payload forms).
+        when = (scenario.start if start is None else start).replace(microsecond=0)
+        self.scenario = replace(scenario, start=when)
         self.city = city
         self.topics = topics or Topics()
         self.dropped = 0  # messages not sent because of a dropout fault
@@ -113,6 +113,7 @@ class FleetStream:
 
     def _messages(self) -> Iterator[SimMessage]:
         scenario, city, topics = self.scenario, self.city, self.topics
+        self.dropped = 0
         catalogue = city.catalogue
         peers: dict[str, list[str]] = {}
         for device_id in sorted(city.devices):
@@ -154,33 +155,15 @@ class FleetStream:
                         rate, reasons = f.rate, f.reasons
             if rate and dev.bad[j] < rate:
                 reason = reasons[min(int(dev.reason[j] * len(reasons)), len(reasons) - 1)]
-                main = dev.numeric_main
-                ctx = MessageContext(
-                    device_id=device_id,
-                    kind_metrics=track.device.metrics,
-                    other_device_id=dev.other_id,
-                    ghost_device_id=dev.ghost_id,
+                yield dev.malformed(
+                    reason,
+                    j,
                     seq=seq,
-                    time=sim_time,
-                    sample=Sample(main, track.values[main][j], catalogue.metrics[main].unit),
-                    senml=senml,
-                )
-                bad = malformed(reason, dev.variant[j], ctx, topics, catalogue)
-                yield SimMessage(
                     sim_time=sim_time,
-                    device_id=device_id,
-                    gateway_id=track.gateway_id,
-                    topic=bad.topic,
-                    payload=bad.payload,
-                    content_type=bad.content_type,
-                    seq=seq,
-                    expected_reason=bad.reason.value,
-                    expected_rejections=1,
-                    faults=(*labels, f"malformed:{bad.variant}"),
-                    reading_time=sim_time,
-                    metrics=(),
-                    values=(),
-                    units=(),
+                    senml=senml,
+                    labels=labels,
+                    topics=topics,
+                    catalogue=catalogue,
                 )
                 continue
 
@@ -316,6 +299,48 @@ class _DeviceState:
             other_id=other,
             ghost_id=ghost,
             spans=spans,
+        )
+
+    def malformed(
+        self,
+        reason: Reason,
+        j: int,
+        *,
+        seq: int,
+        sim_time: datetime,
+        senml: bool,
+        labels: tuple[str, ...],
+        topics: Topics,
+        catalogue: Catalogue,
+    ) -> SimMessage:
+        """Report `j` replaced by a message with one defect of the given reason."""
+        track, main = self.track, self.numeric_main
+        ctx = MessageContext(
+            device_id=track.device.id,
+            kind_metrics=track.device.metrics,
+            other_device_id=self.other_id,
+            ghost_device_id=self.ghost_id,
+            seq=seq,
+            time=sim_time,
+            sample=Sample(main, track.values[main][j], catalogue.metrics[main].unit),
+            senml=senml,
+        )
+        bad = malformed(reason, self.variant[j], ctx, topics, catalogue)
+        return SimMessage(
+            sim_time=sim_time,
+            device_id=track.device.id,
+            gateway_id=track.gateway_id,
+            topic=bad.topic,
+            payload=bad.payload,
+            content_type=bad.content_type,
+            seq=seq,
+            expected_reason=bad.reason.value,
+            expected_rejections=1,
+            faults=(*labels, f"malformed:{bad.variant}"),
+            reading_time=sim_time,
+            metrics=(),
+            values=(),
+            units=(),
         )
 
     def faulty_samples(
