@@ -80,7 +80,7 @@ def main(argv: Sequence[str]) -> int:
             print(_summary(city, settings, report, stored, ingest))
             if args.keep:
                 _wait_for_ctrl_c(stack, settings)
-    return 0 if stored == report.valid_readings else 1
+    return 0 if stored == len(report.reading_keys) else 1
 
 
 def _count(influx: InfluxQL) -> int:
@@ -92,7 +92,7 @@ def _wait_until_stored(settings: Settings, report: SimReport, timeout_s: float) 
     deadline = time.monotonic() + timeout_s
     with InfluxQL.from_settings(settings.influx) as influx:
         stored = _count(influx)
-        while stored < report.valid_readings and time.monotonic() < deadline:
+        while stored < len(report.reading_keys) and time.monotonic() < deadline:
             time.sleep(0.5)
             stored = _count(influx)
     return stored
@@ -136,7 +136,9 @@ def _summary(
 ) -> str:
     with InfluxQL.from_settings(settings.influx) as influx:
         peaks = kecamatan_peaks(city, influx)
-    lost = report.valid_readings - stored
+    # Distinct point identities: a device re-sending a (metric, time) overwrites it.
+    expected = len(report.reading_keys)
+    lost = expected - stored
     rejected: Counter[str] = ingest.stats.rejected
     lines = [
         "",
@@ -145,7 +147,7 @@ def _summary(
         f"Devices      {len(report.valid_by_device)} of {len(city.devices)} reported "
         f"({len(city.zones.kelurahan)} kelurahan, {len(city.zones.kecamatan)} kecamatan)",
         f"Messages     {report.messages} sent, {ingest.stats.messages} ingested",
-        f"Readings     {stored} written to InfluxDB of {report.valid_readings} valid sent "
+        f"Readings     {stored} written to InfluxDB of {expected} valid sent "
         + ("(none lost)" if lost == 0 else f"({lost} MISSING)"),
         "",
         "Peak water level per kecamatan (highest station relative to its Siaga alert level):",
@@ -158,12 +160,12 @@ def _summary(
             f"{p.above_alert:>2}/{p.stations:<9} {p.station} {flag}"
         )
     lines += ["", "Rejected input (dead-lettered with its reason):"]
-    expected = report.reasons
-    for reason in sorted(set(rejected) | set(expected)):
+    injected = report.reasons
+    for reason in sorted(set(rejected) | set(injected)):
         lines.append(
-            f"  {reason:<16}{rejected[reason]:>6}   (simulator injected {expected[reason]})"
+            f"  {reason:<16}{rejected[reason]:>6}   (simulator injected {injected[reason]})"
         )
-    if not rejected and not expected:
+    if not rejected and not injected:
         lines.append("  none")
     lines += [
         "",
