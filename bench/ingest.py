@@ -1,0 +1,820 @@
+"""`python -m bench.ingest [--quick]`: Pantau's ingest in readings/s, end to end, beside
+what the broker and InfluxDB alone manage on the same machine in the same run.
+
+One LocalStack (private mosquitto + influxd) serves every case:
+
+- broker, 1 topic: `mosquitto_pub -l -q 1 -V 5` into `mosquitto_sub -C N` (msg/s)
+- broker fan-in: the publishers of a Pantau case (one per device topic) into one
+  `mosquitto_sub` on `{root}/sensors/+/up`: the broker's share of that case's path
+- InfluxDB: POST /write of 10,000-line batches of Pantau's line protocol (points/s)
+- Pantau native: `pantau ingest` as a subprocess, one reading per QoS 1 message
+- Pantau SenML: the same with RFC 8428 packs of 50 readings per message
+
+Each case counts what arrived (subscriber lines, InfluxQL count) against what was sent;
+a short count is reported as LOST and the run exits 1. See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from bench.cpu import CpuUse, CpuWatch
+from ingest.lineprotocol import series_key, to_line
+from ingest.pipeline import Pipeline
+from ingest.writers import make_writer
+from pantau.city import City, load_city
+from pantau.devices import Device
+from pantau.influxql import InfluxQL, quote_ident
+from pantau.local import LocalStack
+from pantau.local.process import find_executable
+from pantau.readings import Reading
+from pantau.settings import InfluxSettings, IngestSettings
+from pantau.topics import Topics
+from pantau.wire import SENML_CONTENT_TYPE, Sample, encode_native
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+TARGET_NATIVE = 20_000  # readings/s, one reading per message
+TARGET_PACKED = 100_000  # readings/s, SenML packs
+EXPECTED_BROKER = 160_000  # msg/s, the issue's estimate for this machine
+EXPECTED_INFLUX = 280_000  # points/s, likewise
+
+# mosquitto_pub 2.0.x in -l mode disconnects when the PUBACK of the *last* mid arrives,
+# and mids are 16-bit: past 65,535 lines an early message with the same mid ends the
+# run and the rest of stdin is silently dropped. So no publisher gets more lines.
+PUBLISHER_MAX_LINES = 50_000
+POLL_S = 0.25  # InfluxQL count polling: the resolution of the end-to-end times
+STALL_S = 30.0  # no progress for this long while waiting = the rest is lost
+SETTLE_S = 2.0  # between cases, so one case's tail (WAL flush, autosave) spares the next
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Sizes:
+    broker_messages: int
+    influx_points: int
+    native_messages: int
+    packed_readings: int
+    devices: int = 50
+    pack_size: int = 50
+    influx_batch: int = 10_000
+
+
+DEFAULT_SIZES = Sizes(
+    broker_messages=100_000,
+    influx_points=500_000,
+    native_messages=100_000,
+    packed_readings=1_000_000,
+)
+QUICK_SIZES = Sizes(
+    broker_messages=20_000,
+    influx_points=50_000,
+    native_messages=10_000,
+    packed_readings=100_000,
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CaseResult:
+    key: str
+    name: str
+    unit: str
+    sent: int  # readings (or messages, for the broker cases)
+    stored: int
+    seconds: float  # first publish / write until everything arrived
+    messages: int
+    publish_seconds: float | None = None  # publishers alone (start until all exited)
+    cpu: dict[str, CpuUse] = field(default_factory=dict)
+
+    @property
+    def lost(self) -> bool:
+        return self.stored != self.sent
+
+    @property
+    def rate(self) -> float:
+        return self.stored / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def message_rate(self) -> float:
+        return self.messages / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class PublishJob:
+    """One mosquitto_pub process: every line of `lines` becomes a message on `topic`."""
+
+    topic: str
+    lines: Path
+    count: int  # messages
+    readings: int
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadForm:
+    """How a Pantau case's messages are encoded and announced."""
+
+    name: str
+    content_type: str | None
+    readings_per_message: int
+
+    @property
+    def publish_args(self) -> tuple[str, ...]:
+        """MQTT v5 content type on every message, as a device following the contract sends."""
+        if self.content_type is None:
+            return ()
+        return ("-D", "publish", "content-type", self.content_type)
+
+
+# --- payloads ---------------------------------------------------------------------------
+
+
+def water_level_cm(i: int) -> float:
+    """A plausible, varying level well inside the catalogue's [0, 1500] cm."""
+    return 40.0 + (i % 480) * 0.25
+
+
+def native_payloads(device: Device, count: int, start: datetime) -> Iterator[bytes]:
+    """One water_level reading per message, one second apart, so each is its own point."""
+    for i in range(count):
+        when = start + timedelta(seconds=i)
+        yield encode_native(device.id, i, when, [Sample("water_level", water_level_cm(i), "cm")])
+
+
+def senml_pack(device: Device, first: int, size: int, start: datetime) -> bytes:
+    """RFC 8428 pack of `size` water levels one second apart: base name, time and unit in
+    the first record, then only a name, value and time offset per record. (encode_senml
+    gives every record the one base time, which would collapse a pack into one point.)"""
+    records: list[dict[str, object]] = [
+        {"bn": f"{device.id}/", "bt": int(start.timestamp()) + first, "bu": "cm"}
+    ]
+    for j in range(size):
+        records.append({"n": "water_level", "v": water_level_cm(first + j), "t": j})
+    return json.dumps(records, separators=(",", ":")).encode()
+
+
+def senml_payloads(device: Device, readings: int, size: int, start: datetime) -> Iterator[bytes]:
+    for first in range(0, readings, size):
+        yield senml_pack(device, first, min(size, readings - first), start)
+
+
+def write_lines(path: Path, payloads: Iterator[bytes]) -> int:
+    count = 0
+    with path.open("wb") as f:
+        for payload in payloads:
+            if b"\n" in payload:
+                raise ValueError("mosquitto_pub -l sends one message per line")
+            f.write(payload + b"\n")
+            count += 1
+    if count > PUBLISHER_MAX_LINES:
+        raise ValueError(f"{path}: {count} lines, mosquitto_pub -l drops past 65,535")
+    return count
+
+
+def history_start(span_s: int) -> datetime:
+    """Device times ending 10 minutes ago: inside ingest's 7-day age limit, never future."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    return now - timedelta(seconds=span_s) - timedelta(minutes=10)
+
+
+def check_accepted(city: City, topics: Topics, job: PublishJob, form: PayloadForm) -> None:
+    """Run the job's first payload through ingest's own pipeline: a payload ingest would
+    reject shows up here with its reason, not as an unexplained LOST row."""
+    with job.lines.open("rb") as f:
+        payload = f.readline().rstrip(b"\n")
+    outcome = Pipeline(city, topics, IngestSettings()).handle(
+        job.topic, payload, form.content_type, datetime.now(UTC)
+    )
+    if outcome.rejections or len(outcome.lines) != form.readings_per_message:
+        reasons = [f"{r.reason}: {r.detail}" for r in outcome.rejections]
+        raise RuntimeError(f"ingest would not take {job.lines.name} as sent: {reasons}")
+
+
+# --- processes ------------------------------------------------------------------------
+
+
+def mqtt_args(stack: LocalStack, topic: str) -> list[str]:
+    return ["-h", stack.mqtt_host, "-p", str(stack.mqtt_port), "-V", "5", "-q", "1", "-t", topic]
+
+
+def run_publishers(
+    stack: LocalStack, jobs: Sequence[PublishJob], extra: Sequence[str] = ()
+) -> float:
+    """Start one `mosquitto_pub -l` per job at once; seconds until the last one exited.
+
+    mosquitto_pub exits after the PUBACK of its last message, so the broker holds every
+    message by then."""
+    started = time.monotonic()
+    procs: list[subprocess.Popen[bytes]] = []
+    for job in jobs:
+        with job.lines.open("rb") as stdin:
+            procs.append(
+                subprocess.Popen(
+                    ["mosquitto_pub", *mqtt_args(stack, job.topic), "-l", *extra],
+                    stdin=stdin,
+                    stderr=subprocess.PIPE,
+                )
+            )
+    failures = []
+    for proc in procs:
+        _, err = proc.communicate()
+        if proc.returncode != 0:
+            failures.append(f"exit {proc.returncode}: {err.decode(errors='replace')[-300:]}")
+    if failures:
+        raise RuntimeError(f"mosquitto_pub failed: {failures[:3]}")
+    return time.monotonic() - started
+
+
+@contextmanager
+def subscriber(
+    stack: LocalStack, topic_filter: str, count: int, out: Path
+) -> Iterator[Callable[[], int]]:
+    """`mosquitto_sub -C count+1` on `topic_filter`, already subscribed on entry.
+
+    Readiness: a retained probe is published first and the subscriber's first output
+    line is that probe, so once `out` is non-empty the subscription is in place (and
+    -C counts the probe, hence +1). Yields a function that waits for the subscriber
+    to exit and returns how many non-probe messages it printed."""
+    probe_topic = topic_filter.replace("+", "probe").removesuffix("#") or "probe"
+    subprocess.run(
+        ["mosquitto_pub", *mqtt_args(stack, probe_topic), "-r", "-m", "probe"], check=True
+    )
+    with out.open("wb") as sink:
+        proc = subprocess.Popen(
+            ["mosquitto_sub", *mqtt_args(stack, topic_filter), "-C", str(count + 1)],
+            stdout=sink,
+        )
+    try:
+        deadline = time.monotonic() + 10
+        while out.stat().st_size == 0:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("mosquitto_sub did not receive the retained probe")
+            time.sleep(0.005)
+
+        def wait_received() -> int:
+            try:
+                proc.wait(timeout=STALL_S + count / 5_000)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            with out.open("rb") as f:
+                return sum(1 for _ in f) - 1
+
+        yield wait_received
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        # Clear the retained probe so later subscribers on the filter do not see it.
+        subprocess.run(["mosquitto_pub", *mqtt_args(stack, probe_topic), "-r", "-n"], check=False)
+
+
+class IngestProcess:
+    """`python -m pantau.cli ingest` with its own topic root, database and client id: a
+    process of its own, as deployed, so its GIL does not share this script's."""
+
+    def __init__(self, stack: LocalStack, root: str, database: str, log: Path) -> None:
+        self._env = {
+            **os.environ,
+            **stack.environment(),
+            "PANTAU_MQTT__ROOT": root,
+            "PANTAU_INFLUX__DATABASE": database,
+            "PANTAU_INGEST__CLIENT_ID": f"bench-{root}",
+        }
+        self.log = log
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
+    def start(self) -> None:
+        with self.log.open("ab") as sink:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "pantau.cli", "ingest"],
+                env=self._env,
+                stdin=subprocess.DEVNULL,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
+
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def stop(self) -> None:
+        if self._proc is None or self._proc.poll() is not None:
+            return
+        self._proc.send_signal(signal.SIGTERM)
+        try:
+            self._proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
+
+    def log_tail(self, lines: int = 15) -> str:
+        if not self.log.exists():
+            return "(no log)"
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+
+# --- InfluxDB -------------------------------------------------------------------------
+
+
+def count_points(influx: InfluxQL, measurement: str | None = None) -> int:
+    """Points with a `value` in one measurement, or in all of them."""
+    source = quote_ident(measurement) if measurement else "/.*/"
+    total = 0
+    for row in influx.rows(f"SELECT count(value) FROM {source}"):
+        value = row["count"]
+        if not isinstance(value, int):
+            raise TypeError(f"count is {value!r}")
+        total += value
+    return total
+
+
+def wait_stored(
+    influx: InfluxQL, measurement: str, expected: int, started: float, alive: Callable[[], bool]
+) -> tuple[int, float]:
+    """Poll the count until it reaches `expected` or stalls: (count, seconds since
+    `started` at the poll that saw it complete, or at the last poll)."""
+    last, changed_at = -1, time.monotonic()
+    while True:
+        stored = count_points(influx, measurement)
+        now = time.monotonic()
+        if stored >= expected:
+            return stored, now - started
+        if stored != last:
+            last, changed_at = stored, now
+        elif now - changed_at > STALL_S or not alive():
+            return stored, now - started
+        time.sleep(POLL_S)
+
+
+def influx_lines(city: City, points: int) -> list[str]:
+    """Pantau's own line protocol: every metric of every device of the city in turn,
+    one second apart per series, values inside each metric's valid range."""
+    series: list[tuple[Device, str, str, str, float, float]] = []
+    for device in sorted(city.devices.values(), key=lambda d: d.id):
+        tags = series_key(device)
+        for metric in device.metrics:
+            spec = city.catalogue.metric(metric)
+            assert spec is not None  # load_city checked every kind's metrics
+            series.append((device, metric, spec.unit, tags, spec.valid_min, spec.valid_max))
+    start = history_start(points // len(series) + 1)
+    lines = []
+    for i in range(points):
+        device, metric, unit, tags, low, high = series[i % len(series)]
+        step = i // len(series)
+        reading = Reading(
+            device_id=device.id,
+            metric=metric,
+            value=low + (high - low) * (i % 97) / 97,
+            unit=unit,
+            time=start + timedelta(seconds=step),
+            seq=step,
+        )
+        lines.append(to_line(reading, tags))
+    return lines
+
+
+# --- cases ------------------------------------------------------------------------------
+
+NATIVE = PayloadForm("native JSON", None, 1)
+
+
+class Bench:
+    def __init__(self, stack: LocalStack, city: City, sizes: Sizes, work: Path) -> None:
+        self.stack = stack
+        self.city = city
+        self.sizes = sizes
+        self.work = work
+        self.senml = PayloadForm("SenML", SENML_CONTENT_TYPE, sizes.pack_size)
+        candidates = sorted(
+            (d for d in city.devices.values() if {"water_level", "battery"} <= set(d.metrics)),
+            key=lambda d: d.id,
+        )
+        if len(candidates) < sizes.devices:
+            raise RuntimeError(f"only {len(candidates)} water-level devices in config/")
+        stride = len(candidates) // sizes.devices  # spread over the city's zones
+        self.devices = candidates[::stride][: sizes.devices]
+
+    def service_pids(self) -> dict[str, int]:
+        pids = {"bench": os.getpid()}
+        for name, service in (("mosquitto", self.stack.mosquitto), ("influxd", self.stack.influxd)):
+            if service.pid is not None:
+                pids[name] = service.pid
+        return pids
+
+    def jobs(self, form: PayloadForm, root: str, readings: int) -> list[PublishJob]:
+        """One payload file per device, each reading one second after the last."""
+        per_device = readings // len(self.devices)
+        start = history_start(per_device)
+        topics = Topics(root)
+        folder = self.work / root
+        folder.mkdir()
+        jobs = []
+        for device in self.devices:
+            path = folder / f"{device.id}.lines"
+            if form.content_type is None:
+                payloads = native_payloads(device, per_device, start)
+            else:
+                payloads = senml_payloads(device, per_device, form.readings_per_message, start)
+            count = write_lines(path, payloads)
+            jobs.append(PublishJob(topics.sensor_up(device.id), path, count, per_device))
+        return jobs
+
+    # --- ceilings -----------------------------------------------------------------------
+    def broker_one_topic(self) -> CaseResult:
+        total = self.sizes.broker_messages
+        publishers = math.ceil(total / PUBLISHER_MAX_LINES)
+        topic = f"bench/{uuid.uuid4().hex[:8]}/raw"
+        device = self.devices[0]
+        jobs = []
+        for p in range(publishers):
+            count = total // publishers + (1 if p < total % publishers else 0)
+            path = self.work / f"broker-{p}.lines"
+            # Pantau-sized payloads (~130 bytes): the broker's work grows with size.
+            count = write_lines(path, native_payloads(device, count, history_start(count)))
+            jobs.append(PublishJob(topic, path, count, count))
+        with self.subscriber_case(topic, total) as (received, watch):
+            publish_s = run_publishers(self.stack, jobs)
+            got = received()
+        return CaseResult(
+            key="broker",
+            name=f"broker, 1 topic: mosquitto_pub x{publishers} -> mosquitto_sub",
+            unit="msg/s",
+            sent=total,
+            stored=got,
+            seconds=watch.wall_s,
+            messages=total,
+            publish_seconds=publish_s,
+            cpu=watch.result(),
+        )
+
+    def broker_fan_in(self, form: PayloadForm, jobs: Sequence[PublishJob]) -> CaseResult:
+        total = sum(j.count for j in jobs)
+        root = jobs[0].topic.split("/", 1)[0]
+        with self.subscriber_case(Topics(root).all_sensor_up, total) as (received, watch):
+            publish_s = run_publishers(self.stack, jobs, form.publish_args)
+            got = received()
+        per = f", {form.readings_per_message}/msg" if form.readings_per_message > 1 else ""
+        return CaseResult(
+            key=f"broker_{form.name.split()[0].lower()}",
+            name=f"broker fan-in, {form.name}{per}: {len(jobs)} pubs -> 1 sub on +/up",
+            unit="msg/s",
+            sent=total,
+            stored=got,
+            seconds=watch.wall_s,
+            messages=total,
+            publish_seconds=publish_s,
+            cpu=watch.result(),
+        )
+
+    @contextmanager
+    def subscriber_case(
+        self, topic_filter: str, count: int
+    ) -> Iterator[tuple[Callable[[], int], CpuWatch]]:
+        out = self.work / f"sub-{uuid.uuid4().hex[:8]}.out"
+        # The watch spans publisher start to subscriber exit: the timed window.
+        with (
+            subscriber(self.stack, topic_filter, count, out) as received,
+            CpuWatch(self.service_pids()) as watch,
+        ):
+            yield received, watch
+        out.unlink(missing_ok=True)  # up to ~50 MB of payloads
+
+    def influx_ceiling(self) -> CaseResult:
+        database = f"bench_influx_{uuid.uuid4().hex[:8]}"
+        self.stack.create_database(database)
+        lines = influx_lines(self.city, self.sizes.influx_points)
+        batch = self.sizes.influx_batch
+        # ingest's own writer: the same HTTP client and error handling, bigger batches.
+        writer = make_writer(InfluxSettings(url=self.stack.influx_url, database=database))
+        try:
+            with CpuWatch(self.service_pids()) as watch:
+                for i in range(0, len(lines), batch):
+                    writer.write(lines[i : i + batch])
+        finally:
+            writer.close()
+        with InfluxQL(self.stack.influx_url, database, timeout_s=60) as influx:
+            stored = count_points(influx)
+        self.stack.drop_database(database)
+        return CaseResult(
+            key="influx",
+            name=f"InfluxDB: POST /write, {batch:,}-line batches, sequential",
+            unit="points/s",
+            sent=len(lines),
+            stored=stored,
+            seconds=watch.wall_s,
+            messages=math.ceil(len(lines) / batch),
+            cpu=watch.result(),
+        )
+
+    # --- Pantau ---------------------------------------------------------------------
+    def pantau(self, form: PayloadForm, jobs: Sequence[PublishJob]) -> CaseResult:
+        key = form.name.split()[0].lower()
+        root = jobs[0].topic.split("/", 1)[0]
+        topics = Topics(root)
+        check_accepted(self.city, topics, jobs[0], form)
+        database = f"bench_{key}_{uuid.uuid4().hex[:8]}"
+        self.stack.create_database(database)
+        ingest = IngestProcess(self.stack, root, database, self.work / f"ingest-{key}.log")
+        sent = sum(j.readings for j in jobs)
+        ingest.start()
+        try:
+            with InfluxQL(self.stack.influx_url, database, timeout_s=60) as influx:
+                self.wait_until_ingesting(ingest, topics, influx)
+                pids = {**self.service_pids(), "ingest": ingest.pid}
+                with CpuWatch(pids) as watch:
+                    started = time.monotonic()
+                    publish_s = run_publishers(self.stack, jobs, form.publish_args)
+                    stored, seconds = wait_stored(
+                        influx, "water_level", sent, started, ingest.alive
+                    )
+                time.sleep(0.5)  # anything beyond what was sent would show up now
+                stored = count_points(influx, "water_level")
+        finally:
+            ingest.stop()
+        if stored != sent:
+            print(f"{form.name}: ingest log tail\n{ingest.log_tail()}", file=sys.stderr)
+        self.stack.drop_database(database)
+        per = "1 reading" if form.readings_per_message == 1 else f"{form.readings_per_message}"
+        return CaseResult(
+            key=key,
+            name=f"Pantau ingest, {form.name}, {per}/msg, QoS 1",
+            unit="readings/s",
+            sent=sent,
+            stored=stored,
+            seconds=seconds,
+            messages=sum(j.count for j in jobs),
+            publish_seconds=publish_s,
+            cpu=watch.result(),
+        )
+
+    def wait_until_ingesting(self, ingest: IngestProcess, topics: Topics, influx: InfluxQL) -> None:
+        """Readings published before ingest's first SUBSCRIBE have no session to wait in,
+        so probe with a battery reading (not counted) until one is stored."""
+        probe = self.devices[0]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if not ingest.alive():
+                raise RuntimeError(f"ingest exited:\n{ingest.log_tail()}")
+            payload = encode_native(probe.id, None, datetime.now(UTC), [Sample("battery", 50.0)])
+            subprocess.run(
+                ["mosquitto_pub", *mqtt_args(self.stack, topics.sensor_up(probe.id)), "-s"],
+                input=payload,
+                check=True,
+            )
+            time.sleep(0.3)
+            if count_points(influx, "battery") > 0:
+                return
+        raise RuntimeError(f"ingest did not store a probe within 60 s:\n{ingest.log_tail()}")
+
+    def run(self, progress: Callable[[str], None]) -> list[CaseResult]:
+        sizes = self.sizes
+        progress("writing payload files")
+        native = self.jobs(NATIVE, f"bn{uuid.uuid4().hex[:8]}", sizes.native_messages)
+        senml = self.jobs(self.senml, f"bs{uuid.uuid4().hex[:8]}", sizes.packed_readings)
+        steps: list[tuple[str, Callable[[], CaseResult]]] = [
+            ("broker, one topic", self.broker_one_topic),
+            ("broker fan-in, native", lambda: self.broker_fan_in(NATIVE, native)),
+            ("broker fan-in, SenML", lambda: self.broker_fan_in(self.senml, senml)),
+            ("InfluxDB /write", self.influx_ceiling),
+            ("Pantau ingest, native", lambda: self.pantau(NATIVE, native)),
+            ("Pantau ingest, SenML", lambda: self.pantau(self.senml, senml)),
+        ]
+        results = []
+        for label, step in steps:
+            progress(label)
+            result = step()
+            progress(
+                f"  {result.stored:,}/{result.sent:,} in {result.seconds:.2f} s"
+                f" = {result.rate:,.0f} {result.unit}"
+            )
+            results.append(result)
+            time.sleep(SETTLE_S)
+        return results
+
+
+# --- report -----------------------------------------------------------------------------
+
+
+def stored_cell(r: CaseResult) -> str:
+    if r.stored < r.sent:
+        return f"{r.stored:,} LOST ({r.sent - r.stored:,} missing)"
+    if r.stored > r.sent:
+        return f"{r.stored:,} EXTRA ({r.stored - r.sent:,} more than sent)"
+    return f"{r.stored:,}"
+
+
+def vs_ceiling(r: CaseResult, by_key: dict[str, CaseResult]) -> str:
+    def share(value: float, of: float) -> str:
+        return f"{value / of:.0%}" if of > 0 else "n/a"
+
+    influx = by_key.get("influx")
+    if r.key.startswith("broker"):
+        return f"ceiling; {share(r.rate, EXPECTED_BROKER)} of the expected ~{EXPECTED_BROKER:,}"
+    if r.key == "influx":
+        return f"ceiling; {share(r.rate, EXPECTED_INFLUX)} of the expected ~{EXPECTED_INFLUX:,}"
+    parts = []
+    broker = by_key.get(f"broker_{r.key}")
+    if broker is not None:
+        parts.append(f"{share(r.message_rate, broker.rate)} of broker fan-in (msg/s)")
+    if influx is not None:
+        parts.append(f"{share(r.rate, influx.rate)} of InfluxDB (points/s)")
+    return "; ".join(parts)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def report(results: Sequence[CaseResult], sizes: Sizes) -> str:
+    by_key = {r.key: r for r in results}
+    main_rows = [
+        [
+            r.name,
+            f"{r.sent:,}",
+            stored_cell(r),
+            f"{r.seconds:.2f}",
+            f"{r.rate:,.0f}",
+            r.unit,
+            vs_ceiling(r, by_key),
+        ]
+        for r in results
+    ]
+    out = [
+        markdown_table(
+            ["case", "sent", "stored", "seconds", "rate", "unit", "vs ceiling"], main_rows
+        ),
+        "",
+        "Messages and publishers (publishers alone: start of the first mosquitto_pub until the"
+        " last has its final PUBACK):",
+        "",
+    ]
+    message_rows = [
+        [
+            r.name,
+            f"{r.messages:,}",
+            f"{r.message_rate:,.0f}",
+            f"{r.publish_seconds:.2f}" if r.publish_seconds is not None else "-",
+            f"{r.messages / r.publish_seconds:,.0f}" if r.publish_seconds else "-",
+        ]
+        for r in results
+    ]
+    out.append(
+        markdown_table(
+            ["case", "messages / requests", "per s end to end", "publishers s", "published/s"],
+            message_rows,
+        )
+    )
+    names = ["mosquitto", "influxd", "ingest", "bench", "clients", "other", "machine"]
+    cpu_rows = [
+        [r.key, f"{r.seconds:.1f}"]
+        + [r.cpu[n].as_text() if n in r.cpu else "-" for n in names]
+        + [f"{r.cpu['steal'].cores:.2f}" if "steal" in r.cpu else "-"]
+        for r in results
+    ]
+    out += [
+        "",
+        "CPU in cores (1.00 = one core busy; 2 is all of this machine), average over the"
+        " timed window, (peak) = busiest 0.5 s. clients = mosquitto_pub/_sub;"
+        " bench = this script (InfluxDB case: the HTTP writer); other = the rest of the"
+        " machine (other users of a shared box).",
+        "",
+        markdown_table(["case", "wall s", *names, "steal"], cpu_rows),
+        "",
+        "Targets:",
+    ]
+    for key, target, what in (
+        ("native", TARGET_NATIVE, "one reading per message"),
+        ("senml", TARGET_PACKED, f"SenML packs of {sizes.pack_size}"),
+    ):
+        r = by_key.get(key)
+        if r is None:
+            continue
+        verdict = "met" if r.rate >= target and not r.lost else "NOT met"
+        out.append(f"- >= {target:,} readings/s, {what}: {r.rate:,.0f} -> {verdict}")
+    for key, expected, what in (
+        ("broker", EXPECTED_BROKER, "msg/s broker"),
+        ("influx", EXPECTED_INFLUX, "points/s InfluxDB"),
+    ):
+        r = by_key.get(key)
+        if r is not None:
+            out.append(
+                f"- issue's expected ceiling ~{expected:,} {what}: measured {r.rate:,.0f}"
+                f" ({r.rate / expected:.0%})"
+            )
+    out.append(f"- end-to-end times are read by polling the count every {POLL_S} s")
+    return "\n".join(out)
+
+
+def _version(argv: Sequence[str], needle: str = "version") -> str:
+    """The first output line of `argv` that holds `needle`."""
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return f"unknown ({err})"
+    lines = (done.stdout + done.stderr).splitlines()
+    return next((line.strip() for line in lines if needle in line), "unknown")
+
+
+def machine_info() -> dict[str, object]:
+    model = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "loadavg_at_start": os.getloadavg(),
+        "mosquitto": _version([find_executable("mosquitto"), "-h"]),
+        "mosquitto_pub": _version(["mosquitto_pub", "--help"]),
+        "influxd": _version([find_executable("influxd"), "version"], "InfluxDB"),
+    }
+
+
+def _rounded(value: object) -> object:
+    return round(value, 3) if isinstance(value, float) else value
+
+
+def results_document(
+    results: Sequence[CaseResult], sizes: Sizes, quick: bool, machine: dict[str, object]
+) -> dict[str, object]:
+    cases = []
+    for r in results:
+        case = {k: _rounded(v) for k, v in asdict(r).items() if k != "cpu"}
+        case |= {"lost": r.lost, "rate": round(r.rate), "message_rate": round(r.message_rate)}
+        case["cpu"] = {
+            name: {k: _rounded(v) for k, v in asdict(use).items()} for name, use in r.cpu.items()
+        }
+        cases.append(case)
+    return {
+        "benchmark": "bench.ingest",
+        "command": "uv run python -m bench.ingest" + (" --quick" if quick else ""),
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine,
+        "sizes": asdict(sizes),
+        "targets_readings_per_s": {"native": TARGET_NATIVE, "packed": TARGET_PACKED},
+        "expected_ceilings": {
+            "broker_msg_per_s": EXPECTED_BROKER,
+            "influx_points_per_s": EXPECTED_INFLUX,
+        },
+        "poll_s": POLL_S,
+        "cases": cases,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke check")
+    parser.add_argument("--no-save", action="store_true", help="do not write bench/results/")
+    args = parser.parse_args(argv)
+    sizes = QUICK_SIZES if args.quick else DEFAULT_SIZES
+    started = time.monotonic()
+
+    def progress(text: str) -> None:
+        print(f"[{time.monotonic() - started:6.1f}s] {text}", file=sys.stderr, flush=True)
+
+    machine = machine_info()
+    city = load_city()
+    with (
+        tempfile.TemporaryDirectory(prefix="pantau-bench-") as tmp,
+        LocalStack(Path(tmp) / "stack") as stack,
+    ):
+        progress(f"stack up: mqtt {stack.mqtt_port}, influx {stack.influx_url}")
+        results = Bench(stack, city, sizes, Path(tmp)).run(progress)
+    print(report(results, sizes))
+    if not args.no_save:
+        RESULTS_DIR.mkdir(exist_ok=True)
+        day = datetime.now(UTC).date().isoformat()
+        path = RESULTS_DIR / f"ingest-{day}{'-quick' if args.quick else ''}.json"
+        document = results_document(results, sizes, args.quick, machine)
+        path.write_text(json.dumps(document, indent=2) + "\n")
+        print(f"\nresults: {path}")
+    progress("done")
+    return 1 if any(r.lost for r in results) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
