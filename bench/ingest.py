@@ -20,7 +20,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -29,11 +28,20 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from bench.cpu import CpuUse, CpuWatch
+from bench.cpu import CpuWatch
+from bench.ingest_report import CaseResult, machine_info, report, results_document
+from bench.mosquitto_clients import (
+    PUBLISHER_MAX_LINES,
+    PublishJob,
+    mqtt_args,
+    run_publishers,
+    subscriber,
+    write_lines,
+)
 from ingest.lineprotocol import series_key, to_line
 from ingest.pipeline import Pipeline
 from ingest.writers import make_writer
@@ -41,23 +49,12 @@ from pantau.city import City, load_city
 from pantau.devices import Device
 from pantau.influxql import InfluxQL, quote_ident
 from pantau.local import LocalStack
-from pantau.local.process import find_executable
 from pantau.readings import Reading
 from pantau.settings import InfluxSettings, IngestSettings
 from pantau.topics import Topics
 from pantau.wire import SENML_CONTENT_TYPE, Sample, encode_native
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-
-TARGET_NATIVE = 20_000  # readings/s, one reading per message
-TARGET_PACKED = 100_000  # readings/s, SenML packs
-EXPECTED_BROKER = 160_000  # msg/s, the issue's estimate for this machine
-EXPECTED_INFLUX = 280_000  # points/s, likewise
-
-# mosquitto_pub 2.0.x in -l mode disconnects when the PUBACK of the *last* mid arrives,
-# and mids are 16-bit: past 65,535 lines an early message with the same mid ends the
-# run and the rest of stdin is silently dropped. So no publisher gets more lines.
-PUBLISHER_MAX_LINES = 50_000
 POLL_S = 0.25  # InfluxQL count polling: the resolution of the end-to-end times
 STALL_S = 30.0  # no progress for this long while waiting = the rest is lost
 SETTLE_S = 2.0  # between cases, so one case's tail (WAL flush, autosave) spares the next
@@ -86,41 +83,6 @@ QUICK_SIZES = Sizes(
     native_messages=10_000,
     packed_readings=100_000,
 )
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class CaseResult:
-    key: str
-    name: str
-    unit: str
-    sent: int  # readings (or messages, for the broker cases)
-    stored: int
-    seconds: float  # first publish / write until everything arrived
-    messages: int
-    publish_seconds: float | None = None  # publishers alone (start until all exited)
-    cpu: dict[str, CpuUse] = field(default_factory=dict)
-
-    @property
-    def lost(self) -> bool:
-        return self.stored != self.sent
-
-    @property
-    def rate(self) -> float:
-        return self.stored / self.seconds if self.seconds > 0 else 0.0
-
-    @property
-    def message_rate(self) -> float:
-        return self.messages / self.seconds if self.seconds > 0 else 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class PublishJob:
-    """One mosquitto_pub process: every line of `lines` becomes a message on `topic`."""
-
-    topic: str
-    lines: Path
-    count: int  # messages
-    readings: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,19 +133,6 @@ def senml_payloads(device: Device, readings: int, size: int, start: datetime) ->
         yield senml_pack(device, first, min(size, readings - first), start)
 
 
-def write_lines(path: Path, payloads: Iterator[bytes]) -> int:
-    count = 0
-    with path.open("wb") as f:
-        for payload in payloads:
-            if b"\n" in payload:
-                raise ValueError("mosquitto_pub -l sends one message per line")
-            f.write(payload + b"\n")
-            count += 1
-    if count > PUBLISHER_MAX_LINES:
-        raise ValueError(f"{path}: {count} lines, mosquitto_pub -l drops past 65,535")
-    return count
-
-
 def history_start(span_s: int) -> datetime:
     """Device times ending 10 minutes ago: inside ingest's 7-day age limit, never future."""
     now = datetime.now(UTC).replace(microsecond=0)
@@ -201,85 +150,6 @@ def check_accepted(city: City, topics: Topics, job: PublishJob, form: PayloadFor
     if outcome.rejections or len(outcome.lines) != form.readings_per_message:
         reasons = [f"{r.reason}: {r.detail}" for r in outcome.rejections]
         raise RuntimeError(f"ingest would not take {job.lines.name} as sent: {reasons}")
-
-
-# --- processes ------------------------------------------------------------------------
-
-
-def mqtt_args(stack: LocalStack, topic: str) -> list[str]:
-    return ["-h", stack.mqtt_host, "-p", str(stack.mqtt_port), "-V", "5", "-q", "1", "-t", topic]
-
-
-def run_publishers(
-    stack: LocalStack, jobs: Sequence[PublishJob], extra: Sequence[str] = ()
-) -> float:
-    """Start one `mosquitto_pub -l` per job at once; seconds until the last one exited.
-
-    mosquitto_pub exits after the PUBACK of its last message, so the broker holds every
-    message by then."""
-    started = time.monotonic()
-    procs: list[subprocess.Popen[bytes]] = []
-    for job in jobs:
-        with job.lines.open("rb") as stdin:
-            procs.append(
-                subprocess.Popen(
-                    ["mosquitto_pub", *mqtt_args(stack, job.topic), "-l", *extra],
-                    stdin=stdin,
-                    stderr=subprocess.PIPE,
-                )
-            )
-    failures = []
-    for proc in procs:
-        _, err = proc.communicate()
-        if proc.returncode != 0:
-            failures.append(f"exit {proc.returncode}: {err.decode(errors='replace')[-300:]}")
-    if failures:
-        raise RuntimeError(f"mosquitto_pub failed: {failures[:3]}")
-    return time.monotonic() - started
-
-
-@contextmanager
-def subscriber(
-    stack: LocalStack, topic_filter: str, count: int, out: Path
-) -> Iterator[Callable[[], int]]:
-    """`mosquitto_sub -C count+1` on `topic_filter`, already subscribed on entry.
-
-    Readiness: a retained probe is published first and the subscriber's first output
-    line is that probe, so once `out` is non-empty the subscription is in place (and
-    -C counts the probe, hence +1). Yields a function that waits for the subscriber
-    to exit and returns how many non-probe messages it printed."""
-    probe_topic = topic_filter.replace("+", "probe").removesuffix("#") or "probe"
-    subprocess.run(
-        ["mosquitto_pub", *mqtt_args(stack, probe_topic), "-r", "-m", "probe"], check=True
-    )
-    with out.open("wb") as sink:
-        proc = subprocess.Popen(
-            ["mosquitto_sub", *mqtt_args(stack, topic_filter), "-C", str(count + 1)],
-            stdout=sink,
-        )
-    try:
-        deadline = time.monotonic() + 10
-        while out.stat().st_size == 0:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("mosquitto_sub did not receive the retained probe")
-            time.sleep(0.005)
-
-        def wait_received() -> int:
-            try:
-                proc.wait(timeout=STALL_S + count / 5_000)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            with out.open("rb") as f:
-                return sum(1 for _ in f) - 1
-
-        yield wait_received
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        # Clear the retained probe so later subscribers on the filter do not see it.
-        subprocess.run(["mosquitto_pub", *mqtt_args(stack, probe_topic), "-r", "-n"], check=False)
 
 
 class IngestProcess:
@@ -489,9 +359,10 @@ class Bench:
         self, topic_filter: str, count: int
     ) -> Iterator[tuple[Callable[[], int], CpuWatch]]:
         out = self.work / f"sub-{uuid.uuid4().hex[:8]}.out"
+        timeout_s = STALL_S + count / 5_000  # far beyond any rate seen, short of a hang
         # The watch spans publisher start to subscriber exit: the timed window.
         with (
-            subscriber(self.stack, topic_filter, count, out) as received,
+            subscriber(self.stack, topic_filter, count, out, timeout_s) as received,
             CpuWatch(self.service_pids()) as watch,
         ):
             yield received, watch
@@ -610,181 +481,6 @@ class Bench:
         return results
 
 
-# --- report -----------------------------------------------------------------------------
-
-
-def stored_cell(r: CaseResult) -> str:
-    if r.stored < r.sent:
-        return f"{r.stored:,} LOST ({r.sent - r.stored:,} missing)"
-    if r.stored > r.sent:
-        return f"{r.stored:,} EXTRA ({r.stored - r.sent:,} more than sent)"
-    return f"{r.stored:,}"
-
-
-def vs_ceiling(r: CaseResult, by_key: dict[str, CaseResult]) -> str:
-    def share(value: float, of: float) -> str:
-        return f"{value / of:.0%}" if of > 0 else "n/a"
-
-    influx = by_key.get("influx")
-    if r.key.startswith("broker"):
-        return f"ceiling; {share(r.rate, EXPECTED_BROKER)} of the expected ~{EXPECTED_BROKER:,}"
-    if r.key == "influx":
-        return f"ceiling; {share(r.rate, EXPECTED_INFLUX)} of the expected ~{EXPECTED_INFLUX:,}"
-    parts = []
-    broker = by_key.get(f"broker_{r.key}")
-    if broker is not None:
-        parts.append(f"{share(r.message_rate, broker.rate)} of broker fan-in (msg/s)")
-    if influx is not None:
-        parts.append(f"{share(r.rate, influx.rate)} of InfluxDB (points/s)")
-    return "; ".join(parts)
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def report(results: Sequence[CaseResult], sizes: Sizes) -> str:
-    by_key = {r.key: r for r in results}
-    main_rows = [
-        [
-            r.name,
-            f"{r.sent:,}",
-            stored_cell(r),
-            f"{r.seconds:.2f}",
-            f"{r.rate:,.0f}",
-            r.unit,
-            vs_ceiling(r, by_key),
-        ]
-        for r in results
-    ]
-    out = [
-        markdown_table(
-            ["case", "sent", "stored", "seconds", "rate", "unit", "vs ceiling"], main_rows
-        ),
-        "",
-        "Messages and publishers (publishers alone: start of the first mosquitto_pub until the"
-        " last has its final PUBACK):",
-        "",
-    ]
-    message_rows = [
-        [
-            r.name,
-            f"{r.messages:,}",
-            f"{r.message_rate:,.0f}",
-            f"{r.publish_seconds:.2f}" if r.publish_seconds is not None else "-",
-            f"{r.messages / r.publish_seconds:,.0f}" if r.publish_seconds else "-",
-        ]
-        for r in results
-    ]
-    out.append(
-        markdown_table(
-            ["case", "messages / requests", "per s end to end", "publishers s", "published/s"],
-            message_rows,
-        )
-    )
-    names = ["mosquitto", "influxd", "ingest", "bench", "clients", "other", "machine"]
-    cpu_rows = [
-        [r.key, f"{r.seconds:.1f}"]
-        + [r.cpu[n].as_text() if n in r.cpu else "-" for n in names]
-        + [f"{r.cpu['steal'].cores:.2f}" if "steal" in r.cpu else "-"]
-        for r in results
-    ]
-    out += [
-        "",
-        "CPU in cores (1.00 = one core busy; 2 is all of this machine), average over the"
-        " timed window, (peak) = busiest 0.5 s. clients = mosquitto_pub/_sub;"
-        " bench = this script (InfluxDB case: the HTTP writer); other = the rest of the"
-        " machine (other users of a shared box).",
-        "",
-        markdown_table(["case", "wall s", *names, "steal"], cpu_rows),
-        "",
-        "Targets:",
-    ]
-    for key, target, what in (
-        ("native", TARGET_NATIVE, "one reading per message"),
-        ("senml", TARGET_PACKED, f"SenML packs of {sizes.pack_size}"),
-    ):
-        r = by_key.get(key)
-        if r is None:
-            continue
-        verdict = "met" if r.rate >= target and not r.lost else "NOT met"
-        out.append(f"- >= {target:,} readings/s, {what}: {r.rate:,.0f} -> {verdict}")
-    for key, expected, what in (
-        ("broker", EXPECTED_BROKER, "msg/s broker"),
-        ("influx", EXPECTED_INFLUX, "points/s InfluxDB"),
-    ):
-        r = by_key.get(key)
-        if r is not None:
-            out.append(
-                f"- issue's expected ceiling ~{expected:,} {what}: measured {r.rate:,.0f}"
-                f" ({r.rate / expected:.0%})"
-            )
-    out.append(f"- end-to-end times are read by polling the count every {POLL_S} s")
-    return "\n".join(out)
-
-
-def _version(argv: Sequence[str], needle: str = "version") -> str:
-    """The first output line of `argv` that holds `needle`."""
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired) as err:
-        return f"unknown ({err})"
-    lines = (done.stdout + done.stderr).splitlines()
-    return next((line.strip() for line in lines if needle in line), "unknown")
-
-
-def machine_info() -> dict[str, object]:
-    model = "unknown"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "cpus": os.cpu_count(),
-        "cpu_model": model,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "loadavg_at_start": os.getloadavg(),
-        "mosquitto": _version([find_executable("mosquitto"), "-h"]),
-        "mosquitto_pub": _version(["mosquitto_pub", "--help"]),
-        "influxd": _version([find_executable("influxd"), "version"], "InfluxDB"),
-    }
-
-
-def _rounded(value: object) -> object:
-    return round(value, 3) if isinstance(value, float) else value
-
-
-def results_document(
-    results: Sequence[CaseResult], sizes: Sizes, quick: bool, machine: dict[str, object]
-) -> dict[str, object]:
-    cases = []
-    for r in results:
-        case = {k: _rounded(v) for k, v in asdict(r).items() if k != "cpu"}
-        case |= {"lost": r.lost, "rate": round(r.rate), "message_rate": round(r.message_rate)}
-        case["cpu"] = {
-            name: {k: _rounded(v) for k, v in asdict(use).items()} for name, use in r.cpu.items()
-        }
-        cases.append(case)
-    return {
-        "benchmark": "bench.ingest",
-        "command": "uv run python -m bench.ingest" + (" --quick" if quick else ""),
-        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine,
-        "sizes": asdict(sizes),
-        "targets_readings_per_s": {"native": TARGET_NATIVE, "packed": TARGET_PACKED},
-        "expected_ceilings": {
-            "broker_msg_per_s": EXPECTED_BROKER,
-            "influx_points_per_s": EXPECTED_INFLUX,
-        },
-        "poll_s": POLL_S,
-        "cases": cases,
-    }
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke check")
@@ -804,12 +500,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):
         progress(f"stack up: mqtt {stack.mqtt_port}, influx {stack.influx_url}")
         results = Bench(stack, city, sizes, Path(tmp)).run(progress)
-    print(report(results, sizes))
+    print(report(results, sizes.pack_size, POLL_S))
     if not args.no_save:
         RESULTS_DIR.mkdir(exist_ok=True)
         day = datetime.now(UTC).date().isoformat()
         path = RESULTS_DIR / f"ingest-{day}{'-quick' if args.quick else ''}.json"
-        document = results_document(results, sizes, args.quick, machine)
+        document = results_document(
+            results, sizes=asdict(sizes), quick=args.quick, poll_s=POLL_S, machine=machine
+        )
         path.write_text(json.dumps(document, indent=2) + "\n")
         print(f"\nresults: {path}")
     progress("done")
