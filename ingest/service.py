@@ -1,15 +1,17 @@
 """The ingest service: MQTT in, InfluxDB out, an MQTT message acknowledged only after
 its readings are written (paho manual ack), so a crash never loses an accepted reading.
 
-Threads: paho's network loop only queues messages; one worker decodes, batches, writes
-and then acknowledges in arrival order. MQTT v5 Receive Maximum bounds how many
-unacknowledged messages the broker sends, so memory stays bounded while InfluxDB is
-down: the broker holds the rest in the persistent session.
+Threads: paho's network loop only queues messages; a decoder thread decodes, validates
+and batches; a writer thread writes each batch, publishes its dead letters and then
+acknowledges its messages, batch after batch, so acks keep arrival order. The MQTT v5
+Receive Maximum bounds how many unacknowledged messages the broker sends, so memory
+stays bounded while InfluxDB is down: the broker holds the rest in the session.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections import Counter, deque
@@ -54,6 +56,13 @@ class _Inbound:
 
 
 @dataclass(slots=True)
+class _Batch:
+    items: list[_Inbound] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class IngestStats:
     messages: int = 0
     readings_written: int = 0
@@ -91,7 +100,15 @@ class IngestService:
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
-        self._worker = threading.Thread(target=self._work, name="ingest-worker", daemon=True)
+        # Two batches in hand at most: one being written, one decoded and waiting.
+        self._batches: queue.Queue[_Batch | None] = queue.Queue(maxsize=1)
+        self._writer_failed = threading.Event()
+        self._decode_thread = threading.Thread(
+            target=self._decode, name="ingest-decode", daemon=True
+        )
+        self._write_thread = threading.Thread(
+            target=self._write_batches, name="ingest-write", daemon=True
+        )
 
     # --- lifecycle ------------------------------------------------------------------
     def start(self) -> None:
@@ -106,7 +123,8 @@ class IngestService:
             ),
         )
         self._client.loop_start()
-        self._worker.start()
+        self._decode_thread.start()
+        self._write_thread.start()
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
@@ -118,7 +136,8 @@ class IngestService:
     def stop(self) -> None:
         """Flush what is buffered if InfluxDB takes it, then disconnect."""
         self._stop.set()
-        self._worker.join(timeout=30)
+        self._decode_thread.join(timeout=30)
+        self._write_thread.join(timeout=30)
         self._client.disconnect()
         self._client.loop_stop()
         self._writer.close()
@@ -189,46 +208,63 @@ class IngestService:
             )
         )
 
-    # --- worker ---------------------------------------------------------------------
-    def _work(self) -> None:
+    # --- decoder and writer threads ---------------------------------------------------
+    def _decode(self) -> None:
+        """Decode, validate and batch; hand full batches to the writer thread, so the next
+        batch is decoded while InfluxDB takes the previous one."""
         max_points = self._settings.ingest.batch_max_points
         max_delay = self._settings.ingest.batch_max_delay_s
         inbox = self._inbox
-        while True:
-            batch: list[_Inbound] = []
-            lines: list[str] = []
-            rejections: list[Rejection] = []
-            deadline = None
-            while len(lines) < max_points:
-                if deadline is not None and time.monotonic() >= deadline:
-                    break
-                try:
-                    item = inbox.popleft()
-                except IndexError:
-                    if deadline is None and self._stop.is_set():
-                        return
-                    time.sleep(POLL_S)
-                    continue
-                if deadline is None:
-                    deadline = time.monotonic() + max_delay
-                batch.append(item)
-                outcome = self._pipeline.handle(
-                    item.topic, item.payload, item.content_type, item.received_at
-                )
-                lines.extend(outcome.lines)
-                rejections.extend(outcome.rejections)
+        try:
+            while True:
+                batch = _Batch()
+                deadline = None
+                while len(batch.lines) < max_points:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        break
+                    try:
+                        item = inbox.popleft()
+                    except IndexError:
+                        if deadline is None and self._stop.is_set():
+                            return
+                        time.sleep(POLL_S)
+                        continue
+                    if deadline is None:
+                        deadline = time.monotonic() + max_delay
+                    batch.items.append(item)
+                    outcome = self._pipeline.handle(
+                        item.topic, item.payload, item.content_type, item.received_at
+                    )
+                    batch.lines.extend(outcome.lines)
+                    batch.rejections.extend(outcome.rejections)
+                while not self._writer_failed.is_set():
+                    try:
+                        self._batches.put(batch, timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue  # InfluxDB is slow or down: wait, the broker holds the rest
+                else:
+                    return
+        finally:
+            self._batches.put(None)  # tells the writer no more batches come
+
+    def _write_batches(self) -> None:
+        while (batch := self._batches.get()) is not None:
             try:
-                self._flush(batch, lines, rejections)
+                self._flush(batch)
             except Stopping:
-                log.info("stopping with %d messages unacknowledged (redelivered later)", len(batch))
+                self._writer_failed.set()
+                log.info(
+                    "stopping with %d messages unacknowledged (redelivered later)",
+                    len(batch.items),
+                )
                 return
 
-    def _flush(
-        self, batch: Sequence[_Inbound], lines: list[str], rejections: list[Rejection]
-    ) -> None:
+    def _flush(self, batch: _Batch) -> None:
         started = time.monotonic()
-        if lines:
-            for line, err in self._write(lines):
+        rejections = batch.rejections
+        if batch.lines:
+            for line, err in self._write(batch.lines):
                 rejections.append(
                     Rejection(
                         "influx_rejected",
@@ -242,10 +278,10 @@ class IngestService:
         self._publish_dead_letters(rejections)
         with self._ack_lock:
             self._client.ack_many(
-                [i.mid for i in batch if i.qos == 1 and i.generation == self._generation]
+                [i.mid for i in batch.items if i.qos == 1 and i.generation == self._generation]
             )
-        self.stats.messages += len(batch)
-        self.stats.readings_written += len(lines)
+        self.stats.messages += len(batch.items)
+        self.stats.readings_written += len(batch.lines)
         self.stats.batches += 1
         for rejection in rejections:
             self.stats.rejected[rejection.reason] += 1
