@@ -237,16 +237,21 @@ class IngestService:
                     )
                     batch.lines.extend(outcome.lines)
                     batch.rejections.extend(outcome.rejections)
-                while not self._writer_failed.is_set():
-                    try:
-                        self._batches.put(batch, timeout=0.5)
-                        break
-                    except queue.Full:
-                        continue  # InfluxDB is slow or down: wait, the broker holds the rest
-                else:
+                if not self._hand_over(batch):
                     return
         finally:
-            self._batches.put(None)  # tells the writer no more batches come
+            self._hand_over(None)  # tells the writer no more batches come
+
+    def _hand_over(self, batch: _Batch | None) -> bool:
+        """Queue `batch` for the writer, waiting while it is busy (InfluxDB slow or down:
+        the broker holds the rest). False if the writer has given up."""
+        while not self._writer_failed.is_set():
+            try:
+                self._batches.put(batch, timeout=0.5)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def _write_batches(self) -> None:
         while (batch := self._batches.get()) is not None:

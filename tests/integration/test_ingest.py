@@ -183,3 +183,33 @@ def test_kill_9_mid_stream_loses_nothing(stack: LocalStack, settings: Settings, 
         (row,) = influx.rows('SELECT count(value), count(seq) FROM "rssi"')
     assert row["count"] == row["count_1"] == total
     assert json.dumps(row)  # rows are plain JSON values
+
+
+def test_influxdb_outage_mid_stream_loses_nothing(
+    stack: LocalStack, settings: Settings, city: City, ingest: IngestService
+) -> None:
+    topics = Topics(settings.mqtt.root)
+    devices = list(city.devices.values())[:50]
+    start = datetime.now(UTC) - timedelta(hours=1)
+    pub = Publisher(settings.mqtt)
+
+    def publish(first: int, last: int) -> None:
+        for i in range(first, last):
+            d = devices[i % len(devices)]
+            when = start + timedelta(seconds=i // len(devices))
+            pub.publish(
+                topics.sensor_up(d.id), encode_native(d.id, i, when, [Sample("rssi", -60.0)])
+            )
+        pub.flush()
+
+    publish(0, 2000)
+    wait_for(lambda: sum(stored_per_device(settings, "rssi").values()) == 2000, 30, "first half")
+    stack.influxd.stop()
+    try:
+        publish(2000, 4000)  # accepted by the broker while InfluxDB is down
+        time.sleep(2)  # ingest retries meanwhile and acknowledges nothing
+    finally:
+        stack.influxd.start()
+    wait_for(lambda: sum(stored_per_device(settings, "rssi").values()) == 4000, 60, "backlog")
+    assert stored_per_device(settings, "rssi") == Counter({d.id: 80 for d in devices})
+    pub.close()
