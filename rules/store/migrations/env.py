@@ -1,0 +1,32 @@
+"""Alembic environment for the incident store, configured in code by rules.store.migrate.
+
+`migrate(url)` hands over an open connection in `config.attributes["connection"]`; there
+is no alembic.ini.
+"""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlalchemy import Connection
+
+from rules.store.models import Base
+
+VERSION_TABLE = "alembic_version_incidents"
+
+
+def _run(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        version_table=VERSION_TABLE,
+        render_as_batch=connection.dialect.name == "sqlite",  # ALTER on SQLite
+        compare_type=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+connection = context.config.attributes.get("connection")
+if connection is None:
+    raise RuntimeError("run migrations through rules.store.migrate(), which passes a connection")
+_run(connection)

@@ -1,0 +1,182 @@
+"""SQLAlchemy 2 models of the incident tables. The schema itself is owned by the Alembic
+migrations in `migrations/versions`; these models must stay in step with them (a unit
+test compares the two)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
+
+from sqlalchemy import (
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+from pantau.incidents import ConditionState, Hazard, Severity, WorkflowState
+from pantau.zones import ZoneLevel
+
+from .types import INACTIVE_WORKFLOW, EventKind
+
+E = TypeVar("E", bound=StrEnum)
+
+# One SQL predicate for "this incident is still active for its key"; the migration
+# builds the same partial unique index from it.
+ACTIVE_WHERE = "workflow_state NOT IN ({})".format(
+    ", ".join(f"'{s.value}'" for s in sorted(INACTIVE_WORKFLOW))
+)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Tz-aware UTC in and out. PostgreSQL stores timestamptz; SQLite, which has no time
+    zones, stores naive UTC text that comes back tagged as UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: the incident store needs tz-aware times")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class EnumText(TypeDecorator[E], Generic[E]):
+    """A StrEnum stored as its value in a plain string column (CHECKs live in the migration)."""
+
+    impl = String(32)
+    cache_ok = True
+
+    def __init__(self, enum: type[E]) -> None:
+        super().__init__()
+        self.enum = enum
+
+    def process_bind_param(self, value: E | None, dialect: Dialect) -> str | None:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> E | None:
+        return None if value is None else self.enum(value)
+
+
+class SeverityInt(TypeDecorator[Severity]):
+    impl = Integer
+    cache_ok = True
+
+    def process_bind_param(self, value: Severity | None, dialect: Dialect) -> int | None:
+        return None if value is None else int(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Severity | None:
+        return None if value is None else Severity(value)
+
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _one_of(column: str, enum: type[StrEnum]) -> CheckConstraint:
+    values = ", ".join(f"'{m.value}'" for m in enum)
+    return CheckConstraint(f"{column} IN ({values})", name=column)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class IncidentRow(Base):
+    __tablename__ = "incidents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    rule_id: Mapped[str] = mapped_column(String(128))
+    zone_id: Mapped[str] = mapped_column(String(128))
+    hazard: Mapped[Hazard] = mapped_column(EnumText(Hazard))
+    zone_level: Mapped[ZoneLevel] = mapped_column(EnumText(ZoneLevel))
+    agency: Mapped[str | None] = mapped_column(String(64))
+    condition_state: Mapped[ConditionState] = mapped_column(EnumText(ConditionState))
+    condition_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    workflow_state: Mapped[WorkflowState] = mapped_column(EnumText(WorkflowState))
+    severity_current: Mapped[Severity] = mapped_column(SeverityInt())
+    severity_max: Mapped[Severity] = mapped_column(SeverityInt())
+    # Evidence: device ids as a sorted, comma-joined list (device ids never hold commas:
+    # pantau.topics.DEVICE_ID_PATTERN), so both engines store it the same way.
+    evidence_device_ids: Mapped[str] = mapped_column(Text)
+    evidence_metric: Mapped[str] = mapped_column(String(64))
+    evidence_peak_value: Mapped[float] = mapped_column(Float)
+    evidence_first_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    evidence_last_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    opened_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    sla_ack_due: Mapped[datetime] = mapped_column(UtcDateTime())
+    sla_resolve_due: Mapped[datetime] = mapped_column(UtcDateTime())
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    reopen_count: Mapped[int] = mapped_column(Integer, default=0)
+    assignee_crew_id: Mapped[str | None] = mapped_column(String(64))
+    last_seq: Mapped[int] = mapped_column(Integer, default=0)  # seq of the newest event
+
+    events: Mapped[list[IncidentEventRow]] = relationship(
+        back_populates="incident", order_by="IncidentEventRow.seq"
+    )
+
+    __table_args__ = (
+        Index(
+            "uq_incidents_active_key",
+            "rule_id",
+            "zone_id",
+            "hazard",
+            unique=True,
+            postgresql_where=text(ACTIVE_WHERE),
+            sqlite_where=text(ACTIVE_WHERE),
+        ),
+        Index("ix_incidents_zone_id_workflow_state", "zone_id", "workflow_state"),
+        _one_of("hazard", Hazard),
+        _one_of("zone_level", ZoneLevel),
+        _one_of("condition_state", ConditionState),
+        _one_of("workflow_state", WorkflowState),
+        CheckConstraint("severity_current BETWEEN 1 AND 4", name="severity_current"),
+        CheckConstraint("severity_max BETWEEN 1 AND 4", name="severity_max"),
+        CheckConstraint("severity_max >= severity_current", name="severity_max_ge_current"),
+        CheckConstraint("reopen_count >= 0", name="reopen_count"),
+    )
+
+
+class IncidentEventRow(Base):
+    __tablename__ = "incident_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    recorded_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    kind: Mapped[EventKind] = mapped_column(EnumText(EventKind))
+    from_state: Mapped[str | None] = mapped_column(String(32))
+    to_state: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(Text)
+
+    incident: Mapped[IncidentRow] = relationship(back_populates="events")
+
+    __table_args__ = (UniqueConstraint("incident_id", "seq"), _one_of("kind", EventKind))

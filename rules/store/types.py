@@ -1,0 +1,143 @@
+"""What the incident store hands out: frozen records, update outcomes and its errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from pantau.incidents import (
+    ConditionState,
+    DedupKey,
+    Evidence,
+    Severity,
+    WorkflowState,
+)
+from pantau.zones import ZoneLevel
+
+# Workflow states in which an incident no longer counts as active for its dedup key: a
+# new ACTIVE condition for the key opens a new incident. SUPPRESSED stays active on
+# purpose: suppression silences a key, it must not spawn a fresh incident on the next
+# reading. The partial unique index in the migration lists the same states.
+INACTIVE_WORKFLOW: frozenset[WorkflowState] = frozenset(
+    {WorkflowState.RESOLVED, WorkflowState.CLOSED}
+)
+
+
+class EventKind(StrEnum):
+    CONDITION = "condition"  # what the data says (actor "rules")
+    WORKFLOW = "workflow"  # what people did
+    SEVERITY = "severity"
+    SLA = "sla"  # due times set or tightened
+
+
+class UpdateKind(StrEnum):
+    OPENED = "opened"
+    UPDATED = "updated"
+    CLEARED = "cleared"
+    IGNORED = "ignored"  # nothing changed: a duplicate, a stale change or no incident
+
+
+RULES_ACTOR = "rules"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IncidentEvent:
+    """One entry of an incident's timeline, which is also its audit log."""
+
+    incident_id: int
+    seq: int  # 1, 2, 3 ... per incident: the timeline order
+    at: datetime  # event time for condition changes, the actor's time for workflow
+    recorded_at: datetime  # when the store wrote it (the store's clock)
+    kind: EventKind
+    from_state: str | None
+    to_state: str
+    actor: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Incident:
+    id: int
+    key: DedupKey
+    zone_level: ZoneLevel
+    agency: str | None
+    condition_state: ConditionState
+    condition_at: datetime  # event time of the latest condition change applied
+    workflow_state: WorkflowState
+    severity_current: Severity
+    severity_max: Severity
+    evidence: Evidence
+    opened_at: datetime  # event time of the ACTIVE that opened it
+    sla_ack_due: datetime
+    sla_resolve_due: datetime
+    acknowledged_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    reopen_count: int
+    assignee_crew_id: str | None
+
+    @property
+    def is_active(self) -> bool:
+        return self.workflow_state not in INACTIVE_WORKFLOW
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IncidentDetail:
+    incident: Incident
+    timeline: tuple[IncidentEvent, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IncidentUpdate:
+    """The outcome of applying one ConditionChange."""
+
+    kind: UpdateKind
+    incident: Incident | None  # None only when ignored without an incident
+    events: tuple[IncidentEvent, ...]  # appended by this change (empty when ignored)
+    note: str = ""  # why it was ignored, for logs
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Placement:
+    """Where an incident sits: its zone level and the agency that answers for it."""
+
+    zone_level: ZoneLevel
+    agency: str | None
+
+
+class StoreError(Exception):
+    pass
+
+
+class IncidentNotFound(StoreError):
+    def __init__(self, incident_id: int) -> None:
+        super().__init__(f"incident {incident_id} does not exist")
+        self.incident_id = incident_id
+
+
+class InvalidTransition(StoreError):
+    """A workflow move that WORKFLOW_TRANSITIONS (or the one-active-per-key rule) refuses."""
+
+    def __init__(self, incident_id: int, from_state: WorkflowState, to: WorkflowState, why: str):
+        super().__init__(f"incident {incident_id}: cannot go {from_state} -> {to}: {why}")
+        self.incident_id = incident_id
+        self.from_state = from_state
+        self.to = to
+        self.why = why
+
+
+__all__ = [
+    "INACTIVE_WORKFLOW",
+    "RULES_ACTOR",
+    "EventKind",
+    "Incident",
+    "IncidentDetail",
+    "IncidentEvent",
+    "IncidentNotFound",
+    "IncidentUpdate",
+    "InvalidTransition",
+    "Placement",
+    "StoreError",
+    "UpdateKind",
+]
