@@ -3,9 +3,9 @@
 paho reads each packet's header a byte per recv() call and handles one packet per
 select(); at tens of thousands of QoS 1 messages a second that, not Pantau's work,
 is the ceiling (measured: ~6,000 msg/s with an empty on_message). Wrapping the socket
-in a read buffer that reports `pending()` (the hook paho already uses for TLS and
-WebSocket sockets) lets one recv() feed hundreds of packets and one loop pass handle
-them.
+in a read buffer that hands paho whole packets and reports `pending()` (the hook paho
+already uses for TLS and WebSocket sockets) lets one recv() feed hundreds of packets
+and one loop pass handle them.
 
 paho also builds its MQTT v5 property tables from scratch for every received packet
 (two dict literals and a 27-name scan per PUBLISH: a third of the receive time).
@@ -24,7 +24,9 @@ from typing import Any, ClassVar
 
 import paho.mqtt._packet as paho_packet
 import paho.mqtt.client as mqtt
+from paho.mqtt.client import time_func
 from paho.mqtt.enums import MQTTErrorCode
+from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.properties import Properties
 
 _PUBACK = struct.Struct("!BBH")
@@ -41,6 +43,8 @@ class BufferedSocket:
         self._pos = 0
 
     def recv(self, bufsize: int) -> bytes:
+        """Plain reads from the buffer. paho's own reader is replaced by `read_packet`, but
+        anything else that reads must not bypass buffered bytes."""
         if self._pos >= len(self._buf):
             data: bytes = self._sock.recv(READ_CHUNK)  # raises BlockingIOError when empty
             if not data:
@@ -51,10 +55,52 @@ class BufferedSocket:
         self._pos = min(end, len(self._buf))
         return out
 
+    def read_packet(self) -> tuple[int, bytes]:
+        """One whole MQTT packet: (fixed-header byte, the rest after the length).
+
+        Reads from the socket only when the buffer holds no whole packet; raises
+        BlockingIOError when the socket has no more yet (a partial packet stays
+        buffered), ConnectionResetError when the peer closed.
+        """
+        while True:
+            packet = self._whole_packet(consume=True)
+            if packet is not None:
+                return packet
+            data: bytes = self._sock.recv(READ_CHUNK)  # raises BlockingIOError when empty
+            if not data:
+                raise ConnectionResetError("connection closed by the broker")
+            self._buf = self._buf[self._pos :] + data
+            self._pos = 0
+
+    def _whole_packet(self, *, consume: bool) -> tuple[int, bytes] | None:
+        buf, pos, size = self._buf, self._pos, len(self._buf)
+        if size - pos < 2:
+            return None
+        length, multiplier, i = 0, 1, pos + 1
+        while True:  # MQTT "remaining length": 1 to 4 bytes, 7 bits each
+            if i >= size:
+                return None
+            byte = buf[i]
+            i += 1
+            length += (byte & 0x7F) * multiplier
+            if byte < 0x80:
+                break
+            multiplier *= 128
+            if i - pos > 4:
+                raise MalformedPacket("remaining length longer than 4 bytes")
+        end = i + length
+        if end > size:
+            return None
+        if consume:
+            self._pos = end
+        return buf[pos], buf[i:end]
+
     def pending(self) -> int:
-        """Bytes read from the kernel and not yet handed to paho (paho skips select())."""
-        inner = self._sock.pending() if hasattr(self._sock, "pending") else 0
-        return len(self._buf) - self._pos + int(inner)
+        """Bytes of whole packets waiting in the buffer. paho skips select() while this is
+        non-zero, so a partial packet must count as nothing: select() waits for the rest."""
+        if self._whole_packet(consume=False) is None:
+            return 0
+        return len(self._buf) - self._pos
 
     def send(self, data: bytes) -> int:
         sent: int = self._sock.send(data)
@@ -69,6 +115,20 @@ class BufferedSocket:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
+
+
+def _in_packet(command: int, body: bytes) -> Any:
+    """paho's incoming-packet record, as its own reader leaves it after a whole packet."""
+    return {
+        "command": command,
+        "have_remaining": 1 if command else 0,
+        "remaining_count": [],
+        "remaining_mult": 1,
+        "remaining_length": len(body),
+        "packet": body if command else bytearray(b""),
+        "to_process": 0,
+        "pos": 0,
+    }
 
 
 _PRIVATE = frozenset({"packetType", "types", "names", "properties"})
@@ -111,6 +171,31 @@ class BufferedClient(mqtt.Client):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         install_lean_properties()
         super().__init__(*args, **kwargs)
+
+    def _packet_read(self) -> MQTTErrorCode:
+        """paho's packet reader, fed whole packets from the buffer (paho reads the fixed
+        header a byte per recv()); what follows the read is paho's own handling."""
+        sock = self._sock
+        if not isinstance(sock, BufferedSocket):
+            rc: MQTTErrorCode = super()._packet_read()
+            return rc
+        try:
+            command, body = sock.read_packet()
+        except BlockingIOError:
+            return MQTTErrorCode.MQTT_ERR_AGAIN
+        except MalformedPacket:
+            return MQTTErrorCode.MQTT_ERR_PROTOCOL
+        except OSError:
+            return MQTTErrorCode.MQTT_ERR_CONN_LOST
+        self._in_packet = _in_packet(command, body)
+        with self._msgtime_mutex:
+            self._last_bytes_received = time_func()
+        try:
+            rc = self._packet_handle()
+        except MalformedPacket:
+            rc = MQTTErrorCode.MQTT_ERR_PROTOCOL
+        self._in_packet = _in_packet(0, b"")
+        return rc
 
     def _create_socket(self) -> Any:
         return BufferedSocket(super()._create_socket())

@@ -5,6 +5,8 @@ from __future__ import annotations
 import socket
 from typing import Any
 
+import pytest
+from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -35,24 +37,35 @@ def test_lean_properties_decode_like_stock_paho() -> None:
     assert fresh.json() == {}
 
 
-def test_buffered_socket_hands_out_bytes_in_order_and_reports_pending() -> None:
+def test_buffered_socket_hands_out_whole_packets_and_waits_for_partial_ones() -> None:
     left, right = socket.socketpair()
     left.setblocking(False)
     try:
         buffered = BufferedSocket(left)
-        right.sendall(b"abcdefgh")
-        assert buffered.recv(1) == b"a"
-        assert buffered.pending() == 7
-        assert buffered.recv(3) == b"bcd"
-        assert buffered.recv(100) == b"efgh"
-        assert buffered.pending() == 0
-        try:
-            buffered.recv(1)
-        except BlockingIOError:
-            pass
-        else:
-            raise AssertionError("an empty non-blocking socket must raise BlockingIOError")
+        puback = bytes([0x40, 0x02, 0x00, 0x07])
+        big_body = b"x" * 300  # remaining length 300 needs two bytes: 0xAC 0x02
+        publish = bytes([0x32, 0xAC, 0x02]) + big_body
+        right.sendall(puback + publish[:100])
+        assert buffered.read_packet() == (0x40, b"\x00\x07")
+        assert buffered.pending() == 0  # only part of the PUBLISH is here: wait in select()
+        with pytest.raises(BlockingIOError):
+            buffered.read_packet()
+        right.sendall(publish[100:] + puback)
+        assert buffered.read_packet() == (0x32, big_body)
+        assert buffered.pending() == 4
+        assert buffered.read_packet() == (0x40, b"\x00\x07")
+        right.sendall(bytes([0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01]))
+        with pytest.raises(MalformedPacket):
+            buffered.read_packet()
         right.close()
-        assert buffered.recv(1) == b""  # peer closed
     finally:
         left.close()
+
+
+def test_buffered_socket_reports_a_closed_connection() -> None:
+    left, right = socket.socketpair()
+    left.setblocking(False)
+    right.close()
+    with pytest.raises(ConnectionResetError):
+        BufferedSocket(left).read_packet()
+    left.close()
