@@ -13,6 +13,7 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
+import sqlalchemy as sa
 import urllib3
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
@@ -24,6 +25,7 @@ from pantau.local import LocalStack, ServiceError
 from pantau.local.influxd import Influxd
 from pantau.local.mosquitto import Mosquitto, MosquittoOptions
 from pantau.local.ports import accepts_connections, free_port, free_ports
+from pantau.local.postgres import Postgres
 
 pytestmark = pytest.mark.integration
 
@@ -341,3 +343,14 @@ def _wait_for(condition: Callable[[], bool], timeout_s: float = TIMEOUT_S) -> No
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.05)
+
+
+def test_private_postgres_serves_fresh_databases(postgres_url: str, postgres: Postgres) -> None:
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("CREATE TABLE t (x int)"))
+        conn.execute(sa.text("INSERT INTO t VALUES (41), (1)"))
+        assert conn.execute(sa.text("SELECT sum(x) FROM t")).scalar_one() == 42
+        port = conn.execute(sa.text("SHOW port")).scalar_one()
+    engine.dispose()
+    assert int(port) == postgres.port != 5432  # never the machine's own server
