@@ -16,6 +16,8 @@ logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 DEFAULT_URL = "sqlite:///run/pantau.db"
+# Its own version table, so other SQL parts of Pantau can keep their own migration chains.
+VERSION_TABLE = "alembic_version_incidents"
 
 
 def make_engine(url: str) -> Engine:

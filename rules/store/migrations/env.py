@@ -9,9 +9,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
+from rules.store.migrate import VERSION_TABLE
 from rules.store.models import Base
-
-VERSION_TABLE = "alembic_version_incidents"
 
 
 def _run(connection: Connection) -> None:

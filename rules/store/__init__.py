@@ -1,0 +1,49 @@
+"""Incidents in SQL: SQLAlchemy 2 models, Alembic migrations, the store and SLA policy.
+
+migrate("sqlite:///run/pantau.db")              # or: python -m rules.store migrate URL
+store = IncidentStore(url, load_sla_policy(), SystemClock())
+update = store.apply(change)                     # from the rule engine
+store.transition(update.incident.id, WorkflowState.ACKNOWLEDGED, "op:ani", "on it")
+"""
+
+from rules.store.migrate import DEFAULT_URL, make_engine, migrate
+from rules.store.sla import SlaPolicy, SlaTarget, load_sla_policy
+from rules.store.store import DEFAULT_AGENCY, IncidentStore, default_placement
+from rules.store.types import (
+    INACTIVE_WORKFLOW,
+    RULES_ACTOR,
+    EventKind,
+    Incident,
+    IncidentDetail,
+    IncidentEvent,
+    IncidentNotFound,
+    IncidentUpdate,
+    InvalidTransition,
+    Placement,
+    StoreError,
+    UpdateKind,
+)
+
+__all__ = [
+    "DEFAULT_AGENCY",
+    "DEFAULT_URL",
+    "INACTIVE_WORKFLOW",
+    "RULES_ACTOR",
+    "EventKind",
+    "Incident",
+    "IncidentDetail",
+    "IncidentEvent",
+    "IncidentNotFound",
+    "IncidentStore",
+    "IncidentUpdate",
+    "InvalidTransition",
+    "Placement",
+    "SlaPolicy",
+    "SlaTarget",
+    "StoreError",
+    "UpdateKind",
+    "default_placement",
+    "load_sla_policy",
+    "make_engine",
+    "migrate",
+]

@@ -1,0 +1,512 @@
+"""The incident store: turns the rule engine's ConditionChanges into incidents in SQL and
+moves incidents through their workflow, appending every transition to the timeline.
+
+One active incident per dedup key is enforced by the database (a partial unique index,
+see migrations/versions/0001_incidents.py), not only by this code, so two rule processes
+racing on the same first ACTIVE still give one incident: the loser's INSERT fails, it
+re-reads and applies its change as an update.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, Select, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from pantau.clock import Clock
+from pantau.incidents import (
+    WORKFLOW_TRANSITIONS,
+    ConditionChange,
+    ConditionState,
+    DedupKey,
+    Evidence,
+    Hazard,
+    Severity,
+    WorkflowState,
+)
+from pantau.zones import ZoneLevel
+
+from .migrate import make_engine, migrate
+from .models import IncidentEventRow, IncidentRow
+from .sla import SlaPolicy
+from .types import (
+    INACTIVE_WORKFLOW,
+    RULES_ACTOR,
+    EventKind,
+    Incident,
+    IncidentDetail,
+    IncidentEvent,
+    IncidentNotFound,
+    IncidentUpdate,
+    InvalidTransition,
+    Placement,
+    UpdateKind,
+)
+
+logger = logging.getLogger(__name__)
+
+# Which agency answers for a hazard when the caller does not say (Pantau defaults,
+# agency ids from config/agencies.yaml).
+DEFAULT_AGENCY: dict[Hazard, str] = {
+    Hazard.FLOOD: "bpbd",
+    Hazard.HEAVY_RAIN: "bpbd",
+    Hazard.PUMP_FAILURE: "pupr",
+    Hazard.ROAD_DAMAGE: "pupr",
+    Hazard.TRAFFIC_JAM: "dishub",
+    Hazard.SENSOR_OFFLINE: "diskominfo",
+    Hazard.SENSOR_STUCK: "diskominfo",
+    Hazard.BATTERY_LOW: "diskominfo",
+    Hazard.DATA_QUALITY: "diskominfo",
+    Hazard.CAMERA_FAULT: "diskominfo",
+}
+
+_ZONE_PREFIXES: tuple[tuple[str, ZoneLevel], ...] = (
+    ("kel-", ZoneLevel.KELURAHAN),
+    ("kec-", ZoneLevel.KECAMATAN),
+    ("kota-", ZoneLevel.KOTA),
+)
+
+
+def default_placement(change: ConditionChange) -> Placement:
+    """Zone level from the zone id's prefix (pantau.zones ids), agency by hazard."""
+    for prefix, level in _ZONE_PREFIXES:
+        if change.key.zone_id.startswith(prefix):
+            return Placement(zone_level=level, agency=DEFAULT_AGENCY.get(change.key.hazard))
+    raise ValueError(
+        f"zone id {change.key.zone_id!r} has no kel-/kec-/kota- prefix: "
+        "pass IncidentStore(place=...) to place incidents in such zones"
+    )
+
+
+def _fmt(when: datetime) -> str:
+    return when.isoformat(timespec="seconds")
+
+
+def _minutes(delta: timedelta) -> str:
+    return f"{delta.total_seconds() / 60:g} min"
+
+
+@dataclass
+class _Pending:
+    """Events collected while one transaction changes one incident."""
+
+    row: IncidentRow
+    at_now: datetime
+    events: list[IncidentEventRow] = field(default_factory=list)
+
+    def add(
+        self,
+        kind: EventKind,
+        from_state: str | None,
+        to_state: str,
+        *,
+        at: datetime,
+        actor: str,
+        reason: str,
+    ) -> None:
+        self.row.last_seq += 1
+        self.events.append(
+            IncidentEventRow(
+                seq=self.row.last_seq,
+                at=at,
+                recorded_at=self.at_now,
+                kind=kind,
+                from_state=from_state,
+                to_state=to_state,
+                actor=actor,
+                reason=reason,
+            )
+        )
+        self.row.events.append(self.events[-1])
+
+
+class IncidentStore:
+    def __init__(
+        self,
+        engine_or_url: Engine | str,
+        sla_policy: SlaPolicy,
+        clock: Clock,
+        *,
+        place: Callable[[ConditionChange], Placement] = default_placement,
+        migrate_schema: bool = False,
+    ) -> None:
+        """`migrate_schema=True` applies the migrations first (embedded SQLite default);
+        services sharing a PostgreSQL database should run `migrate(url)` once instead."""
+        self._owns_engine = isinstance(engine_or_url, str)
+        self.engine = (
+            make_engine(engine_or_url) if isinstance(engine_or_url, str) else engine_or_url
+        )
+        if migrate_schema:
+            migrate(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._sla = sla_policy
+        self._clock = clock
+        self._place = place
+
+    def close(self) -> None:
+        if self._owns_engine:
+            self.engine.dispose()
+
+    # -- the rule engine's side ---------------------------------------------------------
+
+    def apply(self, change: ConditionChange) -> IncidentUpdate:
+        """Act on one condition change; idempotent (the same change twice is IGNORED)."""
+        _check_change(change)
+        for attempt in (1, 2):
+            try:
+                with self._sessions() as session, session.begin():
+                    row = self._active_row(session, change.key, lock=True)
+                    if row is None:
+                        if change.state is not ConditionState.ACTIVE:
+                            return IncidentUpdate(
+                                kind=UpdateKind.IGNORED,
+                                incident=None,
+                                events=(),
+                                note=f"{change.state} for {change.key} without an active incident",
+                            )
+                        pending = self._open(session, change)
+                        session.flush()  # the partial unique index speaks here
+                        return _result(UpdateKind.OPENED, pending)
+                    return self._update(row, change)
+            except IntegrityError:
+                if attempt == 2:
+                    raise
+                # Another process opened the incident for this key between our read and
+                # our insert: read again and apply the change to that incident.
+                logger.info("incident for %s opened concurrently; applying as update", change.key)
+        raise AssertionError("unreachable")
+
+    def _open(self, session: Session, change: ConditionChange) -> _Pending:
+        assert change.severity is not None and change.evidence is not None
+        placement = self._place(change)
+        target = self._sla.target(change.key.hazard, change.severity)
+        ev = change.evidence
+        row = IncidentRow(
+            rule_id=change.key.rule_id,
+            zone_id=change.key.zone_id,
+            hazard=change.key.hazard,
+            zone_level=placement.zone_level,
+            agency=placement.agency,
+            condition_state=ConditionState.ACTIVE,
+            condition_at=change.at,
+            workflow_state=WorkflowState.OPEN,
+            severity_current=change.severity,
+            severity_max=change.severity,
+            evidence_device_ids=",".join(sorted(set(ev.device_ids))),
+            evidence_metric=ev.metric,
+            evidence_peak_value=ev.peak_value,
+            evidence_first_at=ev.first_at,
+            evidence_last_at=ev.last_at,
+            opened_at=change.at,
+            sla_ack_due=change.at + target.ack,
+            sla_resolve_due=change.at + target.resolve,
+            reopen_count=0,
+            last_seq=0,
+        )
+        session.add(row)
+        p = _Pending(row, self._clock.now())
+        sev = change.severity.name.lower()
+        p.add(
+            EventKind.CONDITION,
+            None,
+            "active",
+            at=change.at,
+            actor=RULES_ACTOR,
+            reason=change.reason,
+        )
+        p.add(EventKind.SEVERITY, None, sev, at=change.at, actor=RULES_ACTOR, reason=change.reason)
+        p.add(EventKind.WORKFLOW, None, "open", at=change.at, actor=RULES_ACTOR, reason="opened")
+        p.add(
+            EventKind.SLA,
+            None,
+            sev,
+            at=change.at,
+            actor=RULES_ACTOR,
+            reason=(
+                f"{change.key.hazard} {sev}: acknowledge by {_fmt(row.sla_ack_due)}"
+                f" ({_minutes(target.ack)}), resolve by {_fmt(row.sla_resolve_due)}"
+                f" ({_minutes(target.resolve)})"
+            ),
+        )
+        return p
+
+    def _update(self, row: IncidentRow, change: ConditionChange) -> IncidentUpdate:
+        if change.at < row.condition_at:
+            return IncidentUpdate(
+                kind=UpdateKind.IGNORED,
+                incident=_incident(row),
+                events=(),
+                note=f"stale: {_fmt(change.at)} is before {_fmt(row.condition_at)}",
+            )
+        p = _Pending(row, self._clock.now())
+        changed = False
+        if change.state is not row.condition_state:
+            p.add(
+                EventKind.CONDITION,
+                row.condition_state.value,
+                change.state.value,
+                at=change.at,
+                actor=RULES_ACTOR,
+                reason=change.reason,
+            )
+            row.condition_state = change.state
+            changed = True
+        if change.severity is not None and change.severity is not row.severity_current:
+            self._change_severity(p, change, change.severity)
+            changed = True
+        if change.evidence is not None and self._merge_evidence(row, change.evidence):
+            changed = True
+        if change.at > row.condition_at:
+            row.condition_at = change.at
+            changed = True
+        if not changed:
+            return IncidentUpdate(
+                kind=UpdateKind.IGNORED, incident=_incident(row), events=(), note="duplicate"
+            )
+        cleared = change.state is ConditionState.CLEARED and any(
+            e.kind is EventKind.CONDITION for e in p.events
+        )
+        return _result(UpdateKind.CLEARED if cleared else UpdateKind.UPDATED, p)
+
+    def _change_severity(self, p: _Pending, change: ConditionChange, new: Severity) -> None:
+        row = p.row
+        old = row.severity_current
+        p.add(
+            EventKind.SEVERITY,
+            old.name.lower(),
+            new.name.lower(),
+            at=change.at,
+            actor=RULES_ACTOR,
+            reason=change.reason,
+        )
+        row.severity_current = new
+        row.severity_max = max(row.severity_max, new)
+        # A rise tightens the due times still open; a fall never loosens them.
+        target = self._sla.target(row.hazard, new)
+        tightened: list[str] = []
+        if row.acknowledged_at is None and row.opened_at + target.ack < row.sla_ack_due:
+            row.sla_ack_due = row.opened_at + target.ack
+            tightened.append(f"acknowledge by {_fmt(row.sla_ack_due)}")
+        if row.resolved_at is None and row.opened_at + target.resolve < row.sla_resolve_due:
+            row.sla_resolve_due = row.opened_at + target.resolve
+            tightened.append(f"resolve by {_fmt(row.sla_resolve_due)}")
+        if tightened:
+            p.add(
+                EventKind.SLA,
+                old.name.lower(),
+                new.name.lower(),
+                at=change.at,
+                actor=RULES_ACTOR,
+                reason=f"severity rose to {new.name.lower()}: " + ", ".join(tightened),
+            )
+
+    @staticmethod
+    def _merge_evidence(row: IncidentRow, ev: Evidence) -> bool:
+        """Devices accumulate, the span widens, metric and peak follow the latest change
+        (the rule knows whether its extreme is a maximum or a minimum)."""
+        before = (
+            row.evidence_device_ids,
+            row.evidence_metric,
+            row.evidence_peak_value,
+            row.evidence_first_at,
+            row.evidence_last_at,
+        )
+        devices = set(filter(None, row.evidence_device_ids.split(","))) | set(ev.device_ids)
+        row.evidence_device_ids = ",".join(sorted(devices))
+        row.evidence_metric = ev.metric
+        row.evidence_peak_value = ev.peak_value
+        row.evidence_first_at = min(row.evidence_first_at, ev.first_at)
+        row.evidence_last_at = max(row.evidence_last_at, ev.last_at)
+        after = (
+            row.evidence_device_ids,
+            row.evidence_metric,
+            row.evidence_peak_value,
+            row.evidence_first_at,
+            row.evidence_last_at,
+        )
+        return before != after
+
+    # -- the people's side --------------------------------------------------------------
+
+    def transition(
+        self,
+        incident_id: int,
+        to: WorkflowState,
+        actor: str,
+        reason: str,
+        at: datetime | None = None,
+        *,
+        crew_id: str | None = None,
+    ) -> IncidentUpdate:
+        """Move an incident's workflow; refused moves raise InvalidTransition.
+
+        `at` defaults to the store's clock. `crew_id` sets the assignee (on dispatch).
+        Reopening (resolved/closed -> open) counts in reopen_count and clears
+        resolved_at / closed_at; it is refused while another incident is active for
+        the same key.
+        """
+        if not actor or not reason:
+            raise ValueError("a workflow transition needs an actor and a reason (audit log)")
+        when = at or self._clock.now()
+        if when.tzinfo is None:
+            raise ValueError("transition time must be tz-aware")
+        try:
+            with self._sessions() as session, session.begin():
+                row = session.get(IncidentRow, incident_id, with_for_update=True)
+                if row is None:
+                    raise IncidentNotFound(incident_id)
+                frm = row.workflow_state
+                allowed = WORKFLOW_TRANSITIONS[frm]
+                if to not in allowed:
+                    why = (
+                        "it is already there"
+                        if to is frm
+                        else f"from {frm} only {', '.join(sorted(allowed))} are allowed"
+                    )
+                    raise InvalidTransition(incident_id, frm, to, why)
+                p = _Pending(row, self._clock.now())
+                p.add(EventKind.WORKFLOW, frm.value, to.value, at=when, actor=actor, reason=reason)
+                row.workflow_state = to
+                if to is WorkflowState.ACKNOWLEDGED and row.acknowledged_at is None:
+                    row.acknowledged_at = when
+                elif to is WorkflowState.RESOLVED:
+                    row.resolved_at = when
+                elif to is WorkflowState.CLOSED:
+                    row.closed_at = when
+                elif to is WorkflowState.OPEN and frm in INACTIVE_WORKFLOW:
+                    row.reopen_count += 1
+                    row.resolved_at = None
+                    row.closed_at = None
+                if crew_id is not None:
+                    row.assignee_crew_id = crew_id
+                session.flush()
+                return _result(UpdateKind.UPDATED, p)
+        except IntegrityError as err:
+            key = self._key_of(incident_id)
+            other = self.by_key(key) if key is not None else None
+            raise InvalidTransition(
+                incident_id,
+                WorkflowState.RESOLVED if other is None else other.workflow_state,
+                to,
+                f"incident {other.id if other else '?'} is already active for {key}",
+            ) from err
+
+    # -- queries ------------------------------------------------------------------------
+
+    def get(self, incident_id: int) -> IncidentDetail | None:
+        with self._sessions() as session:
+            row = session.get(IncidentRow, incident_id)
+            if row is None:
+                return None
+            return IncidentDetail(
+                incident=_incident(row), timeline=tuple(_event(e) for e in row.events)
+            )
+
+    def active(self, zone_id: str | None = None) -> list[Incident]:
+        """Active incidents (not resolved or closed), most severe first, then oldest."""
+        query = select(IncidentRow).where(IncidentRow.workflow_state.not_in(INACTIVE_WORKFLOW))
+        if zone_id is not None:
+            query = query.where(IncidentRow.zone_id == zone_id)
+        query = query.order_by(
+            IncidentRow.severity_current.desc(), IncidentRow.opened_at, IncidentRow.id
+        )
+        with self._sessions() as session:
+            return [_incident(r) for r in session.scalars(query)]
+
+    def by_key(self, key: DedupKey) -> Incident | None:
+        """The active incident for `key`, if any."""
+        with self._sessions() as session:
+            row = self._active_row(session, key, lock=False)
+            return None if row is None else _incident(row)
+
+    def history(self, key: DedupKey) -> list[Incident]:
+        """Every incident the key ever had, oldest first."""
+        with self._sessions() as session:
+            rows = session.scalars(_key_query(key).order_by(IncidentRow.id))
+            return [_incident(r) for r in rows]
+
+    def _key_of(self, incident_id: int) -> DedupKey | None:
+        with self._sessions() as session:
+            row = session.get(IncidentRow, incident_id)
+            return None if row is None else DedupKey(row.rule_id, row.zone_id, row.hazard)
+
+    @staticmethod
+    def _active_row(session: Session, key: DedupKey, *, lock: bool) -> IncidentRow | None:
+        query = _key_query(key).where(IncidentRow.workflow_state.not_in(INACTIVE_WORKFLOW))
+        if lock:
+            query = query.with_for_update()
+        return session.scalars(query).one_or_none()
+
+
+def _key_query(key: DedupKey) -> Select[IncidentRow]:
+    return select(IncidentRow).where(
+        IncidentRow.rule_id == key.rule_id,
+        IncidentRow.zone_id == key.zone_id,
+        IncidentRow.hazard == key.hazard,
+    )
+
+
+def _check_change(change: ConditionChange) -> None:
+    if change.at.tzinfo is None:
+        raise ValueError(f"condition change for {change.key} has a naive time")
+    if change.state is ConditionState.ACTIVE and (
+        change.severity is None or change.evidence is None
+    ):
+        raise ValueError(f"an ACTIVE change for {change.key} needs a severity and evidence")
+
+
+def _result(kind: UpdateKind, p: _Pending) -> IncidentUpdate:
+    return IncidentUpdate(
+        kind=kind, incident=_incident(p.row), events=tuple(_event(e) for e in p.events)
+    )
+
+
+def _incident(row: IncidentRow) -> Incident:
+    return Incident(
+        id=row.id,
+        key=DedupKey(row.rule_id, row.zone_id, row.hazard),
+        zone_level=row.zone_level,
+        agency=row.agency,
+        condition_state=row.condition_state,
+        condition_at=row.condition_at,
+        workflow_state=row.workflow_state,
+        severity_current=row.severity_current,
+        severity_max=row.severity_max,
+        evidence=Evidence(
+            device_ids=tuple(filter(None, row.evidence_device_ids.split(","))),
+            metric=row.evidence_metric,
+            peak_value=row.evidence_peak_value,
+            first_at=row.evidence_first_at,
+            last_at=row.evidence_last_at,
+        ),
+        opened_at=row.opened_at,
+        sla_ack_due=row.sla_ack_due,
+        sla_resolve_due=row.sla_resolve_due,
+        acknowledged_at=row.acknowledged_at,
+        resolved_at=row.resolved_at,
+        closed_at=row.closed_at,
+        reopen_count=row.reopen_count,
+        assignee_crew_id=row.assignee_crew_id,
+    )
+
+
+def _event(row: IncidentEventRow) -> IncidentEvent:
+    return IncidentEvent(
+        incident_id=row.incident_id,
+        seq=row.seq,
+        at=row.at,
+        recorded_at=row.recorded_at,
+        kind=row.kind,
+        from_state=row.from_state,
+        to_state=row.to_state,
+        actor=row.actor,
+        reason=row.reason,
+    )
+
+
+__all__: Sequence[str] = ["DEFAULT_AGENCY", "IncidentStore", "default_placement"]
