@@ -355,6 +355,7 @@ class IncidentStore:
         when = at or self._clock.now()
         if when.tzinfo is None:
             raise ValueError("transition time must be tz-aware")
+        frm = WorkflowState.RESOLVED
         try:
             with self._sessions() as session, session.begin():
                 row = session.get(IncidentRow, incident_id, with_for_update=True)
@@ -391,7 +392,7 @@ class IncidentStore:
             other = self.by_key(key) if key is not None else None
             raise InvalidTransition(
                 incident_id,
-                WorkflowState.RESOLVED if other is None else other.workflow_state,
+                frm,
                 to,
                 f"incident {other.id if other else '?'} is already active for {key}",
             ) from err

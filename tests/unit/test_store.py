@@ -3,6 +3,7 @@ tests/integration/test_store_postgres.py, which imports them with its own `store
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -351,3 +352,29 @@ def test_migration_matches_models(db_url: str) -> None:
 
 def test_migrate_is_idempotent(db_url: str) -> None:
     migrate(db_url)  # already at head: nothing to do, no error
+
+
+def test_two_writers_on_sqlite_give_one_incident(db_url: str, clock: ManualClock) -> None:
+    """Two stores with their own engines (as two processes would have) on one file."""
+    stores = [IncidentStore(db_url, load_sla_policy(), clock) for _ in range(4)]
+    start = threading.Barrier(len(stores), timeout=20)
+    kinds: list[UpdateKind] = []
+    errors: list[BaseException] = []
+
+    def run(s: IncidentStore) -> None:
+        try:
+            start.wait()
+            kinds.append(s.apply(change()).kind)
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    assert sorted(kinds) == ["ignored"] * 3 + ["opened"]
+    assert len(stores[0].history(KEY)) == 1
+    for s in stores:
+        s.close()
