@@ -1,0 +1,192 @@
+"""The rule engine: readings in, ConditionChanges out, on event time.
+
+Readings are buffered and processed in event-time order (time, device, metric) once
+the watermark (the latest event time seen across the fleet minus the allowed
+lateness) has passed them. So the processing order does not depend on arrival order:
+a stream delivered twice and shuffled within the lateness bound yields the same
+changes as the ordered one. A reading older than the watermark already processed is
+too late and is dropped (counted); a second copy of a buffered reading is dropped
+(counted). Absence deadlines fire, in event-time order among the readings, when the
+watermark passes them, so an accelerated replay behaves exactly like real time.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from pantau.city import City
+from pantau.clock import Clock
+from pantau.incidents import ConditionChange
+from pantau.readings import Reading
+from rules.kinds import ANY_METRIC, Evaluator, build_evaluator
+from rules.rulespec import RuleSet
+
+log = logging.getLogger(__name__)
+
+_SeriesKey = tuple[str, str, datetime]  # device, metric, event time: a reading's identity
+
+
+@dataclass(slots=True)
+class EngineStats:
+    accepted: int = 0
+    late: int = 0  # older than the processed watermark (includes late duplicates)
+    duplicates: int = 0  # a second copy of a reading still in the buffer
+    unknown_device: int = 0
+
+
+class RuleEngine:
+    def __init__(self, city: City, rules: RuleSet, clock: Clock) -> None:
+        self._city = city
+        self._clock = clock
+        self._lateness = rules.lateness
+        self._evaluators: dict[str, Evaluator] = {
+            r.id: build_evaluator(r, city) for r in rules.rules
+        }
+        self._index: dict[tuple[str, str], list[Evaluator]] = {}
+        self._reindex()
+        self._buffer: list[tuple[datetime, str, str, Reading]] = []
+        self._buffered: set[_SeriesKey] = set()
+        self._max_seen: datetime | None = None
+        self._watermark: datetime | None = None  # everything before it is processed
+        self._started = False  # evaluators know the engine's first event time
+        self.stats = EngineStats()
+
+    @property
+    def watermark(self) -> datetime | None:
+        return self._watermark
+
+    @property
+    def rule_ids(self) -> tuple[str, ...]:
+        return tuple(self._evaluators)
+
+    def ingest(self, readings: Iterable[Reading]) -> list[ConditionChange]:
+        for r in readings:
+            if r.device_id not in self._city.devices:
+                self.stats.unknown_device += 1
+                continue
+            if self._watermark is not None and r.time < self._watermark:
+                self.stats.late += 1
+                continue
+            key = (r.device_id, r.metric, r.time)
+            if key in self._buffered:
+                self.stats.duplicates += 1
+                continue
+            self._buffered.add(key)
+            heapq.heappush(self._buffer, (r.time, r.device_id, r.metric, r))
+            self.stats.accepted += 1
+            if self._max_seen is None or r.time > self._max_seen:
+                self._max_seen = r.time
+        if self._max_seen is None:
+            return []
+        return self.advance_watermark(self._max_seen - self._lateness)
+
+    def advance_watermark(self, to: datetime) -> list[ConditionChange]:
+        """Process everything before `to`; the watermark never moves back."""
+        if self._watermark is not None and to <= self._watermark:
+            return []
+        out: list[ConditionChange] = []
+        if not self._started and not self._buffer:
+            self._start(to)  # a fleet that never said anything still ages
+        while self._buffer and self._buffer[0][0] < to:
+            _, _, _, r = heapq.heappop(self._buffer)
+            if not self._started:
+                # The earliest reading that is not late: the same whatever the arrival
+                # order, so absence baselines do not depend on it.
+                self._start(r.time)
+            self._buffered.discard((r.device_id, r.metric, r.time))
+            out += self._fire_deadlines(before=r.time)
+            device = self._city.devices[r.device_id]
+            for key in ((r.device_id, r.metric), (r.device_id, ANY_METRIC)):
+                for ev in self._index.get(key, ()):
+                    out += ev.on_reading(r, device)
+        out += self._fire_deadlines(before=to)
+        self._watermark = to
+        return out
+
+    def _start(self, at: datetime) -> None:
+        self._started = True
+        for ev in self._evaluators.values():
+            ev.start(at)
+
+    def tick(self) -> list[ConditionChange]:
+        """Move the watermark with the injected clock (a silent fleet still ages).
+
+        In a replay, give the engine the replay's clock; in service, the system clock.
+        """
+        return self.advance_watermark(self._clock.now() - self._lateness)
+
+    def _fire_deadlines(self, before: datetime) -> list[ConditionChange]:
+        out: list[ConditionChange] = []
+        while True:
+            due = [
+                (d, rid)
+                for rid, ev in self._evaluators.items()
+                if (d := ev.next_deadline()) is not None and d < before
+            ]
+            if not due:
+                return out
+            at, rid = min(due)
+            out += self._evaluators[rid].on_deadline(at)
+
+    def reload(self, rules: RuleSet) -> list[ConditionChange]:
+        """Swap the rule set: unchanged rules keep their state, changed ones start fresh.
+
+        Open keys of removed or changed rules are CLEARED at the watermark so no
+        incident stays open on a verdict nobody maintains any more.
+        """
+        out: list[ConditionChange] = []
+        fresh: dict[str, Evaluator] = {}
+        for rule in rules.rules:
+            old = self._evaluators.get(rule.id)
+            if old is not None and old.rule == rule:
+                fresh[rule.id] = old
+            else:
+                fresh[rule.id] = ev = build_evaluator(rule, self._city)
+                if self._started and self._watermark is not None:
+                    ev.start(self._watermark)
+        for rid, old in self._evaluators.items():
+            if fresh.get(rid) is not old and self._watermark is not None:
+                why = "changed" if rid in fresh else "removed"
+                out += old.close(self._watermark, f"rule {rid} {why} in a reload")
+        kept = sum(1 for rid, ev in fresh.items() if self._evaluators.get(rid) is ev)
+        log.info("rules reloaded: %d rules, %d kept their state", len(fresh), kept)
+        self._evaluators = fresh
+        self._lateness = rules.lateness
+        self._reindex()
+        return out
+
+    def current(self) -> list[ConditionChange]:
+        """The latest change of every open key (what a restarted store needs to see)."""
+        return [c for ev in self._evaluators.values() for c in ev.current()]
+
+    @classmethod
+    def rebuild(
+        cls,
+        city: City,
+        rules: RuleSet,
+        clock: Clock,
+        history: Iterable[Reading],
+        until: datetime | None = None,
+    ) -> tuple[RuleEngine, list[ConditionChange]]:
+        """A restarted rules process: replay recent history, return the open verdicts.
+
+        Re-emitted ACTIVE changes carry their episode's original `first_at`, so a store
+        that already holds the incident recognises it instead of opening a second one.
+        """
+        engine = cls(city, rules, clock)
+        engine.ingest(history)
+        if until is not None:
+            engine.advance_watermark(until)
+        return engine, engine.current()
+
+    def _reindex(self) -> None:
+        index: dict[tuple[str, str], list[Evaluator]] = {}
+        for ev in self._evaluators.values():
+            for device_id in ev.devices:
+                for metric in ev.metrics:
+                    index.setdefault((device_id, metric), []).append(ev)
+        self._index = index

@@ -1,0 +1,530 @@
+"""Rule kinds: one evaluator class per `kind`, registered by name in a plain registry.
+
+An evaluator watches a fixed set of devices, is fed their readings in event-time order
+by the engine and says, per dedup key (rule, zone, hazard), what the condition is.
+Kinds that wait for time to pass (absence) expose deadlines the engine fires once the
+watermark is past them. No evaluator reads a clock.
+"""
+
+from __future__ import annotations
+
+import heapq
+import operator
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import ClassVar, Generic, TypeVar
+
+from pantau.city import City
+from pantau.devices import Device
+from pantau.incidents import ConditionChange, ConditionState, DedupKey, Severity
+from pantau.readings import Reading
+from rules.rulespec import (
+    AbsenceRule,
+    CompositeRule,
+    Condition,
+    FlatlineRule,
+    RateOfChangeRule,
+    Rule,
+    ThresholdRule,
+    ZoneAggregateRule,
+    resolve_level,
+)
+from rules.state import Debounce, KeyTracker, worst
+
+S = ConditionState
+T = TypeVar("T")
+ANY_METRIC = "*"
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+
+
+class Registry(Generic[T]):
+    """Name -> implementation; registering a name twice is a start-up error."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._items: dict[str, T] = {}
+
+    def register(self, name: str) -> Callable[[T], T]:
+        def add(item: T) -> T:
+            if name in self._items:
+                raise ValueError(f"{self.what} {name!r} registered twice")
+            self._items[name] = item
+            return item
+
+        return add
+
+    def get(self, name: str) -> T:
+        try:
+            return self._items[name]
+        except KeyError:
+            known = ", ".join(sorted(self._items))
+            raise KeyError(f"unknown {self.what} {name!r} (known: {known})") from None
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(sorted(self._items))
+
+
+def zone_of(device: Device, zone_level: str) -> str:
+    return device.kecamatan_id if zone_level == "kecamatan" else device.kelurahan_id
+
+
+def _minutes(delta: timedelta) -> str:
+    return f"{delta.total_seconds() / 60:g} min"
+
+
+class Evaluator:
+    """Base of every kind: the watched devices, their zones and one tracker per zone."""
+
+    metrics: frozenset[str]  # metrics fed to on_reading; ANY_METRIC for all
+
+    def __init__(self, rule: Rule, city: City, kinds: Iterable[str] | None = None) -> None:
+        self.rule = rule
+        wanted = set(kinds if kinds is not None else rule.applies_to.kinds)
+        zones = set(rule.applies_to.zones)
+        self.devices: dict[str, Device] = {
+            d.id: d
+            for d in sorted(city.devices.values(), key=lambda d: d.id)
+            if d.kind in wanted
+            and (not zones or d.kelurahan_id in zones or d.kecamatan_id in zones)
+        }
+        self.zone_members: dict[str, list[str]] = {}
+        for d in self.devices.values():
+            self.zone_members.setdefault(zone_of(d, rule.zone_level), []).append(d.id)
+        self.trackers: dict[str, KeyTracker] = {}
+        self.units = {name: m.unit for name, m in city.catalogue.metrics.items()}
+
+    def tracker(self, zone: str, metric: str, higher_is_worse: bool = True) -> KeyTracker:
+        t = self.trackers.get(zone)
+        if t is None:
+            key = DedupKey(self.rule.id, zone, self.rule.hazard)
+            t = self.trackers[zone] = KeyTracker(key, metric, higher_is_worse)
+        return t
+
+    def zone(self, device: Device) -> str:
+        return zone_of(device, self.rule.zone_level)
+
+    def start(self, at: datetime) -> None:
+        """The engine's first event time (or the reload's watermark)."""
+
+    def on_reading(self, reading: Reading, device: Device) -> list[ConditionChange]:
+        raise NotImplementedError
+
+    def next_deadline(self) -> datetime | None:
+        return None
+
+    def on_deadline(self, at: datetime) -> list[ConditionChange]:
+        return []
+
+    def close(self, at: datetime, reason: str) -> list[ConditionChange]:
+        """CLEARED for every open key (the rule was removed or changed)."""
+        out = []
+        for t in self.trackers.values():
+            if t.open and (c := t.settle(at, S.CLEARED, None, reason=reason)) is not None:
+                out.append(c)
+        return out
+
+    def current(self) -> list[ConditionChange]:
+        return [t.last for t in self.trackers.values() if t.open and t.last is not None]
+
+
+EVALUATORS: Registry[Callable[[Rule, City], Evaluator]] = Registry("rule kind")
+
+
+@dataclass(slots=True)
+class _Series:
+    """Per-device state for kinds judged device by device, then combined per zone."""
+
+    debounce: Debounce
+    severity: Severity
+    value: float | None = None
+
+
+class _PerDevice(Evaluator):
+    """Each device has its own hold machine; the zone takes the most alarming one."""
+
+    higher_is_worse: ClassVar[bool] = True
+    evidence_metric: str = ANY_METRIC
+
+    def __init__(self, rule: Rule, city: City) -> None:
+        super().__init__(rule, city)
+        self.series: dict[str, _Series] = {}
+
+    def series_of(self, device_id: str, raise_for: timedelta, clear_for: timedelta) -> _Series:
+        s = self.series.get(device_id)
+        if s is None:
+            s = self.series[device_id] = _Series(Debounce(raise_for, clear_for), self.rule.severity)
+        return s
+
+    def settle_zone(self, at: datetime, device: Device, reason: str) -> list[ConditionChange]:
+        zone = self.zone(device)
+        members = [self.series[m] for m in self.zone_members[zone] if m in self.series]
+        named = [m for m in self.zone_members[zone] if m in self.series]
+        state = worst([s.debounce.state for s in members])
+        judged = [s for s in members if s.debounce.state is state]
+        severity = max((s.severity for s in judged), default=None)
+        breaching = tuple(
+            m for m, s in zip(named, members, strict=True) if s.debounce.state is not S.CLEARED
+        )
+        mine = self.series[device.id]
+        value = mine.value if mine.debounce.state is not S.CLEARED else None
+        tracker = self.tracker(zone, self.evidence_metric, self.higher_is_worse)
+        change = tracker.settle(at, state, severity, devices=breaching, value=value, reason=reason)
+        return [] if change is None else [change]
+
+
+@EVALUATORS.register("threshold")
+class ThresholdEvaluator(_PerDevice):
+    rule: ThresholdRule
+
+    def __init__(self, rule: Rule, city: City) -> None:
+        assert isinstance(rule, ThresholdRule)
+        super().__init__(rule, city)
+        self.metrics = frozenset({rule.metric})
+        self.evidence_metric = rule.metric
+        self.above = rule.direction == "above"
+        self.higher_is_worse = self.above  # type: ignore[misc]
+        steps = sorted(rule.steps, key=lambda s: s.severity)
+        self.levels: dict[str, tuple[float, float, list[tuple[Severity, float, float]]]] = {}
+        for d in self.devices.values():
+            raise_v = resolve_level(rule.raise_level, d)
+            clear_v = resolve_level(rule.clear_level, d)
+            if raise_v is None or clear_v is None:
+                continue  # validated at load; a device without levels is not watched
+            resolved = []
+            for s in steps:
+                at = resolve_level(s.at, d)
+                back = resolve_level(s.clear, d) if s.clear is not None else at
+                if at is not None and back is not None:
+                    resolved.append((s.severity, at, back))
+            self.levels[d.id] = (raise_v, clear_v, resolved)
+
+    def beyond(self, value: float, level: float) -> bool:
+        return value >= level if self.above else value <= level
+
+    def on_reading(self, reading: Reading, device: Device) -> list[ConditionChange]:
+        levels = self.levels.get(device.id)
+        if levels is None:
+            return []
+        raise_v, clear_v, steps = levels
+        rule = self.rule
+        v = reading.value
+        s = self.series_of(device.id, rule.raise_for, rule.clear_for)
+        s.value = v
+        clearing = v < clear_v if self.above else v > clear_v
+        state = s.debounce.update(
+            reading.time, breaching=self.beyond(v, raise_v), clearing=clearing
+        )
+        if state is S.CLEARED:
+            s.severity = rule.severity
+        else:
+            severity = rule.severity
+            for step_sev, at, back in steps:
+                held = s.severity >= step_sev and not (v < back if self.above else v > back)
+                if self.beyond(v, at) or held:
+                    severity = max(severity, step_sev)
+            s.severity = severity
+        unit = self.units.get(rule.metric, "")
+        sign = ">=" if self.above else "<="
+        if state is S.CLEARED or state is S.RECOVERING:
+            back_sign = "<" if self.above else ">"
+            reason = (
+                f"{rule.metric} {v:g} {unit} {back_sign} clear {clear_v:g} {unit} at {device.id}"
+            )
+        else:
+            reason = (
+                f"{rule.metric} {v:g} {unit} {sign} raise {raise_v:g} {unit} at {device.id}"
+                f" ({s.severity.name.lower()}, hold {_minutes(rule.raise_for)})"
+            )
+        return self.settle_zone(reading.time, device, reason)
+
+
+def _rate_per_min(window: deque[tuple[datetime, float]], span: timedelta) -> float | None:
+    """Rise per minute over the window, once at least half of it is covered."""
+    if len(window) < 2:
+        return None
+    (t0, v0), (t1, v1) = window[0], window[-1]
+    if t1 - t0 < span / 2:
+        return None
+    return (v1 - v0) / ((t1 - t0).total_seconds() / 60)
+
+
+def _push(
+    window: deque[tuple[datetime, float]], at: datetime, value: float, span: timedelta
+) -> None:
+    """Append and drop what is older than `span`, keeping one point at or before its start."""
+    window.append((at, value))
+    while len(window) >= 2 and window[1][0] <= at - span:
+        window.popleft()
+
+
+@EVALUATORS.register("rate_of_change")
+class RateOfChangeEvaluator(_PerDevice):
+    rule: RateOfChangeRule
+
+    def __init__(self, rule: Rule, city: City) -> None:
+        assert isinstance(rule, RateOfChangeRule)
+        super().__init__(rule, city)
+        self.metrics = frozenset({rule.metric})
+        self.evidence_metric = rule.metric
+        self.windows: dict[str, deque[tuple[datetime, float]]] = {}
+
+    def on_reading(self, reading: Reading, device: Device) -> list[ConditionChange]:
+        rule = self.rule
+        window = self.windows.setdefault(device.id, deque())
+        _push(window, reading.time, reading.value, rule.window)
+        rate = _rate_per_min(window, rule.window)
+        s = self.series_of(device.id, rule.raise_for, rule.clear_for)
+        s.value = rate
+        s.debounce.update(
+            reading.time,
+            breaching=rate is not None and rate >= rule.raise_per_min,
+            clearing=rate is not None and rate < rule.clear_per_min,
+        )
+        shown = "n/a" if rate is None else f"{rate:.2f}"
+        unit = self.units.get(rule.metric, "")
+        reason = (
+            f"{rule.metric} at {device.id} rising {shown} {unit}/min over"
+            f" {_minutes(rule.window)} (raise >= {rule.raise_per_min:g},"
+            f" clear < {rule.clear_per_min:g})"
+        )
+        return self.settle_zone(reading.time, device, reason)
+
+
+@EVALUATORS.register("flatline")
+class FlatlineEvaluator(_PerDevice):
+    rule: FlatlineRule
+
+    def __init__(self, rule: Rule, city: City) -> None:
+        assert isinstance(rule, FlatlineRule)
+        super().__init__(rule, city)
+        self.metrics = frozenset({rule.metric})
+        self.evidence_metric = rule.metric
+        self.windows: dict[str, deque[tuple[datetime, float]]] = {}
+        self.ranges: dict[str, float] = {}  # each device's spread over its latest window
+
+    def on_reading(self, reading: Reading, device: Device) -> list[ConditionChange]:
+        rule = self.rule
+        window = self.windows.setdefault(device.id, deque())
+        _push(window, reading.time, reading.value, rule.for_)
+        values = [v for _, v in window]
+        spread = max(values) - min(values)
+        self.ranges[device.id] = spread
+        covered = window[0][0] <= reading.time - rule.for_
+        stuck = covered and spread <= rule.epsilon
+        if stuck and rule.require_moving_peers:
+            peers = [m for m in self.zone_members[self.zone(device)] if m != device.id]
+            stuck = any(self.ranges.get(m, 0.0) > rule.epsilon for m in peers)
+        s = self.series_of(device.id, timedelta(0), timedelta(0))
+        s.value = reading.value
+        s.debounce.update(reading.time, breaching=stuck, clearing=not stuck)
+        reason = (
+            f"{rule.metric} at {device.id} changed {spread:g} (epsilon {rule.epsilon:g})"
+            f" in {_minutes(rule.for_)}"
+        )
+        return self.settle_zone(reading.time, device, reason)
+
+
+@EVALUATORS.register("absence")
+class AbsenceEvaluator(_PerDevice):
+    """No reading for `after`: judged when the watermark passes last_seen + after."""
+
+    rule: AbsenceRule
+
+    def __init__(self, rule: Rule, city: City) -> None:
+        assert isinstance(rule, AbsenceRule)
+        super().__init__(rule, city)
+        self.metrics = frozenset({rule.metric or ANY_METRIC})
+        self.evidence_metric = rule.metric or ANY_METRIC
+        self.last_seen: dict[str, datetime] = {}
+        self.deadlines: list[tuple[datetime, str]] = []
+
+    def start(self, at: datetime) -> None:
+        # Devices never heard from count as silent from the engine's first event time.
+        for device_id in self.devices:
+            if device_id not in self.last_seen:
+                self._seen(device_id, at)
+
+    def _seen(self, device_id: str, at: datetime) -> None:
+        self.last_seen[device_id] = at
+        heapq.heappush(self.deadlines, (at + self.rule.after, device_id))
+
+    def on_reading(self, reading: Reading, device: Device) -> list[ConditionChange]:
+        previous = self.last_seen.get(device.id)
+        if previous is not None and reading.time <= previous:
+            return []
+        self._seen(device.id, reading.time)
+        s = self.series_of(device.id, timedelta(0), timedelta(0))
+        if s.debounce.state is not S.ACTIVE:
+            return []
+        s.debounce.force(S.CLEARED, reading.time)
+        s.value = None
+        silent = reading.time - previous if previous is not None else timedelta(0)
+        reason = f"{device.id} reports again after {_minutes(silent)} of silence"
+        return self.settle_zone(reading.time, device, reason)
+
+    def _valid(self, deadline: datetime, device_id: str) -> bool:
+        return self.last_seen[device_id] + self.rule.after == deadline
+
+    def next_deadline(self) -> datetime | None:
+        while self.deadlines and not self._valid(*self.deadlines[0]):
+            heapq.heappop(self.deadlines)
+        return self.deadlines[0][0] if self.deadlines else None
+
+    def on_deadline(self, at: datetime) -> list[ConditionChange]:
+        out: list[ConditionChange] = []
+        while (nxt := self.next_deadline()) is not None and nxt <= at:
+            deadline, device_id = heapq.heappop(self.deadlines)
+            s = self.series_of(device_id, timedelta(0), timedelta(0))
+            s.debounce.force(S.ACTIVE, deadline)
+            s.value = self.rule.after.total_seconds() / 60
+            what = self.rule.metric or "reading"
+            reason = (
+                f"no {what} from {device_id} since"
+                f" {self.last_seen[device_id]:%Y-%m-%d %H:%M:%S}Z ({_minutes(self.rule.after)})"
+            )
+            out += self.settle_zone(deadline, self.devices[device_id], reason)
+        return out
+
+
+class _Probe:
+    """A per-device condition on its latest reading (or its rise per minute)."""
+
+    def __init__(self, cond: Condition, devices: dict[str, Device], kinds: set[str]) -> None:
+        self.cond = cond
+        self.compare = _OPS[cond.op]
+        self.levels = {
+            d.id: lv
+            for d in devices.values()
+            if d.kind in kinds and (lv := resolve_level(cond.value, d)) is not None
+        }
+        self.latest: dict[str, tuple[datetime, float]] = {}
+        self.windows: dict[str, deque[tuple[datetime, float]]] = {}
+
+    def feed(self, reading: Reading) -> None:
+        if reading.metric != self.cond.metric or reading.device_id not in self.levels:
+            return
+        if self.cond.of == "value":
+            self.latest[reading.device_id] = (reading.time, reading.value)
+            return
+        window = self.windows.setdefault(reading.device_id, deque())
+        _push(window, reading.time, reading.value, self.cond.window)
+        rate = _rate_per_min(window, self.cond.window)
+        if rate is None:
+            self.latest.pop(reading.device_id, None)
+        else:
+            self.latest[reading.device_id] = (reading.time, rate)
+
+    def holds(self, device_id: str, now: datetime) -> float | None:
+        """The value that meets the condition, or None."""
+        seen = self.latest.get(device_id)
+        if seen is None or now - seen[0] > self.cond.max_age:
+            return None
+        _, x = seen
+        return x if self.compare(x, self.levels[device_id]) else None
+
+
+class _PerZone(Evaluator):
+    """Kinds judged on a whole zone: one hold machine per zone."""
+
+    probes: list[_Probe]
+    raise_for: timedelta
+    clear_for: timedelta
+
+    def __init__(self, rule: Rule, city: City) -> None:
+        super().__init__(rule, city)
+        self.debounces: dict[str, Debounce] = {}
+
+    def meeting(self, probe: _Probe, zone: str, now: datetime) -> list[tuple[str, float]]:
+        out = []
+        for m in self.zone_members[zone]:
+            x = probe.holds(m, now)
+            if x is not None:
+                out.append((m, x))
+        return out
+
+    def judge(self, zone: str, now: datetime) -> tuple[bool, tuple[str, ...], float | None, str]:
+        raise NotImplementedError
+
+    def on_reading(self, reading: Reading, device: Device) -> list[ConditionChange]:
+        for p in self.probes:
+            p.feed(reading)
+        zone = self.zone(device)
+        met, devices, value, reason = self.judge(zone, reading.time)
+        d = self.debounces.get(zone)
+        if d is None:
+            d = self.debounces[zone] = Debounce(self.raise_for, self.clear_for)
+        state = d.update(reading.time, breaching=met, clearing=not met)
+        cond = self.probes[0].cond
+        tracker = self.tracker(zone, cond.metric, cond.op in (">", ">=", "==", "!="))
+        change = tracker.settle(
+            reading.time, state, self.rule.severity, devices=devices, value=value, reason=reason
+        )
+        return [] if change is None else [change]
+
+
+@EVALUATORS.register("zone_aggregate")
+class ZoneAggregateEvaluator(_PerZone):
+    rule: ZoneAggregateRule
+
+    def __init__(self, rule: Rule, city: City) -> None:
+        assert isinstance(rule, ZoneAggregateRule)
+        super().__init__(rule, city)
+        self.raise_for, self.clear_for = rule.raise_for, rule.clear_for
+        self.probes = [_Probe(rule.condition, self.devices, set(rule.applies_to.kinds))]
+        self.metrics = frozenset({rule.condition.metric})
+
+    def judge(self, zone: str, now: datetime) -> tuple[bool, tuple[str, ...], float | None, str]:
+        c = self.rule.condition
+        hits = self.meeting(self.probes[0], zone, now)
+        n = len(self.zone_members[zone])
+        met = len(hits) >= self.rule.k
+        peak = max((x for _, x in hits), default=None)
+        reason = (
+            f"{len(hits)} of {n} devices with {c.metric} {c.op} {c.value}"
+            f" (k = {self.rule.k}) in {zone}"
+        )
+        return met, tuple(m for m, _ in hits), peak, reason
+
+
+@EVALUATORS.register("composite")
+class CompositeEvaluator(_PerZone):
+    rule: CompositeRule
+
+    def __init__(self, rule: Rule, city: City) -> None:
+        assert isinstance(rule, CompositeRule)
+        super().__init__(rule, city)
+        self.raise_for, self.clear_for = rule.raise_for, rule.clear_for
+        self.probes = [
+            _Probe(c, self.devices, set(c.kinds or rule.applies_to.kinds)) for c in rule.conditions
+        ]
+        self.metrics = frozenset(c.metric for c in rule.conditions)
+
+    def judge(self, zone: str, now: datetime) -> tuple[bool, tuple[str, ...], float | None, str]:
+        parts = [self.meeting(p, zone, now) for p in self.probes]
+        if self.rule.same_device:
+            # Keep only devices that meet the conditions by themselves.
+            sets = [{m for m, _ in hits} for hits in parts]
+            both = set.intersection(*sets) if self.rule.op == "and" else set.union(*sets)
+            parts = [[(m, x) for m, x in hits if m in both] for hits in parts]
+        met = all(parts) if self.rule.op == "and" else any(parts)
+        devices = tuple(sorted({m for hits in parts for m, _ in hits}))
+        peak = max((x for _, x in parts[0]), default=None)
+        shown = f" {self.rule.op.upper()} ".join(
+            f"{p.cond.metric} {p.cond.op} {p.cond.value} [{'yes' if hits else 'no'}]"
+            for p, hits in zip(self.probes, parts, strict=True)
+        )
+        return met, devices, peak, f"{shown} in {zone}"
+
+
+def build_evaluator(rule: Rule, city: City) -> Evaluator:
+    return EVALUATORS.get(rule.kind)(rule, city)
