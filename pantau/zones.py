@@ -70,7 +70,9 @@ class ZoneSet:
         """Vectorised point-in-kelurahan for a batch of points (one pass per polygon)."""
         result: list[Zone | None] = [None] * len(lons)
         for zone in self.kelurahan:
-            inside = shapely.contains_xy(zone.geometry, lons, lats)
+            # Boundaries count as inside (a point on a shared border takes the first
+            # kelurahan by id), so no point of the city falls between two kelurahan.
+            inside = shapely.intersects_xy(zone.geometry, lons, lats)
             for i in np.flatnonzero(inside):
                 if result[i] is None:
                     result[i] = zone
