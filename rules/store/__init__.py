@@ -8,10 +8,16 @@ store.transition(update.incident.id, WorkflowState.ACKNOWLEDGED, "op:ani", "on i
 
 from rules.store.migrate import DEFAULT_URL, make_engine, migrate
 from rules.store.sla import SlaPolicy, SlaTarget, load_sla_policy
-from rules.store.store import DEFAULT_AGENCY, IncidentStore, default_placement
+from rules.store.store import (
+    DEFAULT_AGENCY,
+    IncidentStore,
+    default_placement,
+    placement_by_zone,
+)
 from rules.store.types import (
     INACTIVE_WORKFLOW,
     RULES_ACTOR,
+    ZONE_LEVELS,
     EventKind,
     Incident,
     IncidentDetail,
@@ -29,6 +35,7 @@ __all__ = [
     "DEFAULT_URL",
     "INACTIVE_WORKFLOW",
     "RULES_ACTOR",
+    "ZONE_LEVELS",
     "EventKind",
     "Incident",
     "IncidentDetail",
@@ -46,4 +53,5 @@ __all__ = [
     "load_sla_policy",
     "make_engine",
     "migrate",
+    "placement_by_zone",
 ]

@@ -26,9 +26,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 from pantau.incidents import ConditionState, Hazard, Severity, WorkflowState
-from pantau.zones import ZoneLevel
 
-from .types import INACTIVE_WORKFLOW, EventKind
+from .types import INACTIVE_WORKFLOW, ZONE_LEVELS, EventKind
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -97,8 +96,8 @@ NAMING = {
 }
 
 
-def _one_of(column: str, enum: type[StrEnum]) -> CheckConstraint:
-    values = ", ".join(f"'{m.value}'" for m in enum)
+def _one_of(column: str, allowed: type[StrEnum] | tuple[str, ...]) -> CheckConstraint:
+    values = ", ".join(f"'{v}'" for v in allowed)
     return CheckConstraint(f"{column} IN ({values})", name=column)
 
 
@@ -113,7 +112,7 @@ class IncidentRow(Base):
     rule_id: Mapped[str] = mapped_column(String(128))
     zone_id: Mapped[str] = mapped_column(String(128))
     hazard: Mapped[Hazard] = mapped_column(EnumText(Hazard))
-    zone_level: Mapped[ZoneLevel] = mapped_column(EnumText(ZoneLevel))
+    zone_level: Mapped[str] = mapped_column(String(32))
     agency: Mapped[str | None] = mapped_column(String(64))
     condition_state: Mapped[ConditionState] = mapped_column(EnumText(ConditionState))
     condition_at: Mapped[datetime] = mapped_column(UtcDateTime())
@@ -153,7 +152,7 @@ class IncidentRow(Base):
         ),
         Index("ix_incidents_zone_id_workflow_state", "zone_id", "workflow_state"),
         _one_of("hazard", Hazard),
-        _one_of("zone_level", ZoneLevel),
+        _one_of("zone_level", ZONE_LEVELS),
         _one_of("condition_state", ConditionState),
         _one_of("workflow_state", WorkflowState),
         CheckConstraint("severity_current BETWEEN 1 AND 4", name="severity_current"),

@@ -73,14 +73,29 @@ _ZONE_PREFIXES: tuple[tuple[str, ZoneLevel], ...] = (
 
 
 def default_placement(change: ConditionChange) -> Placement:
-    """Zone level from the zone id's prefix (pantau.zones ids), agency by hazard."""
+    """Zone level from the zone id's prefix (pantau.zones ids), agency by hazard.
+
+    Catchments and corridors have free-form ids: give the store
+    `place=placement_by_zone(lambda z: zone_index.zone(z).level)` to place those."""
     for prefix, level in _ZONE_PREFIXES:
         if change.key.zone_id.startswith(prefix):
             return Placement(zone_level=level, agency=DEFAULT_AGENCY.get(change.key.hazard))
     raise ValueError(
         f"zone id {change.key.zone_id!r} has no kel-/kec-/kota- prefix: "
-        "pass IncidentStore(place=...) to place incidents in such zones"
+        "pass IncidentStore(place=placement_by_zone(...)) to place incidents in such zones"
     )
+
+
+def placement_by_zone(
+    level_of: Callable[[str], str],
+    agency_of: Callable[[ConditionChange], str | None] = lambda c: DEFAULT_AGENCY.get(c.key.hazard),
+) -> Callable[[ConditionChange], Placement]:
+    """A `place` function from a zone-level lookup (e.g. the rule engine's ZoneIndex)."""
+
+    def place(change: ConditionChange) -> Placement:
+        return Placement(zone_level=str(level_of(change.key.zone_id)), agency=agency_of(change))
+
+    return place
 
 
 def _fmt(when: datetime) -> str:
@@ -510,4 +525,9 @@ def _event(row: IncidentEventRow) -> IncidentEvent:
     )
 
 
-__all__: Sequence[str] = ["DEFAULT_AGENCY", "IncidentStore", "default_placement"]
+__all__: Sequence[str] = [
+    "DEFAULT_AGENCY",
+    "IncidentStore",
+    "default_placement",
+    "placement_by_zone",
+]

@@ -13,7 +13,10 @@ from pantau.incidents import (
     Severity,
     WorkflowState,
 )
-from pantau.zones import ZoneLevel
+
+# Zone levels an incident can sit at: pantau.zones.ZoneLevel plus the rule engine's extra
+# zones (rules.zoneindex.ExtraLevel). Both are StrEnums, so either passes as a str.
+ZONE_LEVELS: tuple[str, ...] = ("kota", "kecamatan", "kelurahan", "catchment", "corridor")
 
 # Workflow states in which an incident no longer counts as active for its dedup key: a
 # new ACTIVE condition for the key opens a new incident. SUPPRESSED stays active on
@@ -60,7 +63,7 @@ class IncidentEvent:
 class Incident:
     id: int
     key: DedupKey
-    zone_level: ZoneLevel
+    zone_level: str  # one of ZONE_LEVELS
     agency: str | None
     condition_state: ConditionState
     condition_at: datetime  # event time of the latest condition change applied
@@ -102,8 +105,12 @@ class IncidentUpdate:
 class Placement:
     """Where an incident sits: its zone level and the agency that answers for it."""
 
-    zone_level: ZoneLevel
+    zone_level: str  # one of ZONE_LEVELS
     agency: str | None
+
+    def __post_init__(self) -> None:
+        if self.zone_level not in ZONE_LEVELS:
+            raise ValueError(f"zone level {self.zone_level!r} is not one of {ZONE_LEVELS}")
 
 
 class StoreError(Exception):
@@ -130,6 +137,7 @@ class InvalidTransition(StoreError):
 __all__ = [
     "INACTIVE_WORKFLOW",
     "RULES_ACTOR",
+    "ZONE_LEVELS",
     "EventKind",
     "Incident",
     "IncidentDetail",

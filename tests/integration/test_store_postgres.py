@@ -28,6 +28,7 @@ from tests.unit.test_store import (
     change,
     test_active_change_without_severity_is_rejected,
     test_awas_sla_from_policy,
+    test_extra_zones_are_placed_by_a_zone_lookup,
     test_first_active_opens_an_incident_with_sla_due_times,
     test_invalid_transition_is_refused_with_a_reason,
     test_migrate_is_idempotent,
@@ -52,6 +53,7 @@ PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 CORE_CASES = (
     test_active_change_without_severity_is_rejected,
     test_awas_sla_from_policy,
+    test_extra_zones_are_placed_by_a_zone_lookup,
     test_first_active_opens_an_incident_with_sla_due_times,
     test_invalid_transition_is_refused_with_a_reason,
     test_migrate_is_idempotent,

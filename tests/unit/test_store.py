@@ -32,6 +32,7 @@ from rules.store import (
     UpdateKind,
     load_sla_policy,
     migrate,
+    placement_by_zone,
 )
 from rules.store.migrate import VERSION_TABLE
 from rules.store.models import Base
@@ -89,7 +90,7 @@ def test_first_active_opens_an_incident_with_sla_due_times(store: IncidentStore)
     inc = up.incident
     assert inc is not None
     assert inc.key == KEY
-    assert inc.zone_level is ZoneLevel.KELURAHAN
+    assert inc.zone_level == ZoneLevel.KELURAHAN
     assert inc.agency == "bpbd"
     assert inc.workflow_state is W.OPEN
     assert inc.condition_state is ConditionState.ACTIVE
@@ -110,6 +111,22 @@ def test_first_active_opens_an_incident_with_sla_due_times(store: IncidentStore)
     assert all(e.actor == "rules" for e in up.events)
     assert store.by_key(KEY) == inc
     assert store.active() == [inc]
+
+
+def test_extra_zones_are_placed_by_a_zone_lookup(db_url: str, clock: ManualClock) -> None:
+    levels = {"corridor-jl-daan-mogot": "corridor"}
+    store = IncidentStore(
+        db_url, load_sla_policy(), clock, place=placement_by_zone(levels.__getitem__)
+    )
+    jam = DedupKey("jam-daan-mogot", "corridor-jl-daan-mogot", Hazard.TRAFFIC_JAM)
+    inc = store.apply(change(key=jam, severity=Severity.SIAGA)).incident
+    assert inc is not None
+    assert (inc.zone_level, inc.agency) == ("corridor", "dishub")
+    store.close()
+    plain = IncidentStore(db_url, load_sla_policy(), clock)
+    with pytest.raises(ValueError, match="no kel-/kec-/kota- prefix"):
+        plain.apply(change(key=DedupKey("jam-2", "corridor-jl-sudirman", Hazard.TRAFFIC_JAM)))
+    plain.close()
 
 
 def test_awas_sla_from_policy(store: IncidentStore) -> None:

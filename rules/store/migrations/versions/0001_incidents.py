@@ -32,7 +32,7 @@ HAZARDS = (
     "data_quality",
     "camera_fault",
 )
-ZONE_LEVELS = ("kota", "kecamatan", "kelurahan")
+ZONE_LEVELS = ("kota", "kecamatan", "kelurahan", "catchment", "corridor")
 CONDITION_STATES = ("pending", "active", "recovering", "cleared", "no_data")
 WORKFLOW_STATES = (
     "open",
