@@ -243,8 +243,9 @@ def _located(doc: LocatedYaml, e: Any) -> ConfigError:
     msg = str(e["msg"])
     if e["type"] == "extra_forbidden":
         msg = "unknown key (check the spelling)"
-    elif e["type"] == "union_tag_invalid":
-        msg = f"unknown rule kind (known: {', '.join(RULE_KINDS)})"
+    elif e["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        msg = f"unknown or missing rule kind (known: {', '.join(RULE_KINDS)})"
+        loc.append("kind")
     return doc.error(loc, msg)
 
 
