@@ -158,6 +158,44 @@ class _PerDevice(Evaluator):
     def __init__(self, rule: Rule, city: City) -> None:
         super().__init__(rule, city)
         self.series: dict[str, _Series] = {}
+        self.no_data_after = getattr(rule, "no_data_after", None)
+        self.last_at: dict[str, datetime] = {}
+        self.silences: list[tuple[datetime, str]] = []  # (when silence starts to count, id)
+
+    def heard(self, reading: Reading) -> None:
+        """Note a reading so an open condition on a silent device turns no_data."""
+        if self.no_data_after is None:
+            return
+        self.last_at[reading.device_id] = reading.time
+        heapq.heappush(self.silences, (reading.time + self.no_data_after, reading.device_id))
+
+    def _silent(self, deadline: datetime, device_id: str) -> bool:
+        s = self.series.get(device_id)
+        return (
+            self.no_data_after is not None
+            and self.last_at[device_id] + self.no_data_after == deadline
+            and s is not None
+            and s.debounce.state not in (S.CLEARED, S.NO_DATA)
+        )
+
+    def next_deadline(self) -> datetime | None:
+        while self.silences and not self._silent(*self.silences[0]):
+            heapq.heappop(self.silences)
+        return self.silences[0][0] if self.silences else None
+
+    def on_deadline(self, at: datetime) -> list[ConditionChange]:
+        out: list[ConditionChange] = []
+        while (nxt := self.next_deadline()) is not None and nxt <= at:
+            deadline, device_id = heapq.heappop(self.silences)
+            s = self.series[device_id]
+            s.debounce.force(S.NO_DATA, deadline)
+            s.value = None
+            reason = (
+                f"no {self.evidence_metric} from {device_id} for"
+                f" {_minutes(deadline - self.last_at[device_id])}: cannot judge"
+            )
+            out += self.settle_zone(deadline, self.devices[device_id], reason)
+        return out
 
     def series_of(self, device_id: str, raise_for: timedelta, clear_for: timedelta) -> _Series:
         s = self.series.get(device_id)
@@ -212,6 +250,7 @@ class ThresholdEvaluator(_PerDevice):
         return value >= level if self.above else value <= level
 
     def on_reading(self, reading: Reading, device: Device) -> list[ConditionChange]:
+        self.heard(reading)
         levels = self.levels.get(device.id)
         if levels is None:
             return []
@@ -279,6 +318,7 @@ class RateOfChangeEvaluator(_PerDevice):
         self.windows: dict[str, deque[tuple[datetime, float]]] = {}
 
     def on_reading(self, reading: Reading, device: Device) -> list[ConditionChange]:
+        self.heard(reading)
         rule = self.rule
         window = self.windows.setdefault(device.id, deque())
         _push(window, reading.time, reading.value, rule.window)
@@ -313,6 +353,7 @@ class FlatlineEvaluator(_PerDevice):
         self.ranges: dict[str, float] = {}  # each device's spread over its latest window
 
     def on_reading(self, reading: Reading, device: Device) -> list[ConditionChange]:
+        self.heard(reading)
         rule = self.rule
         window = self.windows.setdefault(device.id, deque())
         _push(window, reading.time, reading.value, rule.for_)

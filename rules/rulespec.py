@@ -115,6 +115,17 @@ class _RuleBase(_Strict):
     )
 
 
+class _SeriesRule(_RuleBase):
+    """Kinds judged device by device on one metric."""
+
+    metric: str = Field(description="catalogue metric")
+    no_data_after: Duration = Field(
+        default=timedelta(minutes=10),
+        description="silence after which an open condition becomes no_data"
+        " (at least 2 report intervals of the watched kinds)",
+    )
+
+
 class SeverityStep(_Strict):
     severity: SeverityName = Field(description="severity from this level on")
     at: Level = Field(description="level at which the severity applies")
@@ -123,9 +134,8 @@ class SeverityStep(_Strict):
     )
 
 
-class ThresholdRule(_RuleBase):
+class ThresholdRule(_SeriesRule):
     kind: Literal["threshold"] = Field(description="value beyond a level, with hysteresis")
-    metric: str = Field(description="catalogue metric")
     direction: Literal["above", "below"] = Field(default="above", description="breach side")
     raise_level: Level = Field(alias="raise", description="level that starts a breach")
     clear_level: Level = Field(alias="clear", description="level that ends it (hysteresis)")
@@ -134,9 +144,8 @@ class ThresholdRule(_RuleBase):
     steps: tuple[SeverityStep, ...] = Field(default=(), description="severity steps")
 
 
-class RateOfChangeRule(_RuleBase):
+class RateOfChangeRule(_SeriesRule):
     kind: Literal["rate_of_change"] = Field(description="metric rising faster than a rate")
-    metric: str = Field(description="catalogue metric")
     raise_per_min: float = Field(gt=0, description="rise per minute that starts a breach")
     clear_per_min: float = Field(default=0.0, description="rise per minute that ends it")
     window: Duration = Field(description="span the rise is measured over")
@@ -150,9 +159,8 @@ class AbsenceRule(_RuleBase):
     after: Duration = Field(description="silence, judged on the watermark, that raises")
 
 
-class FlatlineRule(_RuleBase):
+class FlatlineRule(_SeriesRule):
     kind: Literal["flatline"] = Field(description="value stuck within epsilon (stuck sensor)")
-    metric: str = Field(description="catalogue metric")
     epsilon: float = Field(ge=0, description="largest change still counted as no change")
     for_: Duration = Field(alias="for", description="how long the value must be stuck")
     require_moving_peers: bool = Field(
@@ -276,6 +284,20 @@ def check_rules(model: RulesFile, city: City, doc: LocatedYaml) -> list[ConfigEr
             and rule.metric is not None
         ):
             _check_metric(city, rule.metric, kinds, ("metric",), err)
+        if isinstance(rule, _SeriesRule):
+            slowest = max(
+                (
+                    city.catalogue.kinds[k].report_every_s
+                    for k in kinds
+                    if k in city.catalogue.kinds
+                ),
+                default=0.0,
+            )
+            if rule.no_data_after.total_seconds() < 2 * slowest:
+                err(
+                    ("no_data_after",),
+                    f"no_data_after must be at least 2 report intervals ({2 * slowest:g} s)",
+                )
         if isinstance(rule, ThresholdRule):
             _check_threshold(rule, devices, err)
         if isinstance(rule, RateOfChangeRule) and rule.clear_per_min >= rule.raise_per_min:

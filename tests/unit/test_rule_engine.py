@@ -12,6 +12,7 @@ import pytest
 from pantau.city import City
 from pantau.clock import ManualClock
 from pantau.devices import Device
+from pantau.errors import ConfigErrors
 from pantau.incidents import ConditionChange, ConditionState, DedupKey, Hazard, Severity
 from pantau.readings import Reading
 from rules.engine import RuleEngine
@@ -281,7 +282,7 @@ def test_flatline_needs_a_moving_peer_when_asked(city: City) -> None:
     changes = run(engine(city, rules), still, until=100)
     assert not [c for c in changes if c.key.rule_id == "sensor-stuck-water-level"]
     moving = [reading(peers[0].id, "water_level", 80 + (i % 5), i) for i in range(80)]
-    changes = run(engine(city, rules), sorted(still + moving, key=lambda r: r.time), until=100)
+    changes = run(engine(city, rules), sorted(still + moving, key=lambda r: r.time), until=85)
     stuck = [c for c in changes if c.key.rule_id == "sensor-stuck-water-level"]
     assert [(c.state, c.key.zone_id) for c in stuck] == [(S.ACTIVE, dev.kecamatan_id)]
     assert stuck[0].evidence is not None
@@ -451,3 +452,30 @@ def test_rate_of_change(city: City, direction: str) -> None:
     else:
         # Judged once half the window is covered (minute 5), active after the hold.
         assert [(c.state, c.at) for c in changes] == [(S.PENDING, at(5)), (S.ACTIVE, at(7))]
+
+
+def test_an_open_condition_on_a_silent_device_turns_no_data(tmp_path: Path, city: City) -> None:
+    dev = station(city)
+    other = city.devices["wl-babakan-002"]  # keeps reporting, moves the watermark
+    eng = engine(city, ruleset(tmp_path, city, FLOOD))
+    stream = []
+    for i in range(40):
+        stream.append(reading(other.id, "water_level", 50, i))
+        if not 10 <= i < 30:
+            stream.append(reading(dev.id, "water_level", 120, i))
+    changes = run(eng, stream, until=45)
+    assert [(c.state, c.at) for c in changes] == [
+        (S.PENDING, at(0)),
+        (S.ACTIVE, at(3)),
+        (S.NO_DATA, at(19)),  # last heard at minute 9, no_data_after 10m
+        (S.PENDING, at(30)),
+        (S.ACTIVE, at(33)),
+    ]
+    assert changes[2].severity is None
+    assert "cannot judge" in changes[2].reason
+
+
+def test_no_data_after_must_cover_two_report_intervals(tmp_path: Path, city: City) -> None:
+    body = FLOOD.replace("    raise_for: 3m\n", "    raise_for: 3m\n    no_data_after: 90s\n")
+    with pytest.raises(ConfigErrors, match="at least 2 report intervals"):
+        ruleset(tmp_path, city, body)
