@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     )
 
     config_dir: Path = Field(default_factory=default_config_dir)
+    database_url: str = Field(
+        default="sqlite:///run/pantau.db",
+        description="SQLAlchemy URL of the incident store, "
+        "e.g. postgresql+psycopg://user@host/pantau (SQLite is the embedded default)",
+    )
     mqtt: MqttSettings = MqttSettings()
     influx: InfluxSettings = InfluxSettings()
     ingest: IngestSettings = IngestSettings()

@@ -1,6 +1,6 @@
-"""The incident store on the real PostgreSQL at 127.0.0.1:5432 (user postgres, trust).
+"""The incident store on a real PostgreSQL: the private cluster the test run starts.
 
-One fresh database per test run (a unique name, created through the `postgres`
+One fresh database per module (a unique name, created through the `postgres`
 maintenance database and dropped afterwards); the tables are emptied before each test.
 The core cases are the SQLite unit tests, imported so they run here against PostgreSQL;
 the race tests are PostgreSQL's own: concurrent first ACTIVEs give exactly one incident.
@@ -22,6 +22,7 @@ from sqlalchemy import Engine, create_engine, inspect, text
 
 from pantau.clock import ManualClock
 from pantau.incidents import ConditionChange, DedupKey, Hazard, Severity
+from pantau.local.postgres import Postgres
 from rules.store import IncidentStore, UpdateKind, load_sla_policy, migrate
 from tests.unit.test_store import (
     T0,
@@ -47,8 +48,6 @@ from tests.unit.test_store import (
 
 pytestmark = pytest.mark.integration
 
-PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
-
 # Re-exported so pytest collects and runs them here, with this module's fixtures.
 CORE_CASES = (
     test_active_change_without_severity_is_rejected,
@@ -72,17 +71,18 @@ CORE_CASES = (
 
 
 @pytest.fixture(scope="module")
-def pg_url() -> Iterator[str]:
-    """A fresh database for this run, migrated to head, dropped at the end."""
+def pg_url(postgres: Postgres) -> Iterator[str]:
+    """A fresh database for this module, migrated to head, dropped at the end."""
     name = f"pantau_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+    admin_dsn = f"host={postgres.host} port={postgres.port} user=postgres dbname=postgres"
+    with psycopg.connect(admin_dsn, autocommit=True) as admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    url = postgres.url_of(name)
     try:
         migrate(url)
         yield url
     finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as admin:
+        with psycopg.connect(admin_dsn, autocommit=True) as admin:
             admin.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
