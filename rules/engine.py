@@ -1,12 +1,12 @@
 """The rule engine: readings in, ConditionChanges out, on event time.
 
 Readings are buffered and processed in event-time order (time, device, metric) once
-the watermark (the latest event time seen across the fleet minus the allowed
-lateness) has passed them. So the processing order does not depend on arrival order:
-a stream delivered twice and shuffled within the lateness bound yields the same
-changes as the ordered one. A reading older than the watermark already processed is
-too late and is dropped (counted); a second copy of a buffered reading is dropped
-(counted). Absence deadlines fire, in event-time order among the readings, when the
+the watermark (the latest event time seen across the fleet, ignoring the few devices
+most ahead, minus the allowed lateness) has passed them. So the processing order
+does not depend on arrival order: a stream delivered twice and shuffled within the
+lateness bound yields the same changes as the ordered one. A reading older than the
+watermark already processed is too late and is dropped (counted); a second copy of a
+buffered reading is dropped (counted). Absence deadlines fire, in event-time order among the readings, when the
 watermark passes them, so an accelerated replay behaves exactly like real time.
 """
 
@@ -16,7 +16,7 @@ import heapq
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pantau.city import City
 from pantau.clock import Clock
@@ -27,6 +27,8 @@ from rules.rulespec import RuleSet
 
 log = logging.getLogger(__name__)
 
+FRONT_IGNORES_ONE_DEVICE_IN = 20  # the watermark ignores the 5 % of devices most ahead
+FRONT_STEP = timedelta(seconds=1)
 _SeriesKey = tuple[str, str, datetime]  # device, metric, event time: a reading's identity
 
 
@@ -50,7 +52,9 @@ class RuleEngine:
         self._reindex()
         self._buffer: list[tuple[datetime, str, str, Reading]] = []
         self._buffered: set[_SeriesKey] = set()
-        self._max_seen: datetime | None = None
+        self._latest: dict[str, datetime] = {}  # each device's latest event time
+        self._front_at: datetime | None = None
+        self._front_from: datetime | None = None  # the latest time when it was computed
         self._watermark: datetime | None = None  # everything before it is processed
         self._started = False  # evaluators know the engine's first event time
         self.stats = EngineStats()
@@ -64,6 +68,7 @@ class RuleEngine:
         return tuple(self._evaluators)
 
     def ingest(self, readings: Iterable[Reading]) -> list[ConditionChange]:
+        moved = False
         for r in readings:
             if r.device_id not in self._city.devices:
                 self.stats.unknown_device += 1
@@ -78,11 +83,35 @@ class RuleEngine:
             self._buffered.add(key)
             heapq.heappush(self._buffer, (r.time, r.device_id, r.metric, r))
             self.stats.accepted += 1
-            if self._max_seen is None or r.time > self._max_seen:
-                self._max_seen = r.time
-        if self._max_seen is None:
+            latest = self._latest.get(r.device_id)
+            if latest is None or r.time > latest:
+                self._latest[r.device_id] = r.time
+                # Recompute the front once per FRONT_STEP of event time, not per
+                # reading: a front lagging by that step only holds readings back longer.
+                if (
+                    latest is None
+                    or self._front_from is None
+                    or r.time - self._front_from >= FRONT_STEP
+                ):
+                    moved = True
+        if moved:
+            self._front_at = self._front()
+            self._front_from = max(self._latest.values())
+        if self._front_at is None:
             return []
-        return self.advance_watermark(self._max_seen - self._lateness)
+        return self.advance_watermark(self._front_at - self._lateness)
+
+    def _front(self) -> datetime:
+        """The fleet's event-time front: the k-th latest device time, not the maximum.
+
+        A device whose clock runs ahead (ingest accepts up to a few minutes) would
+        otherwise drag the watermark forward and make everybody else's readings late;
+        ignoring the top 5 % of devices bounds that. A small fleet uses the maximum.
+        """
+        k = 1 + len(self._latest) // FRONT_IGNORES_ONE_DEVICE_IN
+        if k == 1:
+            return max(self._latest.values())
+        return heapq.nlargest(k, self._latest.values())[-1]
 
     def advance_watermark(self, to: datetime) -> list[ConditionChange]:
         """Process everything before `to`; the watermark never moves back."""

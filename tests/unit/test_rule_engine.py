@@ -479,3 +479,20 @@ def test_no_data_after_must_cover_two_report_intervals(tmp_path: Path, city: Cit
     body = FLOOD.replace("    raise_for: 3m\n", "    raise_for: 3m\n    no_data_after: 90s\n")
     with pytest.raises(ConfigErrors, match="at least 2 report intervals"):
         ruleset(tmp_path, city, body)
+
+
+def test_a_device_clock_running_ahead_does_not_make_the_fleet_late(
+    tmp_path: Path, city: City
+) -> None:
+    fleet = sorted(d.id for d in city.devices.values() if d.kind == "water_level_station")[:40]
+    eng = engine(city, ruleset(tmp_path, city, FLOOD))
+    for i in range(30):
+        # One station's clock runs 4 minutes ahead (ingest still accepts it); the rest
+        # arrive on time or up to 90 s late, within the 2-minute bound.
+        batch = [reading(fleet[0], "water_level", 50, i + 4)]
+        batch += [
+            reading(d, "water_level", 50, i - (1.5 if n % 3 else 0))
+            for n, d in enumerate(fleet[1:])
+        ]
+        eng.ingest(batch)
+    assert eng.stats.late == 0
