@@ -6,8 +6,9 @@ most ahead, minus the allowed lateness) has passed them. So the processing order
 does not depend on arrival order: a stream delivered twice and shuffled within the
 lateness bound yields the same changes as the ordered one. A reading older than the
 watermark already processed is too late and is dropped (counted); a second copy of a
-buffered reading is dropped (counted). Absence deadlines fire, in event-time order among the readings, when the
-watermark passes them, so an accelerated replay behaves exactly like real time.
+buffered reading is dropped (counted). Deadlines (absence, no data) fire in event-time
+order among the readings once the watermark passes them, so an accelerated replay
+behaves exactly like real time.
 """
 
 from __future__ import annotations
