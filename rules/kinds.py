@@ -9,6 +9,7 @@ watermark is past them. No evaluator reads a clock.
 from __future__ import annotations
 
 import heapq
+import math
 import operator
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -245,6 +246,7 @@ class ThresholdEvaluator(_PerDevice):
                 if at is not None and back is not None:
                     resolved.append((s.severity, at, back))
             self.levels[d.id] = (raise_v, clear_v, resolved)
+        self.means: dict[str, _Mean] = {}
 
     def beyond(self, value: float, level: float) -> bool:
         return value >= level if self.above else value <= level
@@ -257,6 +259,8 @@ class ThresholdEvaluator(_PerDevice):
         raise_v, clear_v, steps = levels
         rule = self.rule
         v = reading.value
+        if rule.mean_over is not None:
+            v = self.means.setdefault(device.id, _Mean(rule.mean_over)).add(reading.time, v)
         s = self.series_of(device.id, rule.raise_for, rule.clear_for)
         s.value = v
         clearing = v < clear_v if self.above else v > clear_v
@@ -274,6 +278,8 @@ class ThresholdEvaluator(_PerDevice):
             s.severity = severity
         unit = self.units.get(rule.metric, "")
         sign = ">=" if self.above else "<="
+        if rule.mean_over is not None:
+            unit += f" ({_minutes(rule.mean_over)} mean)"
         if state is S.CLEARED or state is S.RECOVERING:
             back_sign = "<" if self.above else ">"
             reason = (
@@ -295,6 +301,22 @@ def _rate_per_min(window: deque[tuple[datetime, float]], span: timedelta) -> flo
     if t1 - t0 < span / 2:
         return None
     return (v1 - v0) / ((t1 - t0).total_seconds() / 60)
+
+
+class _Mean:
+    """Mean of the readings of the last `span` (BMKG's hourly rain is a 60-minute mean)."""
+
+    __slots__ = ("span", "window")
+
+    def __init__(self, span: timedelta) -> None:
+        self.span = span
+        self.window: deque[tuple[datetime, float]] = deque()
+
+    def add(self, at: datetime, value: float) -> float:
+        self.window.append((at, value))
+        while self.window[0][0] <= at - self.span:
+            self.window.popleft()
+        return math.fsum(v for _, v in self.window) / len(self.window)
 
 
 def _push(
@@ -450,12 +472,17 @@ class _Probe:
         }
         self.latest: dict[str, tuple[datetime, float]] = {}
         self.windows: dict[str, deque[tuple[datetime, float]]] = {}
+        self.means: dict[str, _Mean] = {}
 
     def feed(self, reading: Reading) -> None:
         if reading.metric != self.cond.metric or reading.device_id not in self.levels:
             return
         if self.cond.of == "value":
-            self.latest[reading.device_id] = (reading.time, reading.value)
+            value = reading.value
+            if self.cond.mean_over is not None:
+                mean = self.means.setdefault(reading.device_id, _Mean(self.cond.mean_over))
+                value = mean.add(reading.time, value)
+            self.latest[reading.device_id] = (reading.time, value)
             return
         window = self.windows.setdefault(reading.device_id, deque())
         _push(window, reading.time, reading.value, self.cond.window)

@@ -142,6 +142,9 @@ class ThresholdRule(_SeriesRule):
     raise_for: Duration = Field(default=timedelta(0), description="hold before ACTIVE")
     clear_for: Duration = Field(default=timedelta(0), description="hold before CLEARED")
     steps: tuple[SeverityStep, ...] = Field(default=(), description="severity steps")
+    mean_over: Duration | None = Field(
+        default=None, description="judge the mean of the readings over this span, not each one"
+    )
 
 
 class RateOfChangeRule(_SeriesRule):
@@ -180,6 +183,9 @@ class Condition(_Strict):
     op: Op = Field(description="comparison")
     value: Level = Field(description="what to compare with")
     window: Duration = Field(default=timedelta(minutes=10), description="span for `rate_per_min`")
+    mean_over: Duration | None = Field(
+        default=None, description="compare the mean over this span (`of: value` only)"
+    )
     max_age: Duration = Field(
         default=timedelta(minutes=5), description="older readings no longer count"
     )

@@ -344,7 +344,7 @@ def test_composite_pump_stopped_in_heavy_rain(city: City) -> None:
     pump = pumps[gauge.kecamatan_id]
     stream = []
     for i in range(40):
-        rain = 15.0 if 10 <= i < 40 else 0.0  # BMKG hujan lebat from minute 10
+        rain = 30.0 if 10 <= i < 40 else 0.0  # its 15-minute mean reaches 10 at minute 14
         running = 1.0 if i >= 25 else 0.0  # the pump only starts at minute 25
         stream += [
             reading(gauge.id, "rainfall_rate", rain, i),
@@ -356,8 +356,8 @@ def test_composite_pump_stopped_in_heavy_rain(city: City) -> None:
         if c.key.rule_id == "pump-stopped-in-rain"
     ]
     assert [(c.state, c.at) for c in changes] == [
-        (S.PENDING, at(10)),
-        (S.ACTIVE, at(15)),
+        (S.PENDING, at(14)),
+        (S.ACTIVE, at(19)),
         (S.RECOVERING, at(25)),
         (S.CLEARED, at(30)),
     ]
@@ -496,3 +496,17 @@ def test_a_device_clock_running_ahead_does_not_make_the_fleet_late(
         ]
         eng.ingest(batch)
     assert eng.stats.late == 0
+
+
+def test_heavy_rain_judges_the_hourly_mean_not_each_bucket_tip(city: City) -> None:
+    rules = load_rules(DEFAULT, city)  # heavy-rain: 60-minute mean >= 10 mm/h
+    gauge = city.devices["rg-alam-jaya-001"]
+    # One-minute rates jump between 0 and 24 mm/h (bucket tips): the mean is 12 mm/h.
+    stream = [reading(gauge.id, "rainfall_rate", 24.0 if i % 2 else 0.0, i) for i in range(60)]
+    changes = [
+        c for c in run(engine(city, rules), stream, until=62) if c.key.rule_id == "heavy-rain"
+    ]
+    # No hold: active at the first mean over 10 (minute 1: 12 mm/h), and never flapping
+    # although every other minute reads 0.
+    assert [(c.state, c.severity, c.at) for c in changes] == [(S.ACTIVE, Severity.WASPADA, at(1))]
+    assert "(60 min mean)" in changes[-1].reason
