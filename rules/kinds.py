@@ -492,10 +492,15 @@ class _Probe:
         else:
             self.latest[reading.device_id] = (reading.time, rate)
 
+    def expiry(self, device_id: str) -> datetime | None:
+        """When the device's latest reading stops counting."""
+        seen = self.latest.get(device_id)
+        return None if seen is None else seen[0] + self.cond.max_age
+
     def holds(self, device_id: str, now: datetime) -> float | None:
         """The value that meets the condition, or None."""
         seen = self.latest.get(device_id)
-        if seen is None or now - seen[0] > self.cond.max_age:
+        if seen is None or now - seen[0] >= self.cond.max_age:
             return None
         _, x = seen
         return x if self.compare(x, self.levels[device_id]) else None
@@ -511,6 +516,63 @@ class _PerZone(Evaluator):
     def __init__(self, rule: Rule, city: City) -> None:
         super().__init__(rule, city)
         self.debounces: dict[str, Debounce] = {}
+        # An open zone is judged again when a reading it rests on grows too old, so
+        # inputs that go silent turn it no_data instead of leaving it open forever.
+        self.rechecks: list[tuple[datetime, str]] = []
+        self.recheck_at: dict[str, datetime] = {}
+
+    def _schedule(self, zone: str, now: datetime) -> None:
+        debounce = self.debounces[zone]
+        self.recheck_at.pop(zone, None)
+        if debounce.state in (S.CLEARED, S.NO_DATA):
+            return
+        expiries = [
+            e
+            for p in self.probes
+            for m in self.zone_members[zone]
+            if (e := p.expiry(m)) is not None and e > now
+        ]
+        if expiries:
+            when = min(expiries)
+            self.recheck_at[zone] = when
+            heapq.heappush(self.rechecks, (when, zone))
+
+    def next_deadline(self) -> datetime | None:
+        while self.rechecks and self.recheck_at.get(self.rechecks[0][1]) != self.rechecks[0][0]:
+            heapq.heappop(self.rechecks)
+        return self.rechecks[0][0] if self.rechecks else None
+
+    def on_deadline(self, at: datetime) -> list[ConditionChange]:
+        out: list[ConditionChange] = []
+        while (nxt := self.next_deadline()) is not None and nxt <= at:
+            when, zone = heapq.heappop(self.rechecks)
+            del self.recheck_at[zone]
+            out += self._settle(zone, when)
+        return out
+
+    def _settle(self, zone: str, now: datetime) -> list[ConditionChange]:
+        """Judge the zone at `now`; an open zone whose inputs went silent turns no_data."""
+        met, devices, value, reason = self.judge(zone, now)
+        debounce = self.debounces.get(zone)
+        if debounce is None:
+            debounce = self.debounces[zone] = Debounce(self.raise_for, self.clear_for)
+        cond = self.probes[0].cond
+        tracker = self.tracker(zone, cond.metric, cond.op in (">", ">=", "==", "!="))
+        silent = [p.cond.metric for p in self.probes if not self._fresh(p, zone, now)]
+        if silent and not met and tracker.open:
+            debounce.force(S.NO_DATA, now)
+            why = f"no fresh {', '.join(silent)} in {zone}: cannot judge"
+            change = tracker.settle(now, S.NO_DATA, None, reason=why)
+        else:
+            state = debounce.update(now, breaching=met, clearing=not met)
+            change = tracker.settle(
+                now, state, self.rule.severity, devices=devices, value=value, reason=reason
+            )
+        self._schedule(zone, now)
+        return [] if change is None else [change]
+
+    def _fresh(self, probe: _Probe, zone: str, now: datetime) -> bool:
+        return any((e := probe.expiry(m)) is not None and e > now for m in self.zone_members[zone])
 
     def meeting(self, probe: _Probe, zone: str, now: datetime) -> list[tuple[str, float]]:
         out = []
@@ -526,18 +588,7 @@ class _PerZone(Evaluator):
     def on_reading(self, reading: Reading, device: Device) -> list[ConditionChange]:
         for p in self.probes:
             p.feed(reading)
-        zone = self.zone(device)
-        met, devices, value, reason = self.judge(zone, reading.time)
-        d = self.debounces.get(zone)
-        if d is None:
-            d = self.debounces[zone] = Debounce(self.raise_for, self.clear_for)
-        state = d.update(reading.time, breaching=met, clearing=not met)
-        cond = self.probes[0].cond
-        tracker = self.tracker(zone, cond.metric, cond.op in (">", ">=", "==", "!="))
-        change = tracker.settle(
-            reading.time, state, self.rule.severity, devices=devices, value=value, reason=reason
-        )
-        return [] if change is None else [change]
+        return self._settle(self.zone(device), reading.time)
 
 
 @EVALUATORS.register("zone_aggregate")

@@ -341,6 +341,12 @@ def _check_condition(
     city: City, cond: Condition, kinds: Sequence[str], loc: tuple[str | int, ...], err: Any
 ) -> None:
     _check_metric(city, cond.metric, kinds, (*loc, "metric"), err)
+    slowest = max(
+        (city.catalogue.kinds[k].report_every_s for k in kinds if k in city.catalogue.kinds),
+        default=0.0,
+    )
+    if cond.max_age.total_seconds() < 2 * slowest:
+        err((*loc, "max_age"), f"max_age must be at least 2 report intervals ({2 * slowest:g} s)")
     if level_uses_device(cond.value):
         _check_levels(city, kinds, (*loc, "value"), err)
 

@@ -510,3 +510,49 @@ def test_heavy_rain_judges_the_hourly_mean_not_each_bucket_tip(city: City) -> No
     # although every other minute reads 0.
     assert [(c.state, c.severity, c.at) for c in changes] == [(S.ACTIVE, Severity.WASPADA, at(1))]
     assert "(60 min mean)" in changes[-1].reason
+
+
+@pytest.mark.parametrize("others_report", [False, True])
+def test_a_composite_whose_rain_gauges_go_silent_turns_no_data(
+    city: City, others_report: bool
+) -> None:
+    rules = load_rules(DEFAULT, city)
+    pumps = {d.kecamatan_id: d for d in city.devices.values() if d.kind == "pump_station"}
+    gauge = next(
+        d
+        for d in sorted(city.devices.values(), key=lambda d: d.id)
+        if d.kind == "rain_gauge" and d.kecamatan_id in pumps
+    )
+    pump = pumps[gauge.kecamatan_id]
+    others = [
+        d.id
+        for d in city.devices.values()
+        if d.kind == "rain_gauge" and d.kecamatan_id == gauge.kecamatan_id and d != gauge
+    ]
+    assert others
+    stream = []
+    for i in range(60):
+        stream.append(reading(pump.id, "pump_running", 0.0, i))
+        if others_report:
+            stream += [reading(o, "rainfall_rate", 0.0, i) for o in others]
+        if i < 30:  # the gauge that saw the rain falls silent at minute 30
+            stream.append(reading(gauge.id, "rainfall_rate", 30.0, i))
+    changes = [
+        c
+        for c in run(engine(city, rules), stream, until=65)
+        if c.key.rule_id == "pump-stopped-in-rain"
+    ]
+    if others_report:  # the other gauges say it is dry: recovering, then cleared
+        assert [(c.state, c.at) for c in changes] == [
+            (S.PENDING, at(0)),
+            (S.ACTIVE, at(5)),
+            (S.RECOVERING, at(34)),  # the silent gauge's last reading stops counting
+            (S.CLEARED, at(39)),
+        ]
+    else:  # no gauge left to judge the rain by
+        assert [(c.state, c.at) for c in changes] == [
+            (S.PENDING, at(0)),
+            (S.ACTIVE, at(5)),
+            (S.NO_DATA, at(34)),  # last rain reading at 29, max_age 5m
+        ]
+        assert "no fresh rainfall_rate" in changes[-1].reason
