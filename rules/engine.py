@@ -58,6 +58,7 @@ class RuleEngine:
         self._front_from: datetime | None = None  # the latest time when it was computed
         self._watermark: datetime | None = None  # everything before it is processed
         self._started = False  # evaluators know the engine's first event time
+        self._due: dict[str, datetime] = {}  # rule id -> its evaluator's next deadline
         self.stats = EngineStats()
 
     @property
@@ -133,6 +134,7 @@ class RuleEngine:
             for key in ((r.device_id, r.metric), (r.device_id, ANY_METRIC)):
                 for ev in self._index.get(key, ()):
                     out += ev.on_reading(r, device)
+                    self._note_deadline(ev)
         out += self._fire_deadlines(before=to)
         self._watermark = to
         return out
@@ -141,6 +143,14 @@ class RuleEngine:
         self._started = True
         for ev in self._evaluators.values():
             ev.start(at)
+            self._note_deadline(ev)
+
+    def _note_deadline(self, ev: Evaluator) -> None:
+        due = ev.next_deadline()
+        if due is None:
+            self._due.pop(ev.rule.id, None)
+        else:
+            self._due[ev.rule.id] = due
 
     def tick(self) -> list[ConditionChange]:
         """Move the watermark with the injected clock (a silent fleet still ages).
@@ -150,17 +160,17 @@ class RuleEngine:
         return self.advance_watermark(self._clock.now() - self._lateness)
 
     def _fire_deadlines(self, before: datetime) -> list[ConditionChange]:
+        # Each evaluator's next deadline is cached in `_due` (refreshed whenever it is
+        # fed), so a reading costs one scan of a small dict, not a call per rule.
         out: list[ConditionChange] = []
-        while True:
-            due = [
-                (d, rid)
-                for rid, ev in self._evaluators.items()
-                if (d := ev.next_deadline()) is not None and d < before
-            ]
-            if not due:
+        while self._due:
+            at, rid = min((d, rid) for rid, d in self._due.items())
+            if at >= before:
                 return out
-            at, rid = min(due)
-            out += self._evaluators[rid].on_deadline(at)
+            ev = self._evaluators[rid]
+            out += ev.on_deadline(at)
+            self._note_deadline(ev)
+        return out
 
     def reload(self, rules: RuleSet) -> list[ConditionChange]:
         """Swap the rule set: unchanged rules keep their state, changed ones start fresh.
@@ -187,6 +197,9 @@ class RuleEngine:
         self._evaluators = fresh
         self._lateness = rules.lateness
         self._reindex()
+        self._due = {}
+        for ev in fresh.values():
+            self._note_deadline(ev)
         return out
 
     def current(self) -> list[ConditionChange]:
