@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import ClassVar, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from pantau.city import City
 from pantau.devices import Device
@@ -153,11 +153,10 @@ class _Series:
 class _PerDevice(Evaluator):
     """Each device has its own hold machine; the zone takes the most alarming one."""
 
-    higher_is_worse: ClassVar[bool] = True
-    evidence_metric: str = ANY_METRIC
-
     def __init__(self, rule: Rule, city: City) -> None:
         super().__init__(rule, city)
+        self.higher_is_worse = True  # for the evidence's peak value
+        self.evidence_metric = ANY_METRIC
         self.series: dict[str, _Series] = {}
         self.no_data_after = getattr(rule, "no_data_after", None)
         self.last_at: dict[str, datetime] = {}
@@ -231,7 +230,7 @@ class ThresholdEvaluator(_PerDevice):
         self.metrics = frozenset({rule.metric})
         self.evidence_metric = rule.metric
         self.above = rule.direction == "above"
-        self.higher_is_worse = self.above  # type: ignore[misc]
+        self.higher_is_worse = self.above
         steps = sorted(rule.steps, key=lambda s: s.severity)
         self.levels: dict[str, tuple[float, float, list[tuple[Severity, float, float]]]] = {}
         for d in self.devices.values():
@@ -559,7 +558,7 @@ class _PerZone(Evaluator):
         cond = self.probes[0].cond
         tracker = self.tracker(zone, cond.metric, cond.op in (">", ">=", "==", "!="))
         silent = [p.cond.metric for p in self.probes if not self._fresh(p, zone, now)]
-        if silent and not met and tracker.open:
+        if silent and not met and tracker.state is not S.CLEARED:
             debounce.force(S.NO_DATA, now)
             why = f"no fresh {', '.join(silent)} in {zone}: cannot judge"
             change = tracker.settle(now, S.NO_DATA, None, reason=why)

@@ -40,6 +40,8 @@ class Debounce:
         if self.state in (S.CLEARED, S.NO_DATA):
             if breaching:
                 self._enter(S.PENDING, at)
+            elif self.state is S.NO_DATA:
+                self._enter(S.CLEARED, at)  # data is back and says all is well
         elif self.state is S.PENDING:
             if clearing:
                 self._enter(S.CLEARED, at)

@@ -312,13 +312,13 @@ def test_zone_aggregate_k_of_n(tmp_path: Path, city: City) -> None:
 """
     eng = engine(city, ruleset(tmp_path, city, body))
     a, b, c = stations[:3]
-    assert a.levels is not None and b.levels is not None and c.levels is not None
+    alert = {d.id: d.levels.alert_cm for d in (a, b, c) if d.levels is not None}
 
     def minute(i: int, a_high: bool, b_high: bool) -> list[Reading]:
         return [
-            reading(a.id, "water_level", a.levels.alert_cm + (5 if a_high else -50), i),  # type: ignore[union-attr]
-            reading(b.id, "water_level", b.levels.alert_cm + (5 if b_high else -50), i),  # type: ignore[union-attr]
-            reading(c.id, "water_level", c.levels.alert_cm - 50, i),  # type: ignore[union-attr]
+            reading(a.id, "water_level", alert[a.id] + (5 if a_high else -50), i),
+            reading(b.id, "water_level", alert[b.id] + (5 if b_high else -50), i),
+            reading(c.id, "water_level", alert[c.id] - 50, i),
         ]
 
     one_high = [r for i in range(5) for r in minute(i, True, False)]
@@ -473,6 +473,11 @@ def test_an_open_condition_on_a_silent_device_turns_no_data(tmp_path: Path, city
     ]
     assert changes[2].severity is None
     assert "cannot judge" in changes[2].reason
+    # Back with a normal level after a second silence: cleared, not stuck in no_data.
+    stream = [reading(other.id, "water_level", 50, i) for i in range(40, 60)]
+    stream += [reading(dev.id, "water_level", 50, 55)]
+    changes = run(eng, stream, until=58)
+    assert [(c.state, c.at) for c in changes] == [(S.NO_DATA, at(49)), (S.CLEARED, at(55))]
 
 
 def test_no_data_after_must_cover_two_report_intervals(tmp_path: Path, city: City) -> None:
