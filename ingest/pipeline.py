@@ -6,13 +6,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from ingest.deadletter import Rejection
-from ingest.decoders import decode
 from ingest.lineprotocol import series_key, to_line
-from ingest.validation import Validator
 from pantau.city import City
+from pantau.decoding import decode
 from pantau.errors import RejectedInput
 from pantau.settings import IngestSettings
 from pantau.topics import Topics
+from pantau.validation import Validator
 
 
 @dataclass(slots=True)

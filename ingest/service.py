@@ -26,11 +26,11 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from ingest import deadletter
 from ingest.deadletter import Rejection
-from ingest.mqtt import connect_properties, content_type, make_client
 from ingest.pipeline import Pipeline
 from ingest.writers import InfluxWriter, WriteRejected, WriteUnavailable
 from pantau.city import City
 from pantau.clock import Clock, SystemClock
+from pantau.mqtt import connect_properties, content_type, make_client
 from pantau.settings import Settings
 from pantau.topics import Topics
 

@@ -1,7 +1,9 @@
 """Payload decoders: bytes from the wire -> samples with device time, or RejectedInput.
 
 Decoders know the wire forms (pantau/wire.py) and nothing about the catalogue; the
-validator decides what is acceptable. Each decoder registers under its name.
+validator (pantau/validation.py) decides what is acceptable. Each decoder registers
+under its name. They live in the kernel because every consumer of device topics
+(ingest, rules) reads the same payloads.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ingest.fastmqtt import BufferedClient
+from pantau.mqtt_fast import BufferedClient
 from pantau.settings import MqttSettings
 
 RECONNECT_MIN_S = 1

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 
-from ingest.decoders import RawReading
 from pantau.catalogue import Catalogue, MetricSpec
+from pantau.decoding import RawReading
 from pantau.devices import Device
 from pantau.errors import RejectedInput
 from pantau.readings import Reading

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ingest.decoders import SENML_RELATIVE_LIMIT, decode, decode_native, decode_senml
+from pantau.decoding import SENML_RELATIVE_LIMIT, decode, decode_native, decode_senml
 from pantau.errors import RejectedInput
 from pantau.wire import Sample, encode_native, encode_senml
 

@@ -10,7 +10,7 @@ from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ingest.fastmqtt import BufferedSocket, LeanProperties
+from pantau.mqtt_fast import BufferedSocket, LeanProperties
 
 
 def _publish_props() -> bytes:

@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from ingest.decoders import RawReading
 from ingest.pipeline import Pipeline
-from ingest.validation import Validator
 from pantau.city import City
+from pantau.decoding import RawReading
 from pantau.errors import RejectedInput
 from pantau.settings import IngestSettings
 from pantau.topics import Topics
+from pantau.validation import Validator
 from pantau.wire import Sample, encode_native, encode_senml
 
 NOW = datetime(2026, 11, 27, 20, 0, tzinfo=UTC)
