@@ -10,7 +10,7 @@ device kinds, Siaga levels present, raise/clear in the right order) from
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -65,6 +65,9 @@ def _parse_level(value: object) -> float | str:
         " optionally with `- n`, `+ n` or `* n`"
     )
 
+
+# Reports one problem at a path inside the current rule.
+Report = Callable[[Sequence[str | int], str], None]
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 SeverityName = Annotated[Severity, BeforeValidator(_parse_severity)]
@@ -326,7 +329,7 @@ def check_rules(model: RulesFile, city: City, doc: LocatedYaml) -> list[ConfigEr
 
 
 def _check_metric(
-    city: City, metric: str, kinds: Sequence[str], loc: tuple[str | int, ...], err: Any
+    city: City, metric: str, kinds: Sequence[str], loc: tuple[str | int, ...], err: Report
 ) -> None:
     if metric not in city.catalogue.metrics:
         known = ", ".join(sorted(city.catalogue.metrics))
@@ -338,7 +341,7 @@ def _check_metric(
 
 
 def _check_condition(
-    city: City, cond: Condition, kinds: Sequence[str], loc: tuple[str | int, ...], err: Any
+    city: City, cond: Condition, kinds: Sequence[str], loc: tuple[str | int, ...], err: Report
 ) -> None:
     _check_metric(city, cond.metric, kinds, (*loc, "metric"), err)
     slowest = max(
@@ -351,14 +354,16 @@ def _check_condition(
         _check_levels(city, kinds, (*loc, "value"), err)
 
 
-def _check_levels(city: City, kinds: Sequence[str], loc: tuple[str | int, ...], err: Any) -> None:
+def _check_levels(
+    city: City, kinds: Sequence[str], loc: tuple[str | int, ...], err: Report
+) -> None:
     for kind in kinds:
         lacking = [d.id for d in city.devices.values() if d.kind == kind and d.levels is None]
         if lacking:
             err(loc, f"devices of kind {kind!r} have no Siaga levels (e.g. {lacking[0]!r})")
 
 
-def _check_threshold(rule: ThresholdRule, devices: Sequence[Device], err: Any) -> None:
+def _check_threshold(rule: ThresholdRule, devices: Sequence[Device], err: Report) -> None:
     above = rule.direction == "above"
     levels = [("raise", rule.raise_level), ("clear", rule.clear_level)]
     levels += [(f"steps[{j}]", s.at) for j, s in enumerate(rule.steps)]
