@@ -515,6 +515,7 @@ class _PerZone(Evaluator):
     def __init__(self, rule: Rule, city: City) -> None:
         super().__init__(rule, city)
         self.debounces: dict[str, Debounce] = {}
+        self.evidence_index = 0  # the probe whose metric and extreme go into Evidence
         # An open zone is judged again when a reading it rests on grows too old, so
         # inputs that go silent turn it no_data instead of leaving it open forever.
         self.rechecks: list[tuple[datetime, str]] = []
@@ -555,8 +556,8 @@ class _PerZone(Evaluator):
         debounce = self.debounces.get(zone)
         if debounce is None:
             debounce = self.debounces[zone] = Debounce(self.raise_for, self.clear_for)
-        cond = self.probes[0].cond
-        tracker = self.tracker(zone, cond.metric, cond.op in (">", ">=", "==", "!="))
+        cond = self.probes[self.evidence_index].cond
+        tracker = self.tracker(zone, cond.metric, cond.op not in ("<", "<="))
         silent = [p.cond.metric for p in self.probes if not self._fresh(p, zone, now)]
         if silent and not met and tracker.state is not S.CLEARED:
             debounce.force(S.NO_DATA, now)
@@ -626,6 +627,8 @@ class CompositeEvaluator(_PerZone):
             _Probe(c, self.devices, set(c.kinds or rule.applies_to.kinds)) for c in rule.conditions
         ]
         self.metrics = frozenset(c.metric for c in rule.conditions)
+        if rule.evidence is not None:
+            self.evidence_index = [c.metric for c in rule.conditions].index(rule.evidence)
 
     def judge(self, zone: str, now: datetime) -> tuple[bool, tuple[str, ...], float | None, str]:
         parts = [self.meeting(p, zone, now) for p in self.probes]
@@ -636,7 +639,10 @@ class CompositeEvaluator(_PerZone):
             parts = [[(m, x) for m, x in hits if m in both] for hits in parts]
         met = all(parts) if self.rule.op == "and" else any(parts)
         devices = tuple(sorted({m for hits in parts for m, _ in hits}))
-        peak = max((x for _, x in parts[0]), default=None)
+        shown_probe = self.probes[self.evidence_index]
+        values = [x for _, x in parts[self.evidence_index]]
+        lower = shown_probe.cond.op in ("<", "<=")
+        peak = (min(values) if lower else max(values)) if values else None
         shown = f" {self.rule.op.upper()} ".join(
             f"{p.cond.metric} {p.cond.op} {p.cond.value} [{'yes' if hits else 'no'}]"
             for p, hits in zip(self.probes, parts, strict=True)

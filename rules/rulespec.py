@@ -209,6 +209,9 @@ class CompositeRule(_RuleBase):
     same_device: bool = Field(
         default=False, description="all conditions must hold on one device, not the zone"
     )
+    evidence: str | None = Field(
+        default=None, description="metric (of a condition) whose extreme is the evidence"
+    )
     raise_for: Duration = Field(default=timedelta(0), description="hold before ACTIVE")
     clear_for: Duration = Field(default=timedelta(0), description="hold before CLEARED")
 
@@ -314,6 +317,9 @@ def check_rules(model: RulesFile, city: City, doc: LocatedYaml) -> list[ConfigEr
         if isinstance(rule, ZoneAggregateRule):
             _check_condition(city, rule.condition, kinds, ("condition",), err)
         if isinstance(rule, CompositeRule):
+            metrics = [c.metric for c in rule.conditions]
+            if rule.evidence is not None and rule.evidence not in metrics:
+                err(("evidence",), f"evidence {rule.evidence!r} is not a condition's metric")
             for j, cond in enumerate(rule.conditions):
                 if cond.kinds is None:
                     err(("conditions", j), "a composite condition needs its own `kinds`")

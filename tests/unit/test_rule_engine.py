@@ -366,6 +366,8 @@ def test_composite_pump_stopped_in_heavy_rain(city: City) -> None:
     )
     assert changes[1].evidence is not None
     assert set(changes[1].evidence.device_ids) == {pump.id, gauge.id}
+    assert changes[1].evidence.metric == "rainfall_rate"  # `evidence:` in the rule
+    assert 10.0 <= changes[1].evidence.peak_value <= 20.0  # a 15-minute mean of the rain
 
 
 def test_reload_keeps_state_of_unchanged_rules(tmp_path: Path, city: City) -> None:
