@@ -68,6 +68,34 @@ class IngestSettings(BaseModel):
     )
 
 
+class RulesSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    client_id: str = Field(default="pantau-rules", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    rules_file: Path | None = Field(
+        default=None, description="rule file; default <config_dir>/rules.yaml"
+    )
+    session_expiry_s: int = Field(default=7 * 86400, ge=0)
+    receive_maximum: int = Field(
+        default=5000,
+        ge=1,
+        le=65535,
+        description="unacknowledged QoS 1 messages the broker may send (MQTT v5 flow control)",
+    )
+    batch_max_messages: int = Field(default=2000, ge=1)
+    batch_max_delay_s: float = Field(default=0.2, gt=0)
+    tick_interval_s: float = Field(
+        default=5.0,
+        ge=0,
+        description="move the watermark with the system clock this often (a silent fleet "
+        "still ages); 0 turns it off, for replays of past event time",
+    )
+    reload_check_s: float = Field(default=2.0, gt=0, description="rule file mtime poll")
+    rebuild_window_s: float = Field(
+        default=3 * 3600.0, ge=0, description="readings read back from InfluxDB at start"
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PANTAU_", env_nested_delimiter="__", extra="forbid"
@@ -82,3 +110,4 @@ class Settings(BaseSettings):
     mqtt: MqttSettings = MqttSettings()
     influx: InfluxSettings = InfluxSettings()
     ingest: IngestSettings = IngestSettings()
+    rules: RulesSettings = RulesSettings()

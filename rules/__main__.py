@@ -1,0 +1,71 @@
+"""`pantau rules`: run the rules service until SIGTERM / Ctrl-C; SIGHUP reloads the rules."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import threading
+from collections.abc import Sequence
+from types import FrameType
+
+from pantau.city import load_city
+from pantau.influxql import InfluxQL
+from pantau.settings import Settings
+from rules.routing import Router, load_roster
+from rules.service import RulesService, make_store
+from rules.zoneindex import ZoneIndex
+
+log = logging.getLogger("rules")
+
+
+def main(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="pantau rules",
+        description="Consume {root}/sensors/+/up, evaluate the rules, keep incidents in SQL "
+        "and publish {root}/incidents/{zone} and {root}/alerts/crews/{crew}. Settings come "
+        "from PANTAU_* environment variables (PANTAU_RULES__*, PANTAU_DATABASE_URL).",
+    )
+    parser.parse_args(argv)
+    settings = Settings()
+    city = load_city(settings.config_dir)
+    zones = ZoneIndex.for_city(city)
+    router = Router(load_roster(city), zones)
+    store = make_store(settings, zones)
+    influx = InfluxQL.from_settings(settings.influx)
+    service = RulesService(settings, city, store, router, zones, influx=influx)
+    stop = threading.Event()
+
+    def on_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    def on_hup(signum: int, frame: FrameType | None) -> None:
+        service.request_reload()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, on_hup)
+    service.start()
+    log.info(
+        "rules: %s, %d devices, MQTT %s:%d root %r, store %s",
+        service.rules_path,
+        len(city.devices),
+        settings.mqtt.host,
+        settings.mqtt.port,
+        settings.mqtt.root,
+        store.engine.url.render_as_string(hide_password=True),
+    )
+    stop.wait()
+    service.stop()
+    store.close()
+    influx.close()
+    s = service.stats
+    log.info(
+        "stopped: %d messages, %d readings, %d changes, %d opened, %d alerts",
+        s.messages,
+        s.readings,
+        s.changes,
+        s.opened,
+        s.alerts_published,
+    )
+    return 0

@@ -1,0 +1,471 @@
+"""The rules service: device readings in over MQTT, incidents out (SQL, MQTT events, crew
+alerts), each MQTT message acknowledged only after the changes it led to are stored and
+their events published (paho manual ack).
+
+One worker thread owns the rule engine (it is not thread-safe): it batches messages,
+decodes and validates them exactly as ingest does (ingest dead-letters rejects; here
+they are only counted), feeds the engine, applies each ConditionChange to the incident
+store, publishes, then acks. The same thread ticks the engine with the system clock
+(so absence fires with a silent fleet), polls the rule file for a hot reload, and runs
+`advance_to` requests.
+
+A reading still buffered in the engine (younger than the watermark) is acked before it
+is evaluated. That is safe because ingest stores it too: a restarted service rebuilds
+its state from the last `rules.rebuild_window_s` of InfluxDB before it consumes.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from pantau.city import City
+from pantau.clock import Clock, SystemClock
+from pantau.decoding import decode
+from pantau.errors import ConfigError, ConfigErrors, RejectedInput
+from pantau.incidents import ConditionChange
+from pantau.influxql import InfluxQL, InfluxQLError
+from pantau.mqtt import connect_properties, content_type, make_client
+from pantau.readings import Reading
+from pantau.settings import Settings
+from pantau.topics import Topics
+from pantau.validation import Validator
+from rules import alerts
+from rules.engine import RuleEngine
+from rules.routing import Router
+from rules.rulespec import RuleSet, load_rules
+from rules.store import IncidentStore, UpdateKind, load_sla_policy, placement_by_zone
+from rules.zoneindex import ZoneIndex
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.005
+
+
+class Stopping(Exception):
+    """The service is stopping: leave the batch unacknowledged for redelivery."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Inbound:
+    generation: int  # connection number: mids are only valid on their own connection
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    content_type: str | None
+    received_at: datetime
+
+
+@dataclass(slots=True)
+class RulesStats:
+    messages: int = 0  # processed and acknowledged
+    readings: int = 0
+    rejected: int = 0  # messages or readings ingest dead-letters
+    changes: int = 0
+    opened: int = 0
+    events_published: int = 0
+    alerts_published: int = 0
+    reloads: int = 0
+    reload_errors: int = 0
+    rebuilt_readings: int = 0
+    connects: int = 0
+    alerts_by_crew: dict[str, int] = field(default_factory=dict)
+
+
+def make_store(settings: Settings, zones: ZoneIndex, clock: Clock | None = None) -> IncidentStore:
+    """The incident store at `settings.database_url`, schema migrated, zone levels from
+    the zone index (so catchments and corridors are placed too)."""
+    return IncidentStore(
+        settings.database_url,
+        load_sla_policy(settings.config_dir / "sla.yaml"),
+        clock or SystemClock(),
+        place=placement_by_zone(lambda zone_id: zones.zone(zone_id).level),
+        migrate_schema=True,
+    )
+
+
+class RulesService:
+    def __init__(
+        self,
+        settings: Settings,
+        city: City,
+        store: IncidentStore,
+        router: Router,
+        zones: ZoneIndex,
+        *,
+        clock: Clock | None = None,
+        influx: InfluxQL | None = None,
+    ) -> None:
+        """`influx`: where to read the rebuild window from (None: start empty)."""
+        self._settings = settings
+        self._config = settings.rules
+        self._city = city
+        self._store = store
+        self._router = router
+        self._zones = zones
+        self._clock = clock or SystemClock()
+        self._influx = influx
+        self._topics = Topics(settings.mqtt.root)
+        self.rules_path = self._config.rules_file or settings.config_dir / "rules.yaml"
+        self._rules_mtime = self._mtime()
+        self._rules = load_rules(self.rules_path, city)  # a bad file at start is fatal
+        self._engine = RuleEngine(city, self._rules, self._clock)
+        self._validator = Validator(
+            city.catalogue,
+            city.devices,
+            max_future_skew=timedelta(seconds=settings.ingest.max_future_skew_s),
+            max_age=timedelta(seconds=settings.ingest.max_age_s),
+        )
+        self._max_bytes = settings.ingest.max_payload_bytes
+        self._inbox: deque[_Inbound] = deque()
+        self._requests: queue.Queue[tuple[datetime, threading.Event]] = queue.Queue()
+        self._reload_requested = threading.Event()
+        self._stop = threading.Event()
+        self._connected = threading.Event()
+        self._subscribed = threading.Event()
+        self._generation = 0
+        self._ack_lock = threading.Lock()
+        self.stats = RulesStats()
+        self._client = make_client(settings.mqtt, self._config.client_id, manual_ack=True)
+        self._client.on_connect = self._on_connect
+        self._client.on_disconnect = self._on_disconnect
+        self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
+        self._worker = threading.Thread(target=self._run, name="rules-worker", daemon=True)
+
+    # --- lifecycle ------------------------------------------------------------------
+    def start(self) -> None:
+        """Connect, rebuild from InfluxDB (publishing what the rebuild opens), consume."""
+        mqtt_settings = self._settings.mqtt
+        self._client.connect_async(
+            mqtt_settings.host,
+            mqtt_settings.port,
+            keepalive=mqtt_settings.keepalive_s,
+            clean_start=False,
+            properties=connect_properties(
+                self._config.session_expiry_s, self._config.receive_maximum
+            ),
+        )
+        self._client.loop_start()
+        # Messages that arrive meanwhile wait in the inbox; publishes wait for the
+        # connection.
+        self._rebuild()
+        self._worker.start()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        """True once the broker has confirmed the subscription on the current connection."""
+        return self._subscribed.wait(timeout)
+
+    def stop(self) -> None:
+        """Finish the batch in hand (unless a publish is stuck), then disconnect. Messages
+        not yet processed stay unacknowledged in the broker's session."""
+        self._stop.set()
+        self._worker.join(timeout=30)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    @property
+    def watermark(self) -> datetime | None:
+        return self._engine.watermark
+
+    def advance_to(self, when: datetime, timeout: float = 30.0) -> bool:
+        """Process everything before event time `when` once the messages received so far
+        are handled: the flush for a replay of past event time (with ticks off), e.g. the
+        scenario's end once its stream is done. True once done."""
+        done = threading.Event()
+        self._requests.put((when, done))
+        return done.wait(timeout)
+
+    def request_reload(self) -> None:
+        """Reload the rule file at the next turn of the worker (SIGHUP)."""
+        self._reload_requested.set()
+
+    # --- paho callbacks (network thread: keep them short) ---------------------------
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            log.error("broker refused the connection: %s", reason)
+            return
+        with self._ack_lock:
+            self._generation += 1
+        self.stats.connects += 1
+        log.info("connected (session present: %s)", flags.session_present)
+        # Subscribing again on a resumed session is harmless and covers a lost session.
+        client.subscribe(self._topics.all_sensor_up, qos=1)
+        self._connected.set()
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        if any(rc.is_failure for rc in reason_codes):
+            log.error("broker refused the subscription: %s", reason_codes)
+            return
+        self._subscribed.set()
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self._connected.clear()
+        self._subscribed.clear()
+        with self._ack_lock:
+            self._generation += 1  # acks of messages from the old connection are void
+        if not self._stop.is_set():
+            log.warning("disconnected from the broker (%s); reconnecting", reason)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self._inbox.append(
+            _Inbound(
+                self._generation,
+                message.mid,
+                message.qos,
+                message.topic,
+                bytes(message.payload),
+                content_type(message),
+                self._clock.now(),
+            )
+        )
+
+    # --- the worker -----------------------------------------------------------------
+    def _run(self) -> None:
+        tick_every = self._config.tick_interval_s
+        next_tick = time.monotonic() + tick_every
+        next_reload_check = time.monotonic() + self._config.reload_check_s
+        try:
+            while not self._stop.is_set():
+                batch = self._collect()
+                readings = self._decode(batch)
+                changes = self._engine.ingest(readings)
+                now = time.monotonic()
+                if tick_every > 0 and now >= next_tick:
+                    changes += self._engine.tick()
+                    next_tick = now + tick_every
+                if self._reload_requested.is_set() or now >= next_reload_check:
+                    changes += self._maybe_reload(force=self._reload_requested.is_set())
+                    next_reload_check = now + self._config.reload_check_s
+                self._apply(changes)
+                self._ack(batch)
+                self._serve_requests()
+        except Stopping:
+            log.info("stopping with messages unacknowledged (redelivered later)")
+        except Exception:
+            log.exception("rules worker failed; messages in hand stay unacknowledged")
+            raise
+
+    def _collect(self) -> list[_Inbound]:
+        batch: list[_Inbound] = []
+        deadline = time.monotonic() + self._config.batch_max_delay_s
+        limit = self._config.batch_max_messages
+        while len(batch) < limit and time.monotonic() < deadline:
+            try:
+                batch.append(self._inbox.popleft())
+            except IndexError:
+                if self._stop.is_set() or not self._requests.empty():
+                    break
+                time.sleep(POLL_S)
+        return batch
+
+    def _decode(self, batch: Sequence[_Inbound]) -> list[Reading]:
+        """Decode and validate as ingest does; rejects are ingest's to dead-letter."""
+        out: list[Reading] = []
+        for item in batch:
+            device_id = self._topics.device_of_sensor_topic(item.topic)
+            try:
+                if device_id is None or len(item.payload) > self._max_bytes:
+                    raise RejectedInput("invalid", "bad topic or too large")
+                self._validator.device(device_id)
+                raws = decode(device_id, item.payload, item.received_at, item.content_type)
+            except RejectedInput:
+                self.stats.rejected += 1
+                continue
+            for result in self._validator.readings(raws, item.received_at):
+                if isinstance(result, RejectedInput):
+                    self.stats.rejected += 1
+                else:
+                    out.append(result)
+        self.stats.readings += len(out)
+        return out
+
+    def _serve_requests(self) -> None:
+        if self._inbox:  # serve once all that was received so far is processed
+            return
+        while True:
+            try:
+                when, done = self._requests.get_nowait()
+            except queue.Empty:
+                return
+            self._apply(self._engine.advance_watermark(when))
+            done.set()
+
+    def _maybe_reload(self, *, force: bool) -> list[ConditionChange]:
+        self._reload_requested.clear()
+        mtime = self._mtime()
+        if not force and mtime == self._rules_mtime:
+            return []
+        self._rules_mtime = mtime
+        try:
+            rules: RuleSet = load_rules(self.rules_path, self._city)
+        except (ConfigError, ConfigErrors) as err:
+            self.stats.reload_errors += 1
+            log.error("rule file not reloaded, the old rules stay in force:\n%s", err)
+            return []
+        self.stats.reloads += 1
+        self._rules = rules
+        return self._engine.reload(rules)
+
+    def _mtime(self) -> float | None:
+        try:
+            return self.rules_path.stat().st_mtime
+        except OSError:
+            return None
+
+    # --- store, publish, ack --------------------------------------------------------
+    def _apply(self, changes: Iterable[ConditionChange]) -> None:
+        """Store each change, then publish its event (and alert); wait for the broker."""
+        infos: list[mqtt.MQTTMessageInfo] = []
+        for change in changes:
+            self.stats.changes += 1
+            update = self._store.apply(change)
+            if update.kind is UpdateKind.IGNORED or update.incident is None:
+                continue
+            if update.kind is UpdateKind.OPENED:
+                self.stats.opened += 1
+            inc = update.incident
+            # The crew on shift when the change happened: a rise after a shift change
+            # goes to the crew now on duty.
+            crew = self._router.route(inc.key.zone_id, inc.key.hazard, change.at)
+            infos.append(
+                self._publish(
+                    self._topics.incidents(inc.key.zone_id),
+                    alerts.incident_event(update, change, crew),
+                )
+            )
+            self.stats.events_published += 1
+            if alerts.needs_alert(update):
+                zone_name = self._zones.zone(inc.key.zone_id).name
+                infos.append(
+                    self._publish(
+                        self._topics.crew_alerts(crew), alerts.crew_alert(update, change, zone_name)
+                    )
+                )
+                self.stats.alerts_published += 1
+                self.stats.alerts_by_crew[crew] = self.stats.alerts_by_crew.get(crew, 0) + 1
+                log.info(
+                    "incident %d %s in %s (%s): alert to %s",
+                    inc.id,
+                    inc.key.hazard,
+                    inc.key.zone_id,
+                    inc.severity_current.name.lower(),
+                    crew,
+                )
+        self._wait_published(infos)
+
+    def _publish(self, topic: str, payload: bytes) -> mqtt.MQTTMessageInfo:
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props.ContentType = "application/json"
+        return self._client.publish(topic, payload, qos=1, properties=props)
+
+    def _wait_published(self, infos: Sequence[mqtt.MQTTMessageInfo]) -> None:
+        for info in infos:
+            # Not acknowledged by the broker (e.g. it went away): paho resends on the
+            # reconnect; until then the inputs stay unacknowledged too.
+            while not info.is_published():
+                if self._stop.is_set():
+                    raise Stopping
+                try:
+                    info.wait_for_publish(timeout=1.0)
+                except (RuntimeError, ValueError):
+                    if self._stop.wait(1.0):
+                        raise Stopping from None
+
+    def _ack(self, batch: Sequence[_Inbound]) -> None:
+        with self._ack_lock:
+            self._client.ack_many(
+                [i.mid for i in batch if i.qos == 1 and i.generation == self._generation]
+            )
+        self.stats.messages += len(batch)
+
+    # --- rebuild --------------------------------------------------------------------
+    def _rebuild(self) -> None:
+        """Replay the last window of readings from InfluxDB, then hand the open verdicts
+        to the store: it recognises incidents it holds, so nothing opens twice."""
+        history = self._history()
+        self._engine, current = RuleEngine.rebuild(self._city, self._rules, self._clock, history)
+        self.stats.rebuilt_readings = len(history)
+        self._apply(current)
+        log.info(
+            "rebuilt from %d readings: %d open verdicts, watermark %s",
+            len(history),
+            len(current),
+            self._engine.watermark,
+        )
+
+    def _history(self) -> list[Reading]:
+        window = self._config.rebuild_window_s
+        if self._influx is None or window <= 0:
+            return []
+        metrics = self._city.catalogue.metrics
+        since = self._clock.now() - timedelta(seconds=window)
+        try:
+            series = self._influx.query(
+                "SELECT value FROM /.*/ WHERE time > $since GROUP BY device",
+                params={"since": since.isoformat()},
+                epoch="ms",
+            )
+        except InfluxQLError as err:
+            log.warning("no rebuild, InfluxDB did not answer: %s", err)
+            return []
+        out: list[Reading] = []
+        for s in series:
+            spec = metrics.get(s.name)
+            device_id = s.tags.get("device")
+            if spec is None or device_id not in self._city.devices:
+                continue
+            for ms, value in s.values:
+                if not isinstance(ms, int) or not isinstance(value, int | float):
+                    continue
+                out.append(
+                    Reading(
+                        device_id=device_id,
+                        metric=s.name,
+                        value=float(value),
+                        unit=spec.unit,
+                        time=_from_ms(ms),
+                    )
+                )
+        return out
+
+
+def _from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
