@@ -181,6 +181,10 @@ class RulesService:
         self._client.loop_stop()
 
     @property
+    def rule_ids(self) -> tuple[str, ...]:
+        return self._engine.rule_ids
+
+    @property
     def watermark(self) -> datetime | None:
         return self._engine.watermark
 

@@ -8,10 +8,13 @@ the service's wall-clock tick is off and the test flushes with `advance_to(end)`
 from __future__ import annotations
 
 import json
+import shutil
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -97,11 +100,13 @@ def test_storm_opens_flood_incidents_in_karawaci_and_alerts_the_routed_crews(
     service.start()
     try:
         assert service.wait_subscribed(10)
+        started = time.monotonic()
         report = run_scenario(
             city, load_scenario(find_scenario("storm-karawaci"), city), settings.mqtt, speed=None
         )
         assert report.completed and report.failed == 0
         wait_for(lambda: service.stats.messages >= report.messages, 120, "every message")
+        took = time.monotonic() - started
         assert service.advance_to(report.end, 60)
         opened = service.stats.opened
         wait_for(lambda: len(alerts.snapshot()) >= opened, 30, "an alert per opened incident")
@@ -112,7 +117,10 @@ def test_storm_opens_flood_incidents_in_karawaci_and_alerts_the_routed_crews(
     stats = service.stats
     assert stats.messages == report.messages  # nothing redelivered on a clean run
     assert stats.rejected >= len(report.malformed)
-    print(f"\nrules service: {stats}")  # figures for the report
+    print(  # figures for the report
+        f"\nrules service: {stats.readings / took:.0f} readings/s over {took:.1f} s "
+        f"(publisher-bound), {stats}"
+    )  # figures for the report
 
     incidents = all_incidents(world.store)
     assert incidents and len(incidents) == stats.opened
@@ -230,3 +238,34 @@ def test_a_restart_mid_storm_opens_no_incident_twice(world: World) -> None:
     )
     assert all(n == 1 for n in opened.values()), opened
     assert set(opened) == {i.id for i in all_incidents(world.store)}
+
+
+def test_a_bad_rule_file_keeps_the_old_rules_and_a_good_one_is_taken(
+    world: World, tmp_path: Path
+) -> None:
+    rules_file = tmp_path / "rules.yaml"
+    shutil.copy(world.settings.config_dir / "rules.yaml", rules_file)
+    world.settings = world.settings.model_copy(
+        update={
+            "rules": world.settings.rules.model_copy(
+                update={"rules_file": rules_file, "reload_check_s": 0.1}
+            )
+        }
+    )
+    service = world.service()
+    service.start()
+    try:
+        assert service.wait_subscribed(10)
+        text_before = rules_file.read_text(encoding="utf-8")
+        rules_file.write_text(text_before.replace("kind: threshold", "kind: thresh", 1))
+        wait_for(lambda: service.stats.reload_errors == 1, 10, "the bad file refused")
+        assert service.stats.reloads == 0
+        # a good edit: the heavy-rain rule goes
+        start = text_before.index("  - id: heavy-rain")
+        end = text_before.index("  - id:", start + 1)
+        rules_file.write_text(text_before[:start] + text_before[end:])
+        wait_for(lambda: service.stats.reloads == 1, 10, "the good file taken")
+        assert "heavy-rain" not in service.rule_ids
+        assert "flood-water-level" in service.rule_ids
+    finally:
+        service.stop()
