@@ -33,15 +33,14 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from pantau.city import City
 from pantau.clock import Clock, SystemClock
-from pantau.decoding import decode
-from pantau.errors import ConfigError, ConfigErrors, RejectedInput
+from pantau.device_messages import DeviceMessageReader
+from pantau.errors import ConfigError, ConfigErrors
 from pantau.incidents import ConditionChange
 from pantau.influxql import InfluxQL, InfluxQLError
 from pantau.mqtt import connect_properties, content_type, make_client
 from pantau.readings import Reading
 from pantau.settings import Settings
 from pantau.topics import Topics
-from pantau.validation import Validator
 from rules import alerts
 from rules.engine import RuleEngine
 from rules.routing import Router
@@ -123,13 +122,7 @@ class RulesService:
         self._rules_mtime = self._mtime()
         self._rules = load_rules(self.rules_path, city)  # a bad file at start is fatal
         self._engine = RuleEngine(city, self._rules, self._clock)
-        self._validator = Validator(
-            city.catalogue,
-            city.devices,
-            max_future_skew=timedelta(seconds=settings.ingest.max_future_skew_s),
-            max_age=timedelta(seconds=settings.ingest.max_age_s),
-        )
-        self._max_bytes = settings.ingest.max_payload_bytes
+        self._reader = DeviceMessageReader(city, self._topics, settings.ingest)
         self._inbox: deque[_Inbound] = deque()
         self._requests: queue.Queue[tuple[datetime, threading.Event]] = queue.Queue()
         self._reload_requested = threading.Event()
@@ -304,20 +297,9 @@ class RulesService:
         """Decode and validate as ingest does; rejects are ingest's to dead-letter."""
         out: list[Reading] = []
         for item in batch:
-            device_id = self._topics.device_of_sensor_topic(item.topic)
-            try:
-                if device_id is None or len(item.payload) > self._max_bytes:
-                    raise RejectedInput("invalid", "bad topic or too large")
-                self._validator.device(device_id)
-                raws = decode(device_id, item.payload, item.received_at, item.content_type)
-            except RejectedInput:
-                self.stats.rejected += 1
-                continue
-            for result in self._validator.readings(raws, item.received_at):
-                if isinstance(result, RejectedInput):
-                    self.stats.rejected += 1
-                else:
-                    out.append(result)
+            read = self._reader.read(item.topic, item.payload, item.content_type, item.received_at)
+            out += read.readings
+            self.stats.rejected += len(read.rejections)
         self.stats.readings += len(out)
         return out
 
