@@ -23,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -43,6 +43,7 @@ from pantau.settings import Settings
 from pantau.topics import Topics
 from rules import alerts
 from rules.engine import RuleEngine
+from rules.history import read_readings
 from rules.routing import Router
 from rules.rulespec import RuleSet, load_rules
 from rules.store import IncidentStore, UpdateKind, load_sla_policy, placement_by_zone
@@ -421,37 +422,9 @@ class RulesService:
         window = self._config.rebuild_window_s
         if self._influx is None or window <= 0:
             return []
-        metrics = self._city.catalogue.metrics
         since = self._clock.now() - timedelta(seconds=window)
         try:
-            series = self._influx.query(
-                "SELECT value FROM /.*/ WHERE time > $since GROUP BY device",
-                params={"since": since.isoformat()},
-                epoch="ms",
-            )
+            return read_readings(self._influx, self._city, since)
         except InfluxQLError as err:
             log.warning("no rebuild, InfluxDB did not answer: %s", err)
             return []
-        out: list[Reading] = []
-        for s in series:
-            spec = metrics.get(s.name)
-            device_id = s.tags.get("device")
-            if spec is None or device_id not in self._city.devices:
-                continue
-            for ms, value in s.values:
-                if not isinstance(ms, int) or not isinstance(value, int | float):
-                    continue
-                out.append(
-                    Reading(
-                        device_id=device_id,
-                        metric=s.name,
-                        value=float(value),
-                        unit=spec.unit,
-                        time=_from_ms(ms),
-                    )
-                )
-        return out
-
-
-def _from_ms(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)

@@ -1,0 +1,76 @@
+"""Stored readings read back from InfluxDB (InfluxQL) for the rule engine.
+
+Ingest writes one measurement per catalogue metric with the device as a tag, so a
+reading comes back as (measurement, device tag, time, value). Series of metrics the
+catalogue does not know and devices the registry does not hold are skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+from pantau.city import City
+from pantau.influxql import InfluxQL
+from pantau.readings import Reading
+
+DEFAULT_CHUNK = timedelta(hours=1)
+_SINCE = "SELECT value FROM /.*/ WHERE time >= $start GROUP BY device"
+_BETWEEN = "SELECT value FROM /.*/ WHERE time >= $start AND time < $end GROUP BY device"
+
+
+def read_readings(
+    influx: InfluxQL, city: City, start: datetime, end: datetime | None = None
+) -> list[Reading]:
+    """Readings with `start <= time < end` (no end: up to the latest), grouped by series,
+    not sorted. Raises InfluxQLError when the server refuses or cannot be reached."""
+    params = {"start": start.isoformat()}
+    query = _SINCE
+    if end is not None:
+        query = _BETWEEN
+        params["end"] = end.isoformat()
+    series = influx.query(query, params=params, epoch="ms")
+    metrics = city.catalogue.metrics
+    out: list[Reading] = []
+    for s in series:
+        spec = metrics.get(s.name)
+        device_id = s.tags.get("device")
+        if spec is None or device_id not in city.devices:
+            continue
+        for ms, value in s.values:
+            if not isinstance(ms, int) or not isinstance(value, int | float):
+                continue
+            out.append(
+                Reading(
+                    device_id=device_id,
+                    metric=s.name,
+                    value=float(value),
+                    unit=spec.unit,
+                    time=_from_ms(ms),
+                )
+            )
+    return out
+
+
+def iter_readings(
+    influx: InfluxQL,
+    city: City,
+    start: datetime,
+    end: datetime,
+    chunk: timedelta = DEFAULT_CHUNK,
+) -> Iterator[Reading]:
+    """Readings with `start <= time < end` in event-time order (time, device, metric),
+    one query per `chunk` of time so only one chunk is held in memory."""
+    if chunk <= timedelta(0):
+        raise ValueError("chunk must be positive")
+    at = start
+    while at < end:
+        upto = min(at + chunk, end)
+        page = read_readings(influx, city, at, upto)
+        page.sort(key=lambda r: (r.time, r.device_id, r.metric))
+        yield from page
+        at = upto
+
+
+def _from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
