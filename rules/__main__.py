@@ -1,4 +1,8 @@
-"""`pantau rules`: run the rules service until SIGTERM / Ctrl-C; SIGHUP reloads the rules."""
+"""`pantau rules`: run the rules service until SIGTERM / Ctrl-C; SIGHUP reloads the rules.
+
+`pantau rules backtest ...` replays stored readings through a rule file instead
+(rules/backtest.py).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from types import FrameType
 from pantau.city import load_city
 from pantau.influxql import InfluxQL
 from pantau.settings import Settings
+from rules import backtest
 from rules.routing import Router, load_roster
 from rules.service import RulesService, make_store
 from rules.zoneindex import ZoneIndex
@@ -20,11 +25,15 @@ log = logging.getLogger("rules")
 
 
 def main(argv: Sequence[str]) -> int:
+    if argv[:1] == ["backtest"]:
+        return backtest.main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="pantau rules",
         description="Consume {root}/sensors/+/up, evaluate the rules, keep incidents in SQL "
         "and publish {root}/incidents/{zone} and {root}/alerts/crews/{crew}. Settings come "
         "from PANTAU_* environment variables (PANTAU_RULES__*, PANTAU_DATABASE_URL).",
+        epilog="`pantau rules backtest --help`: what a rule file would have raised over "
+        "stored readings.",
     )
     parser.parse_args(argv)
     settings = Settings()
