@@ -27,7 +27,7 @@ from sqlalchemy.types import TypeDecorator
 
 from pantau.incidents import ConditionState, Hazard, Severity, WorkflowState
 
-from .types import INACTIVE_WORKFLOW, ZONE_LEVELS, EventKind
+from .types import INACTIVE_WORKFLOW, ZONE_LEVELS, EventKind, NotifyState, OutboxKind
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -134,6 +134,11 @@ class IncidentRow(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     reopen_count: Mapped[int] = mapped_column(Integer, default=0)
     assignee_crew_id: Mapped[str | None] = mapped_column(String(64))
+    # The crew the rules last alerted (routing at event time); assignee is who people
+    # dispatched. 0002.
+    routed_crew_id: Mapped[str | None] = mapped_column(String(64))
+    # 0 none, 1 the agency supervisor, 2 the operations center (rules.escalation). 0002.
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     last_seq: Mapped[int] = mapped_column(Integer, default=0)  # seq of the newest event
 
     events: Mapped[list[IncidentEventRow]] = relationship(
@@ -179,3 +184,26 @@ class IncidentEventRow(Base):
     incident: Mapped[IncidentRow] = relationship(back_populates="events")
 
     __table_args__ = (UniqueConstraint("incident_id", "seq"), _one_of("kind", EventKind))
+
+
+class OutboxRow(Base):
+    """A message owed to the broker (and, for alerts, to the chat webhooks), written in
+    the transaction of the incident change it reports. Its id is the message id."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"))
+    kind: Mapped[OutboxKind] = mapped_column(EnumText(OutboxKind))
+    topic: Mapped[str] = mapped_column(String(255))
+    payload: Mapped[str] = mapped_column(Text)  # JSON, with "message_id" = id
+    agency: Mapped[str | None] = mapped_column(String(64))
+    crew_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    published_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), index=True)
+    notify_state: Mapped[NotifyState | None] = mapped_column(EnumText(NotifyState), index=True)
+    notify_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    notify_error: Mapped[str | None] = mapped_column(Text)
+    notified_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+    __table_args__ = (_one_of("kind", OutboxKind), _one_of("notify_state", NotifyState))

@@ -9,12 +9,14 @@ re-reads and applies its change as an update.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, Select, select
+from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,11 +34,12 @@ from pantau.incidents import (
 from pantau.zones import ZoneLevel
 
 from .migrate import make_engine, migrate
-from .models import IncidentEventRow, IncidentRow
+from .models import IncidentEventRow, IncidentRow, OutboxRow
 from .sla import SlaPolicy
 from .types import (
     INACTIVE_WORKFLOW,
     RULES_ACTOR,
+    Dispatch,
     EventKind,
     Incident,
     IncidentDetail,
@@ -44,6 +47,9 @@ from .types import (
     IncidentNotFound,
     IncidentUpdate,
     InvalidTransition,
+    NotifyState,
+    OutboxKind,
+    OutboxMessage,
     Placement,
     UpdateKind,
 )
@@ -169,8 +175,17 @@ class IncidentStore:
 
     # -- the rule engine's side ---------------------------------------------------------
 
-    def apply(self, change: ConditionChange) -> IncidentUpdate:
-        """Act on one condition change; idempotent (the same change twice is IGNORED)."""
+    def apply(
+        self,
+        change: ConditionChange,
+        compose: Callable[[IncidentUpdate], Dispatch] | None = None,
+    ) -> IncidentUpdate:
+        """Act on one condition change; idempotent (the same change twice is IGNORED).
+
+        `compose` (the rules service's) turns an update that changed something into the
+        messages it owes; they go into the outbox in the same transaction, so a crash
+        before they are published cannot lose them (`unpublished()` at the next start).
+        """
         _check_change(change)
         for attempt in (1, 2):
             try:
@@ -186,8 +201,13 @@ class IncidentStore:
                             )
                         pending = self._open(session, change)
                         session.flush()  # the partial unique index speaks here
-                        return _result(UpdateKind.OPENED, pending)
-                    return self._update(row, change)
+                        row = pending.row
+                        update = _result(UpdateKind.OPENED, pending)
+                    else:
+                        update = self._update(row, change)
+                    if compose is None or update.kind is UpdateKind.IGNORED:
+                        return update
+                    return self._enqueue(session, row, update, compose(update))
             except IntegrityError:
                 if attempt == 2:
                     raise
@@ -195,6 +215,33 @@ class IncidentStore:
                 # our insert: read again and apply the change to that incident.
                 logger.info("incident for %s opened concurrently; applying as update", change.key)
         raise AssertionError("unreachable")
+
+    def _enqueue(
+        self, session: Session, row: IncidentRow, update: IncidentUpdate, dispatch: Dispatch
+    ) -> IncidentUpdate:
+        if dispatch.routed_crew_id is not None:
+            row.routed_crew_id = dispatch.routed_crew_id
+        now = self._clock.now()
+        rows = [
+            OutboxRow(
+                incident_id=row.id,
+                kind=m.kind,
+                topic=m.topic,
+                payload="",
+                agency=row.agency,
+                crew_id=m.crew_id,
+                created_at=now,
+                notify_state=None if m.kind is OutboxKind.EVENT else NotifyState.PENDING,
+                notify_attempts=0,
+            )
+            for m in dispatch.messages
+        ]
+        session.add_all(rows)
+        session.flush()  # ids: each message carries its own as the message id
+        for r, m in zip(rows, dispatch.messages, strict=True):
+            r.payload = json.dumps({**m.body, "message_id": r.id}, separators=(",", ":"))
+        session.flush()
+        return replace(update, incident=_incident(row), outbox=tuple(_outbox(r) for r in rows))
 
     def _open(self, session: Session, change: ConditionChange) -> _Pending:
         assert change.severity is not None and change.evidence is not None
@@ -412,6 +459,109 @@ class IncidentStore:
                 f"incident {other.id if other else '?'} is already active for {key}",
             ) from err
 
+    # -- escalation ---------------------------------------------------------------------
+
+    def overdue_unacknowledged(self, now: datetime, below_level: int) -> list[Incident]:
+        """Open (never acknowledged) incidents whose acknowledge-by time has passed and
+        whose escalation level is below `below_level`, oldest due first."""
+        query = (
+            select(IncidentRow)
+            .where(
+                IncidentRow.workflow_state == WorkflowState.OPEN,
+                IncidentRow.sla_ack_due <= now,
+                IncidentRow.escalation_level < below_level,
+            )
+            .order_by(IncidentRow.sla_ack_due, IncidentRow.id)
+        )
+        with self._sessions() as session:
+            return [_incident(r) for r in session.scalars(query)]
+
+    def escalate(
+        self,
+        incident_id: int,
+        level: int,
+        *,
+        at: datetime,
+        to_state: str,
+        reason: str,
+        compose: Callable[[Incident], Dispatch],
+    ) -> IncidentUpdate | None:
+        """Raise an incident's escalation level to `level`, with an `sla` event on its
+        timeline and the messages from `compose`, in one transaction. None (nothing
+        written) if it is already at that level, or no longer open: exactly once per
+        level, even with two services racing."""
+        with self._sessions() as session, session.begin():
+            row = session.get(IncidentRow, incident_id, with_for_update=True)
+            if row is None:
+                raise IncidentNotFound(incident_id)
+            if row.escalation_level >= level or row.workflow_state is not WorkflowState.OPEN:
+                return None
+            p = _Pending(row, self._clock.now())
+            before = row.escalation_level
+            p.add(
+                EventKind.SLA,
+                f"escalation_{before}" if before else None,
+                to_state,
+                at=at,
+                actor=RULES_ACTOR,
+                reason=reason,
+            )
+            row.escalation_level = level
+            update = _result(UpdateKind.UPDATED, p)
+            assert update.incident is not None
+            return self._enqueue(session, row, update, compose(update.incident))
+
+    # -- the outbox -----------------------------------------------------------------------
+
+    def unpublished(self, limit: int = 1000) -> list[OutboxMessage]:
+        """Outbox rows the broker has not confirmed yet, oldest first."""
+        query = (
+            select(OutboxRow)
+            .where(OutboxRow.published_at.is_(None))
+            .order_by(OutboxRow.id)
+            .limit(limit)
+        )
+        with self._sessions() as session:
+            return [_outbox(r) for r in session.scalars(query)]
+
+    def mark_published(self, ids: Sequence[int]) -> None:
+        if not ids:
+            return
+        with self._sessions() as session, session.begin():
+            session.execute(
+                sql_update(OutboxRow)
+                .where(OutboxRow.id.in_(list(ids)), OutboxRow.published_at.is_(None))
+                .values(published_at=self._clock.now())
+            )
+
+    def pending_notifications(self, limit: int = 100) -> list[OutboxMessage]:
+        """Alert rows not yet handed to the chat webhooks, oldest first."""
+        query = (
+            select(OutboxRow)
+            .where(OutboxRow.notify_state == NotifyState.PENDING)
+            .order_by(OutboxRow.id)
+            .limit(limit)
+        )
+        with self._sessions() as session:
+            return [_outbox(r) for r in session.scalars(query)]
+
+    def record_notification(
+        self, message_id: int, state: NotifyState, attempts: int, error: str | None = None
+    ) -> None:
+        with self._sessions() as session, session.begin():
+            row = session.get(OutboxRow, message_id, with_for_update=True)
+            if row is None:
+                raise KeyError(f"no outbox row {message_id}")
+            row.notify_state = state
+            row.notify_attempts += attempts
+            row.notify_error = error
+            row.notified_at = self._clock.now()
+
+    def outbox_message(self, message_id: int) -> OutboxMessage | None:
+        with self._sessions() as session:
+            row = session.get(OutboxRow, message_id)
+            return None if row is None else _outbox(row)
+
     # -- queries ------------------------------------------------------------------------
 
     def get(self, incident_id: int) -> IncidentDetail | None:
@@ -508,6 +658,25 @@ def _incident(row: IncidentRow) -> Incident:
         closed_at=row.closed_at,
         reopen_count=row.reopen_count,
         assignee_crew_id=row.assignee_crew_id,
+        routed_crew_id=row.routed_crew_id,
+        escalation_level=row.escalation_level,
+    )
+
+
+def _outbox(row: OutboxRow) -> OutboxMessage:
+    return OutboxMessage(
+        id=row.id,
+        incident_id=row.incident_id,
+        kind=row.kind,
+        topic=row.topic,
+        payload=row.payload.encode("utf-8"),
+        agency=row.agency,
+        crew_id=row.crew_id,
+        created_at=row.created_at,
+        published_at=row.published_at,
+        notify_state=row.notify_state,
+        notify_attempts=row.notify_attempts,
+        notify_error=row.notify_error,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from pantau.incidents import (
     ConditionState,
@@ -39,6 +40,21 @@ class UpdateKind(StrEnum):
     UPDATED = "updated"
     CLEARED = "cleared"
     IGNORED = "ignored"  # nothing changed: a duplicate, a stale change or no incident
+
+
+class OutboxKind(StrEnum):
+    EVENT = "event"  # {root}/incidents/{zone}
+    ALERT = "alert"  # {root}/alerts/crews/{crew}: opened or severity rose
+    ESCALATION = "escalation"  # to a supervisor or {root}/alerts/ops: ack SLA missed
+
+
+class NotifyState(StrEnum):
+    """Chat-webhook delivery of an alert row (events are not sent to webhooks: NULL)."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"  # attempts used up or refused (4xx); the reason is on the row
+    SKIPPED = "skipped"  # no webhook configured for the agency
 
 
 RULES_ACTOR = "rules"
@@ -79,6 +95,8 @@ class Incident:
     closed_at: datetime | None
     reopen_count: int
     assignee_crew_id: str | None
+    routed_crew_id: str | None = None  # the crew the rules last alerted
+    escalation_level: int = 0  # 1: supervisor alerted, 2: operations center alerted
 
     @property
     def is_active(self) -> bool:
@@ -99,6 +117,43 @@ class IncidentUpdate:
     incident: Incident | None  # None only when ignored without an incident
     events: tuple[IncidentEvent, ...]  # appended by this change (empty when ignored)
     note: str = ""  # why it was ignored, for logs
+    outbox: tuple[OutboxMessage, ...] = ()  # enqueued in the same transaction
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outgoing:
+    """A message to enqueue with an incident change. `body` is a JSON object; the store
+    adds `"message_id"` (the outbox row id, stable across redeliveries)."""
+
+    kind: OutboxKind
+    topic: str
+    body: dict[str, Any]
+    crew_id: str | None = None  # alert address, for the webhooks and the stats
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Dispatch:
+    """What goes out with one incident update: the crew routed to (kept on the incident
+    when not None) and the messages."""
+
+    routed_crew_id: str | None
+    messages: tuple[Outgoing, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxMessage:
+    id: int  # the message id receivers dedupe on
+    incident_id: int | None
+    kind: OutboxKind
+    topic: str
+    payload: bytes
+    agency: str | None
+    crew_id: str | None
+    created_at: datetime
+    published_at: datetime | None
+    notify_state: NotifyState | None
+    notify_attempts: int
+    notify_error: str | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -138,6 +193,7 @@ __all__ = [
     "INACTIVE_WORKFLOW",
     "RULES_ACTOR",
     "ZONE_LEVELS",
+    "Dispatch",
     "EventKind",
     "Incident",
     "IncidentDetail",
@@ -145,6 +201,10 @@ __all__ = [
     "IncidentNotFound",
     "IncidentUpdate",
     "InvalidTransition",
+    "NotifyState",
+    "OutboxKind",
+    "OutboxMessage",
+    "Outgoing",
     "Placement",
     "StoreError",
     "UpdateKind",
