@@ -94,6 +94,32 @@ class RulesSettings(BaseModel):
     rebuild_window_s: float = Field(
         default=3 * 3600.0, ge=0, description="readings read back from InfluxDB at start"
     )
+    outbox_batch: int = Field(
+        default=1000, ge=1, description="outbox rows published (and awaited) per round"
+    )
+    escalation: bool = Field(
+        default=True,
+        description="on each tick, escalate unacknowledged incidents past their "
+        "acknowledge-by time (rules.escalation); needs tick_interval_s > 0",
+    )
+    webhook_urls: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="chat-gateway webhooks for crew alerts: agency id (or 'ops' for the "
+        "operations center's escalations, '*' for any) -> URLs; JSON in "
+        "PANTAU_RULES__WEBHOOK_URLS",
+    )
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        min_length=32,
+        description="HMAC-SHA256 key for X-Pantau-Signature, at least 32 characters; "
+        "from the environment (PANTAU_RULES__WEBHOOK_SECRET), never committed",
+    )
+    webhook_max_attempts: int = Field(default=6, ge=1, le=20)
+    webhook_backoff_s: float = Field(
+        default=1.0, gt=0, description="first retry delay; doubles per attempt"
+    )
+    webhook_max_backoff_s: float = Field(default=60.0, gt=0)
+    webhook_timeout_s: float = Field(default=5.0, gt=0)
 
 
 class Settings(BaseSettings):
