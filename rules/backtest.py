@@ -247,7 +247,7 @@ def episode_line(e: Episode, zones: ZoneIndex) -> str:
         cleared += f" ({e.last_state.value})"
     zone = f"{e.key.zone_id} ({zones.zone(e.key.zone_id).name})"
     return (
-        f"{_fmt_time(e.opened_at)}  {cleared:<17}  {e.key.rule_id:<22} {zone:<36} "
+        f"{_fmt_time(e.opened_at)}  {cleared:<25}  {e.key.rule_id:<22} {zone:<40} "
         f"{e.key.hazard.value:<14} {e.max_severity.name.lower():<8} "
         f"{e.peak_value:g} {e.metric}  {_fmt_devices(e.device_ids)}"
     )
@@ -263,7 +263,7 @@ def write_report(
         f"{len(result.episodes)} incidents\n"
     )
     out.write(
-        f"{'opened':<17}  {'cleared':<17}  {'rule':<22} {'zone':<36} {'hazard':<14} "
+        f"{'opened':<17}  {'cleared':<25}  {'rule':<22} {'zone':<40} {'hazard':<14} "
         f"{'severity':<8} peak  devices\n"
     )
     for e in result.episodes:

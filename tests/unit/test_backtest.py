@@ -145,7 +145,7 @@ def test_report_names_zones_and_totals_per_hazard_and_kecamatan(tmp_path: Path, 
     write_report(result, zones, out, title="r.yaml", start=T0)
     text = out.getvalue()
     name = zones.zone(dev.kelurahan_id).name
-    assert "2026-11-27T08:08Z  2026-11-27T08:20Z  flood" in text
+    assert "2026-11-27T08:08Z  2026-11-27T08:20Z          flood" in text
     assert f"{dev.kelurahan_id} ({name})" in text
     assert "awas     150 water_level  wl-alam-jaya-001" in text
     assert bt.STILL_ACTIVE in text
