@@ -1,0 +1,415 @@
+"""Reading -> crew alert latency of the rules service under a steady offered load.
+
+One run per offered rate, each with a fresh topic root, SQLite store and empty InfluxDB
+database (the service reads InfluxDB only for its start-up rebuild):
+
+- `python -m pantau.cli rules` as a subprocess (its own GIL, as deployed), default
+  settings (batch_max_delay_s 0.2, tick every 5 s) and the default config/rules.yaml;
+- background load: one `mosquitto_pub -l -q 1 -V 5` per background device, fed through
+  its stdin by pacing threads in this process that stamp each reading with the wall
+  clock at the moment they write it (device clocks = real time, so the fleet's
+  event-time front advances in real time);
+- injections: water-level stations that send nothing else, one per kelurahan, publish
+  `danger_cm + 20` every 10 s of device time for `raise_for` (2 min) of
+  `flood-water-level`; the last of them (device time = first + 2 min) is the reading
+  that makes the condition ACTIVE. Its publish time and its crew alert's arrival on
+  `{root}/alerts/crews/#` give the latency.
+
+With lateness 2 m the engine evaluates a reading only once the watermark (fleet front
+- lateness) has passed it, so a real-time reading waits >= 2 min in the engine by
+design. Two figures are therefore reported per injection: publish -> alert (includes
+the lateness bound) and alert - (device time + lateness), the delay after the earliest
+moment the event-time rules allow: front granularity, batching, store, publish.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from bench.cpu import CpuWatch
+from bench.mosquitto_clients import mqtt_args
+from pantau.city import City
+from pantau.devices import Device
+from pantau.local import LocalStack
+from pantau.topics import Topics
+from pantau.wire import Sample, encode_native
+
+HOLD_STEP_S = 10.0  # device-time spacing of an injected station's breaching readings
+PACE_S = 0.005  # pacing threads wake this often
+PACERS = 4  # pacing threads (each owns a quarter of the background devices)
+TAIL_S = 20.0  # after the last expected alert time, wait this long for stragglers
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyArgs:
+    rates: tuple[int, ...]  # offered background readings/s, one run each
+    injections: int  # stations (one per kelurahan) made to breach, per run
+    spacing_s: float  # between injected stations' first readings
+    warmup_s: float  # background load before the first injection
+
+
+@dataclass(slots=True)
+class Injection:
+    device: Device
+    start: float  # wall (= device) time of the first breaching reading
+    last_publish: float | None = None  # wall time the ACTIVE-making reading was handed over
+    alert_at: float | None = None  # arrival of its "opened" crew alert
+
+    @property
+    def last_time(self) -> float:
+        """Device time of the reading that completes the hold."""
+        return self.start + 12 * HOLD_STEP_S
+
+
+@dataclass(slots=True)
+class RunResult:
+    rate: int
+    lateness_s: float
+    background_devices: int
+    load_s: float
+    written: int
+    service_messages: int | None
+    injections: list[Injection]
+    cpu: dict[str, float] = field(default_factory=dict)  # cores used over the run
+    service_log: str = ""
+
+    @property
+    def achieved(self) -> float:
+        return self.written / self.load_s
+
+    def publish_to_alert_ms(self) -> list[float]:
+        return [
+            (i.alert_at - i.last_publish) * 1000
+            for i in self.injections
+            if i.alert_at is not None and i.last_publish is not None
+        ]
+
+    def after_watermark_ms(self) -> list[float]:
+        return [
+            (i.alert_at - (i.last_time + self.lateness_s)) * 1000
+            for i in self.injections
+            if i.alert_at is not None
+        ]
+
+
+def pick_stations(city: City, n: int) -> list[Device]:
+    """One water-level station with Siaga levels per kelurahan, spread over the city."""
+    seen: set[str] = set()
+    out: list[Device] = []
+    for d in sorted(city.devices.values(), key=lambda d: d.id):
+        wl = d.kind == "water_level_station" and d.levels is not None
+        if wl and d.kelurahan_id not in seen:
+            seen.add(d.kelurahan_id)
+            out.append(d)
+    stride = max(1, len(out) // n)
+    return out[::stride][:n]
+
+
+def background_devices(city: City, injected: Sequence[Device]) -> list[tuple[Device, Sample]]:
+    """Every other device with a quiet reading: stations a level well under Siaga II,
+    the rest a full battery. Neither breaches nor changes fast enough for any rule."""
+    skip = {d.id for d in injected}
+    out = []
+    for d in sorted(city.devices.values(), key=lambda d: d.id):
+        if d.id in skip:
+            continue
+        if d.kind == "water_level_station" and d.levels is not None:
+            out.append((d, Sample("water_level", max(d.levels.alert_cm - 60, 5.0), "cm")))
+        elif "battery" in d.metrics:
+            out.append((d, Sample("battery", 90.0, "%")))
+    return out
+
+
+class AlertListener:
+    """Subscribes to `{root}/alerts/crews/#`; keeps (arrival wall time, body)."""
+
+    def __init__(self, stack: LocalStack, root: str) -> None:
+        self.received: list[tuple[float, dict[str, Any]]] = []
+        self._subscribed = threading.Event()
+        self._filter = f"{root}/alerts/crews/#"
+        self._client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"bench-alerts-{root}",
+            protocol=mqtt.MQTTv5,
+        )
+        self._client.on_connect = self._on_connect
+        self._client.on_subscribe = self._on_subscribe
+        self._client.on_message = self._on_message
+        self._client.connect(stack.mqtt_host, stack.mqtt_port)
+        self._client.loop_start()
+
+    def _on_connect(self, client: mqtt.Client, *args: Any) -> None:
+        client.subscribe(self._filter, qos=1)
+
+    def _on_subscribe(self, *args: Any) -> None:
+        self._subscribed.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self.received.append((time.time(), json.loads(msg.payload)))
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        return self._subscribed.wait(timeout)
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+class Background:
+    """Paced background load: PACERS threads, each writing its devices' readings
+    round-robin into their `mosquitto_pub -l` stdin at rate / PACERS."""
+
+    def __init__(self, stack: LocalStack, topics: Topics, devices: list[tuple[Device, Sample]]):
+        self._devices = devices
+        self._procs = [
+            subprocess.Popen(
+                ["mosquitto_pub", *mqtt_args(stack, topics.sensor_up(d.id)), "-l"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for d, _ in devices
+        ]
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.written = [0] * PACERS
+        self.started = 0.0
+        self.stopped = 0.0
+
+    def start(self, rate: int) -> None:
+        self.started = time.time()
+        for p in range(PACERS):
+            t = threading.Thread(target=self._pace, args=(p, rate / PACERS), daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def _pace(self, p: int, rate: float) -> None:
+        mine = list(range(p, len(self._devices), PACERS))
+        seqs = dict.fromkeys(mine, 0)
+        sent = 0
+        t0 = time.time()
+        while not self._stop.wait(PACE_S):
+            due = int(rate * (time.time() - t0)) - sent
+            for _ in range(due):
+                k = mine[sent % len(mine)]
+                device, sample = self._devices[k]
+                now = time.time()
+                jitter = Sample(sample.metric, float(sample.value) + (sent % 7) * 0.3, sample.unit)
+                payload = encode_native(
+                    device.id, seqs[k], datetime.fromtimestamp(now, UTC), [jitter]
+                )
+                seqs[k] += 1
+                stdin = self._procs[k].stdin
+                assert stdin is not None
+                stdin.write(payload + b"\n")
+                stdin.flush()
+                sent += 1
+            self.written[p] = sent
+
+    def stop(self) -> int:
+        self._stop.set()
+        for t in self._threads:
+            t.join()
+        self.stopped = time.time()
+        for proc in self._procs:
+            assert proc.stdin is not None
+            proc.stdin.close()
+        for proc in self._procs:
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return sum(self.written)
+
+
+def inject(
+    stack: LocalStack, topics: Topics, injections: list[Injection], stop: threading.Event
+) -> None:
+    """Publish each station's breaching readings at their device times (QoS 1, one paho
+    client), recording when the ACTIVE-making one is handed to the client."""
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=f"bench-inject-{uuid.uuid4().hex[:8]}",
+        protocol=mqtt.MQTTv5,
+    )
+    client.connect(stack.mqtt_host, stack.mqtt_port)
+    client.loop_start()
+    queue: list[tuple[float, int, int]] = []  # (device time, injection, step)
+    for n, inj in enumerate(injections):
+        for k in range(13):
+            heapq.heappush(queue, (inj.start + k * HOLD_STEP_S, n, k))
+    try:
+        while queue and not stop.is_set():
+            at, n, k = queue[0]
+            if time.time() < at:
+                time.sleep(max(0.0, min(0.001, at - time.time())))
+                continue
+            heapq.heappop(queue)
+            inj = injections[n]
+            assert inj.device.levels is not None
+            level = inj.device.levels.danger_cm + 20
+            payload = encode_native(
+                inj.device.id,
+                k,
+                datetime.fromtimestamp(at, UTC),
+                [Sample("water_level", level, "cm")],
+            )
+            if k == 12:
+                inj.last_publish = time.time()
+            client.publish(topics.sensor_up(inj.device.id), payload, qos=1)
+    finally:
+        time.sleep(0.5)
+        client.disconnect()
+        client.loop_stop()
+
+
+def start_service(
+    stack: LocalStack, root: str, database: str, work: Path
+) -> tuple[subprocess.Popen[bytes], Path]:
+    log = work / f"rules-{root}.log"
+    env = {
+        **os.environ,
+        **stack.environment(),
+        "PANTAU_MQTT__ROOT": root,
+        "PANTAU_INFLUX__DATABASE": database,
+        "PANTAU_DATABASE_URL": f"sqlite:///{work / f'incidents-{root}.db'}",
+        "PANTAU_RULES__CLIENT_ID": f"bench-{root}",
+    }
+    with log.open("ab") as sink:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pantau.cli", "rules"],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        text = log.read_text(errors="replace")
+        if "rules: " in text and "connected" in text:
+            time.sleep(1.0)  # SUBACK follows CONNACK; the warm-up covers the rest
+            return proc, log
+        if proc.poll() is not None:
+            raise RuntimeError(f"rules service exited:\n{text[-2000:]}")
+        time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"rules service not up in 60 s:\n{log.read_text()[-2000:]}")
+
+
+def stop_service(proc: subprocess.Popen[bytes], log: Path) -> int | None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    m = re.search(r"stopped: (\d+) messages", log.read_text(errors="replace"))
+    return int(m.group(1)) if m else None
+
+
+def run_rate(
+    stack: LocalStack,
+    city: City,
+    args: LatencyArgs,
+    rate: int,
+    lateness_s: float,
+    work: Path,
+    progress: Any,
+) -> RunResult:
+    root = f"bl{uuid.uuid4().hex[:8]}"
+    topics = Topics(root)
+    database = f"bench_rules_{root}"
+    stack.create_database(database)
+    stations = pick_stations(city, args.injections)
+    devices = background_devices(city, stations)
+    service, log = start_service(stack, root, database, work)
+    listener = AlertListener(stack, root)
+    if not listener.wait_subscribed(10):
+        raise RuntimeError("alert listener not subscribed")
+    background = Background(stack, topics, devices)
+    stop = threading.Event()
+    pids = {"rules": service.pid, "bench": os.getpid()}
+    if stack.mosquitto.pid is not None:
+        pids["mosquitto"] = stack.mosquitto.pid
+    try:
+        with CpuWatch(pids) as watch:
+            background.start(rate)
+            first = time.time() + args.warmup_s
+            injections = [
+                Injection(d, round(first + i * args.spacing_s, 3)) for i, d in enumerate(stations)
+            ]
+            injector = threading.Thread(
+                target=inject, args=(stack, topics, injections, stop), daemon=True
+            )
+            injector.start()
+            expect_by = injections[-1].last_time + lateness_s
+            progress(
+                f"  {rate:,}/s: {len(devices)} background devices, {len(stations)} stations; "
+                f"alerts expected ~{expect_by - time.time():.0f} s from now"
+            )
+            deadline = expect_by + TAIL_S
+            while time.time() < deadline:
+                time.sleep(0.5)
+                match_alerts(injections, listener.received)
+                if all(i.alert_at is not None for i in injections):
+                    break
+            stop.set()
+            written = background.stop()
+            injector.join()
+        load_s = background.stopped - background.started
+    finally:
+        stop.set()
+        messages = stop_service(service, log)
+        listener.close()
+    match_alerts(injections, listener.received)
+    stack.drop_database(database)
+    cpu = {name: use.cores for name, use in watch.result().items()}
+    return RunResult(
+        rate=rate,
+        lateness_s=lateness_s,
+        background_devices=len(devices),
+        load_s=load_s,
+        written=written,
+        service_messages=messages,
+        injections=injections,
+        cpu=cpu,
+        service_log=log.read_text(errors="replace")[-3000:],
+    )
+
+
+def match_alerts(injections: list[Injection], received: list[tuple[float, dict[str, Any]]]) -> None:
+    """The first "opened" flood alert on the station's kelurahan naming the station."""
+    by_zone = {i.device.kelurahan_id: i for i in injections}
+    for at, body in list(received):
+        inj = by_zone.get(str(body.get("zone_id")))
+        if (
+            inj is not None
+            and inj.alert_at is None
+            and body.get("alert") == "opened"
+            and body.get("hazard") == "flood"
+            and inj.device.id in body.get("devices", [])
+        ):
+            inj.alert_at = at
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
