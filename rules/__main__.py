@@ -17,8 +17,6 @@ from pantau.city import load_city
 from pantau.influxql import InfluxQL
 from pantau.settings import Settings
 from rules import backtest
-from rules.routing import Router, load_roster
-from rules.service import RulesService, make_store
 from rules.zoneindex import ZoneIndex
 
 log = logging.getLogger("rules")
@@ -27,6 +25,15 @@ log = logging.getLogger("rules")
 def main(argv: Sequence[str]) -> int:
     if argv[:1] == ["backtest"]:
         return backtest.main(argv[1:])
+    return serve(argv)
+
+
+def serve(argv: Sequence[str]) -> int:
+    # Imported here: the SQL store pulls in alembic, which logs at import, and the
+    # backtest needs none of it.
+    from rules.routing import Router, load_roster  # noqa: PLC0415
+    from rules.service import RulesService, make_store  # noqa: PLC0415
+
     parser = argparse.ArgumentParser(
         prog="pantau rules",
         description="Consume {root}/sensors/+/up, evaluate the rules, keep incidents in SQL "

@@ -318,6 +318,19 @@ def _when(text: str) -> datetime:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
+def _glue_negative_values(argv: Sequence[str]) -> list[str]:
+    """`--from -6h` as `--from=-6h`: argparse would take `-6h` for an option."""
+    out: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        if arg in {"--from", "--to"}:
+            value = next(args, None)
+            out.append(arg if value is None else f"{arg}={value}")
+        else:
+            out.append(arg)
+    return out
+
+
 def _load(path: Path, city: City) -> RuleSet | None:
     try:
         return load_rules(path, city)
@@ -339,7 +352,7 @@ def main(argv: Sequence[str], out: TextIO | None = None) -> int:
     parser.add_argument(
         "--compare", type=Path, metavar="OTHER_FILE", help="also print what it adds / removes"
     )
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_glue_negative_values(argv))
     out = out or sys.stdout
     if args.end <= args.start:
         parser.error("--to must be after --from")

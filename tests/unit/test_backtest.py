@@ -173,7 +173,7 @@ def test_a_bad_rule_file_prints_file_and_line_and_exits_2(
     bad = tmp_path / "bad.yaml"
     text = FLOOD.format(raise_="levels.alert_cm")
     bad.write_text(text.replace("metric: water_level", "metric: nope"))
-    window = ["--from", "2026-11-27T08:00Z", "--to", "2026-11-27T09:00Z"]
+    window = ["--from", "-6h", "--to", "now"]  # `-6h` is a value, not an option
     code = bt.main([*window, "--rules", str(bad)])
     assert code == 2
     err = capsys.readouterr().err
