@@ -21,7 +21,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,17 +41,29 @@ from pantau.mqtt import connect_properties, content_type, make_client
 from pantau.readings import Reading
 from pantau.settings import Settings
 from pantau.topics import Topics
-from rules import alerts
 from rules.engine import RuleEngine
+from rules.escalation import escalate_due
 from rules.history import read_readings
+from rules.notify import NotifierThread, WebhookConfig
+from rules.outbox import MESSAGE_ID_PROPERTY, change_dispatch
 from rules.routing import Router
 from rules.rulespec import RuleSet, load_rules
-from rules.store import IncidentStore, UpdateKind, load_sla_policy, placement_by_zone
+from rules.store import (
+    Dispatch,
+    IncidentStore,
+    IncidentUpdate,
+    OutboxKind,
+    OutboxMessage,
+    UpdateKind,
+    load_sla_policy,
+    placement_by_zone,
+)
 from rules.zoneindex import ZoneIndex
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.005
+STOP_GRACE_S = 3.0  # for PUBACKs in flight when stopping
 
 
 class Stopping(Exception):
@@ -78,6 +90,8 @@ class RulesStats:
     opened: int = 0
     events_published: int = 0
     alerts_published: int = 0
+    escalations_published: int = 0
+    escalations: int = 0  # escalation levels raised by this process
     reloads: int = 0
     reload_errors: int = 0
     rebuilt_readings: int = 0
@@ -139,6 +153,10 @@ class RulesService:
         self._client.on_message = self._on_message
         self._client.on_subscribe = self._on_subscribe
         self._worker = threading.Thread(target=self._run, name="rules-worker", daemon=True)
+        # Unsent outbox rows of an earlier run (a crash before the PUBACK) go out first.
+        self._outbox_dirty = True
+        webhooks = WebhookConfig.from_settings(self._config)
+        self._webhooks = None if webhooks is None else NotifierThread(store, webhooks)
 
     # --- lifecycle ------------------------------------------------------------------
     def start(self) -> None:
@@ -154,8 +172,11 @@ class RulesService:
             ),
         )
         self._client.loop_start()
+        if self._webhooks is not None:
+            self._webhooks.start()
         # Messages that arrive meanwhile wait in the inbox; publishes wait for the
-        # connection.
+        # connection. What an earlier run committed but did not publish goes first.
+        self._publish_outbox()
         self._rebuild()
         self._worker.start()
 
@@ -171,6 +192,8 @@ class RulesService:
         not yet processed stay unacknowledged in the broker's session."""
         self._stop.set()
         self._worker.join(timeout=30)
+        if self._webhooks is not None:
+            self._webhooks.stop()
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -268,6 +291,7 @@ class RulesService:
                 now = time.monotonic()
                 if tick_every > 0 and now >= next_tick:
                     changes += self._engine.tick()
+                    self._escalate()
                     next_tick = now + tick_every
                 if self._reload_requested.is_set() or now >= next_reload_check:
                     changes += self._maybe_reload(force=self._reload_requested.is_set())
@@ -339,60 +363,100 @@ class RulesService:
 
     # --- store, publish, ack --------------------------------------------------------
     def _apply(self, changes: Iterable[ConditionChange]) -> None:
-        """Store each change, then publish its event (and alert); wait for the broker."""
-        infos: list[mqtt.MQTTMessageInfo] = []
+        """Store each change with the messages it owes (one transaction, the outbox),
+        then publish every unsent outbox row and wait for the broker."""
         for change in changes:
             self.stats.changes += 1
-            update = self._store.apply(change)
-            if update.kind is UpdateKind.IGNORED or update.incident is None:
-                continue
+            update = self._store.apply(change, compose=self._composer(change))
             if update.kind is UpdateKind.OPENED:
                 self.stats.opened += 1
+            if update.outbox:
+                self._outbox_dirty = True
             inc = update.incident
-            # The crew on shift when the change happened: a rise after a shift change
-            # goes to the crew now on duty.
-            crew = self._router.route(inc.key.zone_id, inc.key.hazard, change.at)
-            infos.append(
-                self._publish(
-                    self._topics.incidents(inc.key.zone_id),
-                    alerts.incident_event(update, change, crew),
-                )
-            )
-            self.stats.events_published += 1
-            if alerts.needs_alert(update):
-                zone_name = self._zones.zone(inc.key.zone_id).name
-                infos.append(
-                    self._publish(
-                        self._topics.crew_alerts(crew), alerts.crew_alert(update, change, zone_name)
+            for m in update.outbox:
+                if m.kind is OutboxKind.ALERT and inc is not None:
+                    log.info(
+                        "incident %d %s in %s (%s): alert to %s",
+                        inc.id,
+                        inc.key.hazard,
+                        inc.key.zone_id,
+                        inc.severity_current.name.lower(),
+                        m.crew_id,
                     )
-                )
-                self.stats.alerts_published += 1
-                self.stats.alerts_by_crew[crew] = self.stats.alerts_by_crew.get(crew, 0) + 1
-                log.info(
-                    "incident %d %s in %s (%s): alert to %s",
-                    inc.id,
-                    inc.key.hazard,
-                    inc.key.zone_id,
-                    inc.severity_current.name.lower(),
-                    crew,
-                )
-        self._wait_published(infos)
+        self._publish_outbox()
 
-    def _publish(self, topic: str, payload: bytes) -> mqtt.MQTTMessageInfo:
+    def _composer(self, change: ConditionChange) -> Callable[[IncidentUpdate], Dispatch]:
+        def compose(update: IncidentUpdate) -> Dispatch:
+            assert update.incident is not None
+            zone_name = self._zones.zone(update.incident.key.zone_id).name
+            return change_dispatch(update, change, self._router, zone_name, self._topics)
+
+        return compose
+
+    def _escalate(self) -> None:
+        """Escalate unacknowledged incidents past their acknowledge-by time (the
+        service's clock); the alerts go out with the next outbox round."""
+        if not self._config.escalation:
+            return
+        raised = escalate_due(
+            self._store, self._router, self._clock.now(), root=self._settings.mqtt.root
+        )
+        if raised:
+            self.stats.escalations += len(raised)
+            self._outbox_dirty = True
+
+    def _publish_outbox(self) -> None:
+        """Publish unsent outbox rows in id order (QoS 1), wait for the PUBACKs, then
+        mark them sent. A crash in between sends them again (receivers dedupe on the
+        message id); a stop leaves them for the next start."""
+        if not self._outbox_dirty:
+            return
+        limit = self._config.outbox_batch
+        while True:
+            rows = self._store.unpublished(limit)
+            if rows:
+                self._wait_published([self._publish(m.topic, m.payload, m.id) for m in rows])
+                self._store.mark_published([m.id for m in rows])
+                self._count_published(rows)
+            if len(rows) < limit:
+                break
+        self._outbox_dirty = False
+        if self._webhooks is not None:
+            self._webhooks.wake()
+
+    def _count_published(self, rows: Sequence[OutboxMessage]) -> None:
+        stats = self.stats
+        for m in rows:
+            if m.kind is OutboxKind.EVENT:
+                stats.events_published += 1
+            elif m.kind is OutboxKind.ALERT:
+                stats.alerts_published += 1
+                if m.crew_id is not None:
+                    stats.alerts_by_crew[m.crew_id] = stats.alerts_by_crew.get(m.crew_id, 0) + 1
+            else:
+                stats.escalations_published += 1
+
+    def _publish(self, topic: str, payload: bytes, message_id: int) -> mqtt.MQTTMessageInfo:
         props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         props.ContentType = "application/json"
+        props.UserProperty = [(MESSAGE_ID_PROPERTY, str(message_id))]
         return self._client.publish(topic, payload, qos=1, properties=props)
 
     def _wait_published(self, infos: Sequence[mqtt.MQTTMessageInfo]) -> None:
+        # A stop still gives PUBACKs in flight a moment (STOP_GRACE_S), so a clean stop
+        # marks what the broker took instead of leaving it to be sent again.
+        give_up: float | None = None
         for info in infos:
             # Not acknowledged by the broker (e.g. it went away): paho resends on the
             # reconnect; until then the inputs stay unacknowledged too.
             while not info.is_published():
                 if self._stop.is_set():
-                    raise Stopping
+                    give_up = give_up or time.monotonic() + STOP_GRACE_S
+                    if time.monotonic() >= give_up:
+                        raise Stopping
                 try:
-                    info.wait_for_publish(timeout=1.0)
-                except (RuntimeError, ValueError):
+                    info.wait_for_publish(timeout=0.2 if give_up else 1.0)
+                except (RuntimeError, ValueError):  # not connected
                     if self._stop.wait(1.0):
                         raise Stopping from None
 

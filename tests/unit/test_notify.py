@@ -53,7 +53,7 @@ class Gateway:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _handler(gw: Gateway) -> type[BaseHTTPRequestHandler]:
+def gateway_handler(gw: Gateway) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
@@ -79,7 +79,7 @@ def _handler(gw: Gateway) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture
 def gateway() -> Iterator[tuple[Gateway, str]]:
     gw = Gateway(SECRET)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(gw))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), gateway_handler(gw))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield gw, f"http://127.0.0.1:{server.server_address[1]}/pantau"
