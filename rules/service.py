@@ -5,7 +5,12 @@ their events published (paho manual ack).
 One worker thread owns the rule engine (it is not thread-safe): it batches messages,
 decodes and validates them exactly as ingest does (ingest dead-letters rejects; here
 they are only counted), feeds the engine, applies each ConditionChange to the incident
-store, publishes, then acks. The same thread ticks the engine with the system clock
+store together with the messages it owes (the outbox, one transaction), publishes the
+unsent outbox rows and marks them after the PUBACKs, then acks. A crash anywhere in
+between loses no alert: the next start publishes what is still unsent (at-least-once;
+every message carries its outbox id as `message_id`). On each tick it also escalates
+unacknowledged incidents (rules.escalation); a second thread posts alerts to the chat
+webhooks (rules.notify). The same thread ticks the engine with the system clock
 (so absence fires with a silent fleet), polls the rule file for a hot reload, and runs
 `advance_to` requests.
 
