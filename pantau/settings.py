@@ -97,6 +97,12 @@ class RulesSettings(BaseModel):
     outbox_batch: int = Field(
         default=1000, ge=1, description="outbox rows published (and awaited) per round"
     )
+    outbox_retention_s: float = Field(
+        default=7 * 86400.0,
+        ge=0,
+        description="published (and webhook-settled) outbox rows older than this are "
+        "deleted on the tick; 0 keeps them",
+    )
     escalation: bool = Field(
         default=True,
         description="on each tick, escalate unacknowledged incidents past their "

@@ -400,7 +400,11 @@ class RulesService:
 
     def _escalate(self) -> None:
         """Escalate unacknowledged incidents past their acknowledge-by time (the
-        service's clock); the alerts go out with the next outbox round."""
+        service's clock); the alerts go out with the next outbox round. Also prunes
+        old, settled outbox rows."""
+        retention = self._config.outbox_retention_s
+        if retention > 0:
+            self._store.prune_outbox(self._clock.now() - timedelta(seconds=retention))
         if not self._config.escalation:
             return
         raised = escalate_due(

@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, Select, select
+from sqlalchemy import Engine, Select, or_, select
+from sqlalchemy import delete as sql_delete
 from sqlalchemy import update as sql_update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -556,6 +557,21 @@ class IncidentStore:
             row.notify_attempts += attempts
             row.notify_error = error
             row.notified_at = self._clock.now()
+
+    def prune_outbox(self, published_before: datetime) -> int:
+        """Delete rows published before `published_before` whose webhook delivery is
+        done (or never wanted); the number deleted. Unsent rows are never pruned."""
+        with self._sessions() as session, session.begin():
+            result = session.execute(
+                sql_delete(OutboxRow).where(
+                    OutboxRow.published_at < published_before,
+                    or_(
+                        OutboxRow.notify_state.is_(None),
+                        OutboxRow.notify_state != NotifyState.PENDING,
+                    ),
+                )
+            )
+            return int(getattr(result, "rowcount", 0) or 0)
 
     def outbox_message(self, message_id: int) -> OutboxMessage | None:
         with self._sessions() as session:

@@ -164,3 +164,21 @@ def test_migration_0002_goes_down_and_up_keeping_incidents(db_url: str, router: 
     again = s.by_key(KEY)
     assert again is not None and again.id == inc.id and again.routed_crew_id is None
     s.close()
+
+
+def test_published_and_notified_rows_are_pruned_unsent_ones_never(
+    db_url: str, router: Router
+) -> None:
+    clock = ManualClock(T0)
+    s = IncidentStore(db_url, load_sla_policy(), clock)
+    c = change()
+    event, alert = s.apply(c, composer(router, c)).outbox
+    c2 = change(severity=Severity.AWAS, minutes=1)
+    later = s.apply(c2, composer(router, c2)).outbox  # never published
+    s.mark_published([event.id, alert.id])
+    clock.advance(timedelta(days=8))
+    assert s.prune_outbox(clock.now()) == 1  # the alert still waits for its webhook
+    s.record_notification(alert.id, NotifyState.SENT, 1)
+    assert s.prune_outbox(clock.now()) == 1
+    assert [m.id for m in s.unpublished()] == [m.id for m in later]
+    s.close()
