@@ -404,7 +404,10 @@ class RulesService:
         old, settled outbox rows."""
         retention = self._config.outbox_retention_s
         if retention > 0:
-            self._store.prune_outbox(self._clock.now() - timedelta(seconds=retention))
+            self._store.prune_outbox(
+                self._clock.now() - timedelta(seconds=retention),
+                keep_pending=self._webhooks is not None,
+            )
         if not self._config.escalation:
             return
         raised = escalate_due(

@@ -558,19 +558,20 @@ class IncidentStore:
             row.notify_error = error
             row.notified_at = self._clock.now()
 
-    def prune_outbox(self, published_before: datetime) -> int:
-        """Delete rows published before `published_before` whose webhook delivery is
-        done (or never wanted); the number deleted. Unsent rows are never pruned."""
-        with self._sessions() as session, session.begin():
-            result = session.execute(
-                sql_delete(OutboxRow).where(
-                    OutboxRow.published_at < published_before,
-                    or_(
-                        OutboxRow.notify_state.is_(None),
-                        OutboxRow.notify_state != NotifyState.PENDING,
-                    ),
+    def prune_outbox(self, published_before: datetime, *, keep_pending: bool = True) -> int:
+        """Delete rows published before `published_before`; the number deleted. Unsent
+        rows are never pruned; rows still pending for the webhooks only with
+        `keep_pending=False` (no webhook notifier runs)."""
+        query = sql_delete(OutboxRow).where(OutboxRow.published_at < published_before)
+        if keep_pending:
+            query = query.where(
+                or_(
+                    OutboxRow.notify_state.is_(None),
+                    OutboxRow.notify_state != NotifyState.PENDING,
                 )
             )
+        with self._sessions() as session, session.begin():
+            result = session.execute(query)
             return int(getattr(result, "rowcount", 0) or 0)
 
     def outbox_message(self, message_id: int) -> OutboxMessage | None:
