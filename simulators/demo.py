@@ -1,10 +1,12 @@
 """`pantau demo`: the whole data path end to end, on embedded defaults.
 
-Starts a private mosquitto and influxd, runs ingest, plays the two-hour storm over
-Karawaci as fast as the broker takes it, waits until InfluxDB holds every valid
-reading the fleet sent, and prints what a person wants to know: devices, readings
-written, the peak water level per kecamatan against its alert level, rejects by
-reason, and the InfluxQL to look further.
+Starts a private mosquitto and influxd, runs ingest and the rules service (incidents
+in a SQLite file under the run directory), plays the two-hour storm over Karawaci as
+fast as the broker takes it, waits until InfluxDB holds every valid reading the fleet
+sent and the rules have judged the whole storm, and prints what a person wants to
+know: devices, readings written, the peak water level per kecamatan against its alert
+level, the incidents raised and the crews alerted, rejects by reason, and the
+InfluxQL to look further.
 """
 
 from __future__ import annotations
@@ -26,7 +28,11 @@ from ingest.writers import make_writer
 from pantau.city import City, load_city
 from pantau.influxql import InfluxQL
 from pantau.local import LocalStack
-from pantau.settings import Settings
+from pantau.settings import RulesSettings, Settings
+from rules.routing import Router, load_roster
+from rules.service import RulesService, make_store
+from rules.store import IncidentStore
+from rules.zoneindex import ZoneIndex
 from simulators.publisher import run_scenario
 from simulators.report import SimReport
 from simulators.scenario import find_scenario, load_scenario
@@ -63,11 +69,22 @@ def main(argv: Sequence[str]) -> int:
         print(f"pantau demo: starting mosquitto and influxd under {run_dir} ...", flush=True)
         with LocalStack(run_dir) as stack:
             stack.create_database(DATABASE)
-            settings = stack.settings(database=DATABASE, root=ROOT)
+            settings = stack.settings(database=DATABASE, root=ROOT).model_copy(
+                update={
+                    "database_url": f"sqlite:///{run_dir / 'incidents.db'}",
+                    # The storm's event time is in the past: judge it to its end explicitly
+                    # instead of ticking with the wall clock.
+                    "rules": RulesSettings(tick_interval_s=0),
+                }
+            )
             ingest = IngestService(settings, city, make_writer(settings.influx))
+            zones = ZoneIndex.for_city(city)
+            store = make_store(settings, zones)
+            rules = RulesService(settings, city, store, Router(load_roster(city), zones), zones)
             ingest.start()
-            if not ingest.wait_subscribed(15):
-                print("pantau demo: ingest could not subscribe to the broker", file=sys.stderr)
+            rules.start()
+            if not (ingest.wait_subscribed(15) and rules.wait_subscribed(15)):
+                print("pantau demo: could not subscribe to the broker", file=sys.stderr)
                 return 1
             print(
                 f"pantau demo: playing {scenario.name!r} ({scenario.duration_s / 3600:g} h "
@@ -76,8 +93,13 @@ def main(argv: Sequence[str]) -> int:
             )
             report = run_scenario(city, scenario, settings.mqtt, speed=None)
             stored = _wait_until_stored(settings, report, timeout_s=120)
+            judged = _wait_until_judged(rules, report, timeout_s=120)
             ingest.stop()
+            rules.stop()
             print(_summary(city, settings, report, stored, ingest))
+            print(_incidents(city, zones, store, rules) if judged else "Rules did not finish.")
+            print(_queries(settings, run_dir))
+            store.close()
             if args.keep:
                 _wait_for_ctrl_c(stack, settings)
     return 0 if stored == len(report.reading_keys) else 1
@@ -96,6 +118,46 @@ def _wait_until_stored(settings: Settings, report: SimReport, timeout_s: float) 
             time.sleep(0.5)
             stored = _count(influx)
     return stored
+
+
+def _wait_until_judged(rules: RulesService, report: SimReport, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while rules.stats.messages < report.messages and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return rules.advance_to(report.end, max(1.0, deadline - time.monotonic()))
+
+
+def _incidents(city: City, zones: ZoneIndex, store: IncidentStore, rules: RulesService) -> str:
+    incidents = store.active()
+    by_hazard = Counter(i.key.hazard.value for i in incidents)
+    by_kecamatan = Counter(
+        city.zones.by_id()[kec].name
+        for i in incidents
+        if (kec := _kecamatan_of(zones, i.key.zone_id)) is not None
+    )
+    lines = [
+        "",
+        f"Incidents    {len(incidents)} opened by the rules "
+        f"({', '.join(f'{h} {n}' for h, n in by_hazard.most_common())}); "
+        f"{rules.stats.alerts_published} crew alerts, {rules.stats.events_published} "
+        "incident events published",
+        "  per kecamatan: " + ", ".join(f"{k} {n}" for k, n in by_kecamatan.most_common()),
+        "  most severe:",
+    ]
+    for i in incidents[:6]:
+        lines.append(
+            f"    {i.severity_max.name.lower():<8}{i.key.hazard.value:<14}"
+            f"{zones.zone(i.key.zone_id).name:<20} rule {i.key.rule_id}, "
+            f"crew {i.routed_crew_id or '-'}"
+        )
+    return "\n".join(lines)
+
+
+def _kecamatan_of(zones: ZoneIndex, zone_id: str) -> str | None:
+    for zone in zones.ancestors(zone_id):
+        if zone.id.startswith("kec-"):
+            return zone.id
+    return None
 
 
 def kecamatan_peaks(city: City, influx: InfluxQL) -> list[KecamatanPeak]:
@@ -167,6 +229,11 @@ def _summary(
         )
     if not rejected and not injected:
         lines.append("  none")
+    return "\n".join(lines)
+
+
+def _queries(settings: Settings, run_dir: Path) -> str:
+    lines: list[str] = []
     lines += [
         "",
         f"Look at the data (InfluxDB {settings.influx.url}, database {DATABASE!r}):",
@@ -177,6 +244,7 @@ def _summary(
         f"  e.g. curl -G {settings.influx.url}/query --data-urlencode db={DATABASE} "
         '--data-urlencode "q=SHOW MEASUREMENTS"',
     ]
+    lines.append(f"  incidents (SQLite): {run_dir / 'incidents.db'}, table incidents")
     return "\n".join(lines)
 
 
