@@ -11,6 +11,7 @@ from __future__ import annotations
 import heapq
 import math
 import operator
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -83,7 +84,7 @@ def _minutes(delta: timedelta) -> str:
     return f"{delta.total_seconds() / 60:g} min"
 
 
-class Evaluator:
+class Evaluator(ABC):
     """Base of every kind: the watched devices, their zones and one tracker per zone."""
 
     metrics: frozenset[str]  # metrics fed to on_reading; ANY_METRIC for all
@@ -114,11 +115,12 @@ class Evaluator:
     def zone(self, device: Device) -> str:
         return zone_of(device, self.rule.zone_level)
 
-    def start(self, at: datetime) -> None:
+    def start(self, at: datetime) -> None:  # noqa: B027 - most kinds need no start
         """The engine's first event time (or the reload's watermark)."""
 
+    @abstractmethod
     def on_reading(self, reading: Reading, device: Device) -> list[ConditionChange]:
-        raise NotImplementedError
+        """Feed one reading (in event-time order); the changes it causes."""
 
     def next_deadline(self) -> datetime | None:
         return None
@@ -582,8 +584,9 @@ class _PerZone(Evaluator):
                 out.append((m, x))
         return out
 
+    @abstractmethod
     def judge(self, zone: str, now: datetime) -> tuple[bool, tuple[str, ...], float | None, str]:
-        raise NotImplementedError
+        """Whether the zone breaches at `now`, with its devices, peak value and reason."""
 
     def on_reading(self, reading: Reading, device: Device) -> list[ConditionChange]:
         for p in self.probes:
