@@ -14,15 +14,12 @@ import logging
 import queue
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 
 from ingest import deadletter
 from ingest.deadletter import Rejection
@@ -30,7 +27,7 @@ from ingest.pipeline import Pipeline
 from ingest.writers import InfluxWriter, WriteRejected, WriteUnavailable
 from pantau.city import City
 from pantau.clock import Clock, SystemClock
-from pantau.mqtt import connect_properties, content_type, make_client
+from pantau.mqtt_session import Inbound, SessionConsumer
 from pantau.settings import Settings
 from pantau.topics import Topics
 
@@ -44,20 +41,9 @@ class Stopping(Exception):
     """The service is stopping: leave the batch unacknowledged for redelivery."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Inbound:
-    generation: int  # connection number: mids are only valid on their own connection
-    mid: int
-    qos: int
-    topic: str
-    payload: bytes
-    content_type: str | None
-    received_at: Any  # datetime; Any keeps the hot path free of a cast
-
-
 @dataclass(slots=True)
 class _Batch:
-    items: list[_Inbound] = field(default_factory=list)
+    items: list[Inbound] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
 
@@ -69,7 +55,6 @@ class IngestStats:
     batches: int = 0
     write_seconds: float = 0.0
     rejected: Counter[str] = field(default_factory=Counter)
-    connects: int = 0
 
 
 class IngestService:
@@ -85,21 +70,17 @@ class IngestService:
         self._pipeline = Pipeline(city, self._topics, settings.ingest)
         self._writer = writer
         self._clock = clock or SystemClock()
-        # A deque, not queue.Queue: append/popleft are atomic, and the Queue's two
-        # condition variables cost ~15% of ingest CPU at 10k msg/s. Receive Maximum
-        # bounds its length; the worker polls it.
-        self._inbox: deque[_Inbound] = deque()
-        self._stop = threading.Event()
-        self._connected = threading.Event()
-        self._subscribed = threading.Event()
-        self._generation = 0
-        self._ack_lock = threading.Lock()
         self.stats = IngestStats()
-        self._client = make_client(settings.mqtt, settings.ingest.client_id, manual_ack=True)
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_message = self._on_message
-        self._client.on_subscribe = self._on_subscribe
+        self._stop = threading.Event()
+        self._session = SessionConsumer(
+            settings.mqtt,
+            settings.ingest.client_id,
+            self._topics.all_sensor_up,
+            session_expiry_s=settings.ingest.session_expiry_s,
+            receive_maximum=settings.ingest.receive_maximum,
+            clock=self._clock,
+        )
+        self._client = self._session.client  # dead letters are published on it
         # Two batches in hand at most: one being written, one decoded and waiting.
         self._batches: queue.Queue[_Batch | None] = queue.Queue(maxsize=1)
         self._writer_failed = threading.Event()
@@ -112,101 +93,24 @@ class IngestService:
 
     # --- lifecycle ------------------------------------------------------------------
     def start(self) -> None:
-        mqtt_settings = self._settings.mqtt
-        self._client.connect_async(
-            mqtt_settings.host,
-            mqtt_settings.port,
-            keepalive=mqtt_settings.keepalive_s,
-            clean_start=False,
-            properties=connect_properties(
-                self._settings.ingest.session_expiry_s, self._settings.ingest.receive_maximum
-            ),
-        )
-        self._client.loop_start()
+        self._session.start()
         self._decode_thread.start()
         self._write_thread.start()
 
     def wait_connected(self, timeout: float) -> bool:
-        return self._connected.wait(timeout)
+        return self._session.wait_connected(timeout)
 
     def wait_subscribed(self, timeout: float) -> bool:
         """True once the broker has confirmed the subscription on the current connection."""
-        return self._subscribed.wait(timeout)
+        return self._session.wait_subscribed(timeout)
 
     def stop(self) -> None:
         """Flush what is buffered if InfluxDB takes it, then disconnect."""
         self._stop.set()
         self._decode_thread.join(timeout=30)
         self._write_thread.join(timeout=30)
-        self._client.disconnect()
-        self._client.loop_stop()
+        self._session.stop()
         self._writer.close()
-
-    # --- paho callbacks (network thread: keep them short) ---------------------------
-    def _on_connect(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        flags: mqtt.ConnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        if reason.is_failure:
-            log.error("broker refused the connection: %s", reason)
-            return
-        with self._ack_lock:
-            self._generation += 1
-        self.stats.connects += 1
-        log.info(
-            "connected to %s:%s (session present: %s)",
-            self._settings.mqtt.host,
-            self._settings.mqtt.port,
-            flags.session_present,
-        )
-        # Subscribing again on a resumed session is harmless and covers a lost session.
-        client.subscribe(self._topics.all_sensor_up, qos=1)
-        self._connected.set()
-
-    def _on_subscribe(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        mid: int,
-        reason_codes: list[ReasonCode],
-        properties: Properties | None,
-    ) -> None:
-        if any(rc.is_failure for rc in reason_codes):
-            log.error("broker refused the subscription: %s", reason_codes)
-            return
-        self._subscribed.set()
-
-    def _on_disconnect(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        flags: mqtt.DisconnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        self._connected.clear()
-        self._subscribed.clear()
-        with self._ack_lock:
-            self._generation += 1  # acks of messages from the old connection are void
-        if not self._stop.is_set():
-            log.warning("disconnected from the broker (%s); reconnecting", reason)
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self._inbox.append(
-            _Inbound(
-                self._generation,
-                message.mid,
-                message.qos,
-                message.topic,
-                bytes(message.payload),  # paho types it bytes | bytearray
-                content_type(message),
-                self._clock.now(),
-            )
-        )
 
     # --- decoder and writer threads ---------------------------------------------------
     def _decode(self) -> None:
@@ -214,7 +118,7 @@ class IngestService:
         batch is decoded while InfluxDB takes the previous one."""
         max_points = self._settings.ingest.batch_max_points
         max_delay = self._settings.ingest.batch_max_delay_s
-        inbox = self._inbox
+        inbox = self._session.inbox
         try:
             while True:
                 batch = _Batch()
@@ -281,10 +185,7 @@ class IngestService:
                 )
         self.stats.write_seconds += time.monotonic() - started
         self._publish_dead_letters(rejections)
-        with self._ack_lock:
-            self._client.ack_many(
-                [i.mid for i in batch.items if i.qos == 1 and i.generation == self._generation]
-            )
+        self._session.ack(batch.items)
         self.stats.messages += len(batch.items)
         self.stats.readings_written += len(batch.lines)
         self.stats.batches += 1

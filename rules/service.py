@@ -25,16 +25,13 @@ import logging
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 
 from pantau.city import City
 from pantau.clock import Clock, SystemClock
@@ -42,7 +39,7 @@ from pantau.device_messages import DeviceMessageReader
 from pantau.errors import ConfigError, ConfigErrors
 from pantau.incidents import ConditionChange
 from pantau.influxql import InfluxQL, InfluxQLError
-from pantau.mqtt import connect_properties, content_type, make_client
+from pantau.mqtt_session import Inbound, SessionConsumer
 from pantau.readings import Reading
 from pantau.settings import Settings
 from pantau.topics import Topics
@@ -75,17 +72,6 @@ class Stopping(Exception):
     """The service is stopping: leave the batch unacknowledged for redelivery."""
 
 
-@dataclass(frozen=True, slots=True)
-class _Inbound:
-    generation: int  # connection number: mids are only valid on their own connection
-    mid: int
-    qos: int
-    topic: str
-    payload: bytes
-    content_type: str | None
-    received_at: datetime
-
-
 @dataclass(slots=True)
 class RulesStats:
     messages: int = 0  # processed and acknowledged
@@ -100,7 +86,6 @@ class RulesStats:
     reloads: int = 0
     reload_errors: int = 0
     rebuilt_readings: int = 0
-    connects: int = 0
     alerts_by_crew: dict[str, int] = field(default_factory=dict)
 
 
@@ -143,20 +128,20 @@ class RulesService:
         self._rules = load_rules(self.rules_path, city)  # a bad file at start is fatal
         self._engine = RuleEngine(city, self._rules, self._clock)
         self._reader = DeviceMessageReader(city, self._topics, settings.ingest)
-        self._inbox: deque[_Inbound] = deque()
         self._requests: queue.Queue[tuple[datetime, threading.Event]] = queue.Queue()
         self._reload_requested = threading.Event()
         self._stop = threading.Event()
-        self._connected = threading.Event()
-        self._subscribed = threading.Event()
-        self._generation = 0
-        self._ack_lock = threading.Lock()
         self.stats = RulesStats()
-        self._client = make_client(settings.mqtt, self._config.client_id, manual_ack=True)
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_message = self._on_message
-        self._client.on_subscribe = self._on_subscribe
+        self._session = SessionConsumer(
+            settings.mqtt,
+            self._config.client_id,
+            self._topics.all_sensor_up,
+            session_expiry_s=self._config.session_expiry_s,
+            receive_maximum=self._config.receive_maximum,
+            clock=self._clock,
+        )
+        self._inbox = self._session.inbox
+        self._client = self._session.client  # incident events and alerts go out on it
         self._worker = threading.Thread(target=self._run, name="rules-worker", daemon=True)
         # Unsent outbox rows of an earlier run (a crash before the PUBACK) go out first.
         self._outbox_dirty = True
@@ -166,17 +151,7 @@ class RulesService:
     # --- lifecycle ------------------------------------------------------------------
     def start(self) -> None:
         """Connect, rebuild from InfluxDB (publishing what the rebuild opens), consume."""
-        mqtt_settings = self._settings.mqtt
-        self._client.connect_async(
-            mqtt_settings.host,
-            mqtt_settings.port,
-            keepalive=mqtt_settings.keepalive_s,
-            clean_start=False,
-            properties=connect_properties(
-                self._config.session_expiry_s, self._config.receive_maximum
-            ),
-        )
-        self._client.loop_start()
+        self._session.start()
         if self._webhooks is not None:
             self._webhooks.start()
         # Messages that arrive meanwhile wait in the inbox; publishes wait for the
@@ -186,11 +161,11 @@ class RulesService:
         self._worker.start()
 
     def wait_connected(self, timeout: float) -> bool:
-        return self._connected.wait(timeout)
+        return self._session.wait_connected(timeout)
 
     def wait_subscribed(self, timeout: float) -> bool:
         """True once the broker has confirmed the subscription on the current connection."""
-        return self._subscribed.wait(timeout)
+        return self._session.wait_subscribed(timeout)
 
     def stop(self) -> None:
         """Finish the batch in hand (unless a publish is stuck), then disconnect. Messages
@@ -199,8 +174,7 @@ class RulesService:
         self._worker.join(timeout=30)
         if self._webhooks is not None:
             self._webhooks.stop()
-        self._client.disconnect()
-        self._client.loop_stop()
+        self._session.stop()
 
     @property
     def rule_ids(self) -> tuple[str, ...]:
@@ -221,67 +195,6 @@ class RulesService:
     def request_reload(self) -> None:
         """Reload the rule file at the next turn of the worker (SIGHUP)."""
         self._reload_requested.set()
-
-    # --- paho callbacks (network thread: keep them short) ---------------------------
-    def _on_connect(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        flags: mqtt.ConnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        if reason.is_failure:
-            log.error("broker refused the connection: %s", reason)
-            return
-        with self._ack_lock:
-            self._generation += 1
-        self.stats.connects += 1
-        log.info("connected (session present: %s)", flags.session_present)
-        # Subscribing again on a resumed session is harmless and covers a lost session.
-        client.subscribe(self._topics.all_sensor_up, qos=1)
-        self._connected.set()
-
-    def _on_subscribe(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        mid: int,
-        reason_codes: list[ReasonCode],
-        properties: Properties | None,
-    ) -> None:
-        if any(rc.is_failure for rc in reason_codes):
-            log.error("broker refused the subscription: %s", reason_codes)
-            return
-        self._subscribed.set()
-
-    def _on_disconnect(
-        self,
-        client: mqtt.Client,
-        userdata: Any,
-        flags: mqtt.DisconnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        self._connected.clear()
-        self._subscribed.clear()
-        with self._ack_lock:
-            self._generation += 1  # acks of messages from the old connection are void
-        if not self._stop.is_set():
-            log.warning("disconnected from the broker (%s); reconnecting", reason)
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self._inbox.append(
-            _Inbound(
-                self._generation,
-                message.mid,
-                message.qos,
-                message.topic,
-                bytes(message.payload),
-                content_type(message),
-                self._clock.now(),
-            )
-        )
 
     # --- the worker -----------------------------------------------------------------
     def _run(self) -> None:
@@ -310,8 +223,8 @@ class RulesService:
             log.exception("rules worker failed; messages in hand stay unacknowledged")
             raise
 
-    def _collect(self) -> list[_Inbound]:
-        batch: list[_Inbound] = []
+    def _collect(self) -> list[Inbound]:
+        batch: list[Inbound] = []
         deadline = time.monotonic() + self._config.batch_max_delay_s
         limit = self._config.batch_max_messages
         while len(batch) < limit and time.monotonic() < deadline:
@@ -323,7 +236,7 @@ class RulesService:
                 time.sleep(POLL_S)
         return batch
 
-    def _decode(self, batch: Sequence[_Inbound]) -> list[Reading]:
+    def _decode(self, batch: Sequence[Inbound]) -> list[Reading]:
         """Decode and validate as ingest does; rejects are ingest's to dead-letter."""
         out: list[Reading] = []
         for item in batch:
@@ -472,11 +385,8 @@ class RulesService:
                     if self._stop.wait(1.0):
                         raise Stopping from None
 
-    def _ack(self, batch: Sequence[_Inbound]) -> None:
-        with self._ack_lock:
-            self._client.ack_many(
-                [i.mid for i in batch if i.qos == 1 and i.generation == self._generation]
-            )
+    def _ack(self, batch: Sequence[Inbound]) -> None:
+        self._session.ack(batch)
         self.stats.messages += len(batch)
 
     # --- rebuild --------------------------------------------------------------------

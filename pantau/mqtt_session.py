@@ -1,0 +1,170 @@
+"""A persistent-session MQTT v5 subscriber that acknowledges only when told.
+
+Pantau's consumers of device topics (ingest, rules) both need the same guarantee: a
+QoS 1 message is acknowledged only after its work is durable (InfluxDB write, SQL
+commit), in arrival order, and only on the connection it arrived on (a message id is
+meaningless on the next connection: the broker redelivers instead). This class owns
+that plumbing; a service takes messages from `inbox` and calls `ack` when done.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from pantau.clock import Clock
+from pantau.mqtt import connect_properties, content_type, make_client
+from pantau.mqtt_fast import BufferedClient
+from pantau.settings import MqttSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    generation: int  # connection number: mids are only valid on their own connection
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+    content_type: str | None
+    received_at: datetime
+
+
+class SessionConsumer:
+    """Subscribes `topic_filter` at QoS 1 on a persistent session; queues each message in
+    `inbox` (a deque: append/popleft are atomic, cheaper than queue.Queue at 10k msg/s;
+    the MQTT v5 Receive Maximum bounds its length)."""
+
+    def __init__(
+        self,
+        settings: MqttSettings,
+        client_id: str,
+        topic_filter: str,
+        *,
+        session_expiry_s: int,
+        receive_maximum: int,
+        clock: Clock,
+    ) -> None:
+        self._settings = settings
+        self._topic_filter = topic_filter
+        self._session_expiry_s = session_expiry_s
+        self._receive_maximum = receive_maximum
+        self._clock = clock
+        self.inbox: deque[Inbound] = deque()
+        self.connects = 0
+        self._connected = threading.Event()
+        self._subscribed = threading.Event()
+        self._closing = False
+        self._generation = 0
+        self._ack_lock = threading.Lock()
+        self.client: BufferedClient = make_client(settings, client_id, manual_ack=True)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
+
+    def start(self) -> None:
+        self.client.connect_async(
+            self._settings.host,
+            self._settings.port,
+            keepalive=self._settings.keepalive_s,
+            clean_start=False,
+            properties=connect_properties(self._session_expiry_s, self._receive_maximum),
+        )
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        self._closing = True
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        """True once the broker has confirmed the subscription on the current connection."""
+        return self._subscribed.wait(timeout)
+
+    def ack(self, items: Iterable[Inbound]) -> None:
+        """Acknowledge `items` (in the order they arrived); those from an earlier
+        connection are skipped: the broker redelivers them on this one."""
+        with self._ack_lock:
+            self.client.ack_many(
+                [i.mid for i in items if i.qos == 1 and i.generation == self._generation]
+            )
+
+    # --- paho callbacks (network thread: keep them short) ---------------------------
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            log.error("broker refused the connection: %s", reason)
+            return
+        with self._ack_lock:
+            self._generation += 1
+        self.connects += 1
+        log.info(
+            "connected to %s:%s (session present: %s)",
+            self._settings.host,
+            self._settings.port,
+            flags.session_present,
+        )
+        # Subscribing again on a resumed session is harmless and covers a lost session.
+        client.subscribe(self._topic_filter, qos=1)
+        self._connected.set()
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        if any(rc.is_failure for rc in reason_codes):
+            log.error("broker refused the subscription: %s", reason_codes)
+            return
+        self._subscribed.set()
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        self._connected.clear()
+        self._subscribed.clear()
+        with self._ack_lock:
+            self._generation += 1  # acks of messages from the old connection are void
+        if not self._closing:
+            log.warning("disconnected from the broker (%s); reconnecting", reason)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self.inbox.append(
+            Inbound(
+                self._generation,
+                message.mid,
+                message.qos,
+                message.topic,
+                bytes(message.payload),  # paho types it bytes | bytearray
+                content_type(message),
+                self._clock.now(),
+            )
+        )
