@@ -128,6 +128,26 @@ class RulesSettings(BaseModel):
     webhook_timeout_s: float = Field(default=5.0, gt=0)
 
 
+class ApiSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    jwt_secret: SecretStr | None = Field(
+        default=None,
+        description="HS256 signing key for access tokens, at least 32 characters, from "
+        "the environment (PANTAU_API__JWT_SECRET); the API refuses to start without one",
+    )
+    token_minutes: int = Field(default=480, ge=1, le=7 * 24 * 60, description="token lifetime")
+    report_rate_per_hour: int = Field(
+        default=10, ge=1, description="citizen reports accepted per client address per hour"
+    )
+    report_photo_max_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+    stream_poll_s: float = Field(
+        default=0.5, gt=0, description="how often the event stream reads new timeline rows"
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PANTAU_", env_nested_delimiter="__", extra="forbid"
@@ -143,3 +163,4 @@ class Settings(BaseSettings):
     influx: InfluxSettings = InfluxSettings()
     ingest: IngestSettings = IngestSettings()
     rules: RulesSettings = RulesSettings()
+    api: ApiSettings = ApiSettings()

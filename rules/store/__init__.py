@@ -6,6 +6,8 @@ update = store.apply(change)                     # from the rule engine
 store.transition(update.incident.id, WorkflowState.ACKNOWLEDGED, "op:ani", "on it")
 """
 
+# Registers the API's tables (migration 0003) on the shared metadata.
+from rules.store import api_tables as _api_tables  # noqa: F401
 from rules.store.migrate import DEFAULT_URL, make_engine, migrate
 from rules.store.sla import SlaPolicy, SlaTarget, load_sla_policy
 from rules.store.store import (
