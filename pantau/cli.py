@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check-config": ("pantau.check_config", "validate config/ and print what it holds"),
     "ingest": ("ingest.__main__", "MQTT readings -> validation -> InfluxDB"),
     "rules": ("rules.__main__", "MQTT readings -> rules -> incidents, crew alerts"),
+    "api": ("api.__main__", "HTTP API: incidents, crew workflow, KPIs, feeds, web pages"),
     "simulate": ("simulators.__main__", "simulated sensor fleet and scenarios"),
     "services": ("pantau.local.__main__", "start local mosquitto + influxd on free ports"),
     "demo": ("simulators.demo", "the whole pipeline end to end on the storm scenario"),

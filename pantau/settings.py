@@ -146,6 +146,10 @@ class ApiSettings(BaseModel):
     stream_poll_s: float = Field(
         default=0.5, gt=0, description="how often the event stream reads new timeline rows"
     )
+    argon2_memory_kib: int = Field(
+        default=65536, ge=1024, description="Argon2id memory per password hash (RFC 9106)"
+    )
+    argon2_time_cost: int = Field(default=3, ge=1, description="Argon2id passes")
 
 
 class Settings(BaseSettings):

@@ -1,0 +1,101 @@
+"""Everything a request handler needs, built once per process: the city, the incident
+store, accounts, the audit log, the clock and (optionally) InfluxDB."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from pantau.city import City, load_city
+from pantau.clock import Clock, SystemClock
+from pantau.influxql import InfluxQL
+from pantau.settings import Settings
+from rules.routing import Roster, load_roster
+from rules.store import IncidentStore, load_sla_policy, make_engine, migrate, placement_by_zone
+from rules.zoneindex import ZoneIndex
+
+from .accounts import Accounts
+from .audit import AuditLog
+from .geography import Geography
+from .kpi_config import KpiConfig, load_kpi_config
+from .ratelimit import RateLimiter
+from .security import Passwords, check_signing_key
+
+
+@dataclass
+class ApiContext:
+    settings: Settings
+    city: City
+    geo: Geography
+    roster: Roster
+    engine: Engine
+    sessions: sessionmaker[Session]
+    store: IncidentStore
+    accounts: Accounts
+    audit: AuditLog
+    clock: Clock
+    signing_key: str
+    kpi: KpiConfig
+    influx: InfluxQL | None
+    report_limiter: RateLimiter
+    token_lifetime: timedelta = field(default=timedelta(hours=8))
+    caches: dict[str, object] = field(default_factory=dict)  # small per-process caches
+
+    def close(self) -> None:
+        self.store.close()
+        self.engine.dispose()
+        if self.influx is not None:
+            self.influx.close()
+
+
+def build_context(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    city: City | None = None,
+    zones: ZoneIndex | None = None,
+    influx: InfluxQL | None = None,
+    use_influx: bool = True,
+) -> ApiContext:
+    """Check the signing key first (InsecureSecret: refuse to start), then migrate the
+    database to head and wire the parts."""
+    secret = settings.api.jwt_secret
+    key = check_signing_key(None if secret is None else secret.get_secret_value())
+    clock = clock or SystemClock()
+    city = city or load_city(settings.config_dir)
+    zones = zones or ZoneIndex.for_city(city)
+    engine = make_engine(settings.database_url)
+    migrate(engine)
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    store = IncidentStore(
+        engine,
+        load_sla_policy(settings.config_dir / "sla.yaml"),
+        clock,
+        place=placement_by_zone(lambda zone_id: zones.zone(zone_id).level),
+    )
+    if influx is None and use_influx:
+        influx = InfluxQL.from_settings(settings.influx)
+    return ApiContext(
+        settings=settings,
+        city=city,
+        geo=Geography(zones),
+        roster=load_roster(city),
+        engine=engine,
+        sessions=sessions,
+        store=store,
+        accounts=Accounts(
+            sessions,
+            clock,
+            Passwords(settings.api.argon2_memory_kib, settings.api.argon2_time_cost),
+        ),
+        audit=AuditLog(sessions, clock),
+        clock=clock,
+        signing_key=key,
+        kpi=load_kpi_config(settings.config_dir / "kpi.yaml"),
+        influx=influx,
+        report_limiter=RateLimiter(settings.api.report_rate_per_hour, 3600.0, clock),
+        token_lifetime=timedelta(minutes=settings.api.token_minutes),
+    )

@@ -1,0 +1,49 @@
+"""FastAPI dependencies, declared once as typed aliases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, Security, status
+from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
+
+from .context import ApiContext
+from .principal import Principal
+from .security import TokenError, read_token
+
+oauth2 = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
+api_key = APIKeyHeader(name="X-API-Key", auto_error=False)
+
+
+def get_ctx(request: Request) -> ApiContext:
+    ctx: ApiContext = request.app.state.ctx
+    return ctx
+
+
+Ctx = Annotated[ApiContext, Depends(get_ctx)]
+
+UNAUTHORIZED = HTTPException(
+    status_code=status.HTTP_401_UNAUTHORIZED,
+    detail="not authenticated",
+    headers={"WWW-Authenticate": "Bearer"},
+)
+
+
+def current_principal(
+    ctx: Ctx,
+    token: Annotated[str | None, Security(oauth2)],
+    key: Annotated[str | None, Security(api_key)],
+) -> Principal:
+    if token:
+        try:
+            return read_token(token, ctx.signing_key)
+        except TokenError:
+            raise UNAUTHORIZED from None
+    if key:
+        principal = ctx.accounts.principal_for_key(key)
+        if principal is not None:
+            return principal
+    raise UNAUTHORIZED
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

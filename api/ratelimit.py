@@ -1,0 +1,33 @@
+"""A sliding-window limit per client, in memory: enough for one API process; behind a
+load balancer each process limits on its own (documented in the README)."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict, deque
+
+from pantau.clock import Clock
+
+
+class RateLimiter:
+    def __init__(self, limit: int, window_s: float, clock: Clock) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self._clock = clock
+        self._hits: defaultdict[str, deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def allow(self, client: str) -> float | None:
+        """None if the client may go ahead (and counts the hit), else seconds to wait."""
+        now = self._clock.now().timestamp()
+        with self._lock:
+            hits = self._hits[client]
+            while hits and hits[0] <= now - self.window_s:
+                hits.popleft()
+            if len(hits) >= self.limit:
+                return max(1.0, hits[0] + self.window_s - now)
+            hits.append(now)
+            if len(self._hits) > 100_000:  # forget idle clients rather than grow forever
+                for k in [k for k, v in self._hits.items() if not v]:
+                    del self._hits[k]
+            return None

@@ -1,0 +1,74 @@
+"""Public feeds of active incidents: GeoJSON and CAP 1.2. No authentication, no device
+data, no camera images, no personal data; device-health incidents are left out."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from fastapi import APIRouter, HTTPException, Response
+
+from api import cap
+from api.deps import Ctx
+from api.incident_queries import origin_of, severity_name
+from api.schemas import GeoJson, Message
+
+router = APIRouter(prefix="/feeds", tags=["public feeds"])
+XML = "application/cap+xml"
+
+
+@router.get("/incidents.geojson", response_model=GeoJson)
+def incidents_geojson(ctx: Ctx) -> GeoJson:
+    """Active public incidents as points (a point inside the zone) with their zone."""
+    features = []
+    for i in ctx.store.active():
+        if not cap.is_public(i):
+            continue
+        centre = ctx.geo.centre(i.key.zone_id)
+        features.append(
+            {
+                "type": "Feature",
+                "id": i.id,
+                "geometry": None
+                if centre is None
+                else {"type": "Point", "coordinates": list(centre)},
+                "properties": {
+                    "id": i.id,
+                    "hazard": i.key.hazard.value,
+                    "severity": severity_name(i.severity_current),
+                    "zone_id": i.key.zone_id,
+                    "zone_name": ctx.geo.name(i.key.zone_id),
+                    "kecamatan_id": ctx.geo.kecamatan_of(i.key.zone_id),
+                    "workflow_state": i.workflow_state.value,
+                    "origin": origin_of(i.key.rule_id),
+                    "opened_at": i.opened_at.isoformat(),
+                },
+            }
+        )
+    return GeoJson(type="FeatureCollection", features=features)
+
+
+@router.get(
+    "/cap.xml",
+    response_class=Response,
+    responses={200: {"content": {XML: {}}, "description": "Atom feed of CAP 1.2 alerts"}},
+)
+def cap_feed(ctx: Ctx) -> Response:
+    active = [i for i in ctx.store.active() if cap.is_public(i)]
+    body = cap.alerts_document(active, ctx.geo, ctx.clock.now())
+    return Response(body, media_type="application/atom+xml")
+
+
+@router.get(
+    "/cap/{incident_id}.xml",
+    response_class=Response,
+    responses={
+        200: {"content": {XML: {}}, "description": "one CAP 1.2 alert"},
+        404: {"model": Message},
+    },
+)
+def cap_alert(ctx: Ctx, incident_id: int) -> Response:
+    detail = ctx.store.get(incident_id)
+    if detail is None or not cap.is_public(detail.incident):
+        raise HTTPException(404, f"no public active incident {incident_id}")
+    root = cap.alert(detail.incident, ctx.geo, ctx.clock.now())
+    return Response(ET.tostring(root, encoding="utf-8", xml_declaration=True), media_type=XML)

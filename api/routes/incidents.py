@@ -1,0 +1,253 @@
+"""/incidents: list, detail, and the workflow transitions (each audited)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Query, status
+from sqlalchemy import func, select
+
+from api.audit import Outcome
+from api.context import ApiContext
+from api.deps import Ctx, CurrentPrincipal
+from api.evidence import evidence_of
+from api.incident_queries import IncidentFilter, list_incidents, public, visible
+from api.principal import Principal, Role
+from api.schemas import (
+    Conflict,
+    DispatchBody,
+    IncidentDetailOut,
+    IncidentList,
+    Message,
+    NoteBody,
+    ReopenBody,
+    Resolution,
+    ResolveBody,
+    SeverityName,
+    TimelineEvent,
+)
+from pantau.incidents import ConditionState, Hazard, Severity, WorkflowState
+from rules.store import IncidentDetail, InvalidTransition
+from rules.store.api_tables import CitizenReportRow
+
+router = APIRouter(prefix="/incidents", tags=["incidents"])
+
+Responses = dict[int | str, dict[str, Any]]
+NOT_FOUND: Responses = {
+    404: {"model": Message, "description": "no such incident in the caller's scope"}
+}
+AUTH: Responses = {401: {"model": Message, "description": "missing or invalid credentials"}}
+WRITE: Responses = {
+    **AUTH,
+    **NOT_FOUND,
+    403: {"model": Message, "description": "the caller's role may not do this"},
+    409: {"model": Conflict, "description": "the workflow does not allow this move now"},
+}
+# What a crew may do itself; the rest is for operators and supervisors.
+CREW_MOVES = frozenset({WorkflowState.ACKNOWLEDGED, WorkflowState.ON_SITE, WorkflowState.RESOLVED})
+
+
+@router.get("", response_model=IncidentList, responses=AUTH, summary="List incidents")
+def list_(
+    ctx: Ctx,
+    who: CurrentPrincipal,
+    *,
+    kelurahan: str | None = None,
+    kecamatan: str | None = None,
+    zone: Annotated[str | None, Query(description="any zone id, exact")] = None,
+    agency: str | None = None,
+    hazard: Annotated[list[Hazard] | None, Query()] = None,
+    severity: Annotated[list[SeverityName] | None, Query()] = None,
+    workflow_state: Annotated[list[WorkflowState] | None, Query()] = None,
+    condition_state: Annotated[list[ConditionState] | None, Query()] = None,
+    active: bool | None = None,
+    crew: Annotated[str | None, Query(description="routed to or assigned to this crew")] = None,
+    opened_from: Annotated[datetime | None, Query(description="inclusive, ISO 8601")] = None,
+    opened_to: Annotated[datetime | None, Query(description="exclusive, ISO 8601")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> IncidentList:
+    for t in (opened_from, opened_to):
+        if t is not None and t.tzinfo is None:
+            raise HTTPException(422, "times need a UTC offset, e.g. 2026-11-27T10:00:00Z")
+    filters = IncidentFilter(
+        kelurahan=kelurahan,
+        kecamatan=kecamatan,
+        zone=zone,
+        agency=agency,
+        hazard=tuple(hazard or ()),
+        severity=tuple(Severity[s.upper()] for s in severity or ()),
+        workflow_state=tuple(workflow_state or ()),
+        condition_state=tuple(condition_state or ()),
+        active=active,
+        opened_from=opened_from,
+        opened_to=opened_to,
+        crew=crew,
+    )
+    with ctx.sessions() as session:
+        rows, total = list_incidents(session, who, ctx.geo, filters, limit=limit, offset=offset)
+    return IncidentList(
+        data=[public(i, ctx.geo) for i in rows], count=total, limit=limit, offset=offset
+    )
+
+
+def visible_detail(
+    ctx: ApiContext, who: Principal, incident_id: int, action: str
+) -> IncidentDetail:
+    """The incident if the caller may see it; else 404, and the denial is audited."""
+    detail = ctx.store.get(incident_id)
+    if detail is None or not visible(who, ctx.geo, detail.incident):
+        if detail is not None:
+            ctx.audit.record(who, action, Outcome.DENIED, "outside the caller's scope", incident_id)
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"incident {incident_id} not found")
+    return detail
+
+
+def detail_out(ctx: ApiContext, detail: IncidentDetail) -> IncidentDetailOut:
+    incident = detail.incident
+    with ctx.sessions() as session:
+        reports = session.scalar(
+            select(func.count())
+            .select_from(CitizenReportRow)
+            .where(CitizenReportRow.incident_id == incident.id)
+        )
+    resolution = None
+    if incident.resolved_at is not None:
+        last = next(
+            (e for e in reversed(detail.timeline) if e.to_state == WorkflowState.RESOLVED.value),
+            None,
+        )
+        if last is not None:
+            code, _, note = last.reason.partition(": ")
+            resolution = Resolution(code=code, note=note)
+    return IncidentDetailOut(
+        incident=public(incident, ctx.geo),
+        timeline=[
+            TimelineEvent(
+                seq=e.seq,
+                at=e.at,
+                recorded_at=e.recorded_at,
+                kind=e.kind.value,
+                from_state=e.from_state,
+                to_state=e.to_state,
+                actor=e.actor,
+                reason=e.reason,
+            )
+            for e in detail.timeline
+        ],
+        evidence=evidence_of(ctx, incident),
+        citizen_reports=int(reports or 0),
+        resolution=resolution,
+    )
+
+
+@router.get(
+    "/{incident_id}",
+    response_model=IncidentDetailOut,
+    responses={**AUTH, **NOT_FOUND},
+    summary="An incident with its timeline and evidence",
+)
+def get(ctx: Ctx, who: CurrentPrincipal, incident_id: int) -> IncidentDetailOut:
+    return detail_out(ctx, visible_detail(ctx, who, incident_id, "read"))
+
+
+def transition(
+    ctx: ApiContext,
+    who: Principal,
+    incident_id: int,
+    to: WorkflowState,
+    reason: str,
+    *,
+    crew_id: str | None = None,
+) -> IncidentDetailOut:
+    action = f"transition:{to.value}"
+    detail = visible_detail(ctx, who, incident_id, action)
+    if not who.can_write or (who.role is Role.CREW and to not in CREW_MOVES):
+        ctx.audit.record(who, action, Outcome.DENIED, f"role {who.role} may not", incident_id)
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"a {who.role} may not move to {to}")
+    if crew_id is None and who.crew_id is not None and detail.incident.assignee_crew_id is None:
+        crew_id = who.crew_id  # a crew acting on an incident takes it
+    try:
+        ctx.store.transition(incident_id, to, who.actor, reason, crew_id=crew_id)
+    except InvalidTransition as err:
+        ctx.audit.record(who, action, Outcome.DENIED, f"409: {err.why}", incident_id)
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            {"reason": err.why, "from_state": err.from_state.value, "to_state": to.value},
+        ) from err
+    ctx.audit.record(
+        who,
+        action,
+        Outcome.ALLOWED,
+        f"{detail.incident.workflow_state} -> {to}: {reason}",
+        incident_id,
+    )
+    return get(ctx, who, incident_id)
+
+
+def _reason(note: str, default: str) -> str:
+    return note.strip() or default
+
+
+@router.post("/{incident_id}/acknowledge", response_model=IncidentDetailOut, responses=WRITE)
+def acknowledge(
+    ctx: Ctx, who: CurrentPrincipal, incident_id: int, body: NoteBody | None = None
+) -> IncidentDetailOut:
+    note = _reason(body.note if body else "", "acknowledged")
+    return transition(ctx, who, incident_id, WorkflowState.ACKNOWLEDGED, note)
+
+
+@router.post("/{incident_id}/dispatch", response_model=IncidentDetailOut, responses=WRITE)
+def dispatch(
+    ctx: Ctx, who: CurrentPrincipal, incident_id: int, body: DispatchBody
+) -> IncidentDetailOut:
+    """Assign a crew of the incident's agency and send it."""
+    crew = next((c for c in ctx.roster.crews if c.id == body.crew_id), None)
+    if crew is None:
+        raise HTTPException(422, f"unknown crew {body.crew_id!r}")
+    detail = visible_detail(ctx, who, incident_id, "transition:dispatched")
+    if crew.agency != detail.incident.agency:
+        raise HTTPException(422, f"crew {crew.id} is not of agency {detail.incident.agency}")
+    note = _reason(body.note, f"dispatched {crew.id}")
+    return transition(ctx, who, incident_id, WorkflowState.DISPATCHED, note, crew_id=crew.id)
+
+
+@router.post("/{incident_id}/on-site", response_model=IncidentDetailOut, responses=WRITE)
+def on_site(
+    ctx: Ctx, who: CurrentPrincipal, incident_id: int, body: NoteBody | None = None
+) -> IncidentDetailOut:
+    note = _reason(body.note if body else "", "crew on site")
+    return transition(ctx, who, incident_id, WorkflowState.ON_SITE, note)
+
+
+@router.post("/{incident_id}/resolve", response_model=IncidentDetailOut, responses=WRITE)
+def resolve(
+    ctx: Ctx, who: CurrentPrincipal, incident_id: int, body: ResolveBody
+) -> IncidentDetailOut:
+    """Resolve with a resolution code and a note (kept on the timeline as `code: note`)."""
+    reason = f"{body.code.value}: {body.note.strip() or body.code.value}"
+    return transition(ctx, who, incident_id, WorkflowState.RESOLVED, reason)
+
+
+@router.post("/{incident_id}/close", response_model=IncidentDetailOut, responses=WRITE)
+def close(
+    ctx: Ctx, who: CurrentPrincipal, incident_id: int, body: NoteBody | None = None
+) -> IncidentDetailOut:
+    note = _reason(body.note if body else "", "closed")
+    return transition(ctx, who, incident_id, WorkflowState.CLOSED, note)
+
+
+@router.post("/{incident_id}/reopen", response_model=IncidentDetailOut, responses=WRITE)
+def reopen(
+    ctx: Ctx, who: CurrentPrincipal, incident_id: int, body: ReopenBody
+) -> IncidentDetailOut:
+    return transition(ctx, who, incident_id, WorkflowState.OPEN, body.reason.strip() or "reopened")
+
+
+@router.post("/{incident_id}/suppress", response_model=IncidentDetailOut, responses=WRITE)
+def suppress(
+    ctx: Ctx, who: CurrentPrincipal, incident_id: int, body: NoteBody | None = None
+) -> IncidentDetailOut:
+    note = _reason(body.note if body else "", "suppressed")
+    return transition(ctx, who, incident_id, WorkflowState.SUPPRESSED, note)

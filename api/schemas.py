@@ -1,0 +1,235 @@
+"""Pydantic models of what the API takes and returns (its OpenAPI schema)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from pantau.incidents import ConditionState, Hazard, WorkflowState
+
+SeverityName = Literal["info", "waspada", "siaga", "awas"]
+Origin = Literal["rules", "citizen_report"]
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class IncidentPublic(_Out):
+    id: int
+    rule_id: str
+    origin: Origin = Field(description="citizen_report: opened by a report, awaiting verification")
+    zone_id: str
+    zone_name: str
+    zone_level: str
+    kecamatan_id: str | None
+    hazard: Hazard
+    agency: str | None
+    condition_state: ConditionState
+    workflow_state: WorkflowState
+    severity: SeverityName
+    severity_max: SeverityName
+    opened_at: datetime
+    condition_at: datetime
+    sla_ack_due: datetime
+    sla_resolve_due: datetime
+    acknowledged_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    reopen_count: int
+    assignee_crew_id: str | None
+    routed_crew_id: str | None
+    escalation_level: int
+
+
+class IncidentList(_Out):
+    data: list[IncidentPublic]
+    count: int = Field(description="matching incidents in all pages")
+    limit: int
+    offset: int
+
+
+class TimelineEvent(_Out):
+    seq: int
+    at: datetime
+    recorded_at: datetime
+    kind: str
+    from_state: str | None
+    to_state: str
+    actor: str
+    reason: str
+
+
+class EvidenceDevice(_Out):
+    id: str
+    name: str
+    kind: str
+    kelurahan_id: str | None
+    lon: float | None
+    lat: float | None
+
+
+class SeriesPoint(_Out):
+    device_id: str
+    at: datetime
+    value: float
+
+
+class EvidenceOut(_Out):
+    metric: str
+    peak_value: float
+    first_at: datetime
+    last_at: datetime
+    devices: list[EvidenceDevice]
+    series: list[SeriesPoint] = Field(description="the metric's readings around the incident")
+    series_source: Literal["influxdb", "unavailable", "none"]
+    camera_frames: list[str] = Field(
+        default_factory=list, description="camera frame references (none until vision lands)"
+    )
+
+
+class Resolution(_Out):
+    code: str
+    note: str
+
+
+class IncidentDetailOut(_Out):
+    incident: IncidentPublic
+    timeline: list[TimelineEvent]
+    evidence: EvidenceOut
+    citizen_reports: int = Field(description="citizen reports attached to this incident")
+    resolution: Resolution | None
+
+
+class ResolutionCode(StrEnum):
+    FIXED = "fixed"  # the crew repaired or cleared the cause
+    RECEDED = "receded"  # the water went down / the jam cleared by itself
+    FALSE_ALARM = "false_alarm"
+    DUPLICATE = "duplicate"
+    REFERRED = "referred"  # handed to another agency or a contractor
+    OTHER = "other"
+
+
+class NoteBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    note: str = Field(default="", max_length=500)
+
+
+class DispatchBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    crew_id: str = Field(min_length=1, max_length=64, description="a crew of the incident's agency")
+    note: str = Field(default="", max_length=500)
+
+
+class ResolveBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    code: ResolutionCode
+    note: str = Field(min_length=1, max_length=500)
+
+
+class ReopenBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class ConflictDetail(_Out):
+    reason: str
+    from_state: WorkflowState
+    to_state: WorkflowState
+
+
+class Conflict(_Out):
+    detail: ConflictDetail
+
+
+class Message(_Out):
+    detail: str
+
+
+class Token(_Out):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 (the OAuth2 token type)
+    expires_in: int
+
+
+class Me(_Out):
+    subject: str
+    role: str
+    agency: str | None
+    kecamatan: list[str] | None
+    crew_id: str | None
+
+
+class AgencyOut(_Out):
+    id: str
+    name: str
+    short: str
+    responsibilities: str
+
+
+class CrewOut(_Out):
+    id: str
+    agency: str
+    shift: str
+    shift_start: str
+    shift_end: str
+    kecamatan: list[str]
+    on_shift: bool
+
+
+class DeviceHealth(_Out):
+    id: str
+    name: str
+    kind: str
+    agency: str
+    kelurahan_id: str
+    kecamatan_id: str
+    lon: float
+    lat: float
+    last_seen: datetime | None
+    battery_pct: float | None
+    faults: list[str] = Field(description="hazards of active device-health incidents naming it")
+    health_source: Literal["influxdb", "unavailable"]
+
+
+class DeviceList(_Out):
+    data: list[DeviceHealth]
+    count: int
+
+
+class AuditOut(_Out):
+    id: int
+    at: datetime
+    actor: str
+    role: str
+    action: str
+    incident_id: int | None
+    outcome: str
+    detail: str
+
+
+class AuditList(_Out):
+    data: list[AuditOut]
+    count: int
+
+
+class GeoJson(BaseModel):
+    """A GeoJSON FeatureCollection (RFC 7946)."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["FeatureCollection"]
+    features: list[dict[str, Any]]
+
+
+class ReportOut(_Out):
+    """What a citizen gets back: nothing personal, no images."""
+
+    report_id: int
+    outcome: Literal["corroborated", "opened"]
+    incident_id: int
+    zone_name: str
+    hazard: Hazard
+    workflow_state: WorkflowState
