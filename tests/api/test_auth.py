@@ -39,7 +39,8 @@ def _claims(now: datetime, **extra: object) -> dict[str, object]:
 
 def _status(w: World, token: str) -> int:
     r = w.client.get("/incidents", headers={"Authorization": f"Bearer {token}"})
-    return r.status_code
+    code: int = r.status_code
+    return code
 
 
 def test_a_good_token_works_and_bad_ones_get_401(world: World) -> None:
