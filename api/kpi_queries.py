@@ -1,0 +1,242 @@
+"""KPI inputs from the stores: incident facts from SQL for a scope and period, data
+presence from InfluxDB for availability; and the KPI series written back to InfluxDB."""
+
+from __future__ import annotations
+
+import calendar
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import or_, select
+
+from ingest.lineprotocol import tag_value
+from ingest.writers import WriteRejected, WriteUnavailable, make_writer
+from pantau.devices import Device
+from pantau.influxql import InfluxQLError, quote_ident
+from rules.store.models import IncidentRow
+
+from .context import ApiContext
+from .incident_queries import scope_filter
+from .kpi import IncidentFacts, Kpis, availability, compute, score, scored_values
+from .principal import Principal
+
+logger = logging.getLogger(__name__)
+MAX_BUCKETS = 2000  # per device; longer periods get wider buckets
+
+
+class ScopeKind(StrEnum):
+    KOTA = "kota"
+    KECAMATAN = "kecamatan"
+    KELURAHAN = "kelurahan"
+    AGENCY = "agency"
+    CREW = "crew"
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    kind: ScopeKind
+    id: str
+
+    def __str__(self) -> str:
+        return f"{self.kind.value}:{self.id}"
+
+
+class ScopeError(ValueError):
+    pass
+
+
+def month_bounds(month: str) -> tuple[datetime, datetime]:
+    """'2026-11' -> [2026-11-01, 2026-12-01) UTC."""
+    try:
+        year, mon = (int(p) for p in month.split("-"))
+        start = datetime(year, mon, 1, tzinfo=UTC)
+    except ValueError as err:
+        raise ScopeError(f"month {month!r} is not YYYY-MM") from err
+    days = calendar.monthrange(year, mon)[1]
+    return start, start + timedelta(days=days)
+
+
+def check_scope(ctx: ApiContext, scope: Scope) -> None:
+    if scope.kind is ScopeKind.AGENCY and scope.id not in ctx.city.agencies:
+        raise ScopeError(f"unknown agency {scope.id!r}")
+    if scope.kind is ScopeKind.CREW and scope.id not in ctx.roster.addresses:
+        raise ScopeError(f"unknown crew {scope.id!r}")
+    zonal = scope.kind in {ScopeKind.KOTA, ScopeKind.KECAMATAN, ScopeKind.KELURAHAN}
+    if zonal and (
+        not ctx.geo.known(scope.id) or ctx.geo.index.zone(scope.id).level != scope.kind.value
+    ):
+        raise ScopeError(f"unknown {scope.kind.value} {scope.id!r}")
+
+
+def facts(
+    ctx: ApiContext, who: Principal, scope: Scope, start: datetime, end: datetime
+) -> list[IncidentFacts]:
+    """Incidents in scope that bear on [start, end): opened before end and not resolved
+    before start (the backlog needs those opened earlier)."""
+    where = [
+        *scope_filter(who, ctx.geo),
+        IncidentRow.opened_at < end,
+        or_(IncidentRow.resolved_at.is_(None), IncidentRow.resolved_at >= start),
+    ]
+    if scope.kind is ScopeKind.AGENCY:
+        where.append(IncidentRow.agency == scope.id)
+    elif scope.kind is ScopeKind.CREW:
+        where.append(
+            or_(IncidentRow.assignee_crew_id == scope.id, IncidentRow.routed_crew_id == scope.id)
+        )
+    elif scope.kind is ScopeKind.KECAMATAN:
+        where.append(IncidentRow.zone_id.in_(ctx.geo.zone_ids_in([scope.id])))
+    elif scope.kind is ScopeKind.KELURAHAN:
+        where.append(IncidentRow.zone_id == scope.id)
+    query = select(
+        IncidentRow.id,
+        IncidentRow.hazard,
+        IncidentRow.severity_max,
+        IncidentRow.workflow_state,
+        IncidentRow.opened_at,
+        IncidentRow.acknowledged_at,
+        IncidentRow.resolved_at,
+        IncidentRow.sla_ack_due,
+        IncidentRow.sla_resolve_due,
+        IncidentRow.reopen_count,
+        IncidentRow.evidence_first_at,
+        IncidentRow.evidence_device_ids,
+    ).where(*where)
+    with ctx.sessions() as session:
+        return [
+            IncidentFacts(
+                id=r.id,
+                hazard=r.hazard,
+                severity_max=r.severity_max,
+                workflow_state=r.workflow_state,
+                opened_at=r.opened_at,
+                acknowledged_at=r.acknowledged_at,
+                resolved_at=r.resolved_at,
+                sla_ack_due=r.sla_ack_due,
+                sla_resolve_due=r.sla_resolve_due,
+                reopen_count=r.reopen_count,
+                evidence_first_at=r.evidence_first_at if r.evidence_device_ids else None,
+            )
+            for r in session.execute(query)
+        ]
+
+
+def scope_devices(ctx: ApiContext, who: Principal, scope: Scope) -> list[Device]:
+    chosen = [d for d in ctx.city.devices.values() if who.sees(d.agency, d.kecamatan_id)]
+    if scope.kind is ScopeKind.AGENCY:
+        return [d for d in chosen if d.agency == scope.id]
+    if scope.kind is ScopeKind.KECAMATAN:
+        return [d for d in chosen if d.kecamatan_id == scope.id]
+    if scope.kind is ScopeKind.KELURAHAN:
+        return [d for d in chosen if d.kelurahan_id == scope.id]
+    if scope.kind is ScopeKind.CREW:
+        crew = next((c for c in ctx.roster.crews if c.id == scope.id), None)
+        if crew is None:
+            return []
+        return [d for d in chosen if d.agency == crew.agency and d.kecamatan_id in crew.kecamatan]
+    return chosen
+
+
+def sensor_availability(
+    ctx: ApiContext, devices: Sequence[Device], start: datetime, as_of: datetime
+) -> float | None:
+    """Share of (device, bucket) pairs in [start, as_of) with at least one reading of the
+    device's first metric; None without InfluxDB, devices or time."""
+    if ctx.influx is None or not devices or as_of <= start:
+        return None
+    span_s = (as_of - start).total_seconds()
+    bucket_s = max(ctx.kpi.availability_bucket_minutes * 60, math.ceil(span_s / MAX_BUCKETS))
+    bucket_s = int(math.ceil(bucket_s / 60) * 60)  # whole minutes for GROUP BY time()
+    buckets = math.ceil(span_s / bucket_s)
+    by_metric: defaultdict[str, set[str]] = defaultdict(set)
+    for d in devices:
+        if d.metrics:
+            by_metric[d.metrics[0]].add(d.id)
+    present = 0
+    try:
+        for metric, ids in sorted(by_metric.items()):
+            q = (
+                f"SELECT count(value) FROM {quote_ident(metric)} "  # noqa: S608
+                f'WHERE time >= $start AND time < $end GROUP BY time({bucket_s}s), "device" '
+                "fill(none)"
+            )
+            params: dict[str, str | int | float | bool] = {
+                "start": start.isoformat(),
+                "end": as_of.isoformat(),
+            }
+            for row in ctx.influx.rows(q, params=params):
+                if row.get("device") in ids and isinstance(row.get("count"), int):
+                    present += 1
+    except InfluxQLError as err:
+        logger.warning("sensor availability unavailable: %s", err)
+        return None
+    return availability(min(present, len(devices) * buckets), len(devices), buckets)
+
+
+def kpis_for(ctx: ApiContext, who: Principal, scope: Scope, start: datetime, end: datetime) -> Kpis:
+    now = ctx.clock.now()
+    devices = scope_devices(ctx, who, scope)
+    avail = sensor_availability(ctx, devices, start, min(end, now))
+    k = compute(facts(ctx, who, scope, start, end), start, end, now, availability_pct=avail)
+    return score(k, ctx.kpi)
+
+
+def report_scopes(ctx: ApiContext, who: Principal) -> list[Scope]:
+    """Every agency and kecamatan (and the kota) the caller may see, for the monthly report."""
+    scopes = [Scope(ScopeKind.KOTA, ctx.geo.index.zones.kota.id)] if who.kecamatan is None else []
+    scopes += [
+        Scope(ScopeKind.AGENCY, a)
+        for a in sorted(ctx.city.agencies)
+        if who.agency is None or who.agency == a
+    ]
+    scopes += [
+        Scope(ScopeKind.KECAMATAN, k.id)
+        for k in ctx.geo.index.zones.kecamatan
+        if who.kecamatan is None or k.id in who.kecamatan
+    ]
+    return scopes
+
+
+def kpi_lines(rows: Iterable[tuple[Scope, str, Kpis]]) -> list[str]:
+    """Line protocol: measurement `kpi`, tags scope/id/period, one field per KPI,
+    timestamped at the period's start (a re-run overwrites the same point)."""
+    lines = []
+    for scope, period, k in rows:
+        fields: dict[str, float] = {
+            "incidents": k.incidents,
+            "backlog": k.backlog,
+            "sla_met": k.sla_met,
+            "sla_missed": k.sla_missed,
+        }
+        fields.update({n: v for n, v in scored_values(k).items() if v is not None})
+        if k.score is not None:
+            fields["score"] = k.score
+        for stat_name, s in (
+            ("ack_minutes_p90", k.ack_minutes.p90),
+            ("resolve_minutes_p90", k.resolve_minutes.p90),
+            ("detection_delay_minutes_p90", k.detection_delay_minutes.p90),
+        ):
+            if s is not None:
+                fields[stat_name] = s
+        body = ",".join(f"{n}={float(v)!r}" for n, v in sorted(fields.items()))
+        tags = f"id={tag_value(scope.id)},period={tag_value(period)},scope={scope.kind.value}"
+        lines.append(f"kpi,{tags} {body} {int(k.start.timestamp() * 1000)}")
+    return lines
+
+
+def publish(ctx: ApiContext, rows: Sequence[tuple[Scope, str, Kpis]]) -> int:
+    """Write the KPI series to InfluxDB; the number of points."""
+    lines = kpi_lines(rows)
+    writer = make_writer(ctx.settings.influx)
+    try:
+        writer.write(lines)
+    except (WriteRejected, WriteUnavailable) as err:
+        raise InfluxQLError("write kpi", str(err)) from err
+    finally:
+        writer.close()
+    return len(lines)

@@ -1,0 +1,253 @@
+"""/kpi: e-Kinerja KPIs per zone / agency / crew / period, JSON and CSV, the monthly
+report, and publishing the series to InfluxDB. Formulas: api/kpi.py."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Response, status
+from pydantic import BaseModel, ConfigDict
+
+from api.context import ApiContext
+from api.deps import Ctx, CurrentPrincipal
+from api.kpi import Kpis, Stat
+from api.kpi_queries import (
+    Scope,
+    ScopeError,
+    ScopeKind,
+    check_scope,
+    kpis_for,
+    month_bounds,
+    publish,
+    report_scopes,
+)
+from api.principal import Principal, Role
+from api.schemas import Message
+from pantau.incidents import Hazard, Severity
+from pantau.influxql import InfluxQLError
+
+router = APIRouter(prefix="/kpi", tags=["performance (e-Kinerja)"])
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Message},
+    404: {"model": Message, "description": "scope outside the caller's"},
+}
+
+
+class StatOut(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    count: int
+    mean: float | None
+    p90: float | None
+
+
+class KpiOut(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    scope: ScopeKind
+    id: str
+    name: str
+    start: datetime
+    end: datetime
+    as_of: datetime
+    incidents: int
+    by_hazard: dict[str, int]
+    by_severity: dict[str, int]
+    ack_minutes: StatOut
+    resolve_minutes: StatOut
+    sla_met: int
+    sla_missed: int
+    sla_pending: int
+    sla_compliance_pct: float | None
+    backlog: int
+    reopened: int
+    reopen_rate_pct: float | None
+    detection_delay_minutes: StatOut
+    sensor_availability_pct: float | None
+    score: float | None
+    subscores: dict[str, float]
+
+
+class KpiReport(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    month: str
+    data: list[KpiOut]
+
+
+class Published(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    points: int
+
+
+def _stat(s: Stat) -> StatOut:
+    return StatOut(count=s.count, mean=s.mean, p90=s.p90)
+
+
+def kpi_out(ctx: ApiContext, scope: Scope, k: Kpis) -> KpiOut:
+    if scope.kind in {ScopeKind.AGENCY}:
+        name = ctx.city.agencies[scope.id].short
+    elif scope.kind is ScopeKind.CREW:
+        name = scope.id
+    else:
+        name = ctx.geo.name(scope.id)
+    return KpiOut(
+        scope=scope.kind,
+        id=scope.id,
+        name=name,
+        start=k.start,
+        end=k.end,
+        as_of=k.as_of,
+        incidents=k.incidents,
+        by_hazard=k.by_hazard,
+        by_severity=k.by_severity,
+        ack_minutes=_stat(k.ack_minutes),
+        resolve_minutes=_stat(k.resolve_minutes),
+        sla_met=k.sla_met,
+        sla_missed=k.sla_missed,
+        sla_pending=k.sla_pending,
+        sla_compliance_pct=k.sla_compliance_pct,
+        backlog=k.backlog,
+        reopened=k.reopened,
+        reopen_rate_pct=k.reopen_rate_pct,
+        detection_delay_minutes=_stat(k.detection_delay_minutes),
+        sensor_availability_pct=k.sensor_availability_pct,
+        score=k.score,
+        subscores=k.subscores,
+    )
+
+
+def _period(
+    month: str | None, start: datetime | None, end: datetime | None
+) -> tuple[datetime, datetime]:
+    try:
+        if month is not None:
+            return month_bounds(month)
+    except ScopeError as err:
+        raise HTTPException(422, str(err)) from err
+    if start is None or end is None:
+        raise HTTPException(422, "give month=YYYY-MM, or start and end")
+    if start.tzinfo is None or end.tzinfo is None:
+        raise HTTPException(422, "times need a UTC offset, e.g. 2026-11-01T00:00:00Z")
+    if end <= start:
+        raise HTTPException(422, "end must be after start")
+    return start, end
+
+
+def _scope(ctx: ApiContext, who: Principal, kind: ScopeKind, id_: str | None) -> Scope:
+    scope = Scope(kind, id_ or (ctx.geo.index.zones.kota.id if kind is ScopeKind.KOTA else ""))
+    try:
+        check_scope(ctx, scope)
+    except ScopeError as err:
+        raise HTTPException(404, str(err)) from err
+    outside = (
+        (kind is ScopeKind.AGENCY and who.agency not in {None, scope.id})
+        or (kind is ScopeKind.KOTA and who.kecamatan is not None)
+        or (
+            kind in {ScopeKind.KECAMATAN, ScopeKind.KELURAHAN}
+            and not who.sees(who.agency, ctx.geo.kecamatan_of(scope.id))
+        )
+    )
+    if outside:
+        raise HTTPException(404, f"{scope} is outside your scope")
+    return scope
+
+
+CSV_COLUMNS = [
+    "scope", "id", "name", "start", "end", "incidents",
+    *(f"incidents_{h.value}" for h in Hazard),
+    *(f"incidents_{s.name.lower()}" for s in Severity),
+    "ack_minutes_mean", "ack_minutes_p90", "resolve_minutes_mean", "resolve_minutes_p90",
+    "sla_compliance_pct", "sla_met", "sla_missed", "sla_pending", "backlog", "reopened",
+    "reopen_rate_pct", "detection_delay_minutes_mean", "detection_delay_minutes_p90",
+    "sensor_availability_pct", "score",
+]  # fmt: skip
+
+
+def _csv_row(o: KpiOut) -> list[str]:
+    def num(v: float | int | None) -> str:
+        return "" if v is None else f"{v:.2f}" if isinstance(v, float) else str(v)
+
+    return [
+        o.scope.value, o.id, o.name, o.start.isoformat(), o.end.isoformat(), str(o.incidents),
+        *(str(o.by_hazard.get(h.value, 0)) for h in Hazard),
+        *(str(o.by_severity.get(s.name.lower(), 0)) for s in Severity),
+        num(o.ack_minutes.mean), num(o.ack_minutes.p90),
+        num(o.resolve_minutes.mean), num(o.resolve_minutes.p90),
+        num(o.sla_compliance_pct), str(o.sla_met), str(o.sla_missed), str(o.sla_pending),
+        str(o.backlog), str(o.reopened), num(o.reopen_rate_pct),
+        num(o.detection_delay_minutes.mean), num(o.detection_delay_minutes.p90),
+        num(o.sensor_availability_pct), num(o.score),
+    ]  # fmt: skip
+
+
+def to_csv(rows: list[KpiOut]) -> str:
+    out = io.StringIO()
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(CSV_COLUMNS)
+    w.writerows(_csv_row(r) for r in rows)
+    return out.getvalue()
+
+
+@router.get("", response_model=KpiOut, responses=ERRORS, summary="KPIs of one scope and period")
+def kpi(
+    ctx: Ctx,
+    who: CurrentPrincipal,
+    *,
+    scope: ScopeKind = ScopeKind.KOTA,
+    id: Annotated[str | None, Query(description="zone, agency or crew id")] = None,
+    month: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$")] = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    format: Literal["json", "csv"] = "json",
+) -> Any:
+    s = _scope(ctx, who, scope, id)
+    begin, finish = _period(month, start, end)
+    out = kpi_out(ctx, s, kpis_for(ctx, who, s, begin, finish))
+    if format == "csv":
+        return Response(to_csv([out]), media_type="text/csv")
+    return out
+
+
+@router.get(
+    "/report",
+    response_model=KpiReport,
+    responses=ERRORS,
+    summary="Monthly e-Kinerja report: the kota, every agency and kecamatan in scope",
+)
+def report(
+    ctx: Ctx,
+    who: CurrentPrincipal,
+    month: Annotated[str, Query(pattern=r"^\d{4}-\d{2}$")],
+    format: Literal["json", "csv"] = "json",
+) -> Any:
+    begin, finish = _period(month, None, None)
+    rows = [kpi_out(ctx, s, kpis_for(ctx, who, s, begin, finish)) for s in report_scopes(ctx, who)]
+    if format == "csv":
+        return Response(
+            to_csv(rows),
+            media_type="text/csv",
+            headers={"Content-Disposition": f'attachment; filename="e-kinerja-{month}.csv"'},
+        )
+    return KpiReport(month=month, data=rows)
+
+
+@router.post(
+    "/publish",
+    response_model=Published,
+    responses={**ERRORS, 403: {"model": Message}, 503: {"model": Message}},
+    summary="Write the month's KPI series to InfluxDB (measurement `kpi`) for Grafana",
+)
+def publish_month(
+    ctx: Ctx,
+    who: CurrentPrincipal,
+    month: Annotated[str, Query(pattern=r"^\d{4}-\d{2}$")],
+) -> Published:
+    if who.role not in {Role.OPERATOR, Role.SUPERVISOR} or who.agency is not None:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "operators and city supervisors publish")
+    begin, finish = _period(month, None, None)
+    rows = [(s, "month", kpis_for(ctx, who, s, begin, finish)) for s in report_scopes(ctx, who)]
+    try:
+        return Published(points=publish(ctx, rows))
+    except InfluxQLError as err:
+        raise HTTPException(503, f"InfluxDB unavailable: {err}") from err
