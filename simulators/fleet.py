@@ -94,8 +94,13 @@ class _World:
     gateways: dict[str, tuple[float, float]]  # kecamatan id -> gateway position, km
 
 
-def build_tracks(city: City, scenario: Scenario) -> list[DeviceTrack]:
-    """Schedules and fault-free signals of every device, sorted by device id."""
+def build_tracks(city: City, scenario: Scenario, *, noisy: bool = True) -> list[DeviceTrack]:
+    """Schedules and fault-free signals of every device, sorted by device id.
+
+    `noisy=False` gives what a perfect instrument would report (the ground truth's view,
+    simulators.truth); the noise streams are drawn all the same, so everything else —
+    phases, profiles, the random walk of a road's wear — is identical.
+    """
     devices = [city.devices[k] for k in sorted(city.devices)]
     kota = city.zones.kota.geometry
     frame = LocalFrame(kota.centroid.x, kota.centroid.y)
@@ -122,7 +127,8 @@ def build_tracks(city: City, scenario: Scenario) -> list[DeviceTrack]:
     rngs = {d.id: device_rng(scenario.seed, d.id, Stream.PROFILE) for d in devices}
     hydro = _hydrology(devices, world, grid, grid_rain, rngs)
     return [
-        _track(city, scenario, d, world, hydro=hydro.get(d.id, {}), rng=rngs[d.id]) for d in devices
+        _track(city, scenario, d, world, hydro=hydro.get(d.id, {}), rng=rngs[d.id], noisy=noisy)
+        for d in devices
     ]
 
 
@@ -186,6 +192,7 @@ def _track(
     *,
     hydro: dict[str, FloatArray],
     rng: np.random.Generator,
+    noisy: bool,
 ) -> DeviceTrack:
     interval = int(city.catalogue.kinds[d.kind].report_every_s)
     phase = int(rng.integers(0, interval))
@@ -199,7 +206,7 @@ def _track(
         gateway_km=world.gateways[d.kecamatan_id],
         here_km=(float(world.xs[world.column[d.id]]), float(world.ys[world.column[d.id]])),
     )
-    noise = device_rng(scenario.seed, d.id, Stream.NOISE)
+    noise = _Noise(device_rng(scenario.seed, d.id, Stream.NOISE), noisy)
     signals = _signals(d, at, hydro, rng, noise)
     return DeviceTrack(
         device=d,
@@ -240,12 +247,35 @@ def _unit_choice(catalogue: Catalogue, metric: str, rng: np.random.Generator) ->
     return UnitChoice(spec.unit, 1.0, DECIMALS[metric])
 
 
+class _Noise:
+    """Measurement noise, or none: a perfect instrument draws the same numbers and
+    ignores them, so the draws of everything after stay the same."""
+
+    def __init__(self, rng: np.random.Generator, noisy: bool) -> None:
+        self.rng = rng
+        self.noisy = noisy
+
+    def normal(self, mean: float, sigma: float, n: int) -> FloatArray:
+        drawn: FloatArray = self.rng.normal(mean, sigma, n)
+        return drawn if self.noisy else np.full(n, mean)
+
+    def poisson(self, lam: FloatArray) -> FloatArray:
+        """A count with mean `lam`; the mean itself when noiseless."""
+        drawn: FloatArray = self.rng.poisson(lam).astype(np.float64)
+        return drawn if self.noisy else np.asarray(lam, dtype=np.float64)
+
+    def walk(self, sigma: float, n: int) -> FloatArray:
+        """A random walk of the thing measured (not of the instrument): always drawn."""
+        steps: FloatArray = self.rng.normal(0.0, sigma, n)
+        return np.cumsum(steps)
+
+
 def _signals(
     d: Device,
     at: _At,
     hydro: dict[str, FloatArray],
     rng: np.random.Generator,
-    noise: np.random.Generator,
+    noise: _Noise,
 ) -> dict[str, FloatArray]:
     """Each metric of the device at its report times, with measurement noise."""
     idx, epoch, rain, interval_s = at.idx, at.epoch, at.rain, at.interval_s
@@ -281,7 +311,7 @@ def _signals(
         hours = (t - epoch[0]) / 3600.0
         wear = rng.uniform(0.001, 0.004) * hours  # m/km per hour, faster when wet
         wear = wear + 0.0005 * np.cumsum(rain[idx]) * interval_s / 3600.0
-        walk = np.cumsum(noise.normal(0.0, 0.01, n))
+        walk = noise.walk(0.01, n)
         iri = rng.uniform(2.0, 9.0) + wear + walk
         out["road_roughness"] = iri + noise.normal(0.0, 0.15, n)
         out["pothole_index"] = 0.03 * (iri - 4.0) + noise.normal(0.0, 0.01, n)

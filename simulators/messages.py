@@ -99,14 +99,16 @@ class FleetStream:
         *,
         topics: Topics | None = None,
         start: datetime | None = None,
+        noisy: bool = True,
     ) -> None:
+        """`noisy=False`: perfect instruments (faults still apply), for simulators.truth."""
         # Device clocks tick in whole seconds (exact in both payload forms).
         when = (scenario.start if start is None else start).replace(microsecond=0)
         self.scenario = replace(scenario, start=when)
         self.city = city
         self.topics = topics or Topics()
         self.dropped = 0  # messages not sent because of a dropout fault
-        self.tracks = build_tracks(city, self.scenario)
+        self.tracks = build_tracks(city, self.scenario, noisy=noisy)
 
     def __iter__(self) -> Iterator[SimMessage]:
         return self._messages()
