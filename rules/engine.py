@@ -1,14 +1,51 @@
 """The rule engine: readings in, ConditionChanges out, on event time.
 
-Readings are buffered and processed in event-time order (time, device, metric) once
-the watermark (the latest event time seen across the fleet, ignoring the few devices
-most ahead, minus the allowed lateness) has passed them. So the processing order
-does not depend on arrival order: a stream delivered twice and shuffled within the
-lateness bound yields the same changes as the ordered one. A reading older than the
-watermark already processed is too late and is dropped (counted); a second copy of a
-buffered reading is dropped (counted). Deadlines (absence, no data) fire in event-time
-order among the readings once the watermark passes them, so an accelerated replay
-behaves exactly like real time.
+Two paths, chosen per rule kind (`Evaluator.series_local`):
+
+- **Series-local kinds** (threshold incl. steps and holds, rate of change, flatline
+  without peers: a device's verdict depends on its own series only) get a reading as
+  soon as it arrives *in order for its series* (device, metric): its time is after
+  the last one applied to that series. Devices report in real time, so a crew alert
+  leaves as soon as the reading that completes a hold is in, not a lateness bound
+  later. Each series is applied in event-time order, so a device's verdicts are those
+  of the ordered stream whatever the order *between* devices.
+- **Watermark kinds** (absence, zone aggregate, composite, flatline with moving peers:
+  they compare devices or judge silence) see every accepted reading in event-time order
+  (time, device, metric) once the watermark (the latest event time seen across the
+  fleet, ignoring the few devices most ahead, minus the allowed lateness) has passed it,
+  so their results do not depend on arrival order at all. Deadlines (absence, no data)
+  fire in event-time order among those readings, so an accelerated replay behaves
+  exactly like real time.
+
+Why not everything on the watermark (the first design): every alert then waited for
+the lateness bound (2 min) by construction. Why not everything on arrival: k-of-n and
+composite verdicts, and silence, would then depend on which device's message came
+first. The split keeps the cross-device kinds exactly deterministic and makes the
+per-device kinds (the fast alerts: water levels, rain) immediate. The backtest, which
+has no alert to hurry, runs every kind on the watermark (`series_local=False`), so its
+result never depends on the order of the stored readings.
+
+The price, and what is defined for it:
+
+- A reading older than its series' last applied reading but not older than the
+  watermark (*reordered*: it was overtaken within the lateness bound) cannot be
+  applied to series-local state retroactively. It goes to the watermark kinds only and
+  is counted in `EngineStats.reordered`. So under reordering a series-local verdict can
+  miss one reading (a hold may end a reading later, a one-reading peak may be lost);
+  per series nothing else changes, and nothing is ever applied twice.
+- A second copy of a reading (QoS 1 redelivery) is dropped whole: a copy of a buffered
+  reading is a duplicate, a copy older than the watermark is late; a series-local
+  evaluator never sees a time twice because it only takes times after the last applied.
+  So duplicates never open an extra incident.
+- Series-local changes of different devices of one zone key interleave in arrival
+  order, so the zone key's change list (not its incidents) can differ from the ordered
+  stream's when devices' messages overtake each other.
+- A device's own silence deadline (`no_data_after`) fires when the watermark passes it
+  or when the device's next reading shows it passed, whichever comes first; the verdict
+  (no data at the deadline) is the same either way.
+
+A reading older than the watermark already processed is too late and is dropped from
+both paths (counted).
 """
 
 from __future__ import annotations
@@ -38,19 +75,27 @@ class EngineStats:
     accepted: int = 0
     late: int = 0  # older than the processed watermark (includes late duplicates)
     duplicates: int = 0  # a second copy of a reading still in the buffer
+    reordered: int = 0  # accepted, but overtaken in its series: watermark kinds only
     unknown_device: int = 0
 
 
 class RuleEngine:
-    def __init__(self, city: City, rules: RuleSet, clock: Clock) -> None:
+    def __init__(
+        self, city: City, rules: RuleSet, clock: Clock, *, series_local: bool = True
+    ) -> None:
+        """`series_local=False`: every kind on the watermark, so the changes do not depend
+        on arrival order at all (the backtest's choice: it has no alert to hurry)."""
         self._city = city
+        self._series_local = series_local
         self._clock = clock
         self._lateness = rules.lateness
         self._evaluators: dict[str, Evaluator] = {
             r.id: build_evaluator(r, city) for r in rules.rules
         }
-        self._index: dict[tuple[str, str], list[Evaluator]] = {}
+        self._index: dict[tuple[str, str], list[Evaluator]] = {}  # watermark kinds
+        self._local: dict[tuple[str, str], list[Evaluator]] = {}  # series-local kinds
         self._reindex()
+        self._applied: dict[tuple[str, str], datetime] = {}  # series -> last time applied
         self._buffer: list[tuple[datetime, str, str, Reading]] = []
         self._buffered: set[_SeriesKey] = set()
         self._latest: dict[str, datetime] = {}  # each device's latest event time
@@ -70,6 +115,9 @@ class RuleEngine:
         return tuple(self._evaluators)
 
     def ingest(self, readings: Iterable[Reading]) -> list[ConditionChange]:
+        """Series-local changes first (as the readings arrive), then what the watermark
+        passed."""
+        out: list[ConditionChange] = []
         moved = False
         for r in readings:
             if r.device_id not in self._city.devices:
@@ -85,6 +133,15 @@ class RuleEngine:
             self._buffered.add(key)
             heapq.heappush(self._buffer, (r.time, r.device_id, r.metric, r))
             self.stats.accepted += 1
+            series = (r.device_id, r.metric)
+            applied = self._applied.get(series)
+            if applied is None or r.time > applied:
+                self._applied[series] = r.time
+                local = self._local.get(series)
+                if local is not None:
+                    out += self._apply_local(r, local)
+            else:
+                self.stats.reordered += 1
             latest = self._latest.get(r.device_id)
             if latest is None or r.time > latest:
                 self._latest[r.device_id] = r.time
@@ -100,8 +157,17 @@ class RuleEngine:
             self._front_at = self._front()
             self._front_from = max(self._latest.values())
         if self._front_at is None:
-            return []
-        return self.advance_watermark(self._front_at - self._lateness)
+            return out
+        return out + self.advance_watermark(self._front_at - self._lateness)
+
+    def _apply_local(self, r: Reading, evaluators: list[Evaluator]) -> list[ConditionChange]:
+        out: list[ConditionChange] = []
+        device = self._city.devices[r.device_id]
+        for ev in evaluators:
+            out += ev.catch_up(r.device_id, r.time)
+            out += ev.on_reading(r, device)
+            self._note_deadline(ev)
+        return out
 
     def _front(self) -> datetime:
         """The fleet's event-time front: the k-th latest device time, not the maximum.
@@ -180,6 +246,7 @@ class RuleEngine:
         """
         out: list[ConditionChange] = []
         fresh: dict[str, Evaluator] = {}
+        new_local: list[Evaluator] = []
         for rule in rules.rules:
             old = self._evaluators.get(rule.id)
             if old is not None and old.rule == rule:
@@ -188,6 +255,8 @@ class RuleEngine:
                 fresh[rule.id] = ev = build_evaluator(rule, self._city)
                 if self._started and self._watermark is not None:
                     ev.start(self._watermark)
+                if ev.series_local and self._series_local:
+                    new_local.append(ev)
         for rid, old in self._evaluators.items():
             if fresh.get(rid) is not old and self._watermark is not None:
                 why = "changed" if rid in fresh else "removed"
@@ -197,6 +266,16 @@ class RuleEngine:
         self._evaluators = fresh
         self._lateness = rules.lateness
         self._reindex()
+        # A new series-local evaluator catches up on what is still buffered (already
+        # applied to the old one), in event-time order, so it starts where the
+        # watermark kinds start.
+        if new_local:
+            for _, device_id, metric, r in sorted(self._buffer, key=lambda b: b[:3]):
+                device = self._city.devices[device_id]
+                for ev in new_local:
+                    if device_id in ev.devices and metric in ev.metrics:
+                        out += ev.catch_up(device_id, r.time)
+                        out += ev.on_reading(r, device)
         self._due = {}
         for ev in fresh.values():
             self._note_deadline(ev)
@@ -221,15 +300,19 @@ class RuleEngine:
         that already holds the incident recognises it instead of opening a second one.
         """
         engine = cls(city, rules, clock)
-        engine.ingest(history)
+        # In event-time order, so every series is applied whole (InfluxDB answers
+        # series by series).
+        engine.ingest(sorted(history, key=lambda r: (r.time, r.device_id, r.metric)))
         if until is not None:
             engine.advance_watermark(until)
         return engine, engine.current()
 
     def _reindex(self) -> None:
         index: dict[tuple[str, str], list[Evaluator]] = {}
+        local: dict[tuple[str, str], list[Evaluator]] = {}
         for ev in self._evaluators.values():
+            target = local if ev.series_local and self._series_local else index
             for device_id in ev.devices:
                 for metric in ev.metrics:
-                    index.setdefault((device_id, metric), []).append(ev)
-        self._index = index
+                    target.setdefault((device_id, metric), []).append(ev)
+        self._index, self._local = index, local

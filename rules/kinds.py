@@ -1,9 +1,15 @@
 """Rule kinds: one evaluator class per `kind`, registered by name in a plain registry.
 
-An evaluator watches a fixed set of devices, is fed their readings in event-time order
-by the engine and says, per dedup key (rule, zone, hazard), what the condition is.
-Kinds that wait for time to pass (absence) expose deadlines the engine fires once the
-watermark is past them. No evaluator reads a clock.
+An evaluator watches a fixed set of devices, is fed their readings by the engine and
+says, per dedup key (rule, zone, hazard), what the condition is. A *series-local* kind
+(`series_local = True`: threshold, rate of change, flatline without peers) judges each
+device on its own series alone, so the engine feeds it each series in order as readings
+arrive; the others (absence, zone aggregate, composite, flatline with moving peers) get
+the fleet's readings in event-time order once the watermark passes them. Kinds that
+wait for time to pass (absence, no data) expose deadlines the engine fires once the
+watermark is past them; a series-local kind also fires a device's own silence deadline
+when that device's next reading shows it passed (`catch_up`). No evaluator reads a
+clock.
 """
 
 from __future__ import annotations
@@ -88,6 +94,9 @@ class Evaluator(ABC):
     """Base of every kind: the watched devices, their zones and one tracker per zone."""
 
     metrics: frozenset[str]  # metrics fed to on_reading; ANY_METRIC for all
+    # True: a device's verdict depends on that device's own series only (in order), so
+    # the engine may feed readings as they arrive instead of on the watermark.
+    series_local: bool = False
 
     def __init__(self, rule: Rule, city: City, kinds: Iterable[str] | None = None) -> None:
         self.rule = rule
@@ -126,6 +135,11 @@ class Evaluator(ABC):
         return None
 
     def on_deadline(self, at: datetime) -> list[ConditionChange]:
+        return []
+
+    def catch_up(self, device_id: str, before: datetime) -> list[ConditionChange]:
+        """Fire the device's own deadlines before `before` (series-local kinds: its next
+        reading proves them passed, whatever the watermark says)."""
         return []
 
     def close(self, at: datetime, reason: str) -> list[ConditionChange]:
@@ -189,15 +203,27 @@ class _PerDevice(Evaluator):
         out: list[ConditionChange] = []
         while (nxt := self.next_deadline()) is not None and nxt <= at:
             deadline, device_id = heapq.heappop(self.silences)
-            s = self.series[device_id]
-            s.debounce.force(S.NO_DATA, deadline)
-            s.value = None
-            reason = (
-                f"no {self.evidence_metric} from {device_id} for"
-                f" {_minutes(deadline - self.last_at[device_id])}: cannot judge"
-            )
-            out += self.settle_zone(deadline, self.devices[device_id], reason)
+            out += self._go_silent(deadline, device_id)
         return out
+
+    def catch_up(self, device_id: str, before: datetime) -> list[ConditionChange]:
+        if self.no_data_after is None or (last := self.last_at.get(device_id)) is None:
+            return []
+        deadline = last + self.no_data_after
+        if deadline >= before or not self._silent(deadline, device_id):
+            return []
+        # Its heap entry stays; next_deadline drops it (no longer silent).
+        return self._go_silent(deadline, device_id)
+
+    def _go_silent(self, deadline: datetime, device_id: str) -> list[ConditionChange]:
+        s = self.series[device_id]
+        s.debounce.force(S.NO_DATA, deadline)
+        s.value = None
+        reason = (
+            f"no {self.evidence_metric} from {device_id} for"
+            f" {_minutes(deadline - self.last_at[device_id])}: cannot judge"
+        )
+        return self.settle_zone(deadline, self.devices[device_id], reason)
 
     def series_of(self, device_id: str, raise_for: timedelta, clear_for: timedelta) -> _Series:
         s = self.series.get(device_id)
@@ -225,6 +251,7 @@ class _PerDevice(Evaluator):
 @EVALUATORS.register("threshold")
 class ThresholdEvaluator(_PerDevice):
     rule: ThresholdRule
+    series_local = True
 
     def __init__(self, rule: Rule, city: City) -> None:
         assert isinstance(rule, ThresholdRule)
@@ -332,6 +359,7 @@ def _push(
 @EVALUATORS.register("rate_of_change")
 class RateOfChangeEvaluator(_PerDevice):
     rule: RateOfChangeRule
+    series_local = True
 
     def __init__(self, rule: Rule, city: City) -> None:
         assert isinstance(rule, RateOfChangeRule)
@@ -370,6 +398,8 @@ class FlatlineEvaluator(_PerDevice):
     def __init__(self, rule: Rule, city: City) -> None:
         assert isinstance(rule, FlatlineRule)
         super().__init__(rule, city)
+        # Comparing with peers' spreads makes the verdict depend on other series.
+        self.series_local = not rule.require_moving_peers
         self.metrics = frozenset({rule.metric})
         self.evidence_metric = rule.metric
         self.windows: dict[str, deque[tuple[datetime, float]]] = {}

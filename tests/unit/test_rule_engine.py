@@ -17,6 +17,7 @@ from pantau.incidents import ConditionChange, ConditionState, DedupKey, Hazard, 
 from pantau.readings import Reading
 from rules.engine import RuleEngine
 from rules.rulespec import RuleSet, load_rules
+from tests.unit.rule_incidents import incidents
 
 S = ConditionState
 T0 = datetime(2026, 1, 14, 8, 0, tzinfo=UTC)
@@ -189,7 +190,10 @@ def test_duplicates_and_shuffle_within_lateness_change_nothing(city: City) -> No
     for _, _, r in delivered:
         got += eng.ingest([r])  # one by one, as an MQTT consumer would
     got += eng.advance_watermark(at(200))
-    assert got == expected
+    # The same incidents: keys, ACTIVE openings per key, max severity. (Not the same
+    # change list: series-local rules see devices' messages in arrival order, and a
+    # reading overtaken in its own series reaches the watermark rules only.)
+    assert incidents(got) == incidents(expected)
     assert eng.stats.accepted == len(ordered)
     assert eng.stats.duplicates + eng.stats.late == len(ordered)
 

@@ -15,6 +15,7 @@ from rules.engine import RuleEngine
 from rules.rulespec import load_rules
 from simulators.messages import iter_messages
 from simulators.scenario import find_scenario, load_scenario
+from tests.unit.rule_incidents import incidents
 
 DEFAULT = Path(__file__).resolve().parents[2] / "config" / "rules.yaml"
 
@@ -65,7 +66,7 @@ def test_a_calm_day_floods_nothing(city: City) -> None:
     assert not [c for c in changes if c.key.hazard is Hazard.PUMP_FAILURE]
 
 
-def test_storm_delivered_twice_and_shuffled_gives_the_same_changes(city: City) -> None:
+def test_storm_delivered_twice_and_shuffled_gives_the_same_incidents(city: City) -> None:
     rules = load_rules(DEFAULT, city)
     scenario = load_scenario(find_scenario("storm-karawaci"), city)
     end = scenario.start + timedelta(minutes=50)
@@ -96,4 +97,8 @@ def test_storm_delivered_twice_and_shuffled_gives_the_same_changes(city: City) -
         got += engine.ingest(r for _, _, r in delivered[i : i + 50])
     got += engine.advance_watermark(final)  # the same end as the ordered run
     assert engine.stats.late + engine.stats.duplicates == len(ordered)
-    assert got == expected
+    # The same incidents (keys, ACTIVE openings per key, max severity), none extra, none
+    # missing. Not the same change list: series-local rules take each series as it
+    # arrives, and a reading overtaken in its own series reaches watermark rules only.
+    assert engine.stats.reordered > 0
+    assert incidents(got) == incidents(expected)
