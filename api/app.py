@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from .context import ApiContext
-from .routes import auth, city, feeds, incidents, kpi
+from .routes import auth, city, feeds, incidents, kpi, reports, stream
 
 DESCRIPTION = """Pantau's API for Kota Tangerang: incidents and the crew workflow, zones
 with live status, devices with health, crews and agencies, public GeoJSON and CAP 1.2
@@ -26,6 +26,6 @@ def create_app(ctx: ApiContext) -> FastAPI:
 
     app = FastAPI(title="Pantau API", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.ctx = ctx
-    for module in (auth, incidents, city, feeds, kpi):
+    for module in (auth, incidents, city, feeds, kpi, stream, reports):
         app.include_router(module.router)
     return app

@@ -1,0 +1,240 @@
+"""/reports: citizen reports (pengaduan masyarakat). Public and rate-limited.
+
+A report names a point, a category and optionally carries a photo. It attaches to the
+most severe active incident of the matching hazard in its kelurahan or kecamatan as
+corroboration; with none, it opens a "citizen-report" incident (severity info) that
+waits for an operator to verify it (acknowledge) or dismiss it (resolve as
+false_alarm). No name, phone or address is asked for; the client address is only held
+in memory for the rate limit; the photo is stored for staff and never served publicly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import select
+
+from api.context import ApiContext
+from api.deps import Ctx, CurrentPrincipal
+from api.incident_queries import CITIZEN_RULE
+from api.routes.incidents import visible_detail
+from api.schemas import Message, ReportOut
+from pantau.incidents import (
+    ConditionChange,
+    ConditionState,
+    DedupKey,
+    Evidence,
+    Hazard,
+    Severity,
+)
+from rules.store import INACTIVE_WORKFLOW, Incident, UpdateKind
+from rules.store.api_tables import CitizenReportRow
+from rules.store.models import IncidentRow
+from rules.store.store import _incident
+
+router = APIRouter(tags=["citizen reports"])
+
+PHOTO_TYPES = {"image/jpeg": b"\xff\xd8\xff", "image/png": b"\x89PNG\r\n\x1a\n"}
+
+
+class Category(StrEnum):
+    FLOOD = "banjir"  # flooding
+    WATERLOGGING = "genangan"  # standing water on a road
+    DRAIN_BLOCKED = "saluran_tersumbat"
+    ROAD_DAMAGE = "jalan_rusak"
+    TRAFFIC_JAM = "macet"
+    PUMP_FAILURE = "pompa_mati"
+
+
+HAZARD_OF: dict[Category, Hazard] = {
+    Category.FLOOD: Hazard.FLOOD,
+    Category.WATERLOGGING: Hazard.FLOOD,
+    Category.DRAIN_BLOCKED: Hazard.FLOOD,
+    Category.ROAD_DAMAGE: Hazard.ROAD_DAMAGE,
+    Category.TRAFFIC_JAM: Hazard.TRAFFIC_JAM,
+    Category.PUMP_FAILURE: Hazard.PUMP_FAILURE,
+}
+
+
+def _matching(ctx: ApiContext, hazard: Hazard, zone_ids: list[str]) -> Incident | None:
+    query = (
+        select(IncidentRow)
+        .where(
+            IncidentRow.hazard == hazard,
+            IncidentRow.zone_id.in_(zone_ids),
+            IncidentRow.workflow_state.not_in(INACTIVE_WORKFLOW),
+        )
+        .order_by(IncidentRow.severity_current.desc(), IncidentRow.opened_at, IncidentRow.id)
+        .limit(1)
+    )
+    with ctx.sessions() as session:
+        row = session.scalars(query).first()
+        return None if row is None else _incident(row)
+
+
+@router.post(
+    "/reports",
+    response_model=ReportOut,
+    status_code=201,
+    responses={
+        413: {"model": Message, "description": "photo too large"},
+        415: {"model": Message, "description": "photo is not JPEG or PNG"},
+        422: {"model": Message, "description": "outside Kota Tangerang, or invalid input"},
+        429: {"model": Message, "description": "too many reports from this address"},
+    },
+    summary="Report a problem (public, rate-limited)",
+)
+async def report(
+    request: Request,
+    ctx: Ctx,
+    *,
+    lon: Annotated[float, Form(ge=-180, le=180)],
+    lat: Annotated[float, Form(ge=-90, le=90)],
+    category: Annotated[Category, Form()],
+    description: Annotated[str, Form(max_length=500)] = "",
+    photo: Annotated[UploadFile | None, File()] = None,
+) -> ReportOut:
+    client = request.client.host if request.client else "unknown"
+    wait = ctx.report_limiter.allow(client)
+    if wait is not None:
+        raise HTTPException(429, "too many reports; try later", {"Retry-After": str(int(wait))})
+    data: bytes | None = None
+    photo_type: str | None = None
+    if photo is not None and photo.filename:
+        data = await photo.read(ctx.settings.api.report_photo_max_bytes + 1)
+        if len(data) > ctx.settings.api.report_photo_max_bytes:
+            raise HTTPException(413, "photo too large")
+        photo_type = next((t for t, magic in PHOTO_TYPES.items() if data.startswith(magic)), None)
+        if photo_type is None:
+            raise HTTPException(415, "the photo must be a JPEG or PNG image")
+    kelurahan = ctx.city.zones.kelurahan_at(lon, lat)
+    if kelurahan is None or kelurahan.parent_id is None:
+        raise HTTPException(422, "the location is outside Kota Tangerang")
+    new = NewReport(
+        lon=lon,
+        lat=lat,
+        category=category,
+        description=description,
+        photo=data,
+        photo_type=photo_type,
+        kelurahan_id=kelurahan.id,
+    )
+    return await run_in_threadpool(file_report, ctx, new)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewReport:
+    lon: float
+    lat: float
+    category: Category
+    description: str
+    photo: bytes | None
+    photo_type: str | None
+    kelurahan_id: str
+
+
+def file_report(ctx: ApiContext, new: NewReport) -> ReportOut:
+    """Attach or open, then store the report (runs in the thread pool: blocking SQL)."""
+    category, kelurahan_id = new.category, new.kelurahan_id
+    hazard = HAZARD_OF[category]
+    kecamatan_id = ctx.geo.kecamatan_of(kelurahan_id)
+    zones = [kelurahan_id] + ([kecamatan_id] if kecamatan_id else [])
+    now = ctx.clock.now()
+    incident = _matching(ctx, hazard, zones)
+    outcome: Literal["corroborated", "opened"] = "corroborated"
+    if incident is None:
+        update = ctx.store.apply(
+            ConditionChange(
+                key=DedupKey(CITIZEN_RULE, kelurahan_id, hazard),
+                state=ConditionState.ACTIVE,
+                severity=Severity.INFO,
+                at=now,
+                evidence=Evidence(
+                    device_ids=(),
+                    metric="citizen_report",
+                    peak_value=1.0,
+                    first_at=now,
+                    last_at=now,
+                ),
+                reason=f"citizen report: {category.value}, awaiting verification",
+            )
+        )
+        assert update.incident is not None
+        incident = update.incident
+        if update.kind is UpdateKind.OPENED:
+            outcome = "opened"
+    with ctx.sessions() as session, session.begin():
+        row = CitizenReportRow(
+            received_at=now,
+            lon=new.lon,
+            lat=new.lat,
+            zone_id=kelurahan_id,
+            category=category.value,
+            description=new.description.strip(),
+            photo=new.photo,
+            photo_type=new.photo_type,
+            incident_id=incident.id,
+            outcome=outcome,
+        )
+        session.add(row)
+        session.flush()
+        report_id = row.id
+    return ReportOut(
+        report_id=report_id,
+        outcome=outcome,
+        incident_id=incident.id,
+        zone_name=ctx.geo.name(kelurahan_id),
+        hazard=hazard,
+        workflow_state=incident.workflow_state,
+    )
+
+
+class ReportStaff(BaseModel):
+    """A report as staff see it: still nothing about the reporter."""
+
+    model_config = ConfigDict(frozen=True)
+    id: int
+    received_at: datetime
+    lon: float
+    lat: float
+    zone_id: str
+    category: str
+    description: str
+    has_photo: bool
+    outcome: str
+
+
+@router.get(
+    "/incidents/{incident_id}/reports",
+    response_model=list[ReportStaff],
+    responses={401: {"model": Message}, 404: {"model": Message}},
+    tags=["incidents"],
+)
+def incident_reports(ctx: Ctx, who: CurrentPrincipal, incident_id: int) -> list[Any]:
+    visible_detail(ctx, who, incident_id, "read:reports")
+    with ctx.sessions() as session:
+        rows = session.scalars(
+            select(CitizenReportRow)
+            .where(CitizenReportRow.incident_id == incident_id)
+            .order_by(CitizenReportRow.id)
+        )
+        return [
+            ReportStaff(
+                id=r.id,
+                received_at=r.received_at,
+                lon=r.lon,
+                lat=r.lat,
+                zone_id=r.zone_id,
+                category=r.category,
+                description=r.description,
+                has_photo=r.photo is not None,
+                outcome=r.outcome,
+            )
+            for r in rows
+        ]

@@ -1,0 +1,100 @@
+"""The live stream over real HTTP (only what the caller may see), and citizen reports."""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from typing import Any
+
+import httpx
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from tests.api.conftest import World
+from tests.api.server import serve
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+
+def _reader(url: str, headers: dict[str, str], out: queue.Queue[dict[str, Any]]) -> None:
+    with httpx.stream("GET", url, headers=headers, timeout=30) as r:
+        for line in r.iter_lines():
+            if line.startswith("data: "):
+                out.put(json.loads(line[6:]))
+
+
+def _next(q: queue.Queue[dict[str, Any]]) -> dict[str, Any]:
+    return q.get(timeout=10)
+
+
+def test_stream_shows_only_the_callers_incidents(world: World) -> None:
+    barat, ops = world.headers("barat"), world.headers("ops")
+    with serve(create_app(world.ctx)) as base:
+        # A replay from the start: the crew sees its incident's events only.
+        replay: queue.Queue[dict[str, Any]] = queue.Queue()
+        threading.Thread(
+            target=_reader, args=(f"{base}/stream/incidents?since=0", barat, replay), daemon=True
+        ).start()
+        first = [_next(replay) for _ in range(4)]
+        assert {e["incident_id"] for e in first} == {world.karawaci.id}
+        assert [e["to_state"] for e in first] == ["active", "siaga", "open", "siaga"]
+        # Live: a change elsewhere is not sent, a change in the crew's zone is.
+        with httpx.Client(base_url=base, headers=ops) as c:
+            assert c.post(f"/incidents/{world.ciledug.id}/acknowledge").status_code == 200
+            assert c.post(f"/incidents/{world.road.id}/acknowledge").status_code == 200
+            assert c.post(f"/incidents/{world.karawaci.id}/acknowledge").status_code == 200
+        live = _next(replay)
+        assert live["incident_id"] == world.karawaci.id and live["to_state"] == "acknowledged"
+        assert live["actor"] == "operator:ops"
+        assert live["incident"]["workflow_state"] == "acknowledged"
+        assert replay.empty()
+        # Following another zone's incident is a 404, as everywhere else.
+        r = httpx.get(f"{base}/stream/incidents?incident_id={world.ciledug.id}", headers=barat)
+        assert r.status_code == 404
+        assert httpx.get(f"{base}/stream/incidents").status_code == 401
+
+
+def _report(client: TestClient, lonlat: tuple[float, float], category: str, **kw: Any) -> Any:
+    data = {"lon": str(lonlat[0]), "lat": str(lonlat[1]), "category": category}
+    return client.post("/reports", data={**data, **kw.pop("data", {})}, **kw)
+
+
+def test_citizen_reports_corroborate_or_open(world: World) -> None:
+    c = world.client
+    cimone = world.ctx.geo.centre("kel-cimone")
+    sukasari = world.ctx.geo.centre("kel-sukasari")
+    assert cimone is not None and sukasari is not None
+    # A flood report where a flood incident is active attaches to it.
+    r = _report(c, cimone, "banjir", data={"description": "air setinggi lutut, Pak Budi 0812"})
+    assert r.status_code == 201
+    body = r.json()
+    assert body["outcome"] == "corroborated" and body["incident_id"] == world.karawaci.id
+    assert "Budi" not in r.text and "0812" not in r.text  # nothing personal echoed back
+    # Elsewhere it opens a reported incident awaiting verification; a second report joins it.
+    r = _report(c, sukasari, "genangan", files={"photo": ("x.png", PNG, "image/png")})
+    opened = r.json()
+    assert r.status_code == 201 and opened["outcome"] == "opened"
+    r2 = _report(c, sukasari, "saluran_tersumbat")
+    assert r2.json() == {**opened, "report_id": opened["report_id"] + 1, "outcome": "corroborated"}
+    ops = world.headers("ops")
+    detail = c.get(f"/incidents/{opened['incident_id']}", headers=ops).json()
+    assert detail["incident"]["origin"] == "citizen_report"
+    assert detail["incident"]["severity"] == "info" and detail["citizen_reports"] == 2
+    staff = c.get(f"/incidents/{opened['incident_id']}/reports", headers=ops).json()
+    assert [s["has_photo"] for s in staff] == [True, False]
+    # The public feed shows the reported incident without photo or description.
+    feed = c.get("/feeds/incidents.geojson").text
+    assert "x.png" not in feed and "PNG" not in feed and "citizen_report" in feed
+    # Bad input.
+    assert _report(c, (106.0, -6.0), "banjir").status_code == 422  # outside the city
+    assert _report(c, cimone, "gempa").status_code == 422  # unknown category
+    fake = _report(c, cimone, "banjir", files={"photo": ("x.png", b"<svg/>", "image/png")})
+    assert fake.status_code == 415
+
+
+def test_reports_are_rate_limited(world: World) -> None:
+    cimone = world.ctx.geo.centre("kel-cimone")
+    assert cimone is not None
+    codes = [_report(world.client, cimone, "macet").status_code for _ in range(11)]
+    assert codes == [201] * 10 + [429]
