@@ -62,6 +62,7 @@ class SessionConsumer:
         self._clock = clock
         self.inbox: deque[Inbound] = deque()
         self.connects = 0
+        self.session_present = False  # the broker resumed a session (with its backlog)
         self._connected = threading.Event()
         self._subscribed = threading.Event()
         self._closing = False
@@ -118,6 +119,7 @@ class SessionConsumer:
         with self._ack_lock:
             self._generation += 1
         self.connects += 1
+        self.session_present = bool(flags.session_present)
         log.info(
             "connected to %s:%s (session present: %s)",
             self._settings.host,

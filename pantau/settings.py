@@ -94,6 +94,12 @@ class RulesSettings(BaseModel):
     rebuild_window_s: float = Field(
         default=3 * 3600.0, ge=0, description="readings read back from InfluxDB at start"
     )
+    rebuild_wait_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="at a restart, how long to wait for InfluxDB to hold what the previous"
+        " run acknowledged (ingest stores it on its own schedule) before rebuilding",
+    )
     outbox_batch: int = Field(
         default=1000, ge=1, description="outbox rows published (and awaited) per round"
     )

@@ -52,6 +52,16 @@ def read_readings(
     return out
 
 
+_LATEST = "SELECT last(value) FROM /.*/ WHERE time >= $start"
+
+
+def latest_time(influx: InfluxQL, start: datetime) -> datetime | None:
+    """The newest stored reading's time since `start`, any metric (None: nothing)."""
+    series = influx.query(_LATEST, params={"start": start.isoformat()}, epoch="ms")
+    times = [ms for s in series for ms, *_ in s.values if isinstance(ms, int)]
+    return _from_ms(max(times)) if times else None
+
+
 def iter_readings(
     influx: InfluxQL,
     city: City,

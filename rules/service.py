@@ -14,9 +14,16 @@ webhooks (rules.notify). The same thread ticks the engine with the system clock
 (so absence fires with a silent fleet), polls the rule file for a hot reload, and runs
 `advance_to` requests.
 
-A reading still buffered in the engine (younger than the watermark) is acked before it
-is evaluated. That is safe because ingest stores it too: a restarted service rebuilds
-its state from the last `rules.rebuild_window_s` of InfluxDB before it consumes.
+Latency: a batch is whatever the inbox holds when the worker looks (it waits only when
+the inbox is empty), per-device rules judge a reading as it arrives (rules.engine), and
+the outbox rows of a batch are published right after their commit, in the same turn.
+So a crew alert leaves one batch turn (decode, engine, SQLite commit, PUBACK) after the
+reading that raised it.
+
+A reading still buffered for the watermark rules (younger than the watermark) is acked
+before those rules evaluate it. That is safe because ingest stores it too: a restarted
+service rebuilds its state from the last `rules.rebuild_window_s` of InfluxDB before it
+consumes.
 """
 
 from __future__ import annotations
@@ -45,7 +52,7 @@ from pantau.settings import Settings
 from pantau.topics import Topics
 from rules.engine import RuleEngine
 from rules.escalation import escalate_due
-from rules.history import read_readings
+from rules.history import latest_time, read_readings
 from rules.notify import NotifierThread, WebhookConfig
 from rules.outbox import MESSAGE_ID_PROPERTY, change_dispatch
 from rules.routing import Router
@@ -64,7 +71,9 @@ from rules.zoneindex import ZoneIndex
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.005
+POLL_S = 0.002  # an idle worker looks at the inbox this often
+REDELIVERY_WAIT_S = 2.0  # at a start, how long a persistent session's backlog may take
+PEEK_MESSAGES = 200  # redelivered messages looked at for the earliest pending reading
 STOP_GRACE_S = 3.0  # for PUBACKs in flight when stopping
 
 
@@ -224,26 +233,36 @@ class RulesService:
             raise
 
     def _collect(self) -> list[Inbound]:
+        """What the inbox holds now (up to batch_max_messages); when it is empty, wait
+        for the first message at most batch_max_delay_s (so the tick, reloads and a stop
+        are still looked at). A batch never waits for more messages to come: under
+        load batches grow by themselves, and an alert does not sit in a batch window."""
         batch: list[Inbound] = []
         deadline = time.monotonic() + self._config.batch_max_delay_s
         limit = self._config.batch_max_messages
-        while len(batch) < limit and time.monotonic() < deadline:
+        inbox = self._inbox
+        while len(batch) < limit:
             try:
-                batch.append(self._inbox.popleft())
+                batch.append(inbox.popleft())
             except IndexError:
-                if self._stop.is_set() or not self._requests.empty():
+                if batch or self._stop.is_set() or not self._requests.empty():
+                    break
+                if time.monotonic() >= deadline:
                     break
                 time.sleep(POLL_S)
         return batch
 
-    def _decode(self, batch: Sequence[Inbound]) -> list[Reading]:
+    def _decode(self, batch: Sequence[Inbound], *, count: bool = True) -> list[Reading]:
         """Decode and validate as ingest does; rejects are ingest's to dead-letter."""
         out: list[Reading] = []
+        rejected = 0
         for item in batch:
             read = self._reader.read(item.topic, item.payload, item.content_type, item.received_at)
             out += read.readings
-            self.stats.rejected += len(read.rejections)
-        self.stats.readings += len(out)
+            rejected += len(read.rejections)
+        if count:
+            self.stats.rejected += rejected
+            self.stats.readings += len(out)
         return out
 
     def _serve_requests(self) -> None:
@@ -393,6 +412,7 @@ class RulesService:
     def _rebuild(self) -> None:
         """Replay the last window of readings from InfluxDB, then hand the open verdicts
         to the store: it recognises incidents it holds, so nothing opens twice."""
+        self._await_history()
         history = self._history()
         self._engine, current = RuleEngine.rebuild(self._city, self._rules, self._clock, history)
         self.stats.rebuilt_readings = len(history)
@@ -403,6 +423,51 @@ class RulesService:
             len(current),
             self._engine.watermark,
         )
+
+    def _await_history(self) -> None:
+        """Wait (at most rebuild_wait_s) until InfluxDB holds what the last run acked.
+
+        Readings the previous run acknowledged come back only through InfluxDB, which
+        ingest fills on its own schedule; the messages it never acknowledged are
+        redelivered now, first in the inbox. Rebuilding before ingest has stored what
+        precedes the first redelivered reading would leave a hole in every series:
+        sensors would look silent and holds would restart (seen in the restart test).
+        """
+        if self._influx is None or self._config.rebuild_window_s <= 0:
+            return
+        if not self._session.wait_connected(REDELIVERY_WAIT_S) or not self._session.session_present:
+            return  # a new session has no backlog, and nothing was acknowledged before
+        deadline = time.monotonic() + REDELIVERY_WAIT_S
+        while not self._inbox and time.monotonic() < deadline:
+            time.sleep(POLL_S)  # a persistent session's backlog arrives right after CONNACK
+        first = min(
+            (r.time for r in self._decode(self._peek(PEEK_MESSAGES), count=False)),
+            default=None,
+        )
+        if first is None:
+            return  # nothing pending: the last run had acknowledged everything it got
+        since = first - timedelta(seconds=self._config.rebuild_window_s)
+        deadline = time.monotonic() + self._config.rebuild_wait_s
+        while True:
+            try:
+                stored = latest_time(self._influx, since)
+            except InfluxQLError as err:
+                log.warning("InfluxDB did not answer while waiting for history: %s", err)
+                return
+            if stored is not None and stored >= first:
+                return
+            if time.monotonic() >= deadline:
+                log.warning(
+                    "rebuilding without history up to %s: InfluxDB holds readings up to %s",
+                    first,
+                    stored,
+                )
+                return
+            time.sleep(0.2)
+
+    def _peek(self, n: int) -> list[Inbound]:
+        # By index: iterating a deque the MQTT thread appends to may raise.
+        return [self._inbox[i] for i in range(min(n, len(self._inbox)))]
 
     def _history(self) -> list[Reading]:
         window = self._config.rebuild_window_s

@@ -290,14 +290,16 @@ def _exact(op: str, x: FloatArray, level: float) -> np.ndarray:
 
 
 class _Oracle:
-    def __init__(self, city: City, scenario: Scenario, rules: RuleSet, end: datetime) -> None:
+    def __init__(
+        self, city: City, scenario: Scenario, rules: RuleSet, end: datetime, start: datetime | None
+    ) -> None:
         self.city, self.scenario, self.rules = city, scenario, rules
         self.end = end.timestamp()
         series: dict[tuple[str, str], tuple[list[float], list[float]]] = defaultdict(
             lambda: ([], [])
         )
         heard: dict[str, list[float]] = defaultdict(list)
-        stream = FleetStream(city, scenario, noisy=False)
+        stream = FleetStream(city, scenario, start=start, noisy=False)
         for msg in stream:
             when = msg.reading_time.timestamp()
             if msg.sim_time.timestamp() >= self.end:
@@ -535,6 +537,8 @@ def _utc(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
 
-def ground_truth(city: City, scenario: Scenario, rules: RuleSet, end: datetime) -> GroundTruth:
-    """What `rules` must and may raise on `scenario` played until `end`."""
-    return _Oracle(city, scenario, rules, end).judge()
+def ground_truth(
+    city: City, scenario: Scenario, rules: RuleSet, end: datetime, start: datetime | None = None
+) -> GroundTruth:
+    """What `rules` must and may raise on `scenario` (moved to `start`) played until `end`."""
+    return _Oracle(city, scenario, rules, end, start).judge()

@@ -26,12 +26,14 @@ from pantau.incidents import Hazard
 from pantau.influxql import InfluxQL
 from pantau.settings import RulesSettings, Settings
 from rules.routing import Router, load_roster
+from rules.rulespec import load_rules
 from rules.service import RulesService, make_store
 from rules.store import Incident, IncidentStore
 from rules.zoneindex import ZoneIndex
 from simulators.publisher import run_scenario
 from simulators.report import SimReport
 from simulators.scenario import find_scenario, load_scenario
+from simulators.truth import Observed, ground_truth
 from tests.integration.mqtt_tools import Collector, wait_for
 
 pytestmark = pytest.mark.integration
@@ -83,6 +85,18 @@ def all_incidents(store: IncidentStore) -> list[Incident]:
     return store.active()  # nobody acknowledges or resolves in these tests
 
 
+def assert_matches_truth(world: World, report: SimReport) -> None:
+    """The incidents in SQL are exactly those the scenario's ground truth expects."""
+    rules = load_rules(world.settings.config_dir / "rules.yaml", world.city)
+    scenario = load_scenario(find_scenario("storm-karawaci"), world.city)
+    truth = ground_truth(world.city, scenario, rules, report.end, start=report.start)
+    verdict = truth.check(
+        Observed(i.key, i.opened_at, i.severity_max) for i in all_incidents(world.store)
+    )
+    print(verdict.summary().splitlines()[0])
+    assert verdict.exact, verdict.summary()
+
+
 def keys_in_sql(store: IncidentStore) -> Counter[str]:
     with store.engine.connect() as conn:
         rows = conn.execute(text("SELECT rule_id, zone_id, hazard FROM incidents")).all()
@@ -124,6 +138,7 @@ def test_storm_opens_flood_incidents_in_karawaci_and_alerts_the_routed_crews(
 
     incidents = all_incidents(world.store)
     assert incidents and len(incidents) == stats.opened
+    assert_matches_truth(world, report)  # which zones, hazards, severities, in which order
     # floods in and around Karawaci, none in the far south-east
     flood_kec = {
         kecamatan_of(world, i.key.zone_id) for i in incidents if i.key.hazard is Hazard.FLOOD
@@ -238,6 +253,7 @@ def test_a_restart_mid_storm_opens_no_incident_twice(world: World) -> None:
     )
     assert all(n == 1 for n in opened.values()), opened
     assert set(opened) == {i.id for i in all_incidents(world.store)}
+    assert_matches_truth(world, report)  # nothing lost across the restart either
 
 
 def test_a_bad_rule_file_keeps_the_old_rules_and_a_good_one_is_taken(
