@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rules": ("rules.__main__", "MQTT readings -> rules -> incidents, crew alerts"),
     "api": ("api.__main__", "HTTP API: incidents, crew workflow, KPIs, feeds, web pages"),
     "simulate": ("simulators.__main__", "simulated sensor fleet and scenarios"),
+    "broker": ("pantau.broker.__main__", "broker accounts, password file and ACL from config/"),
     "services": ("pantau.local.__main__", "start local mosquitto + influxd on free ports"),
     "demo": ("simulators.demo", "the whole pipeline end to end on the storm scenario"),
 }

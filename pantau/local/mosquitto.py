@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import pwd
+import signal
 import time
 import uuid
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from pantau.broker.files import check_acl, check_passwd
 from pantau.local.errors import ServiceError
 from pantau.local.ports import LOOPBACK, accepts_connections
 from pantau.local.process import LocalService, find_executable
@@ -149,6 +151,7 @@ class Mosquitto(LocalService):
         return self.directory / "data"
 
     def write_config(self) -> None:
+        self.check_auth_files()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(
             render_config(
@@ -159,6 +162,23 @@ class Mosquitto(LocalService):
                 options=self.options,
             )
         )
+
+    def check_auth_files(self) -> None:
+        """Refuse (ConfigErrors: file, line, problem) an empty or garbled password file
+        or ACL rather than start a broker that runs open or shuts everybody out."""
+        users = None
+        if self.options.password_file is not None:
+            users = check_passwd(self.options.password_file)
+        if self.options.acl_file is not None:
+            check_acl(self.options.acl_file, users)
+
+    def reload(self) -> None:
+        """Re-read the password file and ACL (SIGHUP) after checking them."""
+        self.check_auth_files()
+        pid = self.pid
+        if pid is None:
+            raise ServiceError("mosquitto is not running")
+        os.kill(pid, signal.SIGHUP)
 
     def command(self) -> Sequence[str]:
         return [find_executable("mosquitto"), "-c", str(self.config_file)]
