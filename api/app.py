@@ -6,9 +6,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from .context import ApiContext
-from .routes import auth, city, feeds, incidents, kpi, reports, stream
+from .routes import auth, city, feeds, incidents, kpi, pages, reports, stream
+from .routes.pages import STATIC
 
 DESCRIPTION = """Pantau's API for Kota Tangerang: incidents and the crew workflow, zones
 with live status, devices with health, crews and agencies, public GeoJSON and CAP 1.2
@@ -26,6 +28,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
 
     app = FastAPI(title="Pantau API", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.ctx = ctx
-    for module in (auth, incidents, city, feeds, kpi, stream, reports):
+    for module in (auth, incidents, city, feeds, kpi, stream, reports, pages):
         app.include_router(module.router)
+    app.mount("/app/static", StaticFiles(directory=STATIC), name="static")
     return app

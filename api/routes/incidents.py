@@ -45,7 +45,15 @@ WRITE: Responses = {
     409: {"model": Conflict, "description": "the workflow does not allow this move now"},
 }
 # What a crew may do itself; the rest is for operators and supervisors.
-CREW_MOVES = frozenset({WorkflowState.ACKNOWLEDGED, WorkflowState.ON_SITE, WorkflowState.RESOLVED})
+# A crew may dispatch only itself (on its way), see `dispatch`.
+CREW_MOVES = frozenset(
+    {
+        WorkflowState.ACKNOWLEDGED,
+        WorkflowState.DISPATCHED,
+        WorkflowState.ON_SITE,
+        WorkflowState.RESOLVED,
+    }
+)
 
 
 @router.get("", response_model=IncidentList, responses=AUTH, summary="List incidents")
@@ -202,11 +210,20 @@ def acknowledge(
 def dispatch(
     ctx: Ctx, who: CurrentPrincipal, incident_id: int, body: DispatchBody
 ) -> IncidentDetailOut:
-    """Assign a crew of the incident's agency and send it."""
+    """Assign a crew of the incident's agency and send it; a crew may dispatch itself."""
     crew = next((c for c in ctx.roster.crews if c.id == body.crew_id), None)
     if crew is None:
         raise HTTPException(422, f"unknown crew {body.crew_id!r}")
     detail = visible_detail(ctx, who, incident_id, "transition:dispatched")
+    if who.role is Role.CREW and crew.id != who.crew_id:
+        ctx.audit.record(
+            who,
+            "transition:dispatched",
+            Outcome.DENIED,
+            f"a crew may not send {crew.id}",
+            incident_id,
+        )
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "a crew may dispatch only itself")
     if crew.agency != detail.incident.agency:
         raise HTTPException(422, f"crew {crew.id} is not of agency {detail.incident.agency}")
     note = _reason(body.note, f"dispatched {crew.id}")

@@ -1,0 +1,99 @@
+// Shared by the crew and ops pages: login, authenticated fetch, the live event stream.
+"use strict";
+
+const Pantau = {
+  token: sessionStorage.getItem("pantau-token"),
+
+  async login(username, password) {
+    const body = new URLSearchParams({ username, password });
+    const r = await fetch("/auth/token", { method: "POST", body });
+    if (!r.ok) throw new Error("Login gagal");
+    this.token = (await r.json()).access_token;
+    sessionStorage.setItem("pantau-token", this.token);
+  },
+
+  logout() {
+    this.token = null;
+    sessionStorage.removeItem("pantau-token");
+  },
+
+  async api(path, options = {}) {
+    const headers = { Authorization: `Bearer ${this.token}`, ...(options.headers || {}) };
+    if (options.json !== undefined) {
+      headers["Content-Type"] = "application/json";
+      options.body = JSON.stringify(options.json);
+    }
+    const r = await fetch(path, { ...options, headers });
+    if (r.status === 401) {
+      this.logout();
+      throw new Error("Sesi berakhir, silakan masuk lagi");
+    }
+    const data = r.headers.get("content-type")?.includes("json") ? await r.json() : null;
+    if (!r.ok) {
+      const d = data && data.detail;
+      throw new Error(typeof d === "string" ? d : d && d.reason ? d.reason : `HTTP ${r.status}`);
+    }
+    return data;
+  },
+
+  // Server-sent events read with fetch (EventSource cannot send the Authorization
+  // header, and a token in the URL would end up in logs). Reconnects with Last-Event-ID.
+  async stream(onEvent, onState) {
+    let lastId = null;
+    for (;;) {
+      try {
+        const headers = { Authorization: `Bearer ${this.token}` };
+        if (lastId) headers["Last-Event-ID"] = lastId;
+        const r = await fetch("/stream/incidents", { headers });
+        if (!r.ok) throw new Error(`stream ${r.status}`);
+        onState(true);
+        const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
+        let buffer = "";
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buffer += value;
+          let cut;
+          while ((cut = buffer.indexOf("\n\n")) >= 0) {
+            const block = buffer.slice(0, cut);
+            buffer = buffer.slice(cut + 2);
+            let data = null;
+            for (const line of block.split("\n")) {
+              if (line.startsWith("id: ")) lastId = line.slice(4);
+              if (line.startsWith("data: ")) data = line.slice(6);
+            }
+            if (data) onEvent(JSON.parse(data));
+          }
+        }
+      } catch (e) {
+        console.warn(e);
+      }
+      onState(false);
+      if (!this.token) return;
+      await new Promise((ok) => setTimeout(ok, 2000));
+    }
+  },
+};
+
+const SEVERITY_COLOURS = {
+  normal: "#e5e7eb",
+  info: "#93c5fd",
+  waspada: "#facc15",
+  siaga: "#f97316",
+  awas: "#dc2626",
+};
+const SEVERITY_RANK = { info: 1, waspada: 2, siaga: 3, awas: 4 };
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v);
+  }
+  for (const c of children) node.append(c);
+  return node;
+}
+
+function localTime(iso) {
+  return new Date(iso).toLocaleString("id-ID", { timeZone: "Asia/Jakarta" });
+}

@@ -1,0 +1,104 @@
+"""The crew and ops pages in real headless Chromium (Debian's, driven by Playwright):
+a crew logs in, sees an alert arrive live, acknowledges, goes on site and resolves it;
+the ops map colours kelurahan by their worst active incident. Screenshots are saved in
+the test's tmp dir."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from api.app import create_app
+from pantau.incidents import Severity, WorkflowState
+from tests.api.conftest import PASSWORD, World, flood
+from tests.api.server import serve
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        yield b
+        b.close()
+
+
+def _login(page: Page, base: str, path: str, username: str) -> None:
+    page.goto(f"{base}{path}")
+    page.fill("#username", username)
+    page.fill("#password", PASSWORD)
+    page.press("#password", "Enter")
+
+
+def test_crew_page_acknowledge_on_site_resolve(
+    world: World, browser: Browser, tmp_path: Path
+) -> None:
+    page = browser.new_page(viewport={"width": 390, "height": 844})  # a phone
+    with serve(create_app(world.ctx)) as base:
+        _login(page, base, "/app/crew", "barat")
+        expect(page.locator("#who")).to_have_text("bpbd-barat-pagi")
+        expect(page.locator("#login")).to_be_hidden()
+        expect(page.locator("#live")).to_have_text("● langsung", timeout=10_000)
+        # Only the crew's own incident is listed (not Ciledug's, not PUPR's).
+        cards = page.locator("article.card")
+        expect(cards).to_have_count(1)
+        # A new alert in the crew's zone arrives over the stream, no reload.
+        at = datetime.now(UTC) - timedelta(minutes=1)
+        new = world.ctx.store.apply(flood("kel-bugel", at, Severity.AWAS)).incident
+        assert new is not None
+        card = page.locator(f'article[data-incident="{new.id}"]')
+        expect(card).to_be_visible(timeout=10_000)
+        expect(cards).to_have_count(2)
+        expect(cards.first).to_have_attribute("data-incident", str(new.id))  # awas first
+        card.locator('[data-action="ack"]').click()
+        expect(card).to_have_attribute("data-state", "acknowledged")
+        card.locator('[data-action="on-site"]').click()
+        expect(card).to_have_attribute("data-state", "on_site")
+        card.locator('[data-field="code"]').select_option("receded")
+        card.locator('[data-field="note"]').fill("air surut, saluran dibersihkan")
+        page.screenshot(path=str(tmp_path / "crew-before-resolve.png"), full_page=True)
+        card.locator('[data-action="resolve"]').click()
+        expect(card).to_have_count(0)
+        expect(cards).to_have_count(1)
+        page.screenshot(path=str(tmp_path / "crew.png"), full_page=True)
+    detail = world.ctx.store.get(new.id)
+    assert detail is not None and detail.incident.workflow_state is WorkflowState.RESOLVED
+    moves = [(e.to_state, e.actor, e.reason) for e in detail.timeline if e.kind.value == "workflow"]
+    assert moves[1:] == [
+        ("acknowledged", "crew:barat", "acknowledged"),
+        ("dispatched", "crew:barat", "dispatched bpbd-barat-pagi"),
+        ("on_site", "crew:barat", "crew on site"),
+        ("resolved", "crew:barat", "receded: air surut, saluran dibersihkan"),
+    ]
+    assert (tmp_path / "crew.png").stat().st_size > 5_000
+
+
+def test_ops_page_draws_the_city(world: World, browser: Browser, tmp_path: Path) -> None:
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    with serve(create_app(world.ctx)) as base:
+        _login(page, base, "/app/ops", "ops")
+        expect(page.locator("body")).to_have_attribute("data-ready", "1", timeout=15_000)
+        expect(page.locator("#login")).to_be_hidden()
+        zones = page.locator("path.zone")
+        expect(zones).to_have_count(104)
+        expect(page.locator('path[data-zone="kel-paninggilan"]')).to_have_attribute(
+            "fill", "#dc2626"
+        )
+        expect(page.locator('path[data-zone="kel-cimone"]')).to_have_attribute("fill", "#f97316")
+        expect(page.locator('path[data-zone="kel-sukasari"]')).to_have_attribute("fill", "#e5e7eb")
+        expect(page.locator("#incidents tr")).to_have_count(3)
+        # A resolution elsewhere recolours the map live.
+        world.ctx.store.transition(
+            world.ciledug.id, WorkflowState.RESOLVED, "operator:ops", "fixed: ok"
+        )
+        expect(page.locator('path[data-zone="kel-paninggilan"]')).to_have_attribute(
+            "fill", "#e5e7eb", timeout=10_000
+        )
+        expect(page.locator("#incidents tr")).to_have_count(2)
+        page.screenshot(path=str(tmp_path / "ops.png"), full_page=True)
+    assert (tmp_path / "ops.png").stat().st_size > 10_000
