@@ -31,7 +31,7 @@ import re
 import select
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -347,8 +347,12 @@ def run_scenario(
     start: datetime | None = None,
     clock: Clock | None = None,
     ack_timeout_s: float = ACK_TIMEOUT_S,
+    login: Callable[[str], MqttSettings] | None = None,
 ) -> SimReport:
     """Publish the scenario's message stream and wait for every PUBACK.
+
+    login: the broker settings of each gateway (by gateway id), for a broker where each
+    gateway has its own account (pantau.broker); by default every gateway uses `mqtt`.
 
     speed: None for as fast as the broker takes it, 1.0 for real time, 60.0 for one
     simulated minute per second. start: the simulated start; by default the scenario's
@@ -364,7 +368,9 @@ def run_scenario(
     sim_start = start or anchored_start(scenario.start, scenario.duration_s, wall.now(), speed)
     stream = FleetStream(city, scenario, topics=topics, start=sim_start)
     gateways = {
-        p.id: Gateway(p, mqtt, topics, client_id=_client_id(p.id, topics.root))
+        p.id: Gateway(
+            p, login(p.id) if login else mqtt, topics, client_id=_client_id(p.id, topics.root)
+        )
         for p in gateway_plans(city)
     }
     log.info(

@@ -86,10 +86,12 @@ def accounts_for(city: City, topics: Topics) -> list[Account]:
         )
         by_kecamatan.setdefault(d.kecamatan_id, []).append(device_id)
     for kecamatan_id, members in sorted(by_kecamatan.items()):
+        gateway = gateway_username(kecamatan_id)
         writes = tuple(
             topic for m in members for topic in (topics.sensor_up(m), topics.device_status(m))
         )
-        accounts.append(Account(gateway_username(kecamatan_id), "gateway", writes=writes))
+        writes += (topics.device_status(gateway),)  # its own birth and Last Will
+        accounts.append(Account(gateway, "gateway", writes=writes))
     for crew in crew_ids(city.config_dir):
         accounts.append(Account(crew, "crew", reads=(topics.crew_alerts(crew),)))
     names = [a.username for a in accounts]

@@ -44,7 +44,8 @@ class MosquittoOptions:
     # sessions; past it, messages are dropped silently, so keep it far above a backlog.
     max_queued_messages: int = 1_000_000
     max_queued_bytes: int = 0  # 0 = no byte limit; the message count bounds the queue
-    password_file: Path | None = None  # set: anonymous clients are refused
+    password_file: Path | None = None  # set: anonymous clients are refused, and each
+    # client's id is its username, so nobody can take over another account's session
     acl_file: Path | None = None
     extra_lines: tuple[str, ...] = ()  # any further mosquitto.conf lines, verbatim
 
@@ -89,6 +90,7 @@ def render_config(
     ]
     if options.password_file is not None:
         lines.append(f"password_file {options.password_file}")
+        lines.append("use_username_as_clientid true")
     if options.acl_file is not None:
         lines.append(f"acl_file {options.acl_file}")
     lines.extend(options.extra_lines)

@@ -8,7 +8,7 @@ import secrets
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,6 +33,8 @@ from pantau.mqtt import connect_properties
 from pantau.settings import MqttSettings, Settings
 from pantau.topics import Topics
 from pantau.wire import Sample, encode_native
+from simulators.publisher import gateway_plans, run_scenario
+from simulators.scenario import find_scenario, load_scenario
 from tests.integration.mqtt_tools import wait_for
 
 pytestmark = pytest.mark.integration
@@ -281,3 +283,41 @@ def test_a_broken_password_file_or_acl_refuses_to_start_the_broker(
     assert problem in str(err.value)
     assert f"{which}:" in str(err.value)  # names the file (and the line where there is one)
     assert not broker.running
+
+
+def test_the_fleet_through_a_secured_broker_each_gateway_on_its_own_account(
+    secured: Secured, settings: Settings, city: City
+) -> None:
+    """Every valid reading arrives; what the broker refuses is exactly the traffic sent
+    on topics that are not the gateway's (unknown devices, foreign or broken topics)."""
+    scenario = replace(
+        load_scenario(find_scenario("storm-karawaci"), city), duration_s=600, malformed_rate=0.05
+    )
+    ingest_settings = settings.model_copy(update={"mqtt": secured.login("pantau-ingest")})
+    ingest = IngestService(ingest_settings, city, make_writer(settings.influx))
+    ingest.start()
+    try:
+        assert ingest.wait_subscribed(10)
+        report = run_scenario(city, scenario, secured.mqtt, speed=None, login=secured.login)
+        wait_for(lambda: total_stored(settings) >= report.valid_readings, 60, "every valid reading")
+    finally:
+        ingest.stop()
+    assert report.completed and report.acknowledged > 0
+    assert total_stored(settings) == report.valid_readings
+    topics = Topics(secured.mqtt.root)
+    allowed = {
+        p.id: {
+            t for d in (*p.devices, p.id) for t in (topics.sensor_up(d), topics.device_status(d))
+        }
+        for p in gateway_plans(city)
+    }
+    gateway_of = {d: p.id for p in gateway_plans(city) for d in p.devices}
+    foreign = [m for m in report.malformed if m.topic not in allowed[gateway_of[m.device_id]]]
+    assert foreign, "the scenario should try foreign topics"
+    assert report.failed == len(foreign)
+
+
+def total_stored(settings: Settings) -> int:
+    with InfluxQL.from_settings(settings.influx) as influx:
+        rows = influx.rows("SELECT count(value) FROM /.*/")
+    return sum(int(str(r["count"])) for r in rows)
