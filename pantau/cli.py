@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("ingest.__main__", "MQTT readings -> validation -> InfluxDB"),
     "rules": ("rules.__main__", "MQTT readings -> rules -> incidents, crew alerts"),
     "api": ("api.__main__", "HTTP API: incidents, crew workflow, KPIs, feeds, web pages"),
+    "dashboards": ("dashboards.__main__", "build Grafana dashboards as code; push to Grafana"),
     "simulate": ("simulators.__main__", "simulated sensor fleet and scenarios"),
     "broker": ("pantau.broker.__main__", "broker accounts, password file and ACL from config/"),
     "services": ("pantau.local.__main__", "start local mosquitto + influxd on free ports"),

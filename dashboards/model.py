@@ -1,0 +1,210 @@
+"""Typed builders for Grafana dashboard JSON (schema of Grafana 10/11).
+
+Plain frozen dataclasses rather than grafana-foundation-sdk: the SDK's latest release
+has no InfluxDB or PostgreSQL query types (every target here would be a hand-written
+variant anyway) and types geomap layers as loose dicts; our own small types keep the
+queries readable and let the tests run exactly what a panel holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+JSON = dict[str, Any]
+GRID_WIDTH = 24  # Grafana's dashboard grid is 24 columns wide
+
+
+@dataclass(frozen=True, slots=True)
+class DatasourceRef:
+    type: str
+    uid: str
+
+    def to_json(self) -> JSON:
+        return {"type": self.type, "uid": self.uid}
+
+
+# The uids the provisioning files give the datasources (deploy/grafana/provisioning).
+INFLUX = DatasourceRef("influxdb", "pantau-influxdb")
+POSTGRES = DatasourceRef("grafana-postgresql-datasource", "pantau-postgres")
+MIXED = DatasourceRef("datasource", "-- Mixed --")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InfluxQuery:
+    """A raw InfluxQL target; `alias` may use `$tag_<key>`."""
+
+    ref_id: str = "A"
+    query: str
+    alias: str = ""
+    result_format: Literal["time_series", "table"] = "time_series"
+
+    datasource = INFLUX
+
+    def to_json(self) -> JSON:
+        out: JSON = {
+            "refId": self.ref_id,
+            "datasource": INFLUX.to_json(),
+            "query": self.query,
+            "rawQuery": True,
+            "resultFormat": self.result_format,
+        }
+        if self.alias:
+            out["alias"] = self.alias
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SqlQuery:
+    """A raw SQL target on the incident store (PostgreSQL)."""
+
+    ref_id: str = "A"
+    sql: str
+    format: Literal["time_series", "table"] = "table"
+
+    datasource = POSTGRES
+
+    def to_json(self) -> JSON:
+        return {
+            "refId": self.ref_id,
+            "datasource": POSTGRES.to_json(),
+            "rawSql": self.sql,
+            "rawQuery": True,
+            "editorMode": "code",
+            "format": self.format,
+        }
+
+
+Query = InfluxQuery | SqlQuery
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Panel:
+    title: str
+    type: str  # timeseries, stat, table, barchart, bargauge, geomap, state-timeline
+    targets: tuple[Query, ...]
+    width: int = 12
+    height: int = 8
+    description: str = ""
+    unit: str | None = None
+    min: float | None = None
+    max: float | None = None
+    decimals: int | None = None
+    thresholds: tuple[tuple[float | None, str], ...] = ()  # (from value, colour)
+    custom: Mapping[str, Any] = field(default_factory=dict)  # fieldConfig.defaults.custom
+    mappings: tuple[Mapping[str, Any], ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+    transformations: tuple[Mapping[str, Any], ...] = ()
+    repeat: str | None = None
+
+    def datasource(self) -> DatasourceRef:
+        kinds = {type(t) for t in self.targets}
+        return MIXED if len(kinds) > 1 else self.targets[0].datasource
+
+    def to_json(self, panel_id: int, x: int, y: int) -> JSON:
+        defaults: JSON = {"custom": dict(self.custom)}
+        for key, value in (
+            ("unit", self.unit),
+            ("min", self.min),
+            ("max", self.max),
+            ("decimals", self.decimals),
+        ):
+            if value is not None:
+                defaults[key] = value
+        if self.thresholds:
+            defaults["thresholds"] = {
+                "mode": "absolute",
+                "steps": [{"value": v, "color": c} for v, c in self.thresholds],
+            }
+        if self.mappings:
+            defaults["mappings"] = [dict(m) for m in self.mappings]
+        out: JSON = {
+            "id": panel_id,
+            "type": self.type,
+            "title": self.title,
+            "gridPos": {"x": x, "y": y, "w": self.width, "h": self.height},
+            "datasource": self.datasource().to_json(),
+            "targets": [t.to_json() for t in self.targets],
+            "fieldConfig": {"defaults": defaults, "overrides": []},
+            "options": dict(self.options),
+        }
+        if self.description:
+            out["description"] = self.description
+        if self.transformations:
+            out["transformations"] = [dict(t) for t in self.transformations]
+        if self.repeat:
+            out["repeat"] = self.repeat
+            out["repeatDirection"] = "h"
+        return out
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Variable:
+    """A query template variable on InfluxDB tag values (multi-select, with All)."""
+
+    name: str
+    label: str
+    query: str
+    multi: bool = True
+    include_all: bool = True
+
+    def to_json(self) -> JSON:
+        return {
+            "name": self.name,
+            "label": self.label,
+            "type": "query",
+            "datasource": INFLUX.to_json(),
+            "query": self.query,
+            "definition": self.query,
+            "refresh": 2,  # on time-range change: new devices show up
+            "multi": self.multi,
+            "includeAll": self.include_all,
+            "current": {"selected": True, "text": ["All"], "value": ["$__all"]}
+            if self.include_all
+            else {},
+            "sort": 1,
+            "hide": 0,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Dashboard:
+    uid: str
+    title: str
+    description: str
+    panels: tuple[Panel, ...]
+    variables: tuple[Variable, ...] = ()
+    tags: tuple[str, ...] = ("pantau",)
+    time_from: str = "now-6h"
+    refresh: str = "30s"
+
+    def to_json(self) -> JSON:
+        """The dashboard model; panels flow left to right and wrap on the 24-column grid."""
+        panels: list[JSON] = []
+        x = y = row_height = 0
+        for i, panel in enumerate(self.panels, start=1):
+            if x + panel.width > GRID_WIDTH:
+                x, y, row_height = 0, y + row_height, 0
+            panels.append(panel.to_json(i, x, y))
+            x += panel.width
+            row_height = max(row_height, panel.height)
+        return {
+            "uid": self.uid,
+            "title": self.title,
+            "description": self.description,
+            "tags": list(self.tags),
+            "timezone": "browser",
+            "editable": True,
+            "graphTooltip": 1,
+            "schemaVersion": 39,
+            "version": 1,
+            "time": {"from": self.time_from, "to": "now"},
+            "refresh": self.refresh,
+            "templating": {"list": [v.to_json() for v in self.variables]},
+            "annotations": {"list": []},
+            "links": [
+                {"type": "dashboards", "tags": ["pantau"], "asDropdown": True, "title": "Pantau"}
+            ],
+            "panels": panels,
+        }

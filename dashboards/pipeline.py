@@ -1,0 +1,109 @@
+"""Pipeline health, from Pantau's own metrics (pantau/metrics.py): ingest rate, rejects
+by reason, backlog, InfluxDB write latency, rule latency."""
+
+from __future__ import annotations
+
+from dashboards.model import Dashboard, InfluxQuery, Panel
+from pantau.city import City
+
+
+def counter_rate(service: str, metric: str, by: str = "metric") -> InfluxQuery:
+    return InfluxQuery(
+        query='SELECT mean("per_s") FROM "pantau_counter" WHERE $timeFilter '
+        f"AND \"service\" = '{service}' AND \"metric\" = '{metric}' "
+        f'GROUP BY time($__interval), "{by}" fill(none)',
+        alias=f"$tag_{by}",
+    )
+
+
+def latency(service: str, metric: str) -> InfluxQuery:
+    return InfluxQuery(
+        query='SELECT mean("p50_s") AS "p50", mean("p95_s") AS "p95", max("p99_s") AS "p99" '
+        f'FROM "pantau_latency" WHERE $timeFilter AND "service" = \'{service}\' '
+        f"AND \"metric\" = '{metric}' GROUP BY time($__interval) fill(none)",
+    )
+
+
+def build(city: City) -> Dashboard:
+    del city  # Pantau's own metrics carry no zones
+    rate = Panel(
+        title="Ingest: readings and messages per second",
+        type="timeseries",
+        targets=(
+            counter_rate("ingest", "readings_written"),
+            InfluxQuery(
+                ref_id="B",
+                query='SELECT mean("per_s") FROM "pantau_counter" WHERE $timeFilter '
+                "AND \"service\" = 'ingest' AND \"metric\" = 'messages' "
+                'GROUP BY time($__interval), "metric" fill(none)',
+                alias="$tag_metric",
+            ),
+        ),
+        unit="reqps",
+    )
+    rejects = Panel(
+        title="Rejects by reason (dead letters per second)",
+        type="timeseries",
+        targets=(counter_rate("ingest", "rejected", by="reason"),),
+        unit="reqps",
+        custom={"drawStyle": "bars", "fillOpacity": 60, "stacking": {"mode": "normal"}},
+    )
+    backlog = Panel(
+        title="Backlog in hand (received, not yet acknowledged)",
+        type="timeseries",
+        targets=(
+            InfluxQuery(
+                query='SELECT max("current") FROM "pantau_gauge" WHERE $timeFilter '
+                "AND \"metric\" = 'backlog_messages' "
+                'GROUP BY time($__interval), "service" fill(none)',
+                alias="$tag_service",
+            ),
+        ),
+        unit="short",
+        description="Messages each service holds unacknowledged; the rest of a backlog "
+        "waits in the broker's persistent session.",
+    )
+    write = Panel(
+        title="InfluxDB write latency per batch",
+        type="timeseries",
+        targets=(latency("ingest", "influx_write"),),
+        unit="s",
+    )
+    rule = Panel(
+        title="Rule latency: message arrival to acknowledgement (incidents and alerts out)",
+        type="timeseries",
+        targets=(latency("rules", "message_to_ack"),),
+        unit="s",
+        thresholds=((None, "green"), (0.25, "orange"), (2.0, "red")),
+        custom={"thresholdsStyle": {"mode": "dashed"}},
+    )
+    rules_rate = Panel(
+        title="Rules: readings judged per second",
+        type="timeseries",
+        targets=(counter_rate("rules", "readings"),),
+        unit="reqps",
+    )
+    totals = Panel(
+        title="Since start",
+        type="stat",
+        targets=(
+            InfluxQuery(
+                query='SELECT last("total") FROM "pantau_counter" WHERE $timeFilter '
+                'AND "metric" =~ /^(readings_written|incidents_opened|alerts_published)$/ '
+                'GROUP BY "service", "metric"',
+                alias="$tag_service $tag_metric",
+            ),
+        ),
+        width=24,
+        height=4,
+    )
+    return Dashboard(
+        uid="pantau-pipeline",
+        title="Pantau · Pipeline health",
+        description="Ingest rate, rejects by reason, backlog, InfluxDB write latency and "
+        "rule latency, from Pantau's own metrics.",
+        panels=(totals, rate, rejects, backlog, write, rule, rules_rate),
+        tags=("pantau", "pipeline"),
+        time_from="now-1h",
+        refresh="10s",
+    )
