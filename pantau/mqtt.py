@@ -21,11 +21,18 @@ def make_client(settings: MqttSettings, client_id: str, *, manual_ack: bool) -> 
         protocol=mqtt.MQTTv5,
         manual_ack=manual_ack,
     )
+    apply_credentials(client, settings)
+    client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
+    return client
+
+
+def apply_credentials(client: mqtt.Client, settings: MqttSettings) -> None:
+    """Username, password and TLS (verifying the broker against `tls_ca`)."""
     if settings.username:
         password = settings.password.get_secret_value() if settings.password else None
         client.username_pw_set(settings.username, password)
-    client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
-    return client
+    if settings.tls_ca is not None:
+        client.tls_set(ca_certs=str(settings.tls_ca))
 
 
 def connect_properties(session_expiry_s: int, receive_maximum: int) -> Properties:

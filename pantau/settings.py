@@ -5,6 +5,7 @@ Nested values use a double underscore: `PANTAU_INFLUX__URL`, `PANTAU_MQTT__PORT`
 
 from __future__ import annotations
 
+import hashlib
 from enum import StrEnum
 from pathlib import Path
 
@@ -28,6 +29,9 @@ class MqttSettings(BaseModel):
     password: SecretStr | None = None
     root: str = Field(default="pantau", description="topic root")
     keepalive_s: int = Field(default=30, ge=5)
+    tls_ca: Path | None = Field(
+        default=None, description="CA certificate: connect with TLS and verify the broker"
+    )
 
 
 class InfluxSettings(BaseModel):
@@ -66,6 +70,34 @@ class IngestSettings(BaseModel):
         le=65535,
         description="unacknowledged QoS 1 messages the broker may send (MQTT v5 flow control)",
     )
+    spool_dir: Path | None = Field(
+        default=None,
+        description="durable spool (ingest.spool): messages are acknowledged once their "
+        "readings are here; default run/spool/<client id>-<hash of root and database>",
+    )
+    spool_max_bytes: int = Field(
+        default=1024**3, ge=1024**2, description="past this, ingest stops acknowledging"
+    )
+    spool_segment_bytes: int = Field(default=16 * 1024**2, ge=4096)
+    drain_batch_bytes: int = Field(
+        default=4 * 1024**2, ge=1024, description="line protocol per InfluxDB write"
+    )
+    stop_drain_s: float = Field(
+        default=10.0, ge=0, description="at stop, how long to keep writing the spool out"
+    )
+    rate_limit_factor: float = Field(
+        default=120.0,
+        ge=0,
+        description="messages a device may send per report interval of its own clock "
+        "(ingest.ratelimit); the rest is dead-lettered as rate_limited; 0: no limit",
+    )
+
+    def spool_path(self, root: str, database: str) -> Path:
+        """The spool belongs to one destination: another root or database, another spool."""
+        if self.spool_dir is not None:
+            return self.spool_dir
+        digest = hashlib.sha256(f"{root}\0{database}".encode()).hexdigest()[:12]
+        return Path("run") / "spool" / f"{self.client_id}-{digest}"
 
 
 class RulesSettings(BaseModel):
@@ -158,6 +190,26 @@ class ApiSettings(BaseModel):
     argon2_time_cost: int = Field(default=3, ge=1, description="Argon2id passes")
 
 
+class MetricsSettings(BaseModel):
+    """Pantau's own metrics (pantau/metrics.py), per service process."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str = Field(default="127.0.0.1", description="address of the /metrics endpoint")
+    port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Prometheus text format on http://host:port/metrics; None: off",
+    )
+    influx_interval_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="write the metrics to InfluxDB (pantau_counter, pantau_gauge, "
+        "pantau_latency) this often, for the pipeline-health dashboard; 0: off",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PANTAU_", env_nested_delimiter="__", extra="forbid"
@@ -174,3 +226,4 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     rules: RulesSettings = RulesSettings()
     api: ApiSettings = ApiSettings()
+    metrics: MetricsSettings = MetricsSettings()

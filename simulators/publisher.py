@@ -44,6 +44,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from pantau.city import City
 from pantau.clock import Clock, SystemClock
+from pantau.mqtt import apply_credentials
 from pantau.settings import MqttSettings
 from pantau.topics import Topics
 from pantau.wire import NATIVE_CONTENT_TYPE, SENML_CONTENT_TYPE, rfc3339
@@ -124,9 +125,7 @@ class Gateway:
             client_id=client_id,
             protocol=paho.MQTTv5,
         )
-        if settings.username:
-            password = settings.password.get_secret_value() if settings.password else None
-            client.username_pw_set(settings.username, password)
+        apply_credentials(client, settings)
         will_props = Properties(PacketTypes.WILLMESSAGE)  # type: ignore[no-untyped-call]
         will_props.ContentType = NATIVE_CONTENT_TYPE
         # The will has no time: the broker sends it whenever it notices the loss.

@@ -16,9 +16,10 @@ from collections.abc import Iterable
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import SecretStr
 
 from pantau.broker.passwords import derive_password
-from pantau.mqtt import connect_properties
+from pantau.mqtt import apply_credentials, connect_properties
 from pantau.settings import MqttSettings
 from pantau.topics import Topics
 
@@ -26,9 +27,12 @@ log = logging.getLogger(__name__)
 TIMEOUT_S = 10.0
 
 
-def _client(username: str, secret: str, client_id: str) -> mqtt.Client:
+def _client(settings: MqttSettings, username: str, secret: str, client_id: str) -> mqtt.Client:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-    client.username_pw_set(username, derive_password(secret, username))
+    login = settings.model_copy(
+        update={"username": username, "password": SecretStr(derive_password(secret, username))}
+    )
+    apply_credentials(client, login)
     return client
 
 
@@ -69,12 +73,12 @@ def retire(
     """
     topics = Topics(settings.root)
     done = []
-    admin = _client("pantau-admin", secret, f"pantau-admin-{uuid.uuid4().hex[:8]}")
+    admin = _client(settings, "pantau-admin", secret, f"pantau-admin-{uuid.uuid4().hex[:8]}")
     _connect(admin, settings, clean=True)
     try:
         for name in usernames:
             cid = (client_ids or {}).get(name, name)
-            last = _client(name, secret, cid)
+            last = _client(settings, name, secret, cid)
             try:
                 _connect(last, settings, clean=True)  # drops the stored session
                 last.disconnect()

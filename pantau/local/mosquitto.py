@@ -16,6 +16,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from pantau.broker.files import check_acl, check_passwd
+from pantau.broker.tls import TlsFiles
 from pantau.local.errors import ServiceError
 from pantau.local.ports import LOOPBACK, accepts_connections
 from pantau.local.process import LocalService, find_executable
@@ -47,6 +48,8 @@ class MosquittoOptions:
     password_file: Path | None = None  # set: anonymous clients are refused, and each
     # client's id is its username, so nobody can take over another account's session
     acl_file: Path | None = None
+    tls: TlsFiles | None = None  # set: a second listener on tls_port speaks TLS only
+    tls_port: int | None = None
     extra_lines: tuple[str, ...] = ()  # any further mosquitto.conf lines, verbatim
 
 
@@ -63,7 +66,9 @@ def render_config(
     options: MosquittoOptions,
 ) -> str:
     """mosquitto.conf text. Paths must be absolute and free of whitespace."""
-    for path in (data_dir, log_file, options.password_file, options.acl_file):
+    tls = options.tls
+    tls_paths = (tls.server_cert, tls.server_key) if tls is not None else ()
+    for path in (data_dir, log_file, options.password_file, options.acl_file, *tls_paths):
         if path is not None and (not path.is_absolute() or any(c.isspace() for c in str(path))):
             raise ServiceError(f"mosquitto needs an absolute path without spaces: {path}")
     lines = [
@@ -93,6 +98,14 @@ def render_config(
         lines.append("use_username_as_clientid true")
     if options.acl_file is not None:
         lines.append(f"acl_file {options.acl_file}")
+    if options.tls is not None and options.tls_port is not None:
+        # certfile/keyfile belong to the listener line before them.
+        lines += [
+            f"listener {options.tls_port} {host}",
+            f"certfile {options.tls.server_cert}",
+            f"keyfile {options.tls.server_key}",
+            "tls_version tlsv1.2",
+        ]
     lines.extend(options.extra_lines)
     return "\n".join(lines) + "\n"
 
@@ -186,7 +199,8 @@ class Mosquitto(LocalService):
         return [find_executable("mosquitto"), "-c", str(self.config_file)]
 
     def addresses(self) -> Sequence[tuple[str, int]]:
-        return [(self.host, self.port)]
+        tls_port = self.options.tls_port if self.options.tls is not None else None
+        return [(self.host, self.port)] + ([(self.host, tls_port)] if tls_port else [])
 
     def is_ready(self) -> bool:
         return accepts_connections(self.host, self.port) and mqtt_connack(self.host, self.port)

@@ -5,6 +5,7 @@ Pantau refuse to start the broker at all."""
 from __future__ import annotations
 
 import secrets
+import ssl
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,12 +25,13 @@ from pantau.broker.accounts import Account, accounts_for
 from pantau.broker.files import write_files
 from pantau.broker.passwords import derive_password
 from pantau.broker.retire import retire
+from pantau.broker.tls import make_tls
 from pantau.city import City, load_city
 from pantau.errors import ConfigErrors
 from pantau.influxql import InfluxQL
 from pantau.local.mosquitto import Mosquitto, MosquittoOptions
-from pantau.local.ports import free_port
-from pantau.mqtt import connect_properties
+from pantau.local.ports import free_port, free_ports
+from pantau.mqtt import apply_credentials, connect_properties
 from pantau.settings import MqttSettings, Settings
 from pantau.topics import Topics
 from pantau.wire import Sample, encode_native
@@ -70,10 +72,16 @@ def secured(tmp_path: Path, city: City, topic_root: str) -> Iterator[Secured]:
     secret = secrets.token_hex(32)
     accounts = accounts_for(city, Topics(topic_root))
     passwd, acl = write_files(tmp_path / "auth", accounts, secret)
+    plain, tls_port = free_ports(2)
     broker = Mosquitto(
         tmp_path / "broker",
-        free_port(),
-        options=MosquittoOptions(password_file=passwd, acl_file=acl),
+        plain,
+        options=MosquittoOptions(
+            password_file=passwd,
+            acl_file=acl,
+            tls=make_tls(tmp_path / "tls"),
+            tls_port=tls_port,
+        ),
     )
     broker.start()
     mqtt_settings = MqttSettings(host=broker.host, port=broker.port, root=topic_root)
@@ -97,9 +105,7 @@ class Client:
             client_id=client_id or f"t-{uuid.uuid4().hex[:10]}",
             protocol=mqtt.MQTTv5,
         )
-        if settings.username:
-            pw = settings.password.get_secret_value() if settings.password else None
-            self.c.username_pw_set(settings.username, pw)
+        apply_credentials(self.c, settings)
         self.c.on_connect = self._on_connect
         self.c.on_publish = lambda _c, _u, mid, rc, _p: self.acks.__setitem__(mid, rc)
         self.c.on_subscribe = lambda _c, _u, _m, codes, _p: self.granted.extend(codes)
@@ -168,6 +174,43 @@ def test_a_device_cannot_publish_as_another_and_nothing_is_stored(
     finally:
         device.close()
         ingest.stop()
+
+
+def test_the_tls_listener_serves_verified_clients_only(
+    secured: Secured, settings: Settings, city: City, tmp_path: Path
+) -> None:
+    tls = secured.broker.options
+    assert tls.tls is not None and tls.tls_port is not None
+    over_tls = secured.login("pantau-ingest").model_copy(
+        update={"port": tls.tls_port, "tls_ca": tls.tls.ca_cert}
+    )
+    ingest = IngestService(
+        settings.model_copy(update={"mqtt": over_tls}), city, make_writer(settings.influx)
+    )
+    ingest.start()
+    try:
+        assert ingest.wait_subscribed(10)  # the service itself, over TLS
+        device_id = sorted(city.devices)[0]
+        device = Client(
+            secured.login(device_id).model_copy(
+                update={"port": tls.tls_port, "tls_ca": tls.tls.ca_cert}
+            )
+        )
+        assert not device.refused
+        topic = Topics(secured.mqtt.root).sensor_up(device_id)
+        assert not device.publish(topic, reading(device_id, 12.5)).is_failure
+        wait_for(lambda: stored(settings, device_id) == 1, 20, "the reading sent over TLS")
+        device.close()
+    finally:
+        ingest.stop()
+    # A client that trusts another CA does not complete the handshake.
+    stranger = make_tls(tmp_path / "other-ca")
+    with pytest.raises(ssl.SSLError):
+        Client(
+            secured.login(device_id).model_copy(
+                update={"port": tls.tls_port, "tls_ca": stranger.ca_cert}
+            )
+        )
 
 
 def test_unknown_devices_wrong_passwords_and_anonymous_clients_are_refused(
