@@ -8,11 +8,13 @@ from __future__ import annotations
 import hashlib
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pantau.devices import default_config_dir
+from pantau.secrecy import weakness
 
 
 class InfluxApi(StrEnum):
@@ -215,6 +217,10 @@ class Settings(BaseSettings):
         env_prefix="PANTAU_", env_nested_delimiter="__", extra="forbid"
     )
 
+    environment: Literal["development", "production"] = Field(
+        default="development",
+        description="production refuses placeholder or short secrets (pantau.secrecy)",
+    )
     config_dir: Path = Field(default_factory=default_config_dir)
     database_url: str = Field(
         default="sqlite:///run/pantau.db",
@@ -227,3 +233,36 @@ class Settings(BaseSettings):
     rules: RulesSettings = RulesSettings()
     api: ApiSettings = ApiSettings()
     metrics: MetricsSettings = MetricsSettings()
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets_in_production(self) -> Settings:
+        if self.environment != "production":
+            return self
+        found = {
+            "mqtt.password": self.mqtt.password,
+            "influx.password": self.influx.password,
+            "influx.token": self.influx.token,
+            "api.jwt_secret": self.api.jwt_secret,
+        }
+        problems = [
+            f"{name}: {why}"
+            for name, value in found.items()
+            if value is not None and (why := weakness(value.get_secret_value()))
+        ]
+        url = make_url_password(self.database_url)
+        if url is not None and (why := weakness(url)):
+            problems.append(f"database_url password: {why}")
+        if self.mqtt.username is None or self.mqtt.password is None:
+            problems.append("mqtt.username/password: a production broker has no anonymous access")
+        if problems:
+            raise ValueError("production settings with weak secrets: " + "; ".join(problems))
+        return self
+
+
+def make_url_password(url: str) -> str | None:
+    """The password in a database URL (user:password@host), if it has one."""
+    _, sep, rest = url.partition("://")
+    userinfo, at, _ = rest.rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return None
+    return userinfo.split(":", 1)[1]

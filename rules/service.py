@@ -53,6 +53,7 @@ from pantau.topics import Topics
 from rules.engine import RuleEngine
 from rules.escalation import escalate_due
 from rules.history import latest_time, read_readings
+from rules.metrics import RulesMetrics
 from rules.notify import NotifierThread, WebhookConfig
 from rules.outbox import MESSAGE_ID_PROPERTY, change_dispatch
 from rules.routing import Router
@@ -150,6 +151,7 @@ class RulesService:
             clock=self._clock,
         )
         self._inbox = self._session.inbox
+        self.metrics = RulesMetrics(settings, lambda: len(self._inbox))
         self._client = self._session.client  # incident events and alerts go out on it
         self._worker = threading.Thread(target=self._run, name="rules-worker", daemon=True)
         # Unsent outbox rows of an earlier run (a crash before the PUBACK) go out first.
@@ -160,6 +162,7 @@ class RulesService:
     # --- lifecycle ------------------------------------------------------------------
     def start(self) -> None:
         """Connect, rebuild from InfluxDB (publishing what the rebuild opens), consume."""
+        self.metrics.start()
         self._session.start()
         if self._webhooks is not None:
             self._webhooks.start()
@@ -184,6 +187,7 @@ class RulesService:
         if self._webhooks is not None:
             self._webhooks.stop()
         self._session.stop()
+        self.metrics.stop()
 
     @property
     def rule_ids(self) -> tuple[str, ...]:
@@ -407,6 +411,7 @@ class RulesService:
     def _ack(self, batch: Sequence[Inbound]) -> None:
         self._session.ack(batch)
         self.stats.messages += len(batch)
+        self.metrics.acked(batch, self._clock.now(), self.stats)
 
     # --- rebuild --------------------------------------------------------------------
     def _rebuild(self) -> None:

@@ -1,0 +1,43 @@
+"""ingest's own metrics (pantau/metrics.py): messages, readings written, rejects by
+reason, the backlog in hand and the InfluxDB write latency per batch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from ingest.writers import InfluxWriter, make_writer
+from pantau.metrics import ServiceMetrics
+from pantau.settings import Settings
+
+
+class IngestMetrics:
+    def __init__(self, settings: Settings, backlog: Callable[[], int]) -> None:
+        self.service = ServiceMetrics("ingest", settings.metrics)
+        m = self.service
+        self.messages = m.counter("messages", "MQTT messages processed and acknowledged")
+        self.readings_written = m.counter("readings_written", "readings written to InfluxDB")
+        self.rejected = m.counter("rejected", "inputs dead-lettered, by reason", ["reason"])
+        self.write_latency = m.latency(
+            "influx_write", "one batch written to InfluxDB, retries included"
+        )
+        m.gauge("backlog_messages", "messages received, not yet written and acknowledged", backlog)
+        self._influx = settings.influx
+        self._writer: InfluxWriter | None = None
+
+    def start(self) -> None:
+        # Its own writer: the pipeline's belongs to the writer thread.
+        self._writer = make_writer(self._influx)
+        self.service.start(self._writer.write)
+
+    def stop(self) -> None:
+        writer, self._writer = self._writer, None
+        self.service.stop(writer.write if writer is not None else None)
+        if writer is not None:
+            writer.close()
+
+    def batch(self, messages: int, readings: int, rejected: Iterable[str], write_s: float) -> None:
+        self.messages.inc(messages)
+        self.readings_written.inc(readings)
+        for reason in rejected:
+            self.rejected.labels(reason).inc()
+        self.write_latency.observe(write_s)

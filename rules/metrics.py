@@ -1,0 +1,63 @@
+"""The rules service's own metrics (pantau/metrics.py): messages and readings judged,
+incidents opened, alerts published, the backlog, and the rule latency: from a message's
+arrival to its acknowledgement, i.e. after every incident change and alert it led to
+is stored and published."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from ingest.writers import InfluxWriter, make_writer
+from pantau.metrics import ServiceMetrics
+from pantau.mqtt_session import Inbound
+from pantau.settings import Settings
+
+if TYPE_CHECKING:
+    from rules.service import RulesStats
+
+
+class RulesMetrics:
+    def __init__(self, settings: Settings, backlog: Callable[[], int]) -> None:
+        self.service = ServiceMetrics("rules", settings.metrics)
+        m = self.service
+        self.messages = m.counter("messages", "MQTT messages judged and acknowledged")
+        self.readings = m.counter("readings", "readings fed to the rule engine")
+        self.opened = m.counter("incidents_opened", "incidents opened")
+        self.alerts = m.counter("alerts_published", "crew alerts published")
+        self.latency = m.latency(
+            "message_to_ack",
+            "oldest message of a batch: arrival to acknowledgement (its incidents and "
+            "alerts stored and published)",
+        )
+        m.gauge("backlog_messages", "messages received, not yet judged", backlog)
+        self._influx = settings.influx
+        self._writer: InfluxWriter | None = None
+        self._seen: dict[str, int] = {}
+
+    def start(self) -> None:
+        self._writer = make_writer(self._influx)
+        self.service.start(self._writer.write)
+
+    def stop(self) -> None:
+        writer, self._writer = self._writer, None
+        self.service.stop(writer.write if writer is not None else None)
+        if writer is not None:
+            writer.close()
+
+    def acked(self, batch: Sequence[Inbound], now: datetime, stats: RulesStats) -> None:
+        """After each batch: counters follow the service's stats; one latency
+        observation per batch (its oldest message), so a busy worker pays for one
+        histogram update, not thousands."""
+        for counter, key, value in (
+            (self.readings, "readings", stats.readings),
+            (self.opened, "opened", stats.opened),
+            (self.alerts, "alerts", stats.alerts_published),
+        ):
+            counter.inc(max(value - self._seen.get(key, 0), 0))
+            self._seen[key] = value
+        if not batch:
+            return
+        self.messages.inc(len(batch))
+        self.latency.observe(max((now - batch[0].received_at).total_seconds(), 0.0))
