@@ -14,9 +14,10 @@ import hmac
 import os
 import re
 
+from pantau.secrecy import weakness
+
 MIN_SECRET_CHARS = 32
 ITERATIONS = 101  # what mosquitto_passwd 2.0 writes; the count is stored in the hash
-_PLACEHOLDER = re.compile(r"change|example|secret|password|placeholder|xxx|todo", re.I)
 HASH_PATTERN = re.compile(r"\$7\$(\d+)\$([A-Za-z0-9+/]+={0,2})\$([A-Za-z0-9+/]+={0,2})")
 
 
@@ -28,8 +29,9 @@ def check_secret(secret: str) -> str:
     """The secret, if it is long enough and not a documented placeholder."""
     if len(secret) < MIN_SECRET_CHARS:
         raise WeakSecret(f"the broker secret needs at least {MIN_SECRET_CHARS} characters")
-    if _PLACEHOLDER.search(secret):
-        raise WeakSecret("the broker secret is a placeholder: generate one (openssl rand -hex 32)")
+    why = weakness(secret)
+    if why is not None:
+        raise WeakSecret(f"the broker secret {why}")
     return secret
 
 

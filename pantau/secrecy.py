@@ -1,0 +1,22 @@
+"""Is a secret real? Placeholders from docs and examples must never reach production."""
+
+from __future__ import annotations
+
+import re
+
+MIN_PRODUCTION_CHARS = 16
+_PLACEHOLDER = re.compile(
+    r"change|example|placeholder|secret|password|passw0rd|xxx|todo|default|dummy|test|admin",
+    re.I,
+)
+
+
+def weakness(value: str) -> str | None:
+    """Why `value` cannot be a production secret, or None if it can."""
+    if len(value) < MIN_PRODUCTION_CHARS:
+        return f"shorter than {MIN_PRODUCTION_CHARS} characters"
+    if _PLACEHOLDER.search(value):
+        return "looks like a placeholder (generate one: openssl rand -hex 32)"
+    if len(set(value)) < 6:
+        return "too few distinct characters"
+    return None
