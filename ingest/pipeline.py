@@ -7,6 +7,7 @@ from datetime import datetime
 
 from ingest.deadletter import Rejection
 from ingest.lineprotocol import series_key, to_line
+from ingest.ratelimit import DeviceRateLimiter
 from pantau.city import City
 from pantau.device_messages import DeviceMessageReader
 from pantau.settings import IngestSettings
@@ -20,23 +21,37 @@ class Outcome:
 
 
 class Pipeline:
-    """Read (decode + validate, pantau.device_messages) and format one message."""
+    """Read (decode + validate, pantau.device_messages), hold each device to its
+    message budget (ingest.ratelimit) and format one message."""
 
     def __init__(self, city: City, topics: Topics, settings: IngestSettings) -> None:
         self._reader = DeviceMessageReader(city, topics, settings)
         self._tags = {device_id: series_key(d) for device_id, d in city.devices.items()}
+        kinds = city.catalogue.kinds
+        self._limiter = DeviceRateLimiter(
+            {i: kinds[d.kind].report_every_s for i, d in city.devices.items()},
+            settings.rate_limit_factor,
+        )
 
     def handle(
         self, topic: str, payload: bytes, content_type: str | None, received_at: datetime
     ) -> Outcome:
         read = self._reader.read(topic, payload, content_type, received_at)
         outcome = Outcome()
-        if read.readings:
-            assert read.device_id is not None  # readings exist only for a known device
-            tags = self._tags[read.device_id]
-            outcome.lines = [to_line(r, tags) for r in read.readings]
         outcome.rejections = [
             Rejection(err.reason, err.detail, topic, payload, received_at)
             for err in read.rejections
         ]
+        if read.readings:
+            device_id = read.device_id
+            assert device_id is not None  # readings exist only for a known device
+            newest = max(r.time for r in read.readings).timestamp()
+            if not self._limiter.allow(device_id, newest):
+                detail = f"over its budget of {self._limiter.limit(device_id)}"
+                outcome.rejections.append(
+                    Rejection("rate_limited", detail, topic, payload, received_at)
+                )
+                return outcome
+            tags = self._tags[device_id]
+            outcome.lines = [to_line(r, tags) for r in read.readings]
         return outcome

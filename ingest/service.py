@@ -1,17 +1,23 @@
-"""The ingest service: MQTT in, InfluxDB out, an MQTT message acknowledged only after
-its readings are written (paho manual ack), so a crash never loses an accepted reading.
+"""The ingest service: MQTT in, durable spool, InfluxDB out.
+
+An MQTT message is acknowledged once its readings are in the on-disk spool
+(ingest.spool, fsynced), not once InfluxDB has them: an InfluxDB outage then fills
+local disk instead of the broker's session, and a crash loses nothing acknowledged.
 
 Threads: paho's network loop only queues messages; a decoder thread decodes, validates
-and batches; a writer thread writes each batch, publishes its dead letters and then
-acknowledges its messages, batch after batch, so acks keep arrival order. The MQTT v5
-Receive Maximum bounds how many unacknowledged messages the broker sends, so memory
-stays bounded while InfluxDB is down: the broker holds the rest in the session.
+and batches; a spool thread appends each batch (one fsync per batch: group commit),
+publishes its dead letters and acknowledges its messages, in arrival order; a drain
+thread writes the spool to InfluxDB in order, retrying 429/5xx for as long as it takes,
+dead-letters what InfluxDB refuses (4xx, isolated by bisection) with the server's
+reason, and deletes what InfluxDB took. A full spool blocks the spool thread: ingest
+stops acknowledging and the MQTT v5 Receive Maximum stops the broker sending more.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
+import shutil
 import threading
 import time
 from collections import Counter
@@ -25,6 +31,7 @@ from ingest import deadletter
 from ingest.deadletter import Rejection
 from ingest.metrics import IngestMetrics
 from ingest.pipeline import Pipeline
+from ingest.spool import Chunk, Spool
 from ingest.writers import InfluxWriter, WriteRejected, WriteUnavailable
 from pantau.city import City
 from pantau.clock import Clock, SystemClock
@@ -51,8 +58,9 @@ class _Batch:
 
 @dataclass(slots=True)
 class IngestStats:
-    messages: int = 0
-    readings_written: int = 0
+    messages: int = 0  # acknowledged (their readings spooled)
+    readings_spooled: int = 0
+    readings_written: int = 0  # taken by InfluxDB
     batches: int = 0
     write_seconds: float = 0.0
     rejected: Counter[str] = field(default_factory=Counter)
@@ -72,7 +80,13 @@ class IngestService:
         self._writer = writer
         self._clock = clock or SystemClock()
         self.stats = IngestStats()
-        self._stop = threading.Event()
+        self._stop = threading.Event()  # no more input: finish the batches in hand
+        self._abort = threading.Event()  # give up on InfluxDB: the spool keeps the rest
+        self.spool = Spool(
+            settings.ingest.spool_path(settings.mqtt.root, settings.influx.database),
+            max_bytes=settings.ingest.spool_max_bytes,
+            segment_bytes=settings.ingest.spool_segment_bytes,
+        )
         self._session = SessionConsumer(
             settings.mqtt,
             settings.ingest.client_id,
@@ -82,25 +96,28 @@ class IngestService:
             clock=self._clock,
         )
         self._client = self._session.client  # dead letters are published on it
-        # Two batches in hand at most: one being written, one decoded and waiting.
+        # Two batches in hand at most: one being spooled, one decoded and waiting.
         self._batches: queue.Queue[_Batch | None] = queue.Queue(maxsize=1)
-        self._writer_failed = threading.Event()
+        self._spool_failed = threading.Event()
         self._decode_thread = threading.Thread(
             target=self._decode, name="ingest-decode", daemon=True
         )
-        self._write_thread = threading.Thread(
-            target=self._write_batches, name="ingest-write", daemon=True
+        self._spool_thread = threading.Thread(
+            target=self._spool_batches, name="ingest-spool", daemon=True
         )
+        self._drain_thread = threading.Thread(target=self._drain, name="ingest-drain", daemon=True)
         self.metrics = IngestMetrics(
             settings, lambda: len(self._session.inbox) + self._batches.qsize()
         )
 
     # --- lifecycle ------------------------------------------------------------------
     def start(self) -> None:
+        self.spool.open()  # before subscribing: a spool in use elsewhere stops us here
         self.metrics.start()
         self._session.start()
         self._decode_thread.start()
-        self._write_thread.start()
+        self._spool_thread.start()
+        self._drain_thread.start()
 
     def wait_connected(self, timeout: float) -> bool:
         return self._session.wait_connected(timeout)
@@ -110,18 +127,27 @@ class IngestService:
         return self._session.wait_subscribed(timeout)
 
     def stop(self) -> None:
-        """Flush what is buffered if InfluxDB takes it, then disconnect."""
+        """Spool and acknowledge what is in hand, write the spool out for up to
+        `stop_drain_s` if InfluxDB takes it, then disconnect."""
         self._stop.set()
         self._decode_thread.join(timeout=30)
-        self._write_thread.join(timeout=30)
+        self._spool_thread.join(timeout=30)
+        self._drain_thread.join(timeout=self._settings.ingest.stop_drain_s)
+        self._abort.set()
+        self._drain_thread.join(timeout=30)
         self._session.stop()
         self._writer.close()
         self.metrics.stop()
+        drained = self.spool.drained() and not self._drain_thread.is_alive()
+        self.spool.close()
+        if drained and self._settings.ingest.spool_dir is None:
+            # A default spool is per destination (tests make many): leave no empty ones.
+            shutil.rmtree(self.spool.directory, ignore_errors=True)
 
-    # --- decoder and writer threads ---------------------------------------------------
+    # --- decoder thread -------------------------------------------------------------------
     def _decode(self) -> None:
-        """Decode, validate and batch; hand full batches to the writer thread, so the next
-        batch is decoded while InfluxDB takes the previous one."""
+        """Decode, validate and batch; hand full batches to the spool thread, so the next
+        batch is decoded while the previous one is fsynced."""
         max_points = self._settings.ingest.batch_max_points
         max_delay = self._settings.ingest.batch_max_delay_s
         inbox = self._session.inbox
@@ -150,12 +176,12 @@ class IngestService:
                 if not self._hand_over(batch):
                     return
         finally:
-            self._hand_over(None)  # tells the writer no more batches come
+            self._hand_over(None)  # tells the spool thread no more batches come
 
     def _hand_over(self, batch: _Batch | None) -> bool:
-        """Queue `batch` for the writer, waiting while it is busy (InfluxDB slow or down:
-        the broker holds the rest). False if the writer has given up."""
-        while not self._writer_failed.is_set():
+        """Queue `batch` for the spool thread, waiting while it is busy (spool full: the
+        broker holds the rest). False if the spool thread has given up."""
+        while not self._spool_failed.is_set():
             try:
                 self._batches.put(batch, timeout=0.5)
                 return True
@@ -163,44 +189,75 @@ class IngestService:
                 continue
         return False
 
-    def _write_batches(self) -> None:
+    # --- spool thread ---------------------------------------------------------------------
+    def _spool_batches(self) -> None:
         while (batch := self._batches.get()) is not None:
             try:
-                self._flush(batch)
+                self._spool_batch(batch)
             except Stopping:
-                self._writer_failed.set()
+                self._spool_failed.set()
                 log.info(
                     "stopping with %d messages unacknowledged (redelivered later)",
                     len(batch.items),
                 )
                 return
 
-    def _flush(self, batch: _Batch) -> None:
-        started = time.monotonic()
-        rejections = batch.rejections
+    def _spool_batch(self, batch: _Batch) -> None:
         if batch.lines:
-            for line, err in self._write(batch.lines):
+            record = "\n".join(batch.lines).encode("utf-8")
+            # While full, wait for the drain; at stop, give up (the broker redelivers).
+            if not self.spool.append([record], self._stop):
+                raise Stopping
+        self._publish_dead_letters(batch.rejections, self._stop)
+        self._session.ack(batch.items)
+        self.stats.messages += len(batch.items)
+        self.stats.readings_spooled += len(batch.lines)
+        self.stats.batches += 1
+        for rejection in batch.rejections:
+            self.stats.rejected[rejection.reason] += 1
+        self.metrics.batch(len(batch.items), 0, (r.reason for r in batch.rejections), 0.0)
+
+    # --- drain thread ---------------------------------------------------------------------
+    def _drain(self) -> None:
+        max_bytes = self._settings.ingest.drain_batch_bytes
+        while not self._abort.is_set():
+            chunk = self.spool.read(max_bytes, timeout=0.2)
+            if chunk is None:
+                if self._stop.is_set() and not self._spool_thread.is_alive():
+                    return  # everything spooled is in InfluxDB
+                continue
+            try:
+                self._write_chunk(chunk)
+            except Stopping:
+                log.info(
+                    "stopping with %d bytes spooled for the next run", self.spool.pending_bytes()
+                )
+                return
+
+    def _write_chunk(self, chunk: Chunk) -> None:
+        started = time.monotonic()
+        lines = [line for record in chunk.records for line in record.decode("utf-8").split("\n")]
+        rejections = []
+        if lines:
+            for line, err in self._write(lines):
                 rejections.append(
                     Rejection(
                         "influx_rejected",
-                        err.message,
+                        f"InfluxDB answered {err.status}: {err.message}",
                         "",
                         line.encode("utf-8"),
                         self._clock.now(),
                     )
                 )
         write_s = time.monotonic() - started
+        # Dead letters before the commit: a crash in between sends them again, never none.
+        self._publish_dead_letters(rejections, self._abort)
+        self.spool.commit(chunk.end)
         self.stats.write_seconds += write_s
-        self._publish_dead_letters(rejections)
-        self._session.ack(batch.items)
-        self.stats.messages += len(batch.items)
-        self.stats.readings_written += len(batch.lines)
-        self.stats.batches += 1
+        self.stats.readings_written += len(lines) - len(rejections)
         for rejection in rejections:
             self.stats.rejected[rejection.reason] += 1
-        self.metrics.batch(
-            len(batch.items), len(batch.lines), (r.reason for r in rejections), write_s
-        )
+        self.metrics.batch(0, len(lines), (r.reason for r in rejections), write_s)
 
     def _write(self, lines: list[str]) -> list[tuple[str, WriteRejected]]:
         """Write all lines, retrying while InfluxDB is unavailable; return the lines it
@@ -216,6 +273,7 @@ class IngestService:
         return []
 
     def _retrying(self, lines: list[str]) -> None:
+        """429, 5xx and no answer at all: back off and try again, for as long as it takes."""
         delay = 0.2
         while True:
             try:
@@ -223,11 +281,13 @@ class IngestService:
                 return
             except WriteUnavailable as err:
                 log.warning("InfluxDB unavailable (%s); retrying in %.1fs", err, delay)
-            if self._stop.wait(delay):
+            if self._abort.wait(delay):
                 raise Stopping
             delay = min(delay * 2, BACKOFF_MAX_S)
 
-    def _publish_dead_letters(self, rejections: Sequence[Rejection]) -> None:
+    def _publish_dead_letters(
+        self, rejections: Sequence[Rejection], give_up: threading.Event
+    ) -> None:
         infos = []
         for rejection in rejections:
             props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
@@ -243,13 +303,13 @@ class IngestService:
             )
         for info in infos:
             # Not acknowledged by the broker in time (e.g. it went away): the originals stay
-            # unacknowledged too and come back with the session.
+            # unacknowledged (or uncommitted in the spool) and come back.
             while not info.is_published():
-                if self._stop.is_set():
+                if give_up.is_set():
                     raise Stopping
                 try:
                     info.wait_for_publish(timeout=1.0)
                 except (RuntimeError, ValueError):
                     # paho raises when the message cannot be sent on this connection.
-                    if self._stop.wait(1.0):
+                    if give_up.wait(1.0):
                         raise Stopping from None
