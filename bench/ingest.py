@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -42,6 +42,7 @@ from bench.mosquitto_clients import (
     subscriber,
     write_lines,
 )
+from bench.nodered import NodeRed, nodered_flow
 from ingest.lineprotocol import series_key, to_line
 from ingest.pipeline import Pipeline
 from ingest.writers import make_writer
@@ -49,6 +50,7 @@ from pantau.city import City, load_city
 from pantau.devices import Device
 from pantau.influxql import InfluxQL, quote_ident
 from pantau.local import LocalStack
+from pantau.local.ports import free_port
 from pantau.readings import Reading
 from pantau.settings import InfluxSettings, IngestSettings
 from pantau.topics import Topics
@@ -436,14 +438,59 @@ class Bench:
             cpu=watch.result(),
         )
 
-    def wait_until_ingesting(self, ingest: IngestProcess, topics: Topics, influx: InfluxQL) -> None:
-        """Readings published before ingest's first SUBSCRIBE have no session to wait in,
-        so probe with a battery reading (not counted) until one is stored."""
+    def nodered(self, jobs: Sequence[PublishJob]) -> CaseResult:
+        """The peer on the same broker, InfluxDB and payload files as Pantau native.
+
+        On a topic root of its own: the broker still queues the earlier case's topics
+        for ingest's offline persistent session, which would slow this case down."""
+        old_root = jobs[0].topic.split("/", 1)[0]
+        root = f"nr{uuid.uuid4().hex[:8]}"
+        jobs = [replace(j, topic=root + j.topic.removeprefix(old_root)) for j in jobs]
+        database = f"bench_nodered_{uuid.uuid4().hex[:8]}"
+        self.stack.create_database(database)
+        port = int(self.stack.influx_url.rsplit(":", 1)[1])
+        flows = nodered_flow(
+            root=root, mqtt_port=self.stack.mqtt_port, influx_port=port, database=database
+        )
+        peer = NodeRed(self.work / f"nodered-{root}", free_port(), flows)
+        sent = sum(j.readings for j in jobs)
+        peer.start()
+        try:
+            with InfluxQL(self.stack.influx_url, database, timeout_s=60) as influx:
+                self.wait_until_ingesting(peer, Topics(root), influx)
+                with CpuWatch({**self.service_pids(), "node-red": peer.pid}) as watch:
+                    started = time.monotonic()
+                    publish_s = run_publishers(self.stack, jobs, NATIVE.publish_args)
+                    stored, seconds = wait_stored(influx, "water_level", sent, started, peer.alive)
+                time.sleep(0.5)
+                stored = count_points(influx, "water_level")
+        finally:
+            peer.stop()
+        if stored != sent:
+            print(f"Node-RED: log tail\n{peer.log_tail()}", file=sys.stderr)
+        self.stack.drop_database(database)
+        return CaseResult(
+            key="nodered",
+            name="Node-RED flow (mqtt in -> function -> influxdb out), native JSON, QoS 1",
+            unit="readings/s",
+            sent=sent,
+            stored=stored,
+            seconds=seconds,
+            messages=sum(j.count for j in jobs),
+            publish_seconds=publish_s,
+            cpu=watch.result(),
+        )
+
+    def wait_until_ingesting(
+        self, ingest: IngestProcess | NodeRed, topics: Topics, influx: InfluxQL
+    ) -> None:
+        """Readings published before the consumer's first SUBSCRIBE have no session to
+        wait in, so probe with a battery reading (not counted) until one is stored."""
         probe = self.devices[0]
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if not ingest.alive():
-                raise RuntimeError(f"ingest exited:\n{ingest.log_tail()}")
+                raise RuntimeError(f"the consumer exited:\n{ingest.log_tail()}")
             payload = encode_native(probe.id, None, datetime.now(UTC), [Sample("battery", 50.0)])
             subprocess.run(
                 ["mosquitto_pub", *mqtt_args(self.stack, topics.sensor_up(probe.id)), "-s"],
@@ -466,6 +513,7 @@ class Bench:
             ("broker fan-in, SenML", lambda: self.broker_fan_in(self.senml, senml)),
             ("InfluxDB /write", self.influx_ceiling),
             ("Pantau ingest, native", lambda: self.pantau(NATIVE, native)),
+            ("Node-RED flow, native", lambda: self.nodered(native)),
             ("Pantau ingest, SenML", lambda: self.pantau(self.senml, senml)),
         ]
         results = []
