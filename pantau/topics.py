@@ -30,6 +30,9 @@ class Topics:
     def camera_analysis(self, camera_id: str) -> str:
         return f"{self.root}/cameras/{_checked(camera_id)}/analysis"
 
+    def camera_status(self, camera_id: str) -> str:
+        return f"{self.root}/cameras/{_checked(camera_id)}/status"
+
     def device_status(self, device_id: str) -> str:
         return f"{self.root}/devices/{_checked(device_id)}/status"
 
@@ -52,6 +55,10 @@ class Topics:
     @property
     def all_camera_analysis(self) -> str:
         return f"{self.root}/cameras/+/analysis"
+
+    @property
+    def all_camera_status(self) -> str:
+        return f"{self.root}/cameras/+/status"
 
     @property
     def all_deadletter(self) -> str:
