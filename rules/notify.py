@@ -4,16 +4,18 @@ Each alert or escalation row of the outbox is POSTed as its JSON body to the URL
 configured for its agency (`rules.webhook_urls`; key "ops" for operations-center
 escalations, "*" for any). Headers:
 
-    X-Pantau-Signature: sha256=<hex HMAC-SHA256 of the exact body, shared secret>
     X-Pantau-Timestamp: <unix seconds when sent>
+    X-Pantau-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>." + the exact body>
     X-Pantau-Message-Id: <outbox row id, also "message_id" in the body>
 
 Network errors, 429 and 5xx are retried with exponential backoff up to
 `webhook_max_attempts`; other answers (4xx, 3xx) are not retried. A row whose delivery
 fails is marked failed with the reason and logged; one with no URL is marked skipped.
 Delivery is at-least-once (a crash after the POST, before the row is marked, sends it
-again): receivers dedupe on the message id. It runs on its own thread so a slow gateway
-never holds up the broker side.
+again): receivers dedupe on the message id. The timestamp is inside the signature, so a
+captured request cannot be replayed later with a fresh timestamp: receivers check the
+signature and refuse timestamps more than REPLAY_WINDOW_S from their clock (`verify`).
+It runs on its own thread so a slow gateway never holds up the broker side.
 """
 
 from __future__ import annotations
@@ -41,14 +43,31 @@ MESSAGE_ID_HEADER = "X-Pantau-Message-Id"
 ANY_AGENCY = "*"
 
 
-def sign(secret: bytes, body: bytes) -> str:
-    """The X-Pantau-Signature value of `body`."""
-    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+REPLAY_WINDOW_S = 300.0
 
 
-def verify(secret: bytes, body: bytes, signature: str) -> bool:
-    """What a receiver does (constant-time compare)."""
-    return hmac.compare_digest(sign(secret, body), signature)
+def sign(secret: bytes, timestamp: str, body: bytes) -> str:
+    """The X-Pantau-Signature value of `body` sent at `timestamp` (unix seconds)."""
+    signed = timestamp.encode() + b"." + body
+    return "sha256=" + hmac.new(secret, signed, hashlib.sha256).hexdigest()
+
+
+def verify(
+    secret: bytes,
+    timestamp: str,
+    body: bytes,
+    signature: str,
+    *,
+    now: float,
+    window_s: float = REPLAY_WINDOW_S,
+) -> bool:
+    """What a receiver does: a fresh timestamp and the signature (constant-time)."""
+    try:
+        sent = float(timestamp)
+    except ValueError:
+        return False
+    fresh = abs(now - sent) <= window_s
+    return hmac.compare_digest(sign(secret, timestamp, body), signature) and fresh
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -161,14 +180,12 @@ class WebhookNotifier:
     def _post(self, url: str, message: OutboxMessage) -> _Outcome:
         cfg = self._config
         body = message.payload
-        headers = {
-            "Content-Type": "application/json",
-            SIGNATURE_HEADER: sign(cfg.secret, body),
-            MESSAGE_ID_HEADER: str(message.id),
-        }
+        headers = {"Content-Type": "application/json", MESSAGE_ID_HEADER: str(message.id)}
         error = ""
         for attempt in range(1, cfg.max_attempts + 1):
-            headers[TIMESTAMP_HEADER] = str(int(self._wall_time()))
+            stamp = str(int(self._wall_time()))  # each attempt is signed afresh
+            headers[TIMESTAMP_HEADER] = stamp
+            headers[SIGNATURE_HEADER] = sign(cfg.secret, stamp, body)
             try:
                 response = self._http.request(
                     "POST", url, body=body, headers=headers, redirect=False

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import ThreadingHTTPServer
@@ -28,7 +29,7 @@ from pantau.incidents import (
 )
 from pantau.settings import RulesSettings, Settings
 from pantau.topics import Topics
-from rules.notify import SIGNATURE_HEADER, verify
+from rules.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from rules.outbox import change_dispatch
 from rules.routing import Router, load_roster
 from rules.service import RulesService, make_store
@@ -152,7 +153,10 @@ def test_an_alert_committed_before_a_crash_is_published_at_the_next_start(
     assert sorted(d["message_id"] for d in delivered) == sorted(
         json.loads(m.payload)["message_id"] for m in got
     )
-    assert all(verify(SECRET.encode(), body, h[SIGNATURE_HEADER]) for h, body in gw.deliveries)
+    assert all(
+        verify(SECRET.encode(), h[TIMESTAMP_HEADER], body, h[SIGNATURE_HEADER], now=time.time())
+        for h, body in gw.deliveries
+    )
     for d in delivered:
         row = store.outbox_message(d["message_id"])
         assert row is not None and row.notify_state is NotifyState.SENT

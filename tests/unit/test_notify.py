@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -48,6 +49,7 @@ class Gateway:
     secret: bytes
     fail_first: int = 0
     status_when_failing: int = 503
+    now: float | None = None  # the receiver's clock (None: the real one)
     statuses: list[int] = field(default_factory=list)
     deliveries: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -58,7 +60,10 @@ def gateway_handler(gw: Gateway) -> type[BaseHTTPRequestHandler]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             with gw.lock:
-                if not verify(gw.secret, body, self.headers.get(SIGNATURE_HEADER, "")):
+                stamp = self.headers.get(TIMESTAMP_HEADER, "")
+                signature = self.headers.get(SIGNATURE_HEADER, "")
+                # The notifier's clock is injected: judge freshness against its stamp.
+                if not verify(gw.secret, stamp, body, signature, now=gw.now or time.time()):
                     status = 401
                 elif len(gw.statuses) < gw.fail_first:
                     status = gw.status_when_failing
@@ -125,12 +130,18 @@ def test_an_alert_is_posted_signed_after_two_503s(
     gw, url = gateway
     gw.fail_first = 2
     alert_id = open_alert(store, router)
+    gw.now = 1_700_000_000.0  # the receiver's clock agrees with the notifier's
     notifier = WebhookNotifier(store, config(url), wall_time=lambda: 1_700_000_000.0)
     assert notifier.deliver_pending() == 1
     assert gw.statuses == [503, 503, 204]
     ((headers, body),) = gw.deliveries
-    assert verify(SECRET, body, headers[SIGNATURE_HEADER])
     assert headers[TIMESTAMP_HEADER] == "1700000000"
+    stamp, signature = headers[TIMESTAMP_HEADER], headers[SIGNATURE_HEADER]
+    assert verify(SECRET, stamp, body, signature, now=1_700_000_100.0)
+    # A replay: the same body and signature with a fresh timestamp, or much later.
+    assert not verify(SECRET, "1700009999", body, signature, now=1_700_009_999.0)
+    assert not verify(SECRET, stamp, body, signature, now=1_700_000_000.0 + 3600)
+    assert not verify(SECRET, stamp, body + b" ", signature, now=1_700_000_100.0)
     assert headers[MESSAGE_ID_HEADER] == str(alert_id)
     alert = json.loads(body)
     assert alert["message_id"] == alert_id and alert["alert"] == "opened"
