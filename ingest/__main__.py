@@ -11,6 +11,7 @@ from types import FrameType
 
 from ingest.service import IngestService
 from ingest.writers import V1Writer, WriteUnavailable, make_writer
+from pantau.cameras import load_cameras
 from pantau.city import load_city
 from pantau.settings import Settings
 
@@ -20,12 +21,14 @@ log = logging.getLogger("ingest")
 def main(argv: Sequence[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="pantau ingest",
-        description="Consume {root}/sensors/+/up, validate, write to InfluxDB. "
+        description="Consume {root}/sensors/+/up and {root}/cameras/+/analysis|status, "
+        "validate, write to InfluxDB. "
         "Settings come from PANTAU_* environment variables (see README).",
     )
     parser.parse_args(argv)
     settings = Settings()
     city = load_city(settings.config_dir)
+    cameras = load_cameras(city)
     writer = make_writer(settings.influx)
     if isinstance(writer, V1Writer):
         try:
@@ -34,7 +37,7 @@ def main(argv: Sequence[str]) -> int:
             # Not fatal: writes retry until InfluxDB is back; the database is created then
             # by whoever provisions it, or on our next start.
             log.warning("could not create database %r yet: %s", settings.influx.database, err)
-    service = IngestService(settings, city, writer)
+    service = IngestService(settings, city, writer, cameras=cameras)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

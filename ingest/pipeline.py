@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from ingest.cameras import CameraLines
 from ingest.deadletter import Rejection
 from ingest.lineprotocol import series_key, to_line
 from ingest.ratelimit import DeviceRateLimiter
+from pantau.cameras import Camera
 from pantau.city import City
 from pantau.device_messages import DeviceMessageReader
 from pantau.settings import IngestSettings
@@ -24,8 +27,19 @@ class Pipeline:
     """Read (decode + validate, pantau.device_messages), hold each device to its
     message budget (ingest.ratelimit) and format one message."""
 
-    def __init__(self, city: City, topics: Topics, settings: IngestSettings) -> None:
+    def __init__(
+        self,
+        city: City,
+        topics: Topics,
+        settings: IngestSettings,
+        cameras: Mapping[str, Camera] | None = None,
+    ) -> None:
         self._reader = DeviceMessageReader(city, topics, settings)
+        # With a camera registry, camera analyses and states are stored too.
+        self._cameras = CameraLines(cameras, topics) if cameras is not None else None
+        self.topic_filters = [topics.all_sensor_up]
+        if cameras is not None:
+            self.topic_filters += [topics.all_camera_analysis, topics.all_camera_status]
         self._tags = {device_id: series_key(d) for device_id, d in city.devices.items()}
         kinds = city.catalogue.kinds
         self._limiter = DeviceRateLimiter(
@@ -36,6 +50,12 @@ class Pipeline:
     def handle(
         self, topic: str, payload: bytes, content_type: str | None, received_at: datetime
     ) -> Outcome:
+        if self._cameras is not None and self._cameras.handles(topic):
+            camera = self._cameras.handle(topic, payload)
+            return Outcome(
+                camera.lines,
+                [Rejection(r, d, topic, payload, received_at) for r, d in camera.rejections],
+            )
         read = self._reader.read(topic, payload, content_type, received_at)
         outcome = Outcome()
         outcome.rejections = [

@@ -21,7 +21,7 @@ import shutil
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from paho.mqtt.packettypes import PacketTypes
@@ -33,6 +33,7 @@ from ingest.metrics import IngestMetrics
 from ingest.pipeline import Pipeline
 from ingest.spool import Chunk, Spool
 from ingest.writers import InfluxWriter, WriteRejected, WriteUnavailable
+from pantau.cameras import Camera
 from pantau.city import City
 from pantau.clock import Clock, SystemClock
 from pantau.mqtt_session import Inbound, SessionConsumer
@@ -73,10 +74,12 @@ class IngestService:
         city: City,
         writer: InfluxWriter,
         clock: Clock | None = None,
+        cameras: Mapping[str, Camera] | None = None,
     ) -> None:
+        """With `cameras`, camera analyses and states are stored too (ingest.cameras)."""
         self._settings = settings
         self._topics = Topics(settings.mqtt.root)
-        self._pipeline = Pipeline(city, self._topics, settings.ingest)
+        self._pipeline = Pipeline(city, self._topics, settings.ingest, cameras)
         self._writer = writer
         self._clock = clock or SystemClock()
         self.stats = IngestStats()
@@ -90,7 +93,7 @@ class IngestService:
         self._session = SessionConsumer(
             settings.mqtt,
             settings.ingest.client_id,
-            self._topics.all_sensor_up,
+            self._pipeline.topic_filters,
             session_expiry_s=settings.ingest.session_expiry_s,
             receive_maximum=settings.ingest.receive_maximum,
             clock=self._clock,

@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check-config": ("pantau.check_config", "validate config/ and print what it holds"),
     "ingest": ("ingest.__main__", "MQTT readings -> validation -> InfluxDB"),
     "rules": ("rules.__main__", "MQTT readings -> rules -> incidents, crew alerts"),
+    "vision": ("vision.__main__", "CCTV frames -> analyses (health, traffic, water depth) -> MQTT"),
     "api": ("api.__main__", "HTTP API: incidents, crew workflow, KPIs, feeds, web pages"),
     "dashboards": ("dashboards.__main__", "build Grafana dashboards as code; push to Grafana"),
     "simulate": ("simulators.__main__", "simulated sensor fleet and scenarios"),

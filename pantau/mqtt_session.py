@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -41,22 +41,23 @@ class Inbound:
 
 
 class SessionConsumer:
-    """Subscribes `topic_filter` at QoS 1 on a persistent session; queues each message in
-    `inbox` (a deque: append/popleft are atomic, cheaper than queue.Queue at 10k msg/s;
-    the MQTT v5 Receive Maximum bounds its length)."""
+    """Subscribes `topic_filter` (one or several) at QoS 1 on a persistent session;
+    queues each message in `inbox` (a deque: append/popleft are atomic, cheaper than
+    queue.Queue at 10k msg/s; the MQTT v5 Receive Maximum bounds its length)."""
 
     def __init__(
         self,
         settings: MqttSettings,
         client_id: str,
-        topic_filter: str,
+        topic_filter: str | Sequence[str],
         *,
         session_expiry_s: int,
         receive_maximum: int,
         clock: Clock,
     ) -> None:
         self._settings = settings
-        self._topic_filter = topic_filter
+        filters = [topic_filter] if isinstance(topic_filter, str) else list(topic_filter)
+        self._subscription = [(f, 1) for f in filters]
         self._session_expiry_s = session_expiry_s
         self._receive_maximum = receive_maximum
         self._clock = clock
@@ -127,7 +128,7 @@ class SessionConsumer:
             flags.session_present,
         )
         # Subscribing again on a resumed session is harmless and covers a lost session.
-        client.subscribe(self._topic_filter, qos=1)
+        client.subscribe(self._subscription)
         self._connected.set()
 
     def _on_subscribe(
