@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dashboards.model import Dashboard, Panel, SqlQuery
 from dashboards.queries import incidents_sql, series
-from dashboards.variables import ZONE_VARIABLES
+from dashboards.variables import zone_variables
 from pantau.city import City
 
 CAMERA_TAG = "device"
@@ -99,6 +99,6 @@ def build(city: City) -> Dashboard:
         title="Pantau · Cameras",
         description="CCTV camera health and the vision analyses (FrameAnalysis measures).",
         panels=(faults, *health, occupancy, stopped, depth, incidents),
-        variables=ZONE_VARIABLES,
+        variables=zone_variables(city),
         tags=("pantau", "cameras"),
     )

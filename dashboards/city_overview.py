@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dashboards.model import Dashboard, Panel, SqlQuery
 from dashboards.queries import ACTIVE, incidents_sql, series
-from dashboards.variables import ZONE_VARIABLES
+from dashboards.variables import zone_variables
 from pantau.city import City
 
 # Served by Grafana itself: docker-compose mounts config/zones/kelurahan.geojson here.
@@ -145,6 +145,6 @@ def build(city: City) -> Dashboard:
         description="Kota Tangerang: active incidents on the map, incidents per kecamatan, "
         "rainfall and drain levels.",
         panels=(incident_map, active, awas, per_kecamatan, table, rain, drains),
-        variables=ZONE_VARIABLES,
+        variables=zone_variables(city),
         tags=("pantau", "overview"),
     )

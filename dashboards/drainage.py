@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from dashboards.model import Dashboard, Panel, SqlQuery, Variable
 from dashboards.queries import ACTIVE, ZONE_TAGS, incidents_sql, series
-from dashboards.variables import ZONE_VARIABLES
+from dashboards.variables import zone_variables
 from pantau.city import City
 
 STATION = Variable(
     name="station",
     label="Water-level station",
-    query=f'SHOW TAG VALUES FROM "water_level" WITH KEY = "device" WHERE {ZONE_TAGS}',
+    # Pumps and gates report a water level too, but only stations have Siaga levels.
+    query='SHOW TAG VALUES FROM "water_level" WITH KEY = "device" '
+    f"WHERE \"kind\" = 'water_level_station' AND {ZONE_TAGS}",
     include_all=False,
 )
 
@@ -115,6 +117,6 @@ def build(city: City) -> Dashboard:
         title="Pantau · Drainage and flood",
         description="Water levels against Siaga levels, rainfall, flow, pumps and gates.",
         panels=(station, levels, rain, flow, pumps, gates, incidents),
-        variables=(*ZONE_VARIABLES, STATION),
+        variables=(*zone_variables(city), STATION),
         tags=("pantau", "drainage", "flood"),
     )

@@ -141,31 +141,47 @@ class Panel:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Variable:
-    """A query template variable on InfluxDB tag values (multi-select, with All)."""
+    """A template variable: a query on a datasource (InfluxDB tag values, or SQL rows
+    with `__value` / `__text` columns), or a custom list of (text, value) options."""
 
     name: str
     label: str
-    query: str
+    query: str = ""
+    datasource: DatasourceRef = INFLUX
+    options: tuple[tuple[str, str], ...] = ()  # custom variables only
     multi: bool = True
     include_all: bool = True
 
     def to_json(self) -> JSON:
-        return {
+        out: JSON = {
             "name": self.name,
             "label": self.label,
-            "type": "query",
-            "datasource": INFLUX.to_json(),
-            "query": self.query,
-            "definition": self.query,
-            "refresh": 2,  # on time-range change: new devices show up
             "multi": self.multi,
             "includeAll": self.include_all,
             "current": {"selected": True, "text": ["All"], "value": ["$__all"]}
             if self.include_all
             else {},
-            "sort": 1,
             "hide": 0,
         }
+        if self.options:
+            out |= {
+                "type": "custom",
+                "query": ", ".join(f"{text} : {value}" for text, value in self.options),
+                "options": [
+                    {"text": text, "value": value, "selected": False}
+                    for text, value in self.options
+                ],
+            }
+        else:
+            out |= {
+                "type": "query",
+                "datasource": self.datasource.to_json(),
+                "query": self.query,
+                "definition": self.query,
+                "refresh": 2,  # on time-range change: new devices show up
+                "sort": 1,
+            }
+        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

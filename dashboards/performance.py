@@ -6,9 +6,9 @@ from the incident store."""
 
 from __future__ import annotations
 
+from dashboards import variables
 from dashboards.model import Dashboard, InfluxQuery, Panel, SqlQuery, Variable
 from dashboards.queries import ACTIVE
-from dashboards.variables import AGENCY, KECAMATAN
 from pantau.city import City
 
 PERIOD = "month"
@@ -54,7 +54,6 @@ BARS = {"drawStyle": "bars", "fillOpacity": 70, "barAlignment": -1}
 
 
 def build(city: City) -> Dashboard:
-    del city  # KPIs are keyed by the ids the API publishes; nothing from config needed
     score = Panel(
         title="e-Kinerja score per agency",
         type="timeseries",
@@ -134,7 +133,7 @@ def build(city: City) -> Dashboard:
         description="KPIs per agency, kecamatan and crew per month (published by the API), "
         "and the live backlog.",
         panels=(score, sla, ack, resolve, kecamatan, availability, crews, backlog),
-        variables=(AGENCY, KECAMATAN, CREW),
+        variables=(variables.agency(city), variables.kecamatan(city), CREW),
         tags=("pantau", "performance", "e-kinerja"),
         time_from="now-1y",
         refresh="5m",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dashboards.model import Dashboard, Panel, SqlQuery
 from dashboards.queries import ACTIVE, incidents_sql, series
-from dashboards.variables import ZONE_VARIABLES
+from dashboards.variables import zone_variables
 from pantau.city import City
 
 
@@ -83,6 +83,6 @@ def build(city: City) -> Dashboard:
         title="Pantau · Traffic and roads",
         description="Flow, speed and occupancy on the counters; road-surface condition.",
         panels=(flow, speed, slowest, occupancy, roughness, potholes, incidents),
-        variables=ZONE_VARIABLES,
+        variables=zone_variables(city),
         tags=("pantau", "traffic"),
     )
