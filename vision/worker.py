@@ -56,7 +56,10 @@ class CameraWorker:
         on_state: StateSink,
         clock: Clock,
         stop_at_end: bool = True,
+        lossless: bool = False,
     ) -> None:
+        """`lossless`: wait for the analysis instead of dropping frames (replaying a
+        file faster than real time, where every frame counts and none goes stale)."""
         self.camera = camera
         self.stats = WorkerStats()
         self.state: CameraState | None = None
@@ -66,6 +69,7 @@ class CameraWorker:
         self._on_state = on_state
         self._clock = clock
         self._stop_at_end = stop_at_end
+        self._lossless = lossless
         self._frames: queue.Queue[Frame | None] = queue.Queue(maxsize=QUEUE_SIZE)
         self._stop = threading.Event()
         self._last_frame = clock.now()
@@ -145,6 +149,12 @@ class CameraWorker:
         return False
 
     def _hand_over(self, frame: Frame | None) -> None:
+        while self._lossless and not self._stop.is_set():
+            try:
+                self._frames.put(frame, timeout=0.2)
+                return
+            except queue.Full:
+                continue
         while True:
             try:
                 self._frames.put_nowait(frame)
