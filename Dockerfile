@@ -1,4 +1,4 @@
-# Pantau services (ingest, simulators; later rules, api, vision): one image, the
+# Pantau services (ingest, rules, api, vision, simulators): one image, the
 # sub-command picks the stage. Slim, non-root, dependencies from the lock file.
 FROM python:3.11-slim AS build
 COPY --from=ghcr.io/astral-sh/uv:0.9 /uv /usr/local/bin/uv
@@ -17,7 +17,8 @@ COPY config ./config
 RUN uv sync --locked --no-dev --no-editable
 
 FROM python:3.11-slim
-RUN useradd --system --uid 10001 --home-dir /app pantau
+RUN useradd --system --uid 10001 --home-dir /app pantau \
+    && install -d -o pantau -g pantau /var/lib/pantau/spool
 WORKDIR /app
 COPY --from=build --chown=pantau /app /app
 ENV PATH=/app/.venv/bin:$PATH PANTAU_CONFIG_DIR=/app/config PYTHONUNBUFFERED=1
