@@ -93,6 +93,7 @@ class LoadPoint:
     achieved: float  # readings/s the pacers actually wrote
     publish_s: float  # first write until every publisher had its last PUBACK
     failures: tuple[str, ...] = ()
+    errors: tuple[str, ...] = ()  # the consumer's first distinct error lines, when lost
     cpu: dict[str, float] = field(default_factory=dict)  # cores over the point
 
     @property
@@ -108,6 +109,22 @@ class LoadPoint:
     def lag_s(self) -> float:
         """How long after the offered load ended the last reading was stored."""
         return self.seconds - self.sent / self.offered
+
+
+def first_errors(log: Path, limit: int = 3) -> tuple[str, ...]:
+    """The first distinct error messages in a consumer's log (timestamps dropped): the
+    tail of a flooded log repeats the last one, the cause is usually the first."""
+    seen: list[str] = []
+    if not log.exists():
+        return ()
+    for line in log.read_text(errors="replace").splitlines():
+        if "error" in line.lower():
+            text = line.split("] ", 1)[-1].strip()[:200]
+            if text not in seen:
+                seen.append(text)
+                if len(seen) == limit:
+                    break
+    return tuple(seen)
 
 
 def check_payload(city: City, topic: str, payload: bytes, form: PayloadForm) -> None:
@@ -186,8 +203,10 @@ class LoadSweep:
             if pacers is not None:
                 pacers.kill()
             consumer.stop()
+        errors: tuple[str, ...] = ()
         if stored != sent or paced.failures:
-            print(f"{system} at {rate}/s: log tail\n{consumer.log_tail()}", file=sys.stderr)
+            errors = first_errors(consumer.log)
+            print(f"{system} at {rate}/s: first errors {errors}", file=sys.stderr)
         stack.drop_database(database)
         return LoadPoint(
             system=system,
@@ -200,6 +219,7 @@ class LoadSweep:
             achieved=paced.achieved * form.readings_per_message,
             publish_s=paced.publish_s,
             failures=paced.failures,
+            errors=errors,
             cpu={k: round(v.cores, 3) for k, v in watch.result().items()},
         )
 
@@ -261,7 +281,13 @@ def load_table(points: Sequence[LoadPoint]) -> str:
         "sustained readings/s",
         "consumer cores",
     ]
-    return markdown_table(header, rows)
+    notes = [
+        f"- {p.system} at {p.offered:,.0f}/s: the consumer's first errors: "
+        + "; ".join(f"`{e}`" for e in p.errors)
+        for p in points
+        if p.lost and p.errors
+    ]
+    return "\n".join([markdown_table(header, rows), *(["", *notes] if notes else [])])
 
 
 def _rates(text: str) -> tuple[int, ...]:
