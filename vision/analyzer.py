@@ -8,9 +8,11 @@ looks at raw pixels subsampled without averaging, so sensor noise is still there
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from time import thread_time
 
 import cv2
 import numpy as np
@@ -65,6 +67,8 @@ class CameraAnalyzer:
         self._size: tuple[int, int] | None = None
         self._last_time: datetime | None = None
         self._flooding = False
+        # CPU seconds per stage (this thread's), for bench.vision and the worker's stats.
+        self.stage_cpu_s: defaultdict[str, float] = defaultdict(float)
 
     def analyse(self, frame: Image, time: datetime, seq: int) -> FrameAnalysis:
         h, w = frame.shape[:2]
@@ -73,20 +77,29 @@ class CameraAnalyzer:
         if self._last_time is not None:
             dt = max(0.0, (time - self._last_time).total_seconds())
         self._last_time = time
+        cpu = self.stage_cpu_s
+        t0 = thread_time()
         prepared = prepare(frame)
+        t1 = thread_time()
+        cpu["prepare"] += t1 - t0
         health = self._health.measure(prepared.gray, prepared.raw, dt)
         before = set(self._faults.raised)
         faults = self._faults.update(health.candidates, dt)
         measures = list(_health_measures(health, faults))
+        t2 = thread_time()
+        cpu["health"] += t2 - t1
         if self._motion is not None:
             usable = not faults
             for r in self._motion.measure(prepared.small, dt):
                 measures.extend(_region_measures(r, 0.9 if usable else 0.2))
+        t3 = thread_time()
+        cpu["motion"] += t3 - t2
         depth: DepthReading | None = None
         if self._gauge is not None:
             depth = self._gauge.read(frame)
             conf = depth.confidence * (1.0 if not faults else 0.2)
             measures.append(Measure("water_depth", round(depth.depth_cm, 1), "cm", conf))
+        cpu["gauge"] += thread_time() - t3
         reason = self._evidence_reason(faults - before, depth)
         evidence = self._save_evidence(frame, time, reason) if reason else None
         return FrameAnalysis(
