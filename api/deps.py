@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, Security, status
+from fastapi import Depends, HTTPException, Path, Query, Request, Security, status
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 
 from .context import ApiContext
@@ -47,3 +47,17 @@ def current_principal(
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+
+def unprocessable(where: tuple[str, ...], message: str) -> HTTPException:
+    """A 422 shaped like FastAPI's own validation errors, so one schema describes both."""
+    return HTTPException(
+        status.HTTP_422_UNPROCESSABLE_CONTENT,
+        [{"loc": list(where), "msg": message, "type": "value_error"}],
+    )
+
+
+# Database ids are 32-bit on both engines; larger numbers cannot name anything.
+MAX_ID = 2**31 - 1
+IncidentId = Annotated[int, Path(ge=1, le=MAX_ID, description="incident id")]
+OptionalId = Annotated[int | None, Query(ge=1, le=MAX_ID)]

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from api.audit import Outcome
-from api.deps import UNAUTHORIZED, Ctx, CurrentPrincipal
+from api.deps import UNAUTHORIZED, Ctx, CurrentPrincipal, OptionalId
 from api.principal import AUDIT_READERS
 from api.schemas import AuditList, AuditOut, Me, Message, Token
 from api.security import issue_token
@@ -55,7 +55,7 @@ def me(who: CurrentPrincipal) -> Me:
 def audit(
     ctx: Ctx,
     who: CurrentPrincipal,
-    incident_id: int | None = None,
+    incident_id: OptionalId = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> AuditList:

@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 from fastapi import APIRouter, HTTPException, Response
 
 from api import cap
-from api.deps import Ctx
+from api.deps import Ctx, IncidentId
 from api.incident_queries import origin_of, severity_name
 from api.schemas import GeoJson, Message
 
@@ -50,7 +50,12 @@ def incidents_geojson(ctx: Ctx) -> GeoJson:
 @router.get(
     "/cap.xml",
     response_class=Response,
-    responses={200: {"content": {XML: {}}, "description": "Atom feed of CAP 1.2 alerts"}},
+    responses={
+        200: {
+            "content": {"application/atom+xml": {}},
+            "description": "Atom feed of CAP 1.2 alerts",
+        }
+    },
 )
 def cap_feed(ctx: Ctx) -> Response:
     active = [i for i in ctx.store.active() if cap.is_public(i)]
@@ -66,7 +71,7 @@ def cap_feed(ctx: Ctx) -> Response:
         404: {"model": Message},
     },
 )
-def cap_alert(ctx: Ctx, incident_id: int) -> Response:
+def cap_alert(ctx: Ctx, incident_id: IncidentId) -> Response:
     detail = ctx.store.get(incident_id)
     if detail is None or not cap.is_public(detail.incident):
         raise HTTPException(404, f"no public active incident {incident_id}")

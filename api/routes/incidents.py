@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from api.audit import Outcome
 from api.context import ApiContext
-from api.deps import Ctx, CurrentPrincipal
+from api.deps import MAX_ID, Ctx, CurrentPrincipal, IncidentId, unprocessable
 from api.evidence import evidence_of
 from api.incident_queries import IncidentFilter, list_incidents, public, visible
 from api.principal import Principal, Role
@@ -74,11 +74,11 @@ def list_(
     opened_from: Annotated[datetime | None, Query(description="inclusive, ISO 8601")] = None,
     opened_to: Annotated[datetime | None, Query(description="exclusive, ISO 8601")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> IncidentList:
     for t in (opened_from, opened_to):
         if t is not None and t.tzinfo is None:
-            raise HTTPException(422, "times need a UTC offset, e.g. 2026-11-27T10:00:00Z")
+            raise unprocessable(("query", "opened_from"), "times need a UTC offset")
     filters = IncidentFilter(
         kelurahan=kelurahan,
         kecamatan=kecamatan,
@@ -156,14 +156,14 @@ def detail_out(ctx: ApiContext, detail: IncidentDetail) -> IncidentDetailOut:
     responses={**AUTH, **NOT_FOUND},
     summary="An incident with its timeline and evidence",
 )
-def get(ctx: Ctx, who: CurrentPrincipal, incident_id: int) -> IncidentDetailOut:
+def get(ctx: Ctx, who: CurrentPrincipal, incident_id: IncidentId) -> IncidentDetailOut:
     return detail_out(ctx, visible_detail(ctx, who, incident_id, "read"))
 
 
 def transition(
     ctx: ApiContext,
     who: Principal,
-    incident_id: int,
+    incident_id: IncidentId,
     to: WorkflowState,
     reason: str,
     *,
@@ -200,7 +200,7 @@ def _reason(note: str, default: str) -> str:
 
 @router.post("/{incident_id}/acknowledge", response_model=IncidentDetailOut, responses=WRITE)
 def acknowledge(
-    ctx: Ctx, who: CurrentPrincipal, incident_id: int, body: NoteBody | None = None
+    ctx: Ctx, who: CurrentPrincipal, incident_id: IncidentId, body: NoteBody | None = None
 ) -> IncidentDetailOut:
     note = _reason(body.note if body else "", "acknowledged")
     return transition(ctx, who, incident_id, WorkflowState.ACKNOWLEDGED, note)
@@ -208,12 +208,12 @@ def acknowledge(
 
 @router.post("/{incident_id}/dispatch", response_model=IncidentDetailOut, responses=WRITE)
 def dispatch(
-    ctx: Ctx, who: CurrentPrincipal, incident_id: int, body: DispatchBody
+    ctx: Ctx, who: CurrentPrincipal, incident_id: IncidentId, body: DispatchBody
 ) -> IncidentDetailOut:
     """Assign a crew of the incident's agency and send it; a crew may dispatch itself."""
     crew = next((c for c in ctx.roster.crews if c.id == body.crew_id), None)
     if crew is None:
-        raise HTTPException(422, f"unknown crew {body.crew_id!r}")
+        raise unprocessable(("body", "crew_id"), f"unknown crew {body.crew_id!r}")
     detail = visible_detail(ctx, who, incident_id, "transition:dispatched")
     if who.role is Role.CREW and crew.id != who.crew_id:
         ctx.audit.record(
@@ -225,14 +225,16 @@ def dispatch(
         )
         raise HTTPException(status.HTTP_403_FORBIDDEN, "a crew may dispatch only itself")
     if crew.agency != detail.incident.agency:
-        raise HTTPException(422, f"crew {crew.id} is not of agency {detail.incident.agency}")
+        raise unprocessable(
+            ("body", "crew_id"), f"crew {crew.id} is not of agency {detail.incident.agency}"
+        )
     note = _reason(body.note, f"dispatched {crew.id}")
     return transition(ctx, who, incident_id, WorkflowState.DISPATCHED, note, crew_id=crew.id)
 
 
 @router.post("/{incident_id}/on-site", response_model=IncidentDetailOut, responses=WRITE)
 def on_site(
-    ctx: Ctx, who: CurrentPrincipal, incident_id: int, body: NoteBody | None = None
+    ctx: Ctx, who: CurrentPrincipal, incident_id: IncidentId, body: NoteBody | None = None
 ) -> IncidentDetailOut:
     note = _reason(body.note if body else "", "crew on site")
     return transition(ctx, who, incident_id, WorkflowState.ON_SITE, note)
@@ -240,7 +242,7 @@ def on_site(
 
 @router.post("/{incident_id}/resolve", response_model=IncidentDetailOut, responses=WRITE)
 def resolve(
-    ctx: Ctx, who: CurrentPrincipal, incident_id: int, body: ResolveBody
+    ctx: Ctx, who: CurrentPrincipal, incident_id: IncidentId, body: ResolveBody
 ) -> IncidentDetailOut:
     """Resolve with a resolution code and a note (kept on the timeline as `code: note`)."""
     reason = f"{body.code.value}: {body.note.strip() or body.code.value}"
@@ -249,7 +251,7 @@ def resolve(
 
 @router.post("/{incident_id}/close", response_model=IncidentDetailOut, responses=WRITE)
 def close(
-    ctx: Ctx, who: CurrentPrincipal, incident_id: int, body: NoteBody | None = None
+    ctx: Ctx, who: CurrentPrincipal, incident_id: IncidentId, body: NoteBody | None = None
 ) -> IncidentDetailOut:
     note = _reason(body.note if body else "", "closed")
     return transition(ctx, who, incident_id, WorkflowState.CLOSED, note)
@@ -257,14 +259,14 @@ def close(
 
 @router.post("/{incident_id}/reopen", response_model=IncidentDetailOut, responses=WRITE)
 def reopen(
-    ctx: Ctx, who: CurrentPrincipal, incident_id: int, body: ReopenBody
+    ctx: Ctx, who: CurrentPrincipal, incident_id: IncidentId, body: ReopenBody
 ) -> IncidentDetailOut:
     return transition(ctx, who, incident_id, WorkflowState.OPEN, body.reason.strip() or "reopened")
 
 
 @router.post("/{incident_id}/suppress", response_model=IncidentDetailOut, responses=WRITE)
 def suppress(
-    ctx: Ctx, who: CurrentPrincipal, incident_id: int, body: NoteBody | None = None
+    ctx: Ctx, who: CurrentPrincipal, incident_id: IncidentId, body: NoteBody | None = None
 ) -> IncidentDetailOut:
     note = _reason(body.note if body else "", "suppressed")
     return transition(ctx, who, incident_id, WorkflowState.SUPPRESSED, note)

@@ -12,7 +12,7 @@ from fastapi import APIRouter, HTTPException, Query, Response, status
 from pydantic import BaseModel, ConfigDict
 
 from api.context import ApiContext
-from api.deps import Ctx, CurrentPrincipal
+from api.deps import Ctx, CurrentPrincipal, unprocessable
 from api.kpi import Kpis, Stat
 from api.kpi_queries import (
     Scope,
@@ -29,7 +29,12 @@ from api.schemas import Message
 from pantau.incidents import Hazard, Severity
 from pantau.influxql import InfluxQLError
 
+# 2000-2099: InfluxDB keeps times between 1677 and 2262, and e-Kinerja starts well after 2000.
+MONTH = r"^20\d\d-(0[1-9]|1[0-2])$"
 router = APIRouter(prefix="/kpi", tags=["performance (e-Kinerja)"])
+CSV_OR_JSON: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "format=csv"}
+}
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Message},
     404: {"model": Message, "description": "scope outside the caller's"},
@@ -124,13 +129,15 @@ def _period(
         if month is not None:
             return month_bounds(month)
     except ScopeError as err:
-        raise HTTPException(422, str(err)) from err
+        raise unprocessable(("query", "month"), str(err)) from err
     if start is None or end is None:
-        raise HTTPException(422, "give month=YYYY-MM, or start and end")
+        raise unprocessable(("query", "month"), "give month=YYYY-MM, or start and end")
     if start.tzinfo is None or end.tzinfo is None:
-        raise HTTPException(422, "times need a UTC offset, e.g. 2026-11-01T00:00:00Z")
+        raise unprocessable(
+            ("query", "start"), "times need a UTC offset, e.g. 2026-11-01T00:00:00Z"
+        )
     if end <= start:
-        raise HTTPException(422, "end must be after start")
+        raise unprocessable(("query", "end"), "end must be after start")
     return start, end
 
 
@@ -189,14 +196,19 @@ def to_csv(rows: list[KpiOut]) -> str:
     return out.getvalue()
 
 
-@router.get("", response_model=KpiOut, responses=ERRORS, summary="KPIs of one scope and period")
+@router.get(
+    "",
+    response_model=KpiOut,
+    responses={**ERRORS, **CSV_OR_JSON},
+    summary="KPIs of one scope and period",
+)
 def kpi(
     ctx: Ctx,
     who: CurrentPrincipal,
     *,
     scope: ScopeKind = ScopeKind.KOTA,
     id: Annotated[str | None, Query(description="zone, agency or crew id")] = None,
-    month: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$")] = None,
+    month: Annotated[str | None, Query(pattern=MONTH)] = None,
     start: datetime | None = None,
     end: datetime | None = None,
     format: Literal["json", "csv"] = "json",
@@ -212,13 +224,13 @@ def kpi(
 @router.get(
     "/report",
     response_model=KpiReport,
-    responses=ERRORS,
+    responses={**ERRORS, **CSV_OR_JSON},
     summary="Monthly e-Kinerja report: the kota, every agency and kecamatan in scope",
 )
 def report(
     ctx: Ctx,
     who: CurrentPrincipal,
-    month: Annotated[str, Query(pattern=r"^\d{4}-\d{2}$")],
+    month: Annotated[str, Query(pattern=MONTH)],
     format: Literal["json", "csv"] = "json",
 ) -> Any:
     begin, finish = _period(month, None, None)
@@ -241,7 +253,7 @@ def report(
 def publish_month(
     ctx: Ctx,
     who: CurrentPrincipal,
-    month: Annotated[str, Query(pattern=r"^\d{4}-\d{2}$")],
+    month: Annotated[str, Query(pattern=MONTH)],
 ) -> Published:
     if who.role not in {Role.OPERATOR, Role.SUPERVISOR} or who.agency is not None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "operators and city supervisors publish")

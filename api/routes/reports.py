@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
 from api.context import ApiContext
-from api.deps import Ctx, CurrentPrincipal
+from api.deps import Ctx, CurrentPrincipal, IncidentId, unprocessable
 from api.incident_queries import CITIZEN_RULE
 from api.routes.incidents import visible_detail
 from api.schemas import Message, ReportOut
@@ -85,7 +85,6 @@ def _matching(ctx: ApiContext, hazard: Hazard, zone_ids: list[str]) -> Incident 
     responses={
         413: {"model": Message, "description": "photo too large"},
         415: {"model": Message, "description": "photo is not JPEG or PNG"},
-        422: {"model": Message, "description": "outside Kota Tangerang, or invalid input"},
         429: {"model": Message, "description": "too many reports from this address"},
     },
     summary="Report a problem (public, rate-limited)",
@@ -115,7 +114,7 @@ async def report(
             raise HTTPException(415, "the photo must be a JPEG or PNG image")
     kelurahan = ctx.city.zones.kelurahan_at(lon, lat)
     if kelurahan is None or kelurahan.parent_id is None:
-        raise HTTPException(422, "the location is outside Kota Tangerang")
+        raise unprocessable(("body", "lon"), "the location is outside Kota Tangerang")
     new = NewReport(
         lon=lon,
         lat=lat,
@@ -216,7 +215,7 @@ class ReportStaff(BaseModel):
     responses={401: {"model": Message}, 404: {"model": Message}},
     tags=["incidents"],
 )
-def incident_reports(ctx: Ctx, who: CurrentPrincipal, incident_id: int) -> list[Any]:
+def incident_reports(ctx: Ctx, who: CurrentPrincipal, incident_id: IncidentId) -> list[Any]:
     visible_detail(ctx, who, incident_id, "read:reports")
     with ctx.sessions() as session:
         rows = session.scalars(

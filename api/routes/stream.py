@@ -18,7 +18,7 @@ from fastapi.responses import StreamingResponse
 from sqlalchemy import func, select
 
 from api.context import ApiContext
-from api.deps import Ctx, CurrentPrincipal
+from api.deps import MAX_ID, Ctx, CurrentPrincipal, OptionalId
 from api.incident_queries import public, scope_filter, visible
 from api.principal import Principal
 from api.schemas import Message
@@ -85,8 +85,8 @@ async def incidents(
     ctx: Ctx,
     who: CurrentPrincipal,
     *,
-    incident_id: Annotated[int | None, Query(description="follow one incident")] = None,
-    since: Annotated[int | None, Query(ge=0, description="replay events after this id")] = None,
+    incident_id: OptionalId = None,
+    since: Annotated[int | None, Query(ge=0, le=MAX_ID, description="replay after this id")] = None,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
     if incident_id is not None:

@@ -122,8 +122,12 @@ def seed(ctx: ApiContext) -> tuple[Incident, Incident, Incident]:
     return k, c, r
 
 
-def make_world(database_url: str) -> Iterator[World]:
-    ctx = build_context(api_settings(database_url), city=CITY, zones=ZONES, use_influx=False)
+def make_world(database_url: str, base: Settings | None = None) -> Iterator[World]:
+    """With `base` (the run's services), InfluxDB is used too."""
+    settings = api_settings(database_url)
+    if base is not None:
+        settings = settings.model_copy(update={"influx": base.influx, "mqtt": base.mqtt})
+    ctx = build_context(settings, city=CITY, zones=ZONES, use_influx=base is not None)
     k, c, r = seed(ctx)
     with TestClient(create_app(ctx)) as client:
         yield World(ctx, client, k, c, r)
@@ -148,3 +152,15 @@ def any_world(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[World]
     else:
         url = request.getfixturevalue("postgres_url")
     yield from make_world(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def full_world(
+    request: pytest.FixtureRequest, tmp_path: Path, settings: Settings
+) -> Iterator[World]:
+    """Like any_world, with the run's InfluxDB behind it."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/pantau.db"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    yield from make_world(url, settings)
