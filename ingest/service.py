@@ -24,6 +24,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
@@ -128,6 +129,11 @@ class IngestService:
     def wait_subscribed(self, timeout: float) -> bool:
         """True once the broker has confirmed the subscription on the current connection."""
         return self._session.wait_subscribed(timeout)
+
+    @property
+    def connects(self) -> int:
+        """Connections made to the broker so far (reconnects included)."""
+        return self._session.connects
 
     def stop(self) -> None:
         """Spool and acknowledge what is in hand, write the spool out for up to
@@ -291,28 +297,37 @@ class IngestService:
     def _publish_dead_letters(
         self, rejections: Sequence[Rejection], give_up: threading.Event
     ) -> None:
-        infos = []
-        for rejection in rejections:
-            props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-            props.ContentType = "application/json"
-            props.UserProperty = [("reason", rejection.reason)]
-            infos.append(
-                self._client.publish(
-                    self._topics.deadletter(rejection.reason),
-                    deadletter.encode(rejection),
-                    qos=1,
-                    properties=props,
-                )
-            )
-        for info in infos:
-            # Not acknowledged by the broker in time (e.g. it went away): the originals stay
-            # unacknowledged (or uncommitted in the spool) and come back.
-            while not info.is_published():
-                if give_up.is_set():
-                    raise Stopping
-                try:
-                    info.wait_for_publish(timeout=1.0)
-                except (RuntimeError, ValueError):
-                    # paho raises when the message cannot be sent on this connection.
-                    if give_up.wait(1.0):
-                        raise Stopping from None
+        """Publish each at QoS 1 and wait for the broker's PUBACK; those that could not
+        be sent on this connection are published again once it is back (a dead letter may
+        come twice, never not at all)."""
+        pending = list(rejections)
+        while pending:
+            infos = [(r, self._publish_dead_letter(r)) for r in pending]
+            pending = [r for r, info in infos if not self._published(info, give_up)]
+            if pending and give_up.wait(1.0):
+                raise Stopping
+
+    def _publish_dead_letter(self, rejection: Rejection) -> mqtt.MQTTMessageInfo:
+        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        props.ContentType = "application/json"
+        props.UserProperty = [("reason", rejection.reason)]
+        return self._client.publish(
+            self._topics.deadletter(rejection.reason),
+            deadletter.encode(rejection),
+            qos=1,
+            properties=props,
+        )
+
+    @staticmethod
+    def _published(info: mqtt.MQTTMessageInfo, give_up: threading.Event) -> bool:
+        """True once acknowledged; False if it was never sent (no connection: paho's
+        is_published and wait_for_publish raise then, for good)."""
+        while True:
+            if give_up.is_set():
+                raise Stopping
+            try:
+                if info.is_published():
+                    return True
+                info.wait_for_publish(timeout=1.0)
+            except (RuntimeError, ValueError):
+                return False

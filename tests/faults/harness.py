@@ -13,6 +13,10 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
 
 from pantau.devices import Device
 from pantau.influxql import InfluxQL, quote_ident
@@ -188,3 +192,43 @@ def wait_ingesting(settings: Settings, device: Device, timeout: float = 30) -> N
 
 def directory_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.glob("*") if p.is_file())
+
+
+class FirstArrivals:
+    """Subscribes to a filter and notes when each device's first message arrives after
+    `reset()`: how long each simulator gateway took to come back."""
+
+    def __init__(self, settings: Settings, topic_filter: str) -> None:
+        self._topics = Topics(settings.mqtt.root)
+        self._lock = threading.Lock()
+        self._since = time.monotonic()
+        self.first: dict[str, float] = {}
+        self._client = paho.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=f"arrivals-{settings.mqtt.root}",
+            protocol=paho.MQTTv5,
+        )
+        self._client.on_message = self._on_message
+        self._client.on_connect = lambda c, *_: c.subscribe(topic_filter, qos=0)
+        self._client.connect(settings.mqtt.host, settings.mqtt.port)
+        self._client.loop_start()
+
+    def reset(self) -> None:
+        with self._lock:
+            self._since = time.monotonic()
+            self.first.clear()
+
+    def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
+        device = self._topics.device_of_sensor_topic(message.topic)
+        if device is None:
+            return
+        with self._lock:
+            self.first.setdefault(device, time.monotonic() - self._since)
+
+    def snapshot(self) -> dict[str, float]:
+        with self._lock:
+            return dict(self.first)
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
