@@ -180,10 +180,28 @@ class _PerDevice(Evaluator):
 
     def heard(self, reading: Reading) -> None:
         """Note a reading so an open condition on a silent device turns no_data."""
-        if self.no_data_after is None:
-            return
-        self.last_at[reading.device_id] = reading.time
-        heapq.heappush(self.silences, (reading.time + self.no_data_after, reading.device_id))
+        if self.no_data_after is not None:
+            self.last_at[reading.device_id] = reading.time
+
+    def judged(
+        self,
+        reading: Reading,
+        device: Device,
+        before: tuple[ConditionState, Severity],
+        reason: Callable[[], str],
+    ) -> list[ConditionChange]:
+        """After a reading updated the device's series (`before`: its state and severity
+        until then): arm its silence deadline while its condition is open, and judge the
+        zone again unless nothing can have changed there (the device's verdict did not
+        move and the zone has no open episode collecting evidence)."""
+        s = self.series[device.id]
+        if self.no_data_after is not None and s.debounce.state not in (S.CLEARED, S.NO_DATA):
+            heapq.heappush(self.silences, (reading.time + self.no_data_after, device.id))
+        if (s.debounce.state, s.severity) == before:
+            t = self.trackers.get(self.zone(device))
+            if t is None or not t.open:
+                return []
+        return self.settle_zone(reading.time, device, reason)
 
     def _silent(self, deadline: datetime, device_id: str) -> bool:
         s = self.series.get(device_id)
@@ -231,7 +249,9 @@ class _PerDevice(Evaluator):
             s = self.series[device_id] = _Series(Debounce(raise_for, clear_for), self.rule.severity)
         return s
 
-    def settle_zone(self, at: datetime, device: Device, reason: str) -> list[ConditionChange]:
+    def settle_zone(
+        self, at: datetime, device: Device, reason: str | Callable[[], str]
+    ) -> list[ConditionChange]:
         zone = self.zone(device)
         members = [self.series[m] for m in self.zone_members[zone] if m in self.series]
         named = [m for m in self.zone_members[zone] if m in self.series]
@@ -290,6 +310,7 @@ class ThresholdEvaluator(_PerDevice):
         if rule.mean_over is not None:
             v = self.means.setdefault(device.id, _Mean(rule.mean_over)).add(reading.time, v)
         s = self.series_of(device.id, rule.raise_for, rule.clear_for)
+        before = (s.debounce.state, s.severity)
         s.value = v
         clearing = v < clear_v if self.above else v > clear_v
         state = s.debounce.update(
@@ -304,21 +325,24 @@ class ThresholdEvaluator(_PerDevice):
                 if self.beyond(v, at) or held:
                     severity = max(severity, step_sev)
             s.severity = severity
-        unit = self.units.get(rule.metric, "")
-        sign = ">=" if self.above else "<="
-        if rule.mean_over is not None:
-            unit += f" ({_minutes(rule.mean_over)} mean)"
-        if state is S.CLEARED or state is S.RECOVERING:
-            back_sign = "<" if self.above else ">"
-            reason = (
-                f"{rule.metric} {v:g} {unit} {back_sign} clear {clear_v:g} {unit} at {device.id}"
-            )
-        else:
-            reason = (
+
+        def reason() -> str:
+            unit = self.units.get(rule.metric, "")
+            sign = ">=" if self.above else "<="
+            if rule.mean_over is not None:
+                unit += f" ({_minutes(rule.mean_over)} mean)"
+            if state is S.CLEARED or state is S.RECOVERING:
+                back_sign = "<" if self.above else ">"
+                return (
+                    f"{rule.metric} {v:g} {unit} {back_sign} clear {clear_v:g} {unit}"
+                    f" at {device.id}"
+                )
+            return (
                 f"{rule.metric} {v:g} {unit} {sign} raise {raise_v:g} {unit} at {device.id}"
                 f" ({s.severity.name.lower()}, hold {_minutes(rule.raise_for)})"
             )
-        return self.settle_zone(reading.time, device, reason)
+
+        return self.judged(reading, device, before, reason)
 
 
 def _rate_per_min(window: deque[tuple[datetime, float]], span: timedelta) -> float | None:
@@ -356,6 +380,46 @@ def _push(
         window.popleft()
 
 
+class _Spread:
+    """A flatline window (as `_push` keeps it: one point at or before its start) and the
+    spread of its values, in O(1) amortised per reading: monotonic deques of the
+    window's minima and maxima instead of a scan of the whole window (a 60-minute
+    window of a device reporting every second is 3,600 points)."""
+
+    __slots__ = ("highs", "lows", "n", "span", "window")
+
+    def __init__(self, span: timedelta) -> None:
+        self.span = span
+        self.window: deque[tuple[datetime, int]] = deque()  # (time, sequence number)
+        self.lows: deque[tuple[float, int]] = deque()  # increasing values
+        self.highs: deque[tuple[float, int]] = deque()  # decreasing values
+        self.n = 0
+
+    @property
+    def start(self) -> datetime:
+        return self.window[0][0]
+
+    def add(self, at: datetime, value: float) -> float:
+        n = self.n
+        self.n += 1
+        self.window.append((at, n))
+        lows, highs = self.lows, self.highs
+        while lows and lows[-1][0] >= value:
+            lows.pop()
+        lows.append((value, n))
+        while highs and highs[-1][0] <= value:
+            highs.pop()
+        highs.append((value, n))
+        window = self.window
+        while len(window) >= 2 and window[1][0] <= at - self.span:
+            _, gone = window.popleft()
+            if lows[0][1] == gone:
+                lows.popleft()
+            if highs[0][1] == gone:
+                highs.popleft()
+        return highs[0][0] - lows[0][0]
+
+
 @EVALUATORS.register("rate_of_change")
 class RateOfChangeEvaluator(_PerDevice):
     rule: RateOfChangeRule
@@ -375,20 +439,24 @@ class RateOfChangeEvaluator(_PerDevice):
         _push(window, reading.time, reading.value, rule.window)
         rate = _rate_per_min(window, rule.window)
         s = self.series_of(device.id, rule.raise_for, rule.clear_for)
+        before = (s.debounce.state, s.severity)
         s.value = rate
         s.debounce.update(
             reading.time,
             breaching=rate is not None and rate >= rule.raise_per_min,
             clearing=rate is not None and rate < rule.clear_per_min,
         )
-        shown = "n/a" if rate is None else f"{rate:.2f}"
-        unit = self.units.get(rule.metric, "")
-        reason = (
-            f"{rule.metric} at {device.id} rising {shown} {unit}/min over"
-            f" {_minutes(rule.window)} (raise >= {rule.raise_per_min:g},"
-            f" clear < {rule.clear_per_min:g})"
-        )
-        return self.settle_zone(reading.time, device, reason)
+
+        def reason() -> str:
+            shown = "n/a" if rate is None else f"{rate:.2f}"
+            unit = self.units.get(rule.metric, "")
+            return (
+                f"{rule.metric} at {device.id} rising {shown} {unit}/min over"
+                f" {_minutes(rule.window)} (raise >= {rule.raise_per_min:g},"
+                f" clear < {rule.clear_per_min:g})"
+            )
+
+        return self.judged(reading, device, before, reason)
 
 
 @EVALUATORS.register("flatline")
@@ -402,30 +470,34 @@ class FlatlineEvaluator(_PerDevice):
         self.series_local = not rule.require_moving_peers
         self.metrics = frozenset({rule.metric})
         self.evidence_metric = rule.metric
-        self.windows: dict[str, deque[tuple[datetime, float]]] = {}
+        self.windows: dict[str, _Spread] = {}
         self.ranges: dict[str, float] = {}  # each device's spread over its latest window
 
     def on_reading(self, reading: Reading, device: Device) -> list[ConditionChange]:
         self.heard(reading)
         rule = self.rule
-        window = self.windows.setdefault(device.id, deque())
-        _push(window, reading.time, reading.value, rule.for_)
-        values = [v for _, v in window]
-        spread = max(values) - min(values)
+        window = self.windows.get(device.id)
+        if window is None:
+            window = self.windows[device.id] = _Spread(rule.for_)
+        spread = window.add(reading.time, reading.value)
         self.ranges[device.id] = spread
-        covered = window[0][0] <= reading.time - rule.for_
+        covered = window.start <= reading.time - rule.for_
         stuck = covered and spread <= rule.epsilon
         if stuck and rule.require_moving_peers:
             peers = [m for m in self.zone_members[self.zone(device)] if m != device.id]
             stuck = any(self.ranges.get(m, 0.0) > rule.epsilon for m in peers)
         s = self.series_of(device.id, timedelta(0), timedelta(0))
+        before = (s.debounce.state, s.severity)
         s.value = reading.value
         s.debounce.update(reading.time, breaching=stuck, clearing=not stuck)
-        reason = (
-            f"{rule.metric} at {device.id} changed {spread:g} (epsilon {rule.epsilon:g})"
-            f" in {_minutes(rule.for_)}"
-        )
-        return self.settle_zone(reading.time, device, reason)
+
+        def reason() -> str:
+            return (
+                f"{rule.metric} at {device.id} changed {spread:g} (epsilon {rule.epsilon:g})"
+                f" in {_minutes(rule.for_)}"
+            )
+
+        return self.judged(reading, device, before, reason)
 
 
 @EVALUATORS.register("absence")
@@ -621,7 +693,19 @@ class _PerZone(Evaluator):
     def on_reading(self, reading: Reading, device: Device) -> list[ConditionChange]:
         for p in self.probes:
             p.feed(reading)
-        return self._settle(self.zone(device), reading.time)
+        zone = self.zone(device)
+        now = reading.time
+        debounce = self.debounces.get(zone)
+        if (
+            debounce is not None
+            and debounce.state is S.CLEARED
+            and not any(p.holds(device.id, now) is not None for p in self.probes if p.levels)
+        ):
+            # A cleared zone was last judged "not met"; since then other members only
+            # aged (which removes hits) and this device meets nothing: every kind here is
+            # monotone in the hits, so it is still not met. Skip the O(members) judge.
+            return []
+        return self._settle(zone, now)
 
 
 @EVALUATORS.register("zone_aggregate")

@@ -5,6 +5,7 @@ Everything here moves on event time handed in by the caller; nothing reads a clo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -96,9 +97,12 @@ class KeyTracker:
         *,
         devices: tuple[str, ...] = (),
         value: float | None = None,
-        reason: str,
+        reason: str | Callable[[], str],
     ) -> ConditionChange | None:
-        """Record the key's verdict at `at`; a change when state or severity moved."""
+        """Record the key's verdict at `at`; a change when state or severity moved.
+
+        `reason` may be a function: it is only called when there is a change to word
+        (most readings change nothing)."""
         if state in (S.PENDING, S.ACTIVE, S.RECOVERING):
             if self.first_at is None:
                 self.first_at = at
@@ -125,7 +129,12 @@ class KeyTracker:
                 last_at=at,
             )
         change = ConditionChange(
-            key=self.key, state=state, severity=severity, at=at, evidence=evidence, reason=reason
+            key=self.key,
+            state=state,
+            severity=severity,
+            at=at,
+            evidence=evidence,
+            reason=reason if isinstance(reason, str) else reason(),
         )
         self.last = change
         if state in (S.CLEARED, S.NO_DATA):
