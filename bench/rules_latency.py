@@ -233,9 +233,10 @@ class Background:
         for proc in self._procs:
             assert proc.stdin is not None
             proc.stdin.close()
-        for proc in self._procs:
+        give_up = time.monotonic() + 30  # for all of them: a backed-up broker is no reason
+        for proc in self._procs:  # to wait 30 s per publisher
             try:
-                proc.wait(timeout=30)
+                proc.wait(timeout=max(0.1, give_up - time.monotonic()))
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
