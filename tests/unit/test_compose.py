@@ -22,6 +22,7 @@ import yaml
 from dashboards.city_overview import KELURAHAN_GEOJSON
 from dashboards.model import INFLUX, POSTGRES
 from dashboards.push import FOLDER_UID
+from pantau.broker.__main__ import main as broker_main
 from pantau.cli import COMMANDS
 from pantau.settings import Settings
 
@@ -79,16 +80,11 @@ def broker_env(tmp_path_factory: pytest.TempPathFactory, strong_env: Path) -> Pa
     secret = dict(
         line.split("=", 1) for line in strong_env.read_text().splitlines() if "=" in line
     )["PANTAU_BROKER_SECRET"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PANTAU_")}
-    result = subprocess.run(
-        ["uv", "run", "pantau", "broker", "config", "--out", str(out)],
-        cwd=ROOT,
-        env={**env, "PANTAU_BROKER_SECRET": secret},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    with pytest.MonkeyPatch.context() as env:
+        for key in [k for k in os.environ if k.startswith("PANTAU_")]:
+            env.delenv(key)
+        env.setenv("PANTAU_BROKER_SECRET", secret)
+        assert broker_main(["config", "--out", str(out)]) == 0
     return out / "env"
 
 
