@@ -39,7 +39,12 @@ def service_accounts(t: Topics) -> list[Account]:
         Account(
             "pantau-ingest",
             "service",
-            reads=(t.all_sensor_up, t.all_camera_analysis, f"{r}/devices/+/status"),
+            reads=(
+                t.all_sensor_up,
+                t.all_camera_analysis,
+                t.all_camera_status,  # stored as camera_state
+                f"{r}/devices/+/status",
+            ),
             writes=(f"{r}/deadletter/#",),
         ),
         Account(
