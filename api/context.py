@@ -21,6 +21,7 @@ from .accounts import Accounts
 from .audit import AuditLog
 from .geography import Geography
 from .kpi_config import KpiConfig, load_kpi_config
+from .listing_cache import ListingCache
 from .ratelimit import RateLimiter
 from .security import Passwords, check_signing_key
 
@@ -41,6 +42,7 @@ class ApiContext:
     kpi: KpiConfig
     influx: InfluxQL | None
     report_limiter: RateLimiter
+    listing_cache: ListingCache
     token_lifetime: timedelta = field(default=timedelta(hours=8))
     caches: dict[str, object] = field(default_factory=dict)  # small per-process caches
 
@@ -96,6 +98,7 @@ def build_context(
         signing_key=key,
         kpi=load_kpi_config(settings.config_dir / "kpi.yaml"),
         influx=influx,
+        listing_cache=ListingCache(sessions),
         report_limiter=RateLimiter(settings.api.report_rate_per_hour, 3600.0, clock),
         token_lifetime=timedelta(minutes=settings.api.token_minutes),
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from sqlalchemy import func, select
 
 from api.audit import Outcome
@@ -58,6 +58,7 @@ CREW_MOVES = frozenset(
 
 @router.get("", response_model=IncidentList, responses=AUTH, summary="List incidents")
 def list_(
+    request: Request,
     ctx: Ctx,
     who: CurrentPrincipal,
     *,
@@ -75,7 +76,7 @@ def list_(
     opened_to: Annotated[datetime | None, Query(description="exclusive, ISO 8601")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
-) -> IncidentList:
+) -> Response:
     for t in (opened_from, opened_to):
         if t is not None and t.tzinfo is None:
             raise unprocessable(("query", "opened_from"), "times need a UTC offset")
@@ -93,11 +94,19 @@ def list_(
         opened_to=opened_to,
         crew=crew,
     )
-    with ctx.sessions() as session:
-        rows, total = list_incidents(session, who, ctx.geo, filters, limit=limit, offset=offset)
-    return IncidentList(
-        data=[public(i, ctx.geo) for i in rows], count=total, limit=limit, offset=offset
-    )
+    # Same scope + same query + no new event since = the same answer.
+    key = (who.agency, who.kecamatan, tuple(sorted(request.query_params.multi_items())))
+    version = ctx.listing_cache.version()
+    body = ctx.listing_cache.get(key, version)
+    if body is None:
+        with ctx.sessions() as session:
+            rows, total = list_incidents(session, who, ctx.geo, filters, limit=limit, offset=offset)
+        page = IncidentList(
+            data=[public(i, ctx.geo) for i in rows], count=total, limit=limit, offset=offset
+        )
+        body = page.model_dump_json().encode()
+        ctx.listing_cache.put(key, version, body)
+    return Response(body, media_type="application/json")
 
 
 def visible_detail(
