@@ -50,3 +50,7 @@ def main(argv: Sequence[str]) -> int:
         print(f"pantau dashboards push: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
