@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
+from pantau.cameras import load_cameras
 from pantau.city import load_city
 from pantau.errors import ConfigErrors
 from pantau.settings import Settings
@@ -20,6 +21,7 @@ def main(argv: Sequence[str]) -> int:
     config_dir = args.config_dir or Settings().config_dir
     try:
         city = load_city(config_dir)
+        cameras = load_cameras(city)
     except ConfigErrors as err:
         print(f"{len(err.errors)} problem(s) in {config_dir}:", file=sys.stderr)
         for e in err.errors:
@@ -33,4 +35,6 @@ def main(argv: Sequence[str]) -> int:
     )
     print(f"  metrics: {len(city.catalogue.metrics)}; agencies: {', '.join(city.agencies)}")
     print(f"  devices: {len(city.devices)} ({', '.join(f'{k} {n}' for k, n in kinds.items())})")
+    camera_kinds = Counter(c.kind.value for c in cameras.values())
+    print(f"  cameras: {len(cameras)} ({', '.join(f'{k} {n}' for k, n in camera_kinds.items())})")
     return 0

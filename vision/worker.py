@@ -138,9 +138,10 @@ class CameraWorker:
             self.stats.frames_read += 1
             self._last_frame = self._clock.now()
             self.stats.decode_s += frame.decode_s
-            # Keep one frame per sampling interval of frame time; tolerate a little
-            # jitter so a 25 fps stream sampled at 5 fps keeps every fifth frame.
-            if next_time is not None and (next_time - frame.time).total_seconds() > 0.1 * interval:
+            # Keep one frame per sampling interval of frame time. A frame up to a quarter
+            # interval early counts (arrival jitter of a stream at the sampling rate); the
+            # schedule advances by whole intervals, so the average rate stays sample_fps.
+            if next_time is not None and (next_time - frame.time).total_seconds() > 0.25 * interval:
                 continue
             base = frame.time if next_time is None else max(next_time, frame.time)
             next_time = base + _seconds(interval)

@@ -44,7 +44,7 @@ def test_clean_sequence_raises_no_fault(
 ) -> None:
     raised = [
         (a.time, a.faults)
-        for a, _ in run(camera_for(kind, cameras), scene(kind, lighting, rain), seconds=20)
+        for a, _ in run(camera_for(kind, cameras), scene(kind, lighting, rain), seconds=15)
         if a.faults
     ]
     assert raised == []

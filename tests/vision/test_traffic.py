@@ -39,7 +39,7 @@ def test_occupancy_rises_with_the_number_of_vehicles(
     for n in (0, 2, 4, 8):
         scene = RoadScene(lighting=lighting, rain=rain, vehicles=traffic(n))
         occupancy, cover = [], []
-        for analysis, truth in run(camera, scene, seconds=8):
+        for analysis, truth in run(camera, scene, seconds=6):
             if truth.t >= 2.0:  # after the background's bootstrap
                 for lane, region in enumerate(("lane-east", "lane-west")):
                     value = analysis.value("region_occupancy", region)

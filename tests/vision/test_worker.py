@@ -114,14 +114,15 @@ def test_mjpeg_stream_is_sampled_at_the_camera_rate(cameras: dict[str, Camera]) 
     assert worker.stats.frames_read >= 25
     assert 0.15 <= worker.stats.frames_sampled / worker.stats.frames_read <= 0.35
     gaps = [(b.time - a.time).total_seconds() for a, b in itertools.pairwise(rec.analyses)]
-    assert gaps and all(0.3 <= g <= 0.6 for g in gaps), gaps
+    assert gaps and all(0.25 <= g <= 0.65 for g in gaps), gaps
+    assert 0.37 <= sum(gaps) / len(gaps) <= 0.43  # 2.5 analysed frames/s on average
 
 
 def test_a_slow_analysis_drops_stale_frames_not_the_newest(
     cameras: dict[str, Camera], tmp_path: Path
 ) -> None:
     clip = tmp_path / "road.avi"
-    write_video(clip, RoadScene(vehicles=list(ROAD)), seconds=12, fps=25)
+    write_video(clip, RoadScene(vehicles=list(ROAD)), seconds=6, fps=25)
     camera = dataclasses.replace(
         cameras["cam-traffic-sudirman"], source_kind=SourceKind.FILE, url=str(clip), sample_fps=25
     )
@@ -140,9 +141,9 @@ def test_a_slow_analysis_drops_stale_frames_not_the_newest(
     assert worker.finished.wait(30)
     worker.stop()
     stats = worker.stats
-    assert stats.frames_read == 300
+    assert stats.frames_read == 150
     assert stats.frames_dropped > 0
     assert stats.frames_analysed + stats.frames_dropped == stats.frames_sampled
     # The last frame of the file is analysed: what is dropped is what went stale.
     last = rec.analyses[-1].time - rec.analyses[0].time
-    assert last.total_seconds() >= 11.5
+    assert last.total_seconds() >= 5.5
