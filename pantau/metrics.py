@@ -120,9 +120,12 @@ class ServiceMetrics:
     def stop(self, sink: Sink | None = None) -> None:
         """Stop serving and reporting; a last report goes to `sink` if given."""
         self._stop.set()
+        stuck = False
         if self._reporter is not None:
-            self._reporter.join(timeout=10)
-        if sink is not None and self.settings.influx_interval_s > 0:
+            self._reporter.join(timeout=2)
+            # a write hanging on an unresponsive InfluxDB must not hold up the stop
+            stuck = self._reporter.is_alive()
+        if sink is not None and self.settings.influx_interval_s > 0 and not stuck:
             self._write(sink)
         if self._server is not None:
             self._server.shutdown()
