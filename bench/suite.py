@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import importlib.util
 import json
+import math
 import os
 import signal
 import subprocess
@@ -318,6 +319,17 @@ def document(run: SuiteRun, plan: Plan, machine: dict[str, object], quick: bool)
     }
 
 
+def finite(value: object) -> object:
+    """NaN (a percentile of no samples) as null: strict JSON has no NaN."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.suite", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller, shorter: ~10 min")
@@ -342,7 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     page = markdown(run, plan, machine, stem)
     (RESULTS_DIR / f"{stem}.md").write_text(page + "\n")
     doc = document(run, plan, machine, args.quick)
-    (RESULTS_DIR / f"{stem}.json").write_text(json.dumps(doc, indent=2, default=str) + "\n")
+    (RESULTS_DIR / f"{stem}.json").write_text(json.dumps(finite(doc), indent=2, default=str) + "\n")
     print(page)
     progress(f"results: {RESULTS_DIR / stem}.{{json,md}}, -throughput.png, -latency.png")
     return 1 if run.failed else 0
