@@ -14,16 +14,20 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
+from pydantic import SecretStr
+
+from pantau.broker.passwords import derive_password
 from pantau.city import City, load_city
 from pantau.clock import SystemClock
 from pantau.errors import ConfigError, ConfigErrors
@@ -149,12 +153,29 @@ def _run(args: argparse.Namespace, city: City, mqtt: MqttSettings) -> int:
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        report = run_scenario(city, scenario, mqtt, speed=args.speed, stop=stop, start=start)
+        report = run_scenario(
+            city, scenario, mqtt, speed=args.speed, stop=stop, start=start, login=_login(mqtt)
+        )
     except PublishError as err:
         print(f"pantau simulate: {err}", file=sys.stderr)
         return 1
     print(report.summary())
     return 0 if report.completed and report.failed == 0 else 1
+
+
+def _login(mqtt: MqttSettings) -> Callable[[str], MqttSettings] | None:
+    """On a broker with an account per gateway (pantau broker, e.g. docker-compose's
+    demo profile), each simulated gateway logs in as itself: its password derives from
+    PANTAU_BROKER_SECRET. Without the secret every gateway uses `mqtt`."""
+    secret = os.environ.get("PANTAU_BROKER_SECRET")
+    if not secret:
+        return None
+
+    def login(gateway: str) -> MqttSettings:
+        password = SecretStr(derive_password(secret, gateway))
+        return mqtt.model_copy(update={"username": gateway, "password": password})
+
+    return login
 
 
 def _start(

@@ -24,13 +24,15 @@ from pantau.broker.__main__ import main as broker_main
 from pantau.city import load_city
 from pantau.local.ports import free_port
 from pantau.local.postgres import Postgres
-from pantau.settings import Settings
+from pantau.settings import MqttSettings, Settings
 from rules.service import make_store
 from rules.zoneindex import ZoneIndex
+from simulators.__main__ import _login
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
+BROKER_SECRET = secrets.token_urlsafe(33)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,7 @@ def broker_files(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with pytest.MonkeyPatch.context() as env:
         for key in [k for k in os.environ if k.startswith("PANTAU_")]:
             env.delenv(key)
-        env.setenv("PANTAU_BROKER_SECRET", secrets.token_urlsafe(33))
+        env.setenv("PANTAU_BROKER_SECRET", BROKER_SECRET)
         assert broker_main(["config", "--out", str(out)]) == 0
     return out
 
@@ -109,6 +111,21 @@ def test_the_deploy_broker_admits_service_accounts_only_and_its_healthcheck_tell
     assert connect(broker, user, "wrong-password").is_failure
     assert connect(broker, None, None).is_failure
     assert healthcheck(broker) == 0
+
+
+def test_the_simulator_logs_each_gateway_in_on_its_own_account(
+    broker: int, broker_files: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`pantau simulate run` in compose's demo profile: gateway passwords derive from
+    PANTAU_BROKER_SECRET, as `pantau broker config` derives them."""
+    monkeypatch.setenv("PANTAU_BROKER_SECRET", BROKER_SECRET)
+    login = _login(MqttSettings(port=broker))
+    assert login is not None
+    gateway = login("gw-karawaci")
+    assert gateway.username == "gw-karawaci" and gateway.password is not None
+    assert not connect(broker, "gw-karawaci", gateway.password.get_secret_value()).is_failure
+    monkeypatch.delenv("PANTAU_BROKER_SECRET")
+    assert _login(MqttSettings(port=broker)) is None
 
 
 def test_the_healthcheck_fails_without_a_broker() -> None:
