@@ -19,6 +19,7 @@ from simulators.camera.scene import Image
 class Fault(StrEnum):
     BLUR = "blur"  # defocus, fogged or smeared lens
     DARK = "dark"  # IR failure at night, lens capped with light leaking
+    GLARE = "glare"  # low sun or a floodlight into the lens: the picture burns out
     FREEZE = "freeze"  # hung encoder: the same picture over and over
     OCCLUSION = "occlusion"  # a bag, cloth or poster over most of the lens
     SHIFT = "shift"  # camera knocked or turned: the view moved
@@ -28,6 +29,7 @@ class Fault(StrEnum):
 EXPECTED_FAULT = {
     Fault.BLUR: "blur",
     Fault.DARK: "dark",
+    Fault.GLARE: "overexposed",
     Fault.FREEZE: "frozen",
     Fault.OCCLUSION: "occluded",
     Fault.SHIFT: "shifted",
@@ -70,6 +72,8 @@ def transform(img: Image, fault: Fault) -> Image:
         return cv2.GaussianBlur(img, (k, k), 0)
     if fault is Fault.DARK:
         return cv2.convertScaleAbs(img, alpha=0.06, beta=0)
+    if fault is Fault.GLARE:
+        return cv2.convertScaleAbs(img, alpha=3.0, beta=160)
     if fault is Fault.OCCLUSION:
         out = img.copy()
         # A cloth over the lens: dark, smooth, with the sensor's noise still on it.
