@@ -8,7 +8,9 @@ end in a PushError that says which, before any dashboard is sent.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -58,18 +60,13 @@ def push(
     _ensure_folder(api, url, folder_uid)
     done = []
     for model in models:
-        body = {k: v for k, v in model.items() if k != "id"}  # the uid identifies it
-        saved = _call(
-            url,
-            lambda b=body: api.dashboard.update_dashboard(
-                {
-                    "dashboard": b,
-                    "folderUid": folder_uid,
-                    "overwrite": True,
-                    "message": "pantau dashboards push",
-                }
-            ),
-        )
+        save = {
+            "dashboard": {k: v for k, v in model.items() if k != "id"},  # the uid identifies it
+            "folderUid": folder_uid,
+            "overwrite": True,
+            "message": "pantau dashboards push",
+        }
+        saved = _call(url, partial(api.dashboard.update_dashboard, save))
         if not isinstance(saved, dict) or saved.get("uid") != model["uid"]:
             raise PushError(f"{url}: unexpected answer saving {model['uid']!r}: {saved!r}")
         done.append(
@@ -87,7 +84,7 @@ def _ensure_folder(api: GrafanaApi, url: str, folder_uid: str) -> None:
         _call(url, lambda: api.folder.create_folder(FOLDER_TITLE, uid=folder_uid))
 
 
-def _call(url: str, request: Any) -> Any:
+def _call(url: str, request: Callable[[], Any]) -> Any:
     try:
         return request()
     except GrafanaUnauthorizedError as err:
