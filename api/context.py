@@ -20,8 +20,9 @@ from rules.zoneindex import ZoneIndex
 from .accounts import Accounts
 from .audit import AuditLog
 from .geography import Geography
+from .kpi import Kpis
 from .kpi_config import KpiConfig, load_kpi_config
-from .listing_cache import ListingCache
+from .listing_cache import VersionedCache, newest_event_id
 from .ratelimit import RateLimiter
 from .security import Passwords, check_signing_key
 
@@ -42,9 +43,14 @@ class ApiContext:
     kpi: KpiConfig
     influx: InfluxQL | None
     report_limiter: RateLimiter
-    listing_cache: ListingCache
     token_lifetime: timedelta = field(default=timedelta(hours=8))
     caches: dict[str, object] = field(default_factory=dict)  # small per-process caches
+    listing_cache: VersionedCache[bytes] = field(default_factory=VersionedCache)
+    kpi_cache: VersionedCache[Kpis] = field(default_factory=VersionedCache)
+
+    def version(self) -> int:
+        """The newest timeline event id: what the caches are valid for."""
+        return newest_event_id(self.sessions)
 
     def close(self) -> None:
         self.store.close()
@@ -98,7 +104,6 @@ def build_context(
         signing_key=key,
         kpi=load_kpi_config(settings.config_dir / "kpi.yaml"),
         influx=influx,
-        listing_cache=ListingCache(sessions),
         report_limiter=RateLimiter(settings.api.report_rate_per_hour, 3600.0, clock),
         token_lifetime=timedelta(minutes=settings.api.token_minutes),
     )

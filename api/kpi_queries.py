@@ -179,7 +179,23 @@ def sensor_availability(
 
 
 def kpis_for(ctx: ApiContext, who: Principal, scope: Scope, start: datetime, end: datetime) -> Kpis:
+    """The scored KPIs, from a cache while no timeline event is newer and the minute of
+    `as_of` is the same (a period still running ages: pending checks become missed)."""
     now = ctx.clock.now()
+    as_of_minute = min(end, now).replace(second=0, microsecond=0)
+    key = ("kpi", who.agency, who.kecamatan, scope, start, end)
+    version = (ctx.version(), as_of_minute)
+    cached = ctx.kpi_cache.get(key, version)
+    if cached is not None:
+        return cached
+    k = _kpis_for(ctx, who, scope, start, end, now=now)
+    ctx.kpi_cache.put(key, version, k)
+    return k
+
+
+def _kpis_for(
+    ctx: ApiContext, who: Principal, scope: Scope, start: datetime, end: datetime, *, now: datetime
+) -> Kpis:
     devices = scope_devices(ctx, who, scope)
     avail = sensor_availability(ctx, devices, start, min(end, now))
     k = compute(facts(ctx, who, scope, start, end), start, end, now, availability_pct=avail)

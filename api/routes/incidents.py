@@ -96,7 +96,7 @@ def list_(
     )
     # Same scope + same query + no new event since = the same answer.
     key = (who.agency, who.kecamatan, tuple(sorted(request.query_params.multi_items())))
-    version = ctx.listing_cache.version()
+    version = ctx.version()
     body = ctx.listing_cache.get(key, version)
     if body is None:
         with ctx.sessions() as session:
