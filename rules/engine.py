@@ -42,7 +42,14 @@ The price, and what is defined for it:
   stream's when devices' messages overtake each other.
 - A device's own silence deadline (`no_data_after`) fires when the watermark passes it
   or when the device's next reading shows it passed, whichever comes first; the verdict
-  (no data at the deadline) is the same either way.
+  (no data at the deadline) is the same either way. Known limit: when the watermark
+  fires it, the zone key is judged against the other devices' *current* verdicts, which
+  are up to the lateness ahead of the deadline. Seen once: storm-karawaci over 120
+  minutes, delivered twice and 10 % shuffled (seed 0), gives `heavy-rain` in
+  kec-periuk a NO_DATA and a second ACTIVE where the ordered stream stays ACTIVE (the
+  store keeps one incident: its workflow is still open); over the first 50 minutes
+  eight seeds give identical incidents. A fix would judge zones on each device's
+  verdict as of the deadline (a short verdict history per series).
 
 A reading older than the watermark already processed is too late and is dropped from
 both paths (counted).
