@@ -51,6 +51,7 @@ from rules.store import IncidentStore, load_sla_policy, make_engine, migrate, pl
 from rules.zoneindex import ZoneIndex
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+UNCACHED_PAGES = 1000  # > api.listing_cache.MAX_ENTRIES
 TARGET = 0.8  # listing throughput as a share of the bare endpoint's (the target)
 SEED = 2026
 
@@ -124,11 +125,14 @@ def seed(database_url: str, incidents: int) -> None:
     engine.dispose()
 
 
-async def _client(host: str, port: int, request: bytes, stop: float, latencies: list[float]) -> int:
+async def _client(
+    host: str, port: int, requests: list[bytes], stop: float, latencies: list[float]
+) -> int:
     reader, writer = await asyncio.open_connection(host, port)
     done = 0
     try:
         while time.perf_counter() < stop:
+            request = requests[done % len(requests)]
             start = time.perf_counter()
             writer.write(request)
             status_line = await reader.readline()
@@ -152,9 +156,14 @@ async def _client(host: str, port: int, request: bytes, stop: float, latencies: 
 async def _load(
     name: str, port: int, path: str, token: str, connections: int, seconds: float
 ) -> Result:
-    request = (
-        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n"
-    ).encode()
+    # "[page]" in a path cycles over UNCACHED_PAGES distinct queries, more than the cache
+    # holds, so every answer is computed afresh.
+    pages = range(UNCACHED_PAGES) if "[page]" in path else range(1)
+    paths = [path.replace("[page]", str(n)) for n in pages]
+    request = [
+        f"GET {p} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+        for p in paths
+    ]
     warm: list[float] = []
     await asyncio.gather(
         *(_client("127.0.0.1", port, request, time.perf_counter() + 1.0, warm)
@@ -188,8 +197,14 @@ CASES = (
         "/incidents?active=true&hazard=flood&kecamatan=kec-karawaci",
     ),
     Case("incident list, page 10 of 20", "/incidents?limit=20&offset=180"),
+    Case("incident list, 50 newest, uncached", "/incidents?limit=50&offset=[page]"),
     Case("KPI, kota, one month", "/kpi?scope=kota&month={month}"),
     Case("KPI, agency bpbd, one month", "/kpi?scope=agency&id=bpbd&month={month}"),
+    # start=<n>: unix seconds, a different (equivalent) period per request
+    Case(
+        "KPI, one kecamatan, uncached",
+        "/kpi?scope=kecamatan&id=kec-karawaci&start=[page]&end={end}",
+    ),
 )  # fmt: skip
 
 
@@ -205,6 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds = args.seconds or (2.0 if args.quick else 8.0)
     secret = secrets.token_urlsafe(32)
     month = datetime.now(UTC).strftime("%Y-%m")
+    end_of_time = "2100-01-01T00:00:00Z"
     with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
         url = f"sqlite:///{tmp}/pantau.db"
         t0 = time.perf_counter()
@@ -233,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             results = []
             for case in CASES:
-                path = case.path.format(month=month)
+                path = case.path.format(month=month, end=end_of_time)
                 r = asyncio.run(_load(case.name, port, path, token, args.connections, seconds))
                 results.append(r)
                 print(f"{case.name}: {r.rps} req/s, p99 {r.p99_ms} ms", file=sys.stderr)
