@@ -57,6 +57,7 @@ class CameraWorker:
         clock: Clock,
         stop_at_end: bool = True,
         lossless: bool = False,
+        offline_after_s: float = OFFLINE_AFTER_S,
     ) -> None:
         """`lossless`: wait for the analysis instead of dropping frames (replaying a
         file faster than real time, where every frame counts and none goes stale)."""
@@ -70,9 +71,11 @@ class CameraWorker:
         self._clock = clock
         self._stop_at_end = stop_at_end
         self._lossless = lossless
+        self._offline_after_s = offline_after_s
         self._frames: queue.Queue[Frame | None] = queue.Queue(maxsize=QUEUE_SIZE)
         self._stop = threading.Event()
         self._last_frame = clock.now()
+        self._backoff = BACKOFF_MIN_S
         self.finished = threading.Event()  # the source ended (files) or the worker stopped
         self._reader = threading.Thread(target=self._read, name=f"read-{camera.id}", daemon=True)
         self._analyst = threading.Thread(
@@ -98,14 +101,12 @@ class CameraWorker:
 
     # --- reader -------------------------------------------------------------------------
     def _read(self) -> None:
-        backoff = BACKOFF_MIN_S
+        self._backoff = BACKOFF_MIN_S
         self._last_frame = self._clock.now()
         try:
             while not self._stop.is_set():
                 try:
                     self._source.open()
-                    self._set_state(CameraState.ONLINE)
-                    backoff = BACKOFF_MIN_S
                     if self._pump():
                         return  # end of file
                 except SourceError as err:
@@ -114,13 +115,13 @@ class CameraWorker:
                     down_s = (self._clock.now() - self._last_frame).total_seconds()
                     state = (
                         CameraState.OFFLINE
-                        if down_s >= OFFLINE_AFTER_S
+                        if down_s >= self._offline_after_s
                         else CameraState.RECONNECTING
                     )
                     self._set_state(state, str(err))
-                    if self._stop.wait(backoff):
+                    if self._stop.wait(self._backoff):
                         return
-                    backoff = min(backoff * 2, BACKOFF_MAX_S)
+                    self._backoff = min(self._backoff * 2, BACKOFF_MAX_S)
         finally:
             self._hand_over(None)
 
@@ -137,6 +138,10 @@ class CameraWorker:
                 raise SourceError("end of file")
             self.stats.frames_read += 1
             self._last_frame = self._clock.now()
+            if self.state is not CameraState.ONLINE:
+                # Online once a frame arrives: a snapshot URL "opens" without a request.
+                self._set_state(CameraState.ONLINE)
+                self._backoff = BACKOFF_MIN_S
             self.stats.decode_s += frame.decode_s
             # Keep one frame per sampling interval of frame time. A frame up to a quarter
             # interval early counts (arrival jitter of a stream at the sampling rate); the

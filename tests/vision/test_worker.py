@@ -46,7 +46,9 @@ class Recorder:
         return False
 
 
-def test_snapshot_camera_reconnects_after_an_outage(cameras: dict[str, Camera]) -> None:
+def test_snapshot_camera_goes_offline_and_reconnects_after_an_outage(
+    cameras: dict[str, Camera],
+) -> None:
     server = CameraServer({"cam": CameraFeed(RoadScene(vehicles=list(ROAD)), fps=5.0)})
     server.start()
     port = server.port
@@ -65,12 +67,15 @@ def test_snapshot_camera_reconnects_after_an_outage(cameras: dict[str, Camera]) 
         on_analysis=rec.analysis,
         on_state=rec.state,
         clock=clock,
+        offline_after_s=2.5,
     )
     worker.start()
     try:
         assert rec.wait(lambda: len(rec.analyses) >= 5, 10)
         server.stop()  # the camera goes away
         assert rec.wait(lambda: rec.states[-1][0] is CameraState.RECONNECTING, 10)
+        # Backoff 1 s, 2 s, 4 s: the attempt after 2.5 s without a frame says offline.
+        assert rec.wait(lambda: rec.states[-1][0] is CameraState.OFFLINE, 10)
         seen = len(rec.analyses)
         server = CameraServer({"cam": CameraFeed(RoadScene(vehicles=list(ROAD)), 5.0)}, port)
         server.start()  # and comes back on the same address
@@ -81,9 +86,10 @@ def test_snapshot_camera_reconnects_after_an_outage(cameras: dict[str, Camera]) 
     assert [s for s, _ in rec.states] == [
         CameraState.ONLINE,
         CameraState.RECONNECTING,
+        CameraState.OFFLINE,
         CameraState.ONLINE,
     ]
-    assert worker.stats.reconnects >= 1
+    assert worker.stats.reconnects >= 3
     assert [a.seq for a in rec.analyses] == list(range(len(rec.analyses)))
 
 
