@@ -1,19 +1,20 @@
 """Cameras: health of each CCTV camera and what the vision workers read from it.
 
-Measure names and units are the FrameAnalysis table (pantau/frame_analysis.py): each
-measure is stored like a reading, one measurement per measure name, the camera as the
-`device` tag (with the camera's zones and agency) and a `region` tag for per-region
-measures. If the vision writer changes a name or a tag, change it here once.
+Measure names and units are the FrameAnalysis table (pantau/frame_analysis.py); ingest
+stores each measure like a reading (ingest/cameras.py): one measurement per measure
+name, tags `agency, camera, device, kecamatan, kelurahan, kind` and `region` for
+per-region measures; camera states in `camera_state` (field `online`), the frames that
+raised a fault in `camera_evidence` (fields `faults`, `path`).
 """
 
 from __future__ import annotations
 
-from dashboards.model import Dashboard, Panel, SqlQuery
-from dashboards.queries import incidents_sql, series
+from dashboards.model import Dashboard, InfluxQuery, Panel, SqlQuery
+from dashboards.queries import TAGS, incidents_sql, series
 from dashboards.variables import zone_variables
 from pantau.city import City
 
-CAMERA_TAG = "device"
+CAMERA_TAG = "camera"
 REGION_TAG = "region"
 
 # measure name -> (title, Grafana unit)
@@ -26,7 +27,43 @@ HEALTH = {
 }
 
 
+ONLINE = (
+    {
+        "type": "value",
+        "options": {
+            "0": {"text": "offline", "color": "red"},
+            "1": {"text": "online", "color": "green"},
+        },
+    },
+)
+
+
 def build(city: City) -> Dashboard:
+    online = Panel(
+        title="Camera stream online",
+        type="state-timeline",
+        targets=(
+            series("camera_state", by=CAMERA_TAG, agg="last", fill="previous", field="online"),
+        ),
+        mappings=ONLINE,
+        options={"showValue": "never", "mergeValues": True},
+        width=24,
+        height=6,
+        description="The vision worker's state of each stream (online, reconnecting = 0, "
+        "offline = 0), from the retained {root}/cameras/{id}/status.",
+    )
+    evidence = Panel(
+        title="Faults raised, with their evidence frame",
+        type="table",
+        targets=(
+            InfluxQuery(
+                query='SELECT "faults", "path" FROM "camera_evidence" WHERE $timeFilter '
+                f'AND {TAGS} GROUP BY "{CAMERA_TAG}"',
+                result_format="table",
+            ),
+        ),
+        width=24,
+    )
     faults = Panel(
         title="Camera faults now",
         type="state-timeline",
@@ -98,7 +135,7 @@ def build(city: City) -> Dashboard:
         uid="pantau-cameras",
         title="Pantau · Cameras",
         description="CCTV camera health and the vision analyses (FrameAnalysis measures).",
-        panels=(faults, *health, occupancy, stopped, depth, incidents),
+        panels=(online, faults, *health, occupancy, stopped, depth, evidence, incidents),
         variables=zone_variables(city),
         tags=("pantau", "cameras"),
     )

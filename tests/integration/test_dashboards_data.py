@@ -7,10 +7,10 @@ the month's e-Kinerja series. Then each template variable and each panel query o
 dashboards/generated/*.json (what Grafana loads) is expanded as Grafana would
 (dashboards.expand) and run: a variable or panel that returns nothing fails.
 
-Camera analyses are not in the pipeline yet (ingest stores sensor readings only), so
-the test writes a few FrameAnalysis measures in the documented schema
-(dashboards/cameras.py) itself; likewise it opens the camera and traffic incidents a
-storm does not raise, through the incident store.
+Two registered cameras publish an hour of FrameAnalysis messages (a fault raised
+halfway, with its evidence frame) and their stream state, through the broker into
+ingest, as vision workers do. The camera and traffic incidents a storm does not raise
+are opened through the incident store.
 """
 
 from __future__ import annotations
@@ -33,7 +33,17 @@ from dashboards.build import GENERATED
 from dashboards.model import INFLUX, POSTGRES
 from ingest.service import IngestService
 from ingest.writers import make_writer
+from pantau.cameras import load_cameras
 from pantau.city import City, load_city
+from pantau.frame_analysis import (
+    ANALYSIS_CONTENT_TYPE,
+    MEASURE_UNITS,
+    CameraState,
+    FrameAnalysis,
+    Measure,
+    encode_analysis,
+    encode_status,
+)
 from pantau.incidents import (
     ConditionChange,
     ConditionState,
@@ -45,6 +55,7 @@ from pantau.incidents import (
 )
 from pantau.influxql import InfluxQL
 from pantau.settings import ApiSettings, MetricsSettings, RulesSettings, Settings
+from pantau.topics import Topics
 from rules.routing import Router, load_roster
 from rules.service import RulesService, make_store
 from rules.store import IncidentStore
@@ -52,7 +63,7 @@ from rules.zoneindex import ZoneIndex
 from simulators.publisher import run_scenario
 from simulators.report import SimReport
 from simulators.scenario import find_scenario, load_scenario
-from tests.integration.mqtt_tools import wait_for
+from tests.integration.mqtt_tools import Publisher, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -89,7 +100,7 @@ def run(settings: Settings, postgres_url: str, topic_root: str) -> Iterator[Run]
     zones = ZoneIndex.for_city(city)
     store = make_store(settings, zones)
     influx = InfluxQL.from_settings(settings.influx)
-    ingest = IngestService(settings, city, make_writer(settings.influx))
+    ingest = IngestService(settings, city, make_writer(settings.influx), cameras=load_cameras(city))
     rules = RulesService(
         settings, city, store, Router(load_roster(city), zones), zones, influx=influx
     )
@@ -104,6 +115,8 @@ def run(settings: Settings, postgres_url: str, topic_root: str) -> Iterator[Run]
         wait_for(lambda: ingest.stats.messages >= report.messages, 120, "ingest has it all")
         wait_for(lambda: rules.stats.messages >= report.messages, 120, "rules have it all")
         assert rules.advance_to(report.end, 60)
+        frames = _publish_camera_analyses(settings, report.start)
+        wait_for(lambda: _stored(influx, "camera_sharpness") == frames, 30, "every analysis")
         wait_for(lambda: _has_latency(influx), 10, "a metrics report with latencies")
     finally:
         rules.stop()
@@ -111,6 +124,59 @@ def run(settings: Settings, postgres_url: str, topic_root: str) -> Iterator[Run]
     yield Run(city, settings, report, store, influx, sum(ingest.stats.rejected.values()))
     store.close()
     influx.close()
+
+
+CAMERAS = {"cam-flood-babakan": ("channel",), "cam-traffic-sudirman": ("lane-east", "lane-west")}
+
+
+def _publish_camera_analyses(settings: Settings, start: datetime) -> int:
+    """What two vision workers publish over an hour: an analysis every 5 minutes, the
+    picture frozen from minute 40 (a fault with its evidence frame), and the state."""
+    topics = Topics(settings.mqtt.root)
+    publisher = Publisher(settings.mqtt)
+    frames = 0
+    for camera, regions in CAMERAS.items():
+        state = encode_status(camera, CameraState.ONLINE, start)
+        publisher.publish(topics.camera_status(camera), state, ANALYSIS_CONTENT_TYPE)
+        for seq, minute in enumerate(range(0, 60, 5)):
+            frozen = minute >= 40
+            values = {
+                "camera_brightness": 0.41,
+                "camera_sharpness": 0.95,
+                "camera_frozen": 30.0 if frozen else 0.0,
+                "camera_occlusion": 0.02,
+                "camera_shift": 0.01,
+                "camera_fault": 1.0 if frozen else 0.0,
+                "water_depth": 10.0 + minute,
+            }
+            per_region = {"region_motion": 0.3, "region_occupancy": 0.4, "stopped_traffic": 6.0}
+            measures = [Measure(n, v, MEASURE_UNITS[n], 0.9) for n, v in values.items()]
+            measures += [
+                Measure(n, v * (seq + 1), MEASURE_UNITS[n], 0.8, region)
+                for n, v in per_region.items()
+                for region in regions
+            ]
+            analysis = FrameAnalysis(
+                camera_id=camera,
+                time=start + timedelta(minutes=minute),
+                seq=seq,
+                width=640,
+                height=360,
+                measures=tuple(measures),
+                faults=("frozen",) if frozen else (),
+                evidence=f"run/evidence/{camera}-{seq}.jpg" if minute == 40 else None,
+            )
+            publisher.publish(
+                topics.camera_analysis(camera), encode_analysis(analysis), ANALYSIS_CONTENT_TYPE
+            )
+            frames += 1
+    publisher.close()
+    return frames
+
+
+def _stored(influx: InfluxQL, measurement: str) -> int:
+    rows = influx.rows(f'SELECT count("value") FROM "{measurement}"')
+    return int(str(rows[0]["count"])) if rows else 0
 
 
 def _has_latency(influx: InfluxQL) -> bool:
@@ -221,33 +287,10 @@ def _has_data(row: tuple[object, ...]) -> bool:
 
 def _add_cameras_incidents_and_crews(run: Run) -> None:
     start = run.report.start
-    station = run.city.devices["wl-babakan-002"]
-    tags = (
-        f",agency=bpbd,device=cam-flood-babakan,kecamatan={station.kecamatan_id}"
-        f",kelurahan={station.kelurahan_id},kind=camera_flood"
-    )
-    lines = []
-    for minute in range(0, 60, 5):
-        ms = int((start + timedelta(minutes=minute)).timestamp() * 1000)
-        lines += [
-            f"camera_sharpness{tags} value=0.95 {ms}",
-            f"camera_brightness{tags} value=0.41 {ms}",
-            f"camera_frozen{tags} value={30.0 if minute >= 40 else 0.0} {ms}",
-            f"camera_occlusion{tags} value=0.02 {ms}",
-            f"camera_shift{tags} value=0.01 {ms}",
-            f"camera_fault{tags} value={1.0 if minute >= 40 else 0.0} {ms}",
-            f"water_depth{tags} value={10.0 + minute} {ms}",
-            f"region_motion{tags},region=channel value=0.3 {ms}",
-            f"region_occupancy{tags},region=channel value=0.4 {ms}",
-            f"stopped_traffic{tags},region=channel value={minute * 6.0} {ms}",
-        ]
-    writer = make_writer(run.settings.influx)
-    writer.write(lines)
-    writer.close()
-
+    camera_zone = run.city.devices["wl-babakan-002"].kelurahan_id  # cam-flood-babakan's
     raised = {i.key.hazard for i in run.store.active()}
     extra = [
-        (Hazard.CAMERA_FAULT, "camera-frozen", station.kelurahan_id, "cam-flood-babakan"),
+        (Hazard.CAMERA_FAULT, "camera-frozen", camera_zone, "cam-flood-babakan"),
         (Hazard.TRAFFIC_JAM, "traffic-jam", "kel-karawaci", "tc-karawaci-baru-020"),
         (Hazard.ROAD_DAMAGE, "road-damage", "kel-karawaci", "tc-karawaci-baru-020"),
     ]
