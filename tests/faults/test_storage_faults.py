@@ -7,13 +7,19 @@ figures at 2,000+/s from 1,000+ devices are bench/faults.py's).
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from ingest import deadletter
+from ingest.lineprotocol import series_key
+from ingest.writers import make_writer
 from pantau.devices import Device
 from pantau.local import LocalStack
 from pantau.settings import Settings
+from pantau.topics import Topics
+from pantau.wire import Sample, encode_native
 from tests.faults.harness import (
     IngestProcess,
     PacedLoad,
@@ -23,6 +29,7 @@ from tests.faults.harness import (
     wait_ingesting,
     wait_until,
 )
+from tests.integration.mqtt_tools import Collector, Publisher
 
 pytestmark = pytest.mark.integration
 
@@ -98,4 +105,41 @@ def test_ingest_sigkilled_under_load_loses_nothing(
         assert 0 < at_kill[1] < at_kill[2] < at_kill[3] < load.total, at_kill
         assert_stored_exactly(settings, load)
     finally:
+        ingest.stop()
+
+
+def test_lines_influxdb_refuses_are_dead_lettered_with_its_reason_and_the_rest_lands(
+    stack: LocalStack, settings: Settings, probe: Device, tmp_path: Path
+) -> None:
+    """A 4xx is never retried: the refused lines are isolated and dead-lettered with the
+    server's message; the others of the batch are stored."""
+    topics = Topics(settings.mqtt.root)
+    now = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+    # `rssi` with a string field in this shard: every float `value` after it conflicts
+    writer = make_writer(settings.influx)
+    writer.write([f'rssi{series_key(probe)} value="broken" {int(now.timestamp() * 1000) - 1}'])
+    writer.close()
+    dead = Collector(settings.mqtt, topics.all_deadletter)
+    ingest = IngestProcess(stack, settings, tmp_path / "spool", tmp_path / "ingest.log")
+    ingest.start()
+    try:
+        pub = Publisher(settings.mqtt)
+        wait_ingesting(settings, probe)
+        for i in range(10):
+            when = now + timedelta(seconds=i)
+            samples = [Sample("rssi", -70.0), Sample("battery", 80.0)]
+            pub.publish(topics.sensor_up(probe.id), encode_native(probe.id, i, when, samples))
+        pub.close()
+        wait_until(lambda: len(dead.snapshot()) >= 10, 60, "ten dead letters")
+        wait_until(lambda: stored_count(settings, "battery") >= 11, 30, "the batteries")
+        time.sleep(1)
+        letters = [deadletter.decode(bytes(m.payload)) for m in dead.snapshot()]
+        assert len(letters) == 10
+        assert {letter.reason for letter in letters} == {"influx_rejected"}
+        assert all("field type conflict" in letter.detail for letter in letters), letters[0]
+        assert all(letter.payload.startswith(b"rssi,") for letter in letters)
+        assert stored_count(settings, "battery") == 11  # ten and the probe
+        assert ingest.alive()
+    finally:
+        dead.close()
         ingest.stop()
