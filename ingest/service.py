@@ -215,8 +215,15 @@ class IngestService:
         if batch.lines:
             record = "\n".join(batch.lines).encode("utf-8")
             # While full, wait for the drain; at stop, give up (the broker redelivers).
-            if not self.spool.append([record], self._stop):
-                raise Stopping
+            while True:
+                try:
+                    if not self.spool.append([record], self._stop):
+                        raise Stopping
+                    break
+                except OSError as err:  # disk full or failing: nothing acked, try again
+                    log.error("cannot append to the spool (%s); retrying", err)
+                    if self._stop.wait(1.0):
+                        raise Stopping from err
         self._publish_dead_letters(batch.rejections, self._stop)
         self._session.ack(batch.items)
         self.stats.messages += len(batch.items)

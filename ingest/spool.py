@@ -140,7 +140,8 @@ class Spool:
     # --- writer side --------------------------------------------------------------------
     def append(self, records: Sequence[bytes], stop: threading.Event) -> bool:
         """Append `records` durably (one write, one fsync: a group commit). Waits while the
-        spool is full; False if `stop` was set while waiting (nothing appended)."""
+        spool is full; False if `stop` was set while waiting (nothing appended). OSError
+        if the disk fails: nothing is appended, and the call may be retried."""
         data = b"".join(HEADER.pack(len(r), zlib.crc32(r)) + r for r in records)
         with self._cond:
             # A batch larger than the whole bound still goes into an empty spool.
@@ -151,10 +152,18 @@ class Spool:
             if self._sizes[self._head] >= self.segment_bytes:
                 self._roll()
             head, fd = self._head, self._head_fd
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        except OSError:
+            # Disk full or failing: whatever part got written is a torn tail. Seal this
+            # segment at its last whole record (the reader stops there) and go on in a
+            # fresh one, so the caller can retry the same records.
+            with self._cond:
+                self._roll()
+            raise
         with self._cond:
             self._sizes[head] += len(data)
             self.appended_records += len(records)

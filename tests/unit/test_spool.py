@@ -3,6 +3,8 @@ segment deletion, backpressure."""
 
 from __future__ import annotations
 
+import errno
+import os
 import threading
 import time
 from pathlib import Path
@@ -122,3 +124,24 @@ def test_two_processes_never_share_a_spool(tmp_path: Path) -> None:
         spool(tmp_path)
     s.close()
     spool(tmp_path).close()
+
+
+def test_a_failed_append_leaves_no_torn_record_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = spool(tmp_path, segment_bytes=1 << 20)
+    stop = threading.Event()
+    assert s.append(records(2), stop)
+    real_write = os.write
+
+    def disk_full_halfway(fd: int, data: bytes | memoryview) -> int:
+        real_write(fd, bytes(data[: len(data) // 2]))  # half lands, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", disk_full_halfway)
+    with pytest.raises(OSError):
+        s.append(records(3, 2), stop)
+    monkeypatch.setattr(os, "write", real_write)
+    assert s.append(records(3, 2), stop)  # the caller's retry
+    assert read_all(s) == records(5)
+    s.close()
