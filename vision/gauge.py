@@ -2,13 +2,16 @@
 
 The gauge is cut out of the frame as an upright strip, `ROWS_PER_CM` rows per cm (one
 affine warp, so a tilted gauge reads the same). Above the water each row shows the
-board (paint, marks); below it, water. Each row is described by its mean colour and
-its spread across the board, smoothed over 2 cm so the E marks' teeth average out,
-and the water line is the row where a two-level (step) fit of that profile splits
-best: the change point with the least squared error, found in O(rows) with cumulative
-sums. It needs no colour of the board in config and survives dusk, haze and rain
-streaks because both levels move together. Confidence is the step's height against
-the spread within the two parts.
+board (paint, marks); below it, water. Each row is described by its mean colour, its
+spread across the board, and that spread over its brightness (the marks' contrast,
+which a street light's gradient along the board does not change), smoothed over one
+10 cm period of the E marks so the board reads as one level. The water line is first
+where a two-level (step) fit of the spread and contrast splits best (the change point
+with the least squared error, in O(rows) with cumulative sums), then refined to the
+row: the water's colour and spread are learned just below that line, and the line is
+the lowest row above which the rows stop looking like water. No colour of the board is
+needed in config. Confidence is the step's height against the spread within the two
+parts.
 """
 
 from __future__ import annotations
@@ -67,9 +70,10 @@ class GaugeReader:
 
     def read(self, frame: Image) -> DepthReading:
         strip = self.strip(frame).astype(np.float64)
-        profile = np.concatenate(
-            [strip.mean(axis=1), strip.std(axis=1).mean(axis=1, keepdims=True)], axis=1
-        )
+        mean = strip.mean(axis=1)
+        spread = strip.std(axis=1).mean(axis=1, keepdims=True)
+        contrast = spread / (mean.mean(axis=1, keepdims=True) + 8.0)
+        profile = np.concatenate([mean, spread, contrast], axis=1)
         k = max(1, int(SMOOTH_CM * ROWS_PER_CM))
         kernel = np.ones(k) / k
         padded = np.pad(profile, ((k // 2, k - 1 - k // 2), (0, 0)), mode="edge")
@@ -81,7 +85,8 @@ class GaugeReader:
         scale = smooth.std(axis=0)
         scale[scale < 1e-6] = 1.0
         feats = smooth / scale
-        split, gain, spread = _best_split(feats, margin=k)
+        # Spread and contrast only: the colour means follow the light along the board.
+        split, gain, spread = _best_split(feats[:, -2:], margin=k)
         split = _refine(profile, split)
         depth = (self._zero_row - split) / ROWS_PER_CM
         contrast = gain / max(spread, 1e-6)
