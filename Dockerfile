@@ -18,7 +18,7 @@ RUN uv sync --locked --no-dev --no-editable
 
 FROM python:3.11-slim
 RUN useradd --system --uid 10001 --home-dir /app pantau \
-    && install -d -o pantau -g pantau /var/lib/pantau/spool
+    && install -d -o pantau -g pantau /var/lib/pantau/spool /var/lib/pantau/evidence
 WORKDIR /app
 COPY --from=build --chown=pantau /app /app
 ENV PATH=/app/.venv/bin:$PATH PANTAU_CONFIG_DIR=/app/config PYTHONUNBUFFERED=1
