@@ -1,0 +1,99 @@
+"""The decoders fuzzed with hypothesis: whatever arrives on a device topic, ingest's
+pipeline answers with lines or with rejections carrying a reason, never an exception."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import hypothesis.strategies as st
+from hypothesis import HealthCheck, given, settings
+
+from ingest.pipeline import Pipeline
+from pantau.city import City, load_city
+from pantau.settings import IngestSettings
+from pantau.topics import Topics
+from pantau.wire import SENML_CONTENT_TYPE
+
+CITY: City = load_city()
+TOPICS = Topics("fuzz")
+DEVICE = min(d.id for d in CITY.devices.values() if "rssi" in d.metrics)
+NOW = datetime(2026, 11, 28, tzinfo=UTC)
+PIPELINE = Pipeline(CITY, TOPICS, IngestSettings(rate_limit_factor=0))
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**400), max_value=10**400)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=30),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=10), children, max_size=5)
+    ),
+    max_leaves=30,
+)
+# Near-valid bodies: the real keys with values of any type, so the decoders get past
+# the first check and into the fields.
+native_bodies = st.fixed_dictionaries(
+    {},
+    optional={
+        "device": st.just(DEVICE) | json_values,
+        "seq": json_values,
+        "time": st.just("2026-11-27T23:00:00Z") | json_values,
+        "readings": st.lists(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "metric": st.just("rssi") | json_values,
+                    "value": json_values,
+                    "unit": json_values,
+                    "time": json_values,
+                },
+            ),
+            max_size=4,
+        )
+        | json_values,
+    },
+)
+senml_packs = st.lists(
+    st.dictionaries(
+        st.sampled_from(["bn", "bt", "bu", "n", "u", "v", "vb", "vs", "t", "s"]),
+        st.just(f"{DEVICE}/") | st.just("rssi") | json_values,
+        max_size=6,
+    ),
+    max_size=5,
+)
+
+
+def dumps(value: object) -> bytes:
+    # allow_nan: NaN and Infinity literals are part of what devices get wrong
+    return json.dumps(value, allow_nan=True, default=str).encode()
+
+
+def handle(payload: bytes, content_type: str | None) -> None:
+    outcome = PIPELINE.handle(TOPICS.sensor_up(DEVICE), payload, content_type, NOW)
+    for rejection in outcome.rejections:
+        assert rejection.reason and rejection.detail
+    for line in outcome.lines:
+        assert line.startswith("rssi,")
+
+
+fuzz = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@fuzz
+@given(st.binary(max_size=2000), st.sampled_from([None, "application/json", SENML_CONTENT_TYPE]))
+def test_any_bytes(payload: bytes, content_type: str | None) -> None:
+    handle(payload, content_type)
+
+
+@fuzz
+@given(native_bodies)
+def test_native_bodies_with_any_field_types(body: dict[str, object]) -> None:
+    handle(dumps(body), None)
+
+
+@fuzz
+@given(senml_packs)
+def test_senml_packs_with_any_field_types(pack: list[dict[str, object]]) -> None:
+    handle(dumps(pack), SENML_CONTENT_TYPE)
