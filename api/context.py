@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from pantau.city import City, load_city
@@ -34,7 +34,8 @@ class ApiContext:
     geo: Geography
     roster: Roster
     engine: Engine
-    sessions: sessionmaker[Session]
+    sessions: sessionmaker[Session]  # writes (and reads that must see the write lock)
+    readers: sessionmaker[Session]  # reads only
     store: IncidentStore
     accounts: Accounts
     audit: AuditLog
@@ -50,11 +51,13 @@ class ApiContext:
 
     def version(self) -> int:
         """The newest timeline event id: what the caches are valid for."""
-        return newest_event_id(self.sessions)
+        return newest_event_id(self.readers)
 
     def close(self) -> None:
         self.store.close()
         self.engine.dispose()
+        if self.readers.kw["bind"] is not self.engine:
+            self.readers.kw["bind"].dispose()
         if self.influx is not None:
             self.influx.close()
 
@@ -78,6 +81,13 @@ def build_context(
     engine = make_engine(settings.database_url)
     migrate(engine)
     sessions = sessionmaker(engine, expire_on_commit=False)
+    readers = sessions
+    if engine.dialect.name == "sqlite":
+        # The store's SQLite engine takes the write lock at BEGIN (rules.store.migrate),
+        # which would queue every read behind every other; in WAL mode plain readers
+        # see the last commit without waiting.
+        read_engine = create_engine(settings.database_url, connect_args={"timeout": 30})
+        readers = sessionmaker(read_engine, expire_on_commit=False)
     store = IncidentStore(
         engine,
         load_sla_policy(settings.config_dir / "sla.yaml"),
@@ -93,6 +103,7 @@ def build_context(
         roster=load_roster(city),
         engine=engine,
         sessions=sessions,
+        readers=readers,
         store=store,
         accounts=Accounts(
             sessions,

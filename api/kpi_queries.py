@@ -107,7 +107,7 @@ def facts(
         IncidentRow.evidence_first_at,
         IncidentRow.evidence_device_ids,
     ).where(*where)
-    with ctx.sessions() as session:
+    with ctx.readers() as session:
         return [
             IncidentFacts(
                 id=r.id,

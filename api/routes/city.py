@@ -42,7 +42,7 @@ def zone_status(ctx: ApiContext, who: Principal) -> dict[str, tuple[Severity, in
         IncidentRow.workflow_state.not_in(INACTIVE_WORKFLOW), *scope_filter(who, ctx.geo)
     )
     status: dict[str, tuple[Severity, int]] = {}
-    with ctx.sessions() as session:
+    with ctx.readers() as session:
         for zone_id, severity in session.execute(query):
             worst, n = status.get(zone_id, (Severity.INFO, 0))
             status[zone_id] = (max(worst, severity), n + 1)
@@ -170,7 +170,7 @@ def devices(
     A crew sees its agency's devices in its kecamatan."""
     health = _health(ctx)
     faults: dict[str, list[str]] = {}
-    with ctx.sessions() as session:
+    with ctx.readers() as session:
         rows = session.execute(
             select(IncidentRow.hazard, IncidentRow.evidence_device_ids).where(
                 IncidentRow.workflow_state.not_in(INACTIVE_WORKFLOW),

@@ -99,7 +99,7 @@ def list_(
     version = ctx.version()
     body = ctx.listing_cache.get(key, version)
     if body is None:
-        with ctx.sessions() as session:
+        with ctx.readers() as session:
             rows, total = list_incidents(session, who, ctx.geo, filters, limit=limit, offset=offset)
         page = IncidentList(
             data=[public(i, ctx.geo) for i in rows], count=total, limit=limit, offset=offset
@@ -123,7 +123,7 @@ def visible_detail(
 
 def detail_out(ctx: ApiContext, detail: IncidentDetail) -> IncidentDetailOut:
     incident = detail.incident
-    with ctx.sessions() as session:
+    with ctx.readers() as session:
         reports = session.scalar(
             select(func.count())
             .select_from(CitizenReportRow)

@@ -73,7 +73,7 @@ def _matching(ctx: ApiContext, hazard: Hazard, zone_ids: list[str]) -> Incident 
         .order_by(IncidentRow.severity_current.desc(), IncidentRow.opened_at, IncidentRow.id)
         .limit(1)
     )
-    with ctx.sessions() as session:
+    with ctx.readers() as session:
         row = session.scalars(query).first()
         return None if row is None else _incident(row)
 
@@ -217,7 +217,7 @@ class ReportStaff(BaseModel):
 )
 def incident_reports(ctx: Ctx, who: CurrentPrincipal, incident_id: IncidentId) -> list[Any]:
     visible_detail(ctx, who, incident_id, "read:reports")
-    with ctx.sessions() as session:
+    with ctx.readers() as session:
         rows = session.scalars(
             select(CitizenReportRow)
             .where(CitizenReportRow.incident_id == incident_id)

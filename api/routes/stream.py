@@ -31,7 +31,7 @@ KEEPALIVE_S = 15.0
 
 
 def _latest_id(ctx: ApiContext) -> int:
-    with ctx.sessions() as session:
+    with ctx.readers() as session:
         return int(session.scalar(select(func.max(IncidentEventRow.id))) or 0)
 
 
@@ -48,7 +48,7 @@ def read_events(
     if incident_id is not None:
         query = query.where(IncidentRow.id == incident_id)
     out = []
-    with ctx.sessions() as session:
+    with ctx.readers() as session:
         for event, row in session.execute(query).all():
             incident = public(_incident(row), ctx.geo).model_dump(mode="json")
             out.append(
