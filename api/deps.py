@@ -1,10 +1,14 @@
-"""FastAPI dependencies, declared once as typed aliases."""
+"""FastAPI dependencies, declared once as typed aliases.
+
+They are `async`: a token check is pure CPU, and a sync dependency would cost every
+request a thread-pool hop; only the API-key lookup (SQL) goes to the pool."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Path, Query, Request, Security, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 
 from .context import ApiContext
@@ -15,7 +19,7 @@ oauth2 = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
 api_key = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
-def get_ctx(request: Request) -> ApiContext:
+async def get_ctx(request: Request) -> ApiContext:
     ctx: ApiContext = request.app.state.ctx
     return ctx
 
@@ -29,7 +33,7 @@ UNAUTHORIZED = HTTPException(
 )
 
 
-def current_principal(
+async def current_principal(
     ctx: Ctx,
     token: Annotated[str | None, Security(oauth2)],
     key: Annotated[str | None, Security(api_key)],
@@ -40,7 +44,7 @@ def current_principal(
         except TokenError:
             raise UNAUTHORIZED from None
     if key:
-        principal = ctx.accounts.principal_for_key(key)
+        principal = await run_in_threadpool(ctx.accounts.principal_for_key, key)
         if principal is not None:
             return principal
     raise UNAUTHORIZED
