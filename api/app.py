@@ -6,9 +6,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from .context import ApiContext
+from .deps import CurrentPrincipal
 from .routes import auth, city, feeds, incidents, kpi, pages, reports, stream
 from .routes.pages import STATIC
 
@@ -26,9 +29,34 @@ def create_app(ctx: ApiContext) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
 
-    app = FastAPI(title="Pantau API", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
+    # In production the schema and docs are for logged-in users only (they map the whole
+    # attack surface); in development they are open, as usual.
+    public_docs = ctx.settings.environment != "production"
+    app = FastAPI(
+        title="Pantau API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        openapi_url="/openapi.json" if public_docs else None,
+        docs_url="/docs" if public_docs else None,
+        redoc_url="/redoc" if public_docs else None,
+    )
     app.state.ctx = ctx
     for module in (auth, incidents, city, feeds, kpi, stream, reports, pages):
         app.include_router(module.router)
+    if not public_docs:
+
+        @app.get("/openapi.json", include_in_schema=False)
+        def schema(_who: CurrentPrincipal) -> JSONResponse:
+            return JSONResponse(app.openapi())
+
+    # CORS stays closed (no Access-Control-Allow-Origin at all) unless origins are named.
+    if ctx.settings.api.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=ctx.settings.api.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key"],
+        )
     app.mount("/app/static", StaticFiles(directory=STATIC), name="static")
     return app

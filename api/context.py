@@ -44,6 +44,8 @@ class ApiContext:
     kpi: KpiConfig
     influx: InfluxQL | None
     report_limiter: RateLimiter
+    login_failures: RateLimiter  # per username
+    login_failures_by_address: RateLimiter
     token_lifetime: timedelta = field(default=timedelta(hours=8))
     caches: dict[str, object] = field(default_factory=dict)  # small per-process caches
     listing_cache: VersionedCache[bytes] = field(default_factory=VersionedCache)
@@ -116,5 +118,9 @@ def build_context(
         kpi=load_kpi_config(settings.config_dir / "kpi.yaml"),
         influx=influx,
         report_limiter=RateLimiter(settings.api.report_rate_per_hour, 3600.0, clock),
+        login_failures=RateLimiter(settings.api.login_failures_per_15min, 900.0, clock),
+        login_failures_by_address=RateLimiter(
+            4 * settings.api.login_failures_per_15min, 900.0, clock
+        ),
         token_lifetime=timedelta(minutes=settings.api.token_minutes),
     )

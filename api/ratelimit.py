@@ -31,3 +31,19 @@ class RateLimiter:
                 for k in [k for k, v in self._hits.items() if not v]:
                     del self._hits[k]
             return None
+
+    def blocked(self, client: str) -> float | None:
+        """Seconds to wait if the client is over the limit, without counting a hit."""
+        now = self._clock.now().timestamp()
+        with self._lock:
+            hits = self._hits.get(client)
+            while hits and hits[0] <= now - self.window_s:
+                hits.popleft()
+            if hits is not None and len(hits) >= self.limit:
+                return max(1.0, hits[0] + self.window_s - now)
+            return None
+
+    def record(self, client: str) -> None:
+        """Count one hit (a failed login, say) whatever the limit says."""
+        with self._lock:
+            self._hits[client].append(self._clock.now().timestamp())

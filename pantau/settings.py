@@ -179,6 +179,16 @@ class ApiSettings(BaseModel):
         "the environment (PANTAU_API__JWT_SECRET); the API refuses to start without one",
     )
     token_minutes: int = Field(default=480, ge=1, le=7 * 24 * 60, description="token lifetime")
+    login_failures_per_15min: int = Field(
+        default=5,
+        ge=1,
+        description="failed logins per username (and 4x that per client address) in 15"
+        " minutes before further attempts get 429",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description="browser origins allowed to call the API cross-site; empty: none",
+    )
     report_rate_per_hour: int = Field(
         default=10, ge=1, description="citizen reports accepted per client address per hour"
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from api.audit import Outcome
@@ -19,14 +19,30 @@ router = APIRouter(tags=["auth"])
 @router.post(
     "/auth/token",
     response_model=Token,
-    responses={401: {"model": Message, "description": "wrong username or password"}},
+    responses={
+        401: {"model": Message, "description": "wrong username or password"},
+        429: {"model": Message, "description": "too many failed logins"},
+    },
 )
-def token(ctx: Ctx, form: Annotated[OAuth2PasswordRequestForm, Depends()]) -> Token:
+def token(
+    ctx: Ctx, request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()]
+) -> Token:
+    # Throttled before the password is even checked: guessing costs the guesser time,
+    # per username (one account attacked) and per address (many accounts tried).
+    user, address = form.username[:64], request.client.host if request.client else "?"
+    wait = ctx.login_failures.blocked(user) or ctx.login_failures_by_address.blocked(address)
+    if wait is not None:
+        ctx.audit.record(None, "login", Outcome.DENIED, "throttled", subject=user)
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            "too many failed logins; try later",
+            {"Retry-After": str(int(wait))},
+        )
     principal = ctx.accounts.authenticate(form.username, form.password)
     if principal is None:
-        ctx.audit.record(
-            None, "login", Outcome.DENIED, "wrong credentials", subject=form.username[:64]
-        )
+        ctx.login_failures.record(user)
+        ctx.login_failures_by_address.record(address)
+        ctx.audit.record(None, "login", Outcome.DENIED, "wrong credentials", subject=user)
         raise UNAUTHORIZED
     lifetime = ctx.token_lifetime
     return Token(
