@@ -94,3 +94,24 @@ def test_docs_are_for_logged_in_users_in_production(production: TestClient) -> N
 def test_docs_are_open_in_development(world: World) -> None:
     assert world.client.get("/openapi.json").status_code == 200
     assert world.client.get("/docs").status_code == 200
+
+
+def test_a_crew_cannot_change_fields_it_does_not_own(world: World) -> None:
+    crew = world.headers("barat")
+    inc = world.karawaci
+    before = world.client.get(f"/incidents/{inc.id}", headers=crew).json()
+    sneaky = {"zone_id": "kel-paninggilan", "severity": "info", "assignee_crew_id": "me"}
+    for action, body in (
+        ("acknowledge", {"note": "ok", **sneaky}),
+        ("on-site", sneaky),
+        ("resolve", {"code": "fixed", "note": "done", **sneaky}),
+    ):
+        r = world.client.post(f"/incidents/{inc.id}/{action}", json=body, headers=crew)
+        assert r.status_code == 422, (action, r.text)
+    # dispatching to another crew than itself is refused as well
+    r = world.client.post(
+        f"/incidents/{inc.id}/dispatch", json={"crew_id": "bpbd-utara-pagi"}, headers=crew
+    )
+    assert r.status_code in (403, 409, 422), r.text
+    after = world.client.get(f"/incidents/{inc.id}", headers=crew).json()
+    assert after == before  # nothing applied
