@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 import urllib.error
 import urllib.request
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -38,15 +39,16 @@ class Frame:
     decode_s: float  # seconds spent reading and decoding it
 
 
-class FrameSource:
+class FrameSource(ABC):
+    @abstractmethod
     def open(self) -> None:
-        raise NotImplementedError
+        """Connect or open; raises SourceError when the camera cannot be reached."""
 
+    @abstractmethod
     def read(self) -> Frame | None:
         """The next frame; None at the end of a file."""
-        raise NotImplementedError
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a source with nothing to release needs none
         """Release the source; it can be opened again."""
 
 
