@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pantau.broker.accounts import accounts_for
-from pantau.broker.files import check_passwd, write_files
+from pantau.broker.files import check_passwd, write_files, write_private
 from pantau.broker.passwords import WeakSecret, check_secret, derive_password
 from pantau.broker.retire import retire
 from pantau.city import load_city
@@ -39,10 +39,10 @@ def write_service_env(directory: Path, usernames: Sequence[str], secret: str) ->
     """One env file per service account (mode 0600), for compose's env_file."""
     directory.mkdir(parents=True, exist_ok=True)
     for name in usernames:
-        fd = os.open(directory / f"{name}.env", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(f"PANTAU_MQTT__USERNAME={name}\n")
-            f.write(f"PANTAU_MQTT__PASSWORD={derive_password(secret, name)}\n")
+        env = (
+            f"PANTAU_MQTT__USERNAME={name}\nPANTAU_MQTT__PASSWORD={derive_password(secret, name)}\n"
+        )
+        write_private(directory / f"{name}.env", env.encode())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

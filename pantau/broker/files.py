@@ -42,11 +42,16 @@ def write_files(directory: Path, accounts: Sequence[Account], secret: str) -> tu
     """passwd (mode 0600: hashes still deserve privacy) and acl in `directory`."""
     directory.mkdir(parents=True, exist_ok=True)
     passwd, acl = directory / "passwd", directory / "acl"
-    fd = os.open(passwd, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(render_passwd(accounts, secret))
+    write_private(passwd, render_passwd(accounts, secret).encode())
     acl.write_text(render_acl(accounts), encoding="utf-8")
     return passwd, acl
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write `path` readable by its owner only, from the first byte (no chmod race)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
 
 
 def check_passwd(path: Path) -> set[str]:
