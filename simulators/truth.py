@@ -273,6 +273,16 @@ def _compare(op: str, x: FloatArray, level: float, m: FloatArray) -> tuple[np.nd
         return exact, exact  # == and != are for states, which have no noise
 
 
+def _hysteresis(
+    t: FloatArray, x: FloatArray, m: FloatArray, breach: tuple[str, float], clear: tuple[str, float]
+) -> _Judged:
+    """A raise level and a separate clear level, judged with noise margins: a breach
+    surely stays while the value is surely not clearing, and may stay while it may not."""
+    sure_b, maybe_b = _compare(breach[0], x, breach[1], m)
+    sure_c, maybe_c = _compare(clear[0], x, clear[1], m)
+    return _Judged(t, sure_b, ~maybe_c, maybe_b, ~sure_c)
+
+
 def _exact(op: str, x: FloatArray, level: float) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         out: np.ndarray = {
@@ -356,9 +366,9 @@ class _Oracle:
             if isinstance(rule, RateOfChangeRule):
                 x = _rate(s, rule.window.total_seconds())
                 m = np.full(len(x), RATE_MARGIN_PER_MIN)
-                sure_b, maybe_b = _compare(">=", x, rule.raise_per_min, m)
-                sure_c, maybe_c = _compare("<", x, rule.clear_per_min, m)
-                judged = _Judged(s.t, sure_b, ~maybe_c, maybe_b, ~sure_c)
+                judged = _hysteresis(
+                    s.t, x, m, (">=", rule.raise_per_min), ("<", rule.clear_per_min)
+                )
                 onset = _onset(judged, rule.raise_for.total_seconds(), silence)
                 by_zone[self.zone(rule, d)].append((onset, base, base))
                 continue
@@ -370,10 +380,8 @@ class _Oracle:
                 continue
             x, m = _values(s, rule.metric, rule.mean_over)
             up, down = ("<=", ">") if rule.direction == "below" else (">=", "<")
-            sure_b, maybe_b = _compare(up, x, raise_v, m)
-            sure_c, maybe_c = _compare(down, x, clear_v, m)
             onset = _onset(
-                _Judged(s.t, sure_b, ~maybe_c, maybe_b, ~sure_c),
+                _hysteresis(s.t, x, m, (up, raise_v), (down, clear_v)),
                 rule.raise_for.total_seconds(),
                 silence,
             )
