@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 
 from .context import ApiContext
 from .deps import CurrentPrincipal
+from .fastpath import CachedListings
 from .routes import auth, city, feeds, incidents, kpi, pages, reports, stream
 from .routes.pages import STATIC
 
@@ -50,6 +51,8 @@ def create_app(ctx: ApiContext) -> FastAPI:
         def schema(_who: CurrentPrincipal) -> JSONResponse:
             return JSONResponse(app.openapi())
 
+    # Innermost: CORS (added after) also wraps the answers it serves.
+    app.add_middleware(CachedListings, ctx=ctx)
     # CORS stays closed (no Access-Control-Allow-Origin at all) unless origins are named.
     if ctx.settings.api.cors_origins:
         app.add_middleware(

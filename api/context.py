@@ -9,6 +9,7 @@ from datetime import timedelta
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from pantau.cameras import Camera, load_cameras
 from pantau.city import City, load_city
 from pantau.clock import Clock, SystemClock
 from pantau.influxql import InfluxQL
@@ -22,15 +23,16 @@ from .audit import AuditLog
 from .geography import Geography
 from .kpi import Kpis
 from .kpi_config import KpiConfig, load_kpi_config
-from .listing_cache import VersionedCache, newest_event_id
+from .listing_cache import EventVersion, VersionedCache
 from .ratelimit import RateLimiter
-from .security import Passwords, check_signing_key
+from .security import Passwords, TokenReader, check_signing_key
 
 
 @dataclass
 class ApiContext:
     settings: Settings
     city: City
+    cameras: dict[str, Camera]
     geo: Geography
     roster: Roster
     engine: Engine
@@ -46,16 +48,19 @@ class ApiContext:
     report_limiter: RateLimiter
     login_failures: RateLimiter  # per username
     login_failures_by_address: RateLimiter
+    tokens: TokenReader
+    events: EventVersion
     token_lifetime: timedelta = field(default=timedelta(hours=8))
     caches: dict[str, object] = field(default_factory=dict)  # small per-process caches
     listing_cache: VersionedCache[bytes] = field(default_factory=VersionedCache)
     kpi_cache: VersionedCache[Kpis] = field(default_factory=VersionedCache)
 
-    def version(self) -> int:
-        """The newest timeline event id: what the caches are valid for."""
-        return newest_event_id(self.readers)
+    def version(self) -> tuple[int, str]:
+        """What the caches are valid for (see `EventVersion`)."""
+        return self.events.current()
 
     def close(self) -> None:
+        self.events.close()
         self.store.close()
         self.engine.dispose()
         if self.readers.kw["bind"] is not self.engine:
@@ -84,6 +89,7 @@ def build_context(
     migrate(engine)
     sessions = sessionmaker(engine, expire_on_commit=False)
     readers = sessions
+    read_engine = engine
     if engine.dialect.name == "sqlite":
         # The store's SQLite engine takes the write lock at BEGIN (rules.store.migrate),
         # which would queue every read behind every other; in WAL mode plain readers
@@ -101,6 +107,7 @@ def build_context(
     return ApiContext(
         settings=settings,
         city=city,
+        cameras=load_cameras(city) if (city.config_dir / "cameras.yaml").exists() else {},
         geo=Geography(zones),
         roster=load_roster(city),
         engine=engine,
@@ -115,6 +122,8 @@ def build_context(
         audit=AuditLog(sessions, clock),
         clock=clock,
         signing_key=key,
+        tokens=TokenReader(key),
+        events=EventVersion(read_engine),
         kpi=load_kpi_config(settings.config_dir / "kpi.yaml"),
         influx=influx,
         report_limiter=RateLimiter(settings.api.report_rate_per_hour, 3600.0, clock),

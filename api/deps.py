@@ -13,7 +13,7 @@ from fastapi.security import APIKeyHeader, OAuth2PasswordBearer
 
 from .context import ApiContext
 from .principal import Principal
-from .security import TokenError, read_token
+from .security import TokenError
 
 oauth2 = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
 api_key = APIKeyHeader(name="X-API-Key", auto_error=False)
@@ -40,7 +40,7 @@ async def current_principal(
 ) -> Principal:
     if token:
         try:
-            return read_token(token, ctx.signing_key)
+            return ctx.tokens.read(token)
         except TokenError:
             raise UNAUTHORIZED from None
     if key:

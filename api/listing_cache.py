@@ -2,8 +2,9 @@
 written.
 
 Every change an incident list or a KPI shows (opened, condition, severity, workflow, SLA) appends
-a timeline event, in any process, so the newest event id is the list's version: one
-primary-key lookup per request instead of a count, a page query and 50 serialisations.
+a timeline event, in any process, so the incident events' version (`EventVersion`) is
+the list's version: one index lookup per request instead of a count, a page query and
+50 serialisations.
 """
 
 from __future__ import annotations
@@ -12,19 +13,76 @@ import threading
 from collections import OrderedDict
 from collections.abc import Hashable
 from typing import Generic, TypeVar
+from urllib.parse import parse_qsl
 
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine, Text, cast, func, literal_column, select
+from sqlalchemy.pool import PoolProxiedConnection
 
 from rules.store.models import IncidentEventRow
+
+from .principal import Principal
 
 MAX_ENTRIES = 512
 V = TypeVar("V")
 
 
-def newest_event_id(sessions: sessionmaker[Session]) -> int:
-    with sessions() as session:
-        return int(session.scalar(select(func.max(IncidentEventRow.id))) or 0)
+def listing_key(who: Principal, query_string: bytes) -> Hashable:
+    """Same scope + same query = the same list. The query is parsed as Starlette parses
+    it, in any parameter order, so the route and `CachedListings` agree on keys."""
+    params = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+    return (who.agency, who.kecamatan, tuple(sorted(params)))
+
+
+class EventVersion:
+    """What every cached list and KPI is valid for: changes whenever a committed incident
+    event becomes visible, read on one dedicated connection (no session, no pool
+    checkout: this runs on every request, cache hit or not).
+
+    SQLite: the newest event id. Writers hold the database lock from BEGIN to COMMIT,
+    so ids are committed in order and a new visible event always raises the maximum.
+    PostgreSQL: ids come from a sequence and commit out of order (a transaction holding
+    id 10 can commit after the one holding 11), so the maximum alone could miss an
+    event; the current snapshot (`xmin:xmax:in-progress xids`) changes whenever any
+    write transaction commits, which covers it. Read-only load leaves both unchanged.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        snapshot = (
+            cast(func.pg_current_snapshot(), Text)
+            if engine.dialect.name == "postgresql"
+            else literal_column("''")
+        )
+        query = select(func.max(IncidentEventRow.id), snapshot)
+        self._sql = str(query.compile(dialect=engine.dialect))
+        self._conn: PoolProxiedConnection | None = None
+        self._lock = threading.Lock()
+
+    def current(self) -> tuple[int, str]:
+        with self._lock:
+            conn = self._conn
+            if conn is None:
+                conn = self._conn = self._engine.raw_connection()
+                if self._engine.dialect.name == "postgresql":
+                    # No transaction left open between requests.
+                    conn.driver_connection.autocommit = True  # type: ignore[union-attr]
+            try:
+                cursor = conn.cursor()
+                cursor.execute(self._sql)
+                newest, snapshot = cursor.fetchone() or (None, "")
+                cursor.close()
+            except Exception:
+                # A dropped connection: reopen on the next request, fail this one.
+                self._conn = None
+                conn.invalidate()
+                raise
+        return int(newest or 0), str(snapshot)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
 
 
 class VersionedCache(Generic[V]):

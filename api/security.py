@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -83,7 +85,8 @@ def issue_token(principal: Principal, key: str, now: datetime, lifetime: timedel
     return jwt.encode(claims, key, algorithm=ALGORITHM)
 
 
-def read_token(token: str, key: str) -> Principal:
+def _verified(token: str, key: str) -> tuple[Principal, float]:
+    """The principal and the expiry (unix seconds) of a token that passes every check."""
     try:
         claims = jwt.decode(
             token,
@@ -93,15 +96,44 @@ def read_token(token: str, key: str) -> Principal:
             options={"require": ["exp", "iat", "sub", "iss"]},
         )
         zones = claims.get("kecamatan")
-        return Principal(
+        principal = Principal(
             subject=str(claims["sub"]),
             role=Role(claims["role"]),
             agency=claims.get("agency"),
             kecamatan=None if zones is None else frozenset(str(z) for z in zones),
             crew_id=claims.get("crew"),
         )
+        return principal, float(claims["exp"])
     except (jwt.PyJWTError, KeyError, ValueError, TypeError) as err:
         raise TokenError(str(err)) from err
+
+
+class TokenReader:
+    """Reads access tokens, remembering those it has verified until they expire.
+
+    A token is immutable and signed, so once its signature and claims pass, only the
+    clock can change the answer: a remembered token is re-checked against its `exp`
+    (the same `now < exp` PyJWT applies) and nothing else. Saves the HMAC and the JSON
+    parse on every request of a logged-in page. Bounded: forgets everything when full.
+    """
+
+    MAX_TOKENS = 4096
+
+    def __init__(self, key: str) -> None:
+        self._key = key
+        self._seen: dict[str, tuple[Principal, float]] = {}
+        self._lock = threading.Lock()
+
+    def read(self, token: str) -> Principal:
+        hit = self._seen.get(token)
+        if hit is not None and time.time() < hit[1]:
+            return hit[0]
+        principal, expires = _verified(token, self._key)  # raises TokenError if expired
+        with self._lock:
+            if len(self._seen) >= self.MAX_TOKENS:
+                self._seen.clear()
+            self._seen[token] = (principal, expires)
+        return principal
 
 
 def new_api_key() -> str:

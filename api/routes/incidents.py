@@ -14,6 +14,7 @@ from api.context import ApiContext
 from api.deps import MAX_ID, Ctx, CurrentPrincipal, IncidentId, unprocessable
 from api.evidence import evidence_of
 from api.incident_queries import IncidentFilter, list_incidents, public, visible
+from api.listing_cache import listing_key
 from api.principal import Principal, Role
 from api.schemas import (
     Conflict,
@@ -106,10 +107,10 @@ async def list_(
         opened_to=opened_to,
         crew=crew,
     )
-    # Same scope + same query + no new event since = the same answer. The endpoint is
-    # async so a cache hit costs no thread-pool hop; the version read is one primary-key
-    # lookup, the page itself is built in the pool.
-    key = (who.agency, who.kecamatan, tuple(sorted(request.query_params.multi_items())))
+    # Same scope + same query + no new event since = the same answer (repeats are
+    # usually served before routing, by api.fastpath.CachedListings). The page itself
+    # is built in the thread pool.
+    key = listing_key(who, request.scope["query_string"])
     version = ctx.version()
     body = ctx.listing_cache.get(key, version)
     if body is None:
