@@ -25,6 +25,9 @@ asking. The incidents *of the period* are those opened (event time) in [start, e
 - sensor availability %: buckets of `availability_bucket_minutes` in [start, as_of) in
   which a device stored at least one reading of its kind's first metric, summed over
   the scope's devices, / (devices x buckets) x 100.
+- camera availability %: likewise over the scope's cameras, a bucket counting when the
+  camera stored at least one analysis that found no camera fault (a camera whose lens
+  is covered or blurred still sends analyses, but the city cannot see through it).
 - score 0-100: each KPI with a target scores s = min(100, 100 v / t) when higher is
   better; when lower is better s = 100 for v <= t, falling linearly to 0 at v = 2t.
   score = sum(w s) / sum(w) over the KPIs that have a value.
@@ -86,6 +89,7 @@ class Kpis:
     reopen_rate_pct: float | None
     detection_delay_minutes: Stat
     sensor_availability_pct: float | None
+    camera_availability_pct: float | None
     score: float | None = None
     subscores: dict[str, float] = field(default_factory=dict)
 
@@ -121,6 +125,7 @@ def compute(
     now: datetime,
     *,
     availability_pct: float | None = None,
+    camera_availability_pct: float | None = None,
 ) -> Kpis:
     """The KPIs of the period from every incident that may bear on it (opened before
     `end`; those opened before `start` only count towards the backlog)."""
@@ -175,6 +180,7 @@ def compute(
         reopen_rate_pct=100.0 * reopened / len(ever_resolved) if ever_resolved else None,
         detection_delay_minutes=stat(delays),
         sensor_availability_pct=availability_pct,
+        camera_availability_pct=camera_availability_pct,
     )
 
 
@@ -185,6 +191,7 @@ def scored_values(k: Kpis) -> dict[str, float | None]:
         "sla_compliance_pct": k.sla_compliance_pct,
         "reopen_rate_pct": k.reopen_rate_pct,
         "sensor_availability_pct": k.sensor_availability_pct,
+        "camera_availability_pct": k.camera_availability_pct,
         "detection_delay_minutes_mean": k.detection_delay_minutes.mean,
     }
 

@@ -16,6 +16,7 @@ ScoredKpi = Literal[
     "sla_compliance_pct",
     "reopen_rate_pct",
     "sensor_availability_pct",
+    "camera_availability_pct",
     "detection_delay_minutes_mean",
 ]
 

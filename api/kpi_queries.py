@@ -11,11 +11,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from typing import Protocol, TypeVar
 
 from sqlalchemy import or_, select
 
 from ingest.lineprotocol import tag_value
 from ingest.writers import WriteRejected, WriteUnavailable, make_writer
+from pantau.cameras import Camera
 from pantau.devices import Device
 from pantau.influxql import InfluxQLError, quote_ident
 from rules.store.models import IncidentRow
@@ -126,20 +128,69 @@ def facts(
         ]
 
 
-def scope_devices(ctx: ApiContext, who: Principal, scope: Scope) -> list[Device]:
-    chosen = [d for d in ctx.city.devices.values() if who.sees(d.agency, d.kecamatan_id)]
+class Placed(Protocol):
+    """A device or a camera: what scoping needs to know of it."""
+
+    @property
+    def agency(self) -> str: ...
+    @property
+    def kecamatan_id(self) -> str: ...
+    @property
+    def kelurahan_id(self) -> str: ...
+
+
+P = TypeVar("P", bound=Placed)
+
+
+def in_scope(ctx: ApiContext, who: Principal, scope: Scope, things: Iterable[P]) -> list[P]:
+    """The devices (or cameras) of `scope` that the caller may see."""
+    chosen = [t for t in things if who.sees(t.agency, t.kecamatan_id)]
     if scope.kind is ScopeKind.AGENCY:
-        return [d for d in chosen if d.agency == scope.id]
+        return [t for t in chosen if t.agency == scope.id]
     if scope.kind is ScopeKind.KECAMATAN:
-        return [d for d in chosen if d.kecamatan_id == scope.id]
+        return [t for t in chosen if t.kecamatan_id == scope.id]
     if scope.kind is ScopeKind.KELURAHAN:
-        return [d for d in chosen if d.kelurahan_id == scope.id]
+        return [t for t in chosen if t.kelurahan_id == scope.id]
     if scope.kind is ScopeKind.CREW:
         crew = next((c for c in ctx.roster.crews if c.id == scope.id), None)
         if crew is None:
             return []
-        return [d for d in chosen if d.agency == crew.agency and d.kecamatan_id in crew.kecamatan]
+        return [t for t in chosen if t.agency == crew.agency and t.kecamatan_id in crew.kecamatan]
     return chosen
+
+
+def _buckets(ctx: ApiContext, start: datetime, as_of: datetime) -> tuple[int, int]:
+    """(bucket seconds, number of buckets) of an availability period."""
+    span_s = (as_of - start).total_seconds()
+    bucket_s = max(ctx.kpi.availability_bucket_minutes * 60, math.ceil(span_s / MAX_BUCKETS))
+    bucket_s = int(math.ceil(bucket_s / 60) * 60)  # whole minutes for GROUP BY time()
+    return bucket_s, math.ceil(span_s / bucket_s)
+
+
+def _present_buckets(
+    ctx: ApiContext,
+    measurement: str,
+    *,
+    tag: str,
+    ids: set[str],
+    start: datetime,
+    as_of: datetime,
+    bucket_s: int,
+    condition: str = "",
+) -> int:
+    """(id, bucket) pairs in [start, as_of) with at least one point of `measurement`."""
+    assert ctx.influx is not None
+    q = (
+        f"SELECT count(value) FROM {quote_ident(measurement)} "  # noqa: S608
+        f"WHERE time >= $start AND time < $end {condition}"
+        f"GROUP BY time({bucket_s}s), {quote_ident(tag)} fill(none)"
+    )
+    params: dict[str, str | int | float | bool] = {
+        "start": start.isoformat(),
+        "end": as_of.isoformat(),
+    }
+    rows = ctx.influx.rows(q, params=params)
+    return sum(1 for r in rows if r.get(tag) in ids and isinstance(r.get("count"), int))
 
 
 def sensor_availability(
@@ -149,33 +200,48 @@ def sensor_availability(
     device's first metric; None without InfluxDB, devices or time."""
     if ctx.influx is None or not devices or as_of <= start:
         return None
-    span_s = (as_of - start).total_seconds()
-    bucket_s = max(ctx.kpi.availability_bucket_minutes * 60, math.ceil(span_s / MAX_BUCKETS))
-    bucket_s = int(math.ceil(bucket_s / 60) * 60)  # whole minutes for GROUP BY time()
-    buckets = math.ceil(span_s / bucket_s)
+    bucket_s, buckets = _buckets(ctx, start, as_of)
     by_metric: defaultdict[str, set[str]] = defaultdict(set)
     for d in devices:
         if d.metrics:
             by_metric[d.metrics[0]].add(d.id)
-    present = 0
     try:
-        for metric, ids in sorted(by_metric.items()):
-            q = (
-                f"SELECT count(value) FROM {quote_ident(metric)} "  # noqa: S608
-                f'WHERE time >= $start AND time < $end GROUP BY time({bucket_s}s), "device" '
-                "fill(none)"
+        present = sum(
+            _present_buckets(
+                ctx, metric, tag="device", ids=ids, start=start, as_of=as_of, bucket_s=bucket_s
             )
-            params: dict[str, str | int | float | bool] = {
-                "start": start.isoformat(),
-                "end": as_of.isoformat(),
-            }
-            for row in ctx.influx.rows(q, params=params):
-                if row.get("device") in ids and isinstance(row.get("count"), int):
-                    present += 1
+            for metric, ids in sorted(by_metric.items())
+        )
     except InfluxQLError as err:
         logger.warning("sensor availability unavailable: %s", err)
         return None
     return availability(min(present, len(devices) * buckets), len(devices), buckets)
+
+
+def camera_availability(
+    ctx: ApiContext, cameras: Sequence[Camera], start: datetime, as_of: datetime
+) -> float | None:
+    """Share of (camera, bucket) pairs in [start, as_of) with at least one analysis that
+    found no camera fault (`camera_fault` = 0); None without InfluxDB, cameras or time."""
+    if ctx.influx is None or not cameras or as_of <= start:
+        return None
+    bucket_s, buckets = _buckets(ctx, start, as_of)
+    ids = {c.id for c in cameras}
+    try:
+        present = _present_buckets(
+            ctx,
+            "camera_fault",
+            tag="camera",
+            ids=ids,
+            start=start,
+            as_of=as_of,
+            bucket_s=bucket_s,
+            condition="AND value = 0 ",
+        )
+    except InfluxQLError as err:
+        logger.warning("camera availability unavailable: %s", err)
+        return None
+    return availability(min(present, len(ids) * buckets), len(ids), buckets)
 
 
 def kpis_for(ctx: ApiContext, who: Principal, scope: Scope, start: datetime, end: datetime) -> Kpis:
@@ -196,9 +262,17 @@ def kpis_for(ctx: ApiContext, who: Principal, scope: Scope, start: datetime, end
 def _kpis_for(
     ctx: ApiContext, who: Principal, scope: Scope, start: datetime, end: datetime, *, now: datetime
 ) -> Kpis:
-    devices = scope_devices(ctx, who, scope)
-    avail = sensor_availability(ctx, devices, start, min(end, now))
-    k = compute(facts(ctx, who, scope, start, end), start, end, now, availability_pct=avail)
+    as_of = min(end, now)
+    devices = in_scope(ctx, who, scope, ctx.city.devices.values())
+    cameras = in_scope(ctx, who, scope, ctx.cameras.values())
+    k = compute(
+        facts(ctx, who, scope, start, end),
+        start,
+        end,
+        now,
+        availability_pct=sensor_availability(ctx, devices, start, as_of),
+        camera_availability_pct=camera_availability(ctx, cameras, start, as_of),
+    )
     return score(k, ctx.kpi)
 
 

@@ -40,6 +40,7 @@ def kpi_table(scope: str, variable: str) -> InfluxQuery:
         ("ack_minutes_mean", "ack min"),
         ("resolve_minutes_mean", "resolve min"),
         ("sensor_availability_pct", "sensors up %"),
+        ("camera_availability_pct", "cameras up %"),
         ("backlog", "backlog"),
     )
     select = ", ".join(f'last("{f}") AS "{label}"' for f, label in fields)

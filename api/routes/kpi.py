@@ -70,6 +70,7 @@ class KpiOut(BaseModel):
     reopen_rate_pct: float | None
     detection_delay_minutes: StatOut
     sensor_availability_pct: float | None
+    camera_availability_pct: float | None
     score: float | None
     subscores: dict[str, float]
 
@@ -117,6 +118,7 @@ def kpi_out(ctx: ApiContext, scope: Scope, k: Kpis) -> KpiOut:
         reopen_rate_pct=k.reopen_rate_pct,
         detection_delay_minutes=_stat(k.detection_delay_minutes),
         sensor_availability_pct=k.sensor_availability_pct,
+        camera_availability_pct=k.camera_availability_pct,
         score=k.score,
         subscores=k.subscores,
     )
@@ -167,7 +169,7 @@ CSV_COLUMNS = [
     "ack_minutes_mean", "ack_minutes_p90", "resolve_minutes_mean", "resolve_minutes_p90",
     "sla_compliance_pct", "sla_met", "sla_missed", "sla_pending", "backlog", "reopened",
     "reopen_rate_pct", "detection_delay_minutes_mean", "detection_delay_minutes_p90",
-    "sensor_availability_pct", "score",
+    "sensor_availability_pct", "camera_availability_pct", "score",
 ]  # fmt: skip
 
 
@@ -184,7 +186,7 @@ def _csv_row(o: KpiOut) -> list[str]:
         num(o.sla_compliance_pct), str(o.sla_met), str(o.sla_missed), str(o.sla_pending),
         str(o.backlog), str(o.reopened), num(o.reopen_rate_pct),
         num(o.detection_delay_minutes.mean), num(o.detection_delay_minutes.p90),
-        num(o.sensor_availability_pct), num(o.score),
+        num(o.sensor_availability_pct), num(o.camera_availability_pct), num(o.score),
     ]  # fmt: skip
 
 

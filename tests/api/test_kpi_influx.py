@@ -1,4 +1,4 @@
-"""KPIs through the API against the run's real InfluxDB: sensor availability from data
+"""KPIs through the API against the run's real InfluxDB: sensor and camera availability from data
 presence, evidence series on the incident detail, and the KPI series published back."""
 
 from __future__ import annotations
@@ -53,6 +53,13 @@ def test_availability_evidence_and_publish(ctx: ApiContext, settings: Settings) 
         f"water_level,device=wl-paninggilan-067 value={140 + i}.0 {_ms(T0 + i * 20 * M + M)}"
         for i in range(3)
     ]
+    # cam-flood-babakan (kel-babakan, the only camera there) sees clearly in buckets
+    # 0-2, sends analyses of a covered lens in bucket 3 and nothing after: 3 of 6 = 50 %.
+    lines += [
+        f"camera_fault,camera=cam-flood-babakan value={0.0 if i < 3 else 1.0} "
+        f"{_ms(T0 + i * 10 * M + 2 * M)}"
+        for i in range(4)
+    ]
     recent = datetime.now(UTC) - timedelta(hours=1)  # device health looks back 7 days
     lines.append(f"battery,device=rg-paninggilan-034 value=81.5 {_ms(recent)}")
     writer = make_writer(settings.influx)
@@ -80,6 +87,10 @@ def test_availability_evidence_and_publish(ctx: ApiContext, settings: Settings) 
         assert k["resolve_minutes"]["mean"] == 20.0
         assert k["sla_compliance_pct"] == 100.0  # ack by +10, resolve by +240
         assert k["detection_delay_minutes"]["mean"] == 5.0
+        assert k["camera_availability_pct"] is None  # no camera in kel-paninggilan
+        babakan = {**params, "id": "kel-babakan"}
+        cams = client.get("/kpi", params=babakan, headers=h).json()
+        assert cams["camera_availability_pct"] == pytest.approx(50.0)
         csv_text = client.get("/kpi", params={**params, "format": "csv"}, headers=h).text
         header, row = csv_text.strip().split("\n")
         values = dict(zip(header.split(","), row.split(","), strict=True))
