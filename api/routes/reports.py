@@ -15,11 +15,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, Request, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
+from api.audit import Outcome
 from api.context import ApiContext
 from api.deps import Ctx, CurrentPrincipal, IncidentId, unprocessable
 from api.incident_queries import CITIZEN_RULE
@@ -206,6 +207,7 @@ class ReportStaff(BaseModel):
     category: str
     description: str
     has_photo: bool
+    photo_url: str | None = None
     outcome: str
 
 
@@ -217,6 +219,7 @@ class ReportStaff(BaseModel):
 )
 def incident_reports(ctx: Ctx, who: CurrentPrincipal, incident_id: IncidentId) -> list[Any]:
     visible_detail(ctx, who, incident_id, "read:reports")
+    base = f"/incidents/{incident_id}/reports"
     with ctx.readers() as session:
         rows = session.scalars(
             select(CitizenReportRow)
@@ -233,7 +236,37 @@ def incident_reports(ctx: Ctx, who: CurrentPrincipal, incident_id: IncidentId) -
                 category=r.category,
                 description=r.description,
                 has_photo=r.photo is not None,
+                photo_url=None if r.photo is None else f"{base}/{r.id}/photo",
                 outcome=r.outcome,
             )
             for r in rows
         ]
+
+
+@router.get(
+    "/incidents/{incident_id}/reports/{report_id}/photo",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/jpeg": {}, "image/png": {}}, "description": "the photo"},
+        401: {"model": Message},
+        404: {"model": Message, "description": "no such report photo in the caller's scope"},
+    },
+    tags=["incidents"],
+    summary="A citizen report's photo (staff only)",
+)
+def report_photo(
+    ctx: Ctx, who: CurrentPrincipal, incident_id: IncidentId, report_id: IncidentId
+) -> Response:
+    """Staff who may see the incident may see its reports' photos; each viewing is
+    audited, since a photo may show people. Never cached by browsers or proxies."""
+    visible_detail(ctx, who, incident_id, "read:report-photo")
+    with ctx.readers() as session:
+        row = session.get(CitizenReportRow, report_id)
+    if row is None or row.incident_id != incident_id or row.photo is None:
+        raise HTTPException(404, f"report {report_id} of incident {incident_id} has no photo")
+    ctx.audit.record(who, "read:report-photo", Outcome.ALLOWED, f"report {report_id}", incident_id)
+    return Response(
+        row.photo,
+        media_type=row.photo_type or "application/octet-stream",
+        headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"},
+    )

@@ -83,6 +83,19 @@ def test_citizen_reports_corroborate_or_open(world: World) -> None:
     assert detail["incident"]["severity"] == "info" and detail["citizen_reports"] == 2
     staff = c.get(f"/incidents/{opened['incident_id']}/reports", headers=ops).json()
     assert [s["has_photo"] for s in staff] == [True, False]
+    # Staff fetch the photo (audited); another zone's crew and the public cannot.
+    photo_url = staff[0]["photo_url"]
+    assert staff[1]["photo_url"] is None
+    photo = c.get(photo_url, headers=ops)
+    assert photo.status_code == 200 and photo.content == PNG
+    assert photo.headers["content-type"] == "image/png"
+    assert photo.headers["cache-control"] == "private, no-store"
+    assert c.get(photo_url).status_code == 401
+    assert c.get(photo_url, headers=world.headers("selatan")).status_code == 404
+    second = f"/incidents/{opened['incident_id']}/reports/{staff[1]['id']}/photo"
+    assert c.get(second, headers=ops).status_code == 404  # that report has none
+    audit = c.get("/audit", headers=ops).json()["data"]
+    assert any(e["action"] == "read:report-photo" and e["outcome"] == "allowed" for e in audit)
     # The public feed shows the reported incident without photo or description.
     feed = c.get("/feeds/incidents.geojson").text
     assert "x.png" not in feed and "PNG" not in feed and "citizen_report" in feed
