@@ -32,7 +32,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -40,6 +40,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from pantau.cameras import Camera
 from pantau.city import City
 from pantau.clock import Clock, SystemClock
 from pantau.device_messages import DeviceMessageReader
@@ -50,8 +51,10 @@ from pantau.mqtt_session import Inbound, SessionConsumer
 from pantau.readings import Reading
 from pantau.settings import Settings
 from pantau.topics import Topics
+from rules.cameras import CameraReadings, read_camera_history, rules_city
 from rules.engine import RuleEngine
 from rules.escalation import escalate_due
+from rules.gaps import UplinkGaps
 from rules.history import latest_time, read_readings
 from rules.metrics import RulesMetrics
 from rules.notify import NotifierThread, WebhookConfig
@@ -96,6 +99,8 @@ class RulesStats:
     reloads: int = 0
     reload_errors: int = 0
     rebuilt_readings: int = 0
+    uplink_gaps: int = 0  # seq gaps found (rules.gaps); missing uplinks in them:
+    uplinks_missing: int = 0
     alerts_by_crew: dict[str, int] = field(default_factory=dict)
 
 
@@ -122,8 +127,12 @@ class RulesService:
         *,
         clock: Clock | None = None,
         influx: InfluxQL | None = None,
+        cameras: Mapping[str, Camera] | None = None,
     ) -> None:
-        """`influx`: where to read the rebuild window from (None: start empty)."""
+        """`influx`: where to read the rebuild window from (None: start empty).
+        `cameras`: the camera registry; its analyses on `{root}/cameras/+/analysis` are
+        fed to the rules as readings of devices at the cameras' locations (rules.cameras).
+        None: devices only."""
         self._settings = settings
         self._config = settings.rules
         self._city = city
@@ -135,8 +144,14 @@ class RulesService:
         self._topics = Topics(settings.mqtt.root)
         self.rules_path = self._config.rules_file or settings.config_dir / "rules.yaml"
         self._rules_mtime = self._mtime()
-        self._rules = load_rules(self.rules_path, city)  # a bad file at start is fatal
-        self._engine = RuleEngine(city, self._rules, self._clock)
+        # The engine's city holds the cameras as devices; decoding keeps the registry's.
+        self._cameras = dict(cameras or {})
+        self._rules_city = rules_city(city, self._cameras)
+        self._camera_reader = (
+            CameraReadings(self._cameras, city.catalogue, self._topics) if self._cameras else None
+        )
+        self._rules = load_rules(self.rules_path, self._rules_city)  # a bad file is fatal
+        self._engine = RuleEngine(self._rules_city, self._rules, self._clock)
         self._reader = DeviceMessageReader(city, self._topics, settings.ingest)
         self._requests: queue.Queue[tuple[datetime, threading.Event]] = queue.Queue()
         self._reload_requested = threading.Event()
@@ -145,7 +160,8 @@ class RulesService:
         self._session = SessionConsumer(
             settings.mqtt,
             self._config.client_id,
-            self._topics.all_sensor_up,
+            [self._topics.all_sensor_up]
+            + ([self._topics.all_camera_analysis] if self._cameras else []),
             session_expiry_s=self._config.session_expiry_s,
             receive_maximum=self._config.receive_maximum,
             clock=self._clock,
@@ -158,6 +174,8 @@ class RulesService:
         self._outbox_dirty = True
         webhooks = WebhookConfig.from_settings(self._config)
         self._webhooks = None if webhooks is None else NotifierThread(store, webhooks)
+        # Seq gaps across a broker reconnect: data_quality points and incidents.
+        self._gaps = UplinkGaps(city, settings.influx)
 
     # --- lifecycle ------------------------------------------------------------------
     def start(self) -> None:
@@ -187,6 +205,7 @@ class RulesService:
         if self._webhooks is not None:
             self._webhooks.stop()
         self._session.stop()
+        self._gaps.close()
         self.metrics.stop()
 
     @property
@@ -219,6 +238,7 @@ class RulesService:
                 batch = self._collect()
                 readings = self._decode(batch)
                 changes = self._engine.ingest(readings)
+                changes += self._gaps.changes(self._clock.now())
                 now = time.monotonic()
                 if tick_every > 0 and now >= next_tick:
                     changes += self._engine.tick()
@@ -261,12 +281,27 @@ class RulesService:
         out: list[Reading] = []
         rejected = 0
         for item in batch:
+            if self._camera_reader is not None and self._camera_reader.handles(item.topic):
+                camera = self._camera_reader.read(item.topic, item.payload)
+                out += camera.readings
+                rejected += camera.rejected
+                continue
             read = self._reader.read(item.topic, item.payload, item.content_type, item.received_at)
             out += read.readings
             rejected += len(read.rejections)
+            if count:
+                first = read.readings[0] if read.readings else None
+                self._gaps.observe(
+                    read.device_id,
+                    None if first is None else first.seq,
+                    None if first is None else first.time,
+                    item.generation,
+                    item.received_at,
+                )
         if count:
             self.stats.rejected += rejected
             self.stats.readings += len(out)
+            self.stats.uplink_gaps, self.stats.uplinks_missing = self._gaps.gaps, self._gaps.missing
         return out
 
     def _serve_requests(self) -> None:
@@ -287,7 +322,7 @@ class RulesService:
             return []
         self._rules_mtime = mtime
         try:
-            rules: RuleSet = load_rules(self.rules_path, self._city)
+            rules: RuleSet = load_rules(self.rules_path, self._rules_city)
         except (ConfigError, ConfigErrors) as err:
             self.stats.reload_errors += 1
             log.error("rule file not reloaded, the old rules stay in force:\n%s", err)
@@ -419,7 +454,9 @@ class RulesService:
         to the store: it recognises incidents it holds, so nothing opens twice."""
         self._await_history()
         history = self._history()
-        self._engine, current = RuleEngine.rebuild(self._city, self._rules, self._clock, history)
+        self._engine, current = RuleEngine.rebuild(
+            self._rules_city, self._rules, self._clock, history
+        )
         self.stats.rebuilt_readings = len(history)
         self._apply(current)
         log.info(
@@ -480,7 +517,9 @@ class RulesService:
             return []
         since = self._clock.now() - timedelta(seconds=window)
         try:
-            return read_readings(self._influx, self._city, since)
+            return read_readings(self._influx, self._city, since) + read_camera_history(
+                self._influx, self._cameras, self._city.catalogue, since
+            )
         except InfluxQLError as err:
             log.warning("no rebuild, InfluxDB did not answer: %s", err)
             return []

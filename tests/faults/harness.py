@@ -95,6 +95,76 @@ class IngestProcess:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
 
 
+class RulesProcess:
+    """`python -m pantau.cli rules` on one topic root, database and SQL store: a process
+    of its own, so it can be SIGKILLed, or paused (SIGSTOP, a stalled host) while the
+    broker queues for its session."""
+
+    def __init__(
+        self, stack: LocalStack, settings: Settings, database_url: str, log: Path, **env: str
+    ) -> None:
+        self.env = {
+            **os.environ,
+            **stack.environment(),
+            "PANTAU_MQTT__ROOT": settings.mqtt.root,
+            "PANTAU_INFLUX__DATABASE": settings.influx.database,
+            "PANTAU_DATABASE_URL": database_url,
+            "PANTAU_RULES__CLIENT_ID": f"rules-{settings.mqtt.root}",
+            **env,
+        }
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self, timeout: float = 60) -> None:
+        """Start and wait until it is consuming (its start-up line is logged)."""
+        mark = self.log_text().count("rules: ")
+        with self.log.open("ab") as sink:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "pantau.cli", "rules"],
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
+        self.starts += 1
+        wait_until(
+            lambda: self.log_text().count("rules: ") > mark or not self.alive(),
+            timeout,
+            "the rules service to start",
+        )
+        assert self.alive(), self.log_tail()
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGCONT)  # in case it was paused
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def log_tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:]) or "(no log)"
+
+
 class PacedLoad:
     """One `rssi` reading per QoS 1 message from each of `devices` in turn, at `rate`
     messages per second, on a thread; device times one second apart per device, ending

@@ -42,6 +42,9 @@ class Publisher:
             props.ContentType = content_type
         self._infos.append(self._client.publish(topic, payload, qos=1, properties=props))
 
+    def connected(self) -> bool:
+        return self._client.is_connected()
+
     def flush(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         for info in self._infos:

@@ -1,0 +1,311 @@
+"""Uplink gaps: device messages the rules service never received, found from the
+per-device `seq` of the native payload form (pantau/wire.py), and raised as a
+data-quality event when they coincide with a reconnect to the broker.
+
+A device counts its uplinks; a message with seq `s` after one with seq `l` means
+`s - l - 1` uplinks in between, some of which did arrive without a seq (SenML carries
+none, a malformed or refused message yields none). So per device the detector counts
+the messages that arrived since its last seq'd one, and the gap is
+
+    missing = s - l - 1 - (messages without a seq since l)
+
+which is exact for in-order delivery and errs low (never high) when copies are
+redelivered. What is not a gap:
+
+- a seq at or below the last one with an older or equal device time: a redelivered or
+  late copy (QoS 1 at least once), ignored;
+- a seq below the last one with a *newer* device time: the device rebooted and its
+  counter restarted; the seq becomes the new baseline, nothing is raised;
+- the first message of a device in this process: there is no baseline yet.
+
+Every gap is written to InfluxDB (`data_quality`, one point per device and gap, tag
+`cause`): `reconnect` when it is the device's first gap since the rules service's MQTT
+session came back (a broker restart or a network cut: messages the broker acknowledged
+to a device and lost, bounded by its autosave interval) and the reading that closed it
+arrived within `window` (5 min, longer than a report interval) of the reconnect, else
+`device` (the device's own radio dropouts, which the absence rules already cover). A
+device dropout that happens to end inside that window is still counted as the
+reconnect's (the seqs alone cannot tell them apart), at most one per device.
+Only `reconnect` gaps become incidents, so a fleet with flaky radios raises nothing:
+one `uplink-gap` data-quality incident per kecamatan (rule `UPLINK_GAP_RULE`, hazard
+data_quality, severity info; devices and the missing count as evidence), active while
+the window lasts and cleared at its end. The incident takes the store's path like any
+rule's verdict, so the incident event and the Diskominfo crew alert go out through the
+outbox (at least once, deduplicated by message id).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from ingest.lineprotocol import tag_value
+from ingest.writers import InfluxWriter, WriteRejected, WriteUnavailable, make_writer
+from pantau.city import City
+from pantau.incidents import (
+    ConditionChange,
+    ConditionState,
+    DedupKey,
+    Evidence,
+    Hazard,
+    Severity,
+)
+from pantau.settings import InfluxSettings
+
+log = logging.getLogger(__name__)
+
+UPLINK_GAP_RULE = "uplink-gap"
+MEASUREMENT = "data_quality"
+RECONNECT_WINDOW = timedelta(minutes=5)  # longer than a device's report interval
+MAX_PENDING_POINTS = 10_000  # kept while InfluxDB is away; older ones are dropped
+WRITE_RETRY_S = 10.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Gap:
+    device_id: str
+    missing: int  # uplinks between the two seqs that never arrived
+    after_seq: int
+    next_seq: int
+    last_time: datetime  # device time of the reading before the gap
+    next_time: datetime  # device time of the reading that closed it
+    at_reconnect: bool
+
+    @property
+    def cause(self) -> str:
+        return "reconnect" if self.at_reconnect else "device"
+
+
+@dataclass(slots=True)
+class _Track:
+    seq: int
+    time: datetime
+    unsequenced: int = 0  # messages of the device since `seq` that carried none
+
+
+class GapDetector:
+    """Per-device seq tracking; `observe` each message of a device topic in arrival
+    order with the connection (`generation`) it came on. Tracks registered devices only,
+    so the state is bounded by the registry."""
+
+    def __init__(
+        self, is_device: Callable[[str], bool], window: timedelta = RECONNECT_WINDOW
+    ) -> None:
+        self._is_device = is_device
+        self._window = window
+        self._tracks: dict[str, _Track] = {}
+        self._generation = 0
+        self._watched: set[str] = set()  # devices whose first gap after it is the reconnect's
+        self.reconnected_at: datetime | None = None
+        self.reconnects = 0
+        self.reboots = 0
+
+    def observe(
+        self,
+        device_id: str | None,
+        seq: int | None,
+        device_time: datetime | None,
+        generation: int,
+        received_at: datetime,
+    ) -> Gap | None:
+        if generation > self._generation:
+            if self._generation > 0:  # not the process's first connection
+                self.reconnected_at = received_at
+                self.reconnects += 1
+                self._watched = set(self._tracks)
+            self._generation = generation
+        if device_id is None or not self._is_device(device_id):
+            return None
+        track = self._tracks.get(device_id)
+        if seq is None or device_time is None:
+            if track is not None:
+                track.unsequenced += 1
+            return None
+        if track is None:
+            self._tracks[device_id] = _Track(seq, device_time)
+            return None
+        if seq <= track.seq:
+            if seq < track.seq and device_time > track.time:
+                self.reboots += 1  # the counter restarted: a new baseline
+                self._tracks[device_id] = _Track(seq, device_time)
+            return None  # else a redelivered or late copy
+        missing = seq - track.seq - 1 - track.unsequenced
+        gap = None
+        if missing > 0:
+            gap = Gap(
+                device_id=device_id,
+                missing=missing,
+                after_seq=track.seq,
+                next_seq=seq,
+                last_time=track.time,
+                next_time=device_time,
+                at_reconnect=self._in_window(received_at) and device_id in self._watched,
+            )
+            self._watched.discard(device_id)
+        track.seq, track.unsequenced = seq, 0
+        track.time = max(track.time, device_time)
+        return gap
+
+    def _in_window(self, received_at: datetime) -> bool:
+        since = self.reconnected_at
+        return since is not None and since <= received_at <= since + self._window
+
+    def window_over(self, now: datetime) -> bool:
+        since = self.reconnected_at
+        return since is not None and now > since + self._window
+
+
+def data_quality_line(gap: Gap) -> str:
+    """One point per gap, at the device time of the reading that closed it; identity
+    is device + kind + cause + time, so a replay overwrites it."""
+    millis = int(gap.next_time.timestamp() * 1000)
+    return (
+        f"{MEASUREMENT},device={tag_value(gap.device_id)},kind=uplink_gap,cause={gap.cause}"
+        f" missing={gap.missing}i,after_seq={gap.after_seq}i,next_seq={gap.next_seq}i,"
+        f"since_ms={int(gap.last_time.timestamp() * 1000)}i {millis}"
+    )
+
+
+@dataclass(slots=True)
+class _ZoneGap:
+    devices: set[str] = field(default_factory=set)
+    missing: int = 0
+    first_at: datetime | None = None
+    at: datetime | None = None  # event time of the latest change (never goes back)
+
+
+class GapIncidents:
+    """Reconnect gaps -> one data-quality verdict per kecamatan and reconnect window."""
+
+    def __init__(self, kecamatan_of: Callable[[str], str]) -> None:
+        self._kecamatan_of = kecamatan_of
+        self._open: dict[str, _ZoneGap] = {}
+
+    def add(self, gaps: Sequence[Gap]) -> list[ConditionChange]:
+        touched: dict[str, _ZoneGap] = {}
+        for gap in gaps:
+            if not gap.at_reconnect:
+                continue
+            zone_id = self._kecamatan_of(gap.device_id)
+            zone = self._open.setdefault(zone_id, _ZoneGap())
+            zone.devices.add(gap.device_id)
+            zone.missing += gap.missing
+            zone.first_at = min(zone.first_at or gap.last_time, gap.last_time)
+            zone.at = max(zone.at or gap.next_time, gap.next_time)
+            touched[zone_id] = zone
+        return [self._change(z, g, ConditionState.ACTIVE) for z, g in sorted(touched.items())]
+
+    def clear(self) -> list[ConditionChange]:
+        """The window is over: every zone's verdict clears (the gap is history)."""
+        cleared = ConditionState.CLEARED
+        changes = [self._change(z, g, cleared) for z, g in sorted(self._open.items())]
+        self._open.clear()
+        return changes
+
+    @staticmethod
+    def _change(zone_id: str, zone: _ZoneGap, state: ConditionState) -> ConditionChange:
+        assert zone.at is not None and zone.first_at is not None
+        devices = len(zone.devices)
+        active = state is ConditionState.ACTIVE
+        return ConditionChange(
+            key=DedupKey(UPLINK_GAP_RULE, zone_id, Hazard.DATA_QUALITY),
+            state=state,
+            severity=Severity.INFO if active else None,
+            at=zone.at,
+            evidence=Evidence(
+                device_ids=tuple(sorted(zone.devices)),
+                metric="uplink_seq",
+                peak_value=float(zone.missing),
+                first_at=zone.first_at,
+                last_at=zone.at,
+            ),
+            reason=(
+                f"{zone.missing} uplinks of {devices} device(s) lost across a broker reconnect"
+                if active
+                else "uplinks contiguous again after the reconnect"
+            ),
+        )
+
+
+class UplinkGaps:
+    """What the rules service holds: the detector, the zone verdicts, and the
+    `data_quality` points on their way to InfluxDB (written by the worker, retried
+    while InfluxDB is away, bounded)."""
+
+    def __init__(
+        self,
+        city: City,
+        influx: InfluxSettings | None,
+        window: timedelta = RECONNECT_WINDOW,
+    ) -> None:
+        devices = city.devices
+        self.detector = GapDetector(devices.__contains__, window)
+        self._incidents = GapIncidents(lambda d: devices[d].kecamatan_id)
+        self._influx = influx
+        self._writer: InfluxWriter | None = None
+        self._pending: list[str] = []
+        self._retry_at = 0.0
+        self._found: list[Gap] = []
+        self.gaps = 0
+        self.missing = 0
+
+    def observe(
+        self,
+        device_id: str | None,
+        seq: int | None,
+        device_time: datetime | None,
+        generation: int,
+        received_at: datetime,
+    ) -> None:
+        gap = self.detector.observe(device_id, seq, device_time, generation, received_at)
+        if gap is not None:
+            self._found.append(gap)
+            self.gaps += 1
+            self.missing += gap.missing
+            log.log(
+                logging.WARNING if gap.at_reconnect else logging.DEBUG,
+                "uplink gap: %s lost %d (seq %d..%d, cause %s)",
+                gap.device_id,
+                gap.missing,
+                gap.after_seq + 1,
+                gap.next_seq - 1,
+                gap.cause,
+            )
+
+    def changes(self, now: datetime) -> list[ConditionChange]:
+        """The verdicts of the gaps found since the last call (and the clearing ones
+        once the reconnect window is over); queues their points for InfluxDB."""
+        found, self._found = self._found, []
+        self._pending += [data_quality_line(g) for g in found]
+        if len(self._pending) > MAX_PENDING_POINTS:
+            log.warning("dropping %d data_quality points", len(self._pending) - MAX_PENDING_POINTS)
+            del self._pending[:-MAX_PENDING_POINTS]
+        changes = self._incidents.add(found)
+        if self.detector.window_over(now):
+            changes += self._incidents.clear()
+        self._write()
+        return changes
+
+    def _write(self) -> None:
+        if not self._pending or self._influx is None or time.monotonic() < self._retry_at:
+            return
+        try:
+            if self._writer is None:
+                self._writer = make_writer(self._influx)
+            self._writer.write(self._pending)
+            self._pending = []
+        except WriteUnavailable as err:
+            log.warning("data_quality points kept for later, InfluxDB away: %s", err)
+            self._retry_at = time.monotonic() + WRITE_RETRY_S
+        except WriteRejected as err:
+            log.error("InfluxDB refused %d data_quality points: %s", len(self._pending), err)
+            self._pending = []
+
+    def close(self) -> None:
+        self._write()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
