@@ -101,6 +101,12 @@ class CameraModel(BaseModel):
     station: str | None = Field(
         default=None, description="nearby water-level station, for the sensor cross-check"
     )
+    station_offset_cm: float = Field(
+        default=0.0,
+        description="the station's water level (cm above its datum) when the gauge reads 0:"
+        " the gauge zero's height above the station's datum, from a survey; 0 when both"
+        " stand on the same channel bed",
+    )
 
     @model_validator(mode="after")
     def _gauge_for_flood(self) -> CameraModel:
@@ -150,6 +156,7 @@ class Camera:
     gauge: Gauge | None
     flood_depth_cm: float
     station: str | None
+    station_offset_cm: float = 0.0
 
 
 def load_cameras(city: City, path: Path | None = None) -> dict[str, Camera]:
@@ -212,6 +219,7 @@ def load_cameras(city: City, path: Path | None = None) -> dict[str, Camera]:
             else Gauge(zero=g.zero, top=g.top, top_cm=g.top_cm, width_px=g.width_px),
             flood_depth_cm=m.flood_depth_cm,
             station=m.station,
+            station_offset_cm=m.station_offset_cm,
         )
     if errors:
         raise ConfigErrors(errors)

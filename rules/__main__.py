@@ -13,6 +13,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
+from pantau.cameras import load_cameras
 from pantau.city import load_city
 from pantau.influxql import InfluxQL
 from pantau.settings import Settings
@@ -36,8 +37,9 @@ def serve(argv: Sequence[str]) -> int:
 
     parser = argparse.ArgumentParser(
         prog="pantau rules",
-        description="Consume {root}/sensors/+/up, evaluate the rules, keep incidents in SQL "
-        "and publish {root}/incidents/{zone} and {root}/alerts/crews/{crew}. Settings come "
+        description="Consume {root}/sensors/+/up and {root}/cameras/+/analysis, evaluate the "
+        "rules, keep incidents in SQL and publish {root}/incidents/{zone} and "
+        "{root}/alerts/crews/{crew}. Settings come "
         "from PANTAU_* environment variables (PANTAU_RULES__*, PANTAU_DATABASE_URL).",
         epilog="`pantau rules backtest --help`: what a rule file would have raised over "
         "stored readings.",
@@ -49,7 +51,8 @@ def serve(argv: Sequence[str]) -> int:
     router = Router(load_roster(city), zones)
     store = make_store(settings, zones)
     influx = InfluxQL.from_settings(settings.influx)
-    service = RulesService(settings, city, store, router, zones, influx=influx)
+    cameras = load_cameras(city)
+    service = RulesService(settings, city, store, router, zones, influx=influx, cameras=cameras)
     stop = threading.Event()
 
     def on_stop(signum: int, frame: FrameType | None) -> None:
@@ -63,9 +66,10 @@ def serve(argv: Sequence[str]) -> int:
     signal.signal(signal.SIGHUP, on_hup)
     service.start()
     log.info(
-        "rules: %s, %d devices, MQTT %s:%d root %r, store %s",
+        "rules: %s, %d devices, %d cameras, MQTT %s:%d root %r, store %s",
         service.rules_path,
         len(city.devices),
+        len(cameras),
         settings.mqtt.host,
         settings.mqtt.port,
         settings.mqtt.root,

@@ -23,11 +23,13 @@ from pantau.devices import Device
 from pantau.errors import ConfigError, ConfigErrors
 from pantau.incidents import Hazard, Severity
 from pantau.yamlconf import LocatedYaml, read_yaml
+from rules.cameras import CameraDevice
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|min|m|h)\s*$")
 _UNIT_SECONDS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 _LEVEL = re.compile(
-    r"^\s*levels\.(alert_cm|danger_cm|bankfull_cm)\s*(?:([-+*])\s*(\d+(?:\.\d+)?))?\s*$"
+    r"^\s*levels\.(alert_cm|danger_cm|bankfull_cm|flood_depth_cm)"
+    r"\s*(?:([-+*])\s*(\d+(?:\.\d+)?))?\s*$"
 )
 
 
@@ -61,7 +63,8 @@ def _parse_level(value: object) -> float | str:
     if isinstance(value, str) and _LEVEL.match(value):
         return value.strip()
     raise ValueError(
-        f"{value!r} is not a level: a number or `levels.<alert_cm|danger_cm|bankfull_cm>`"
+        f"{value!r} is not a level: a number or"
+        " `levels.<alert_cm|danger_cm|bankfull_cm|flood_depth_cm>`"
         " optionally with `- n`, `+ n` or `* n`"
     )
 
@@ -71,7 +74,8 @@ Report = Callable[[Sequence[str | int], str], None]
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 SeverityName = Annotated[Severity, BeforeValidator(_parse_severity)]
-# A number in the metric's unit, or a device's Siaga level (`levels.alert_cm - 10`).
+# A number in the metric's unit, or a device's Siaga level (`levels.alert_cm - 10`), or a
+# flood camera's flood depth (`levels.flood_depth_cm`, config/cameras.yaml).
 Level = Annotated[float | str, BeforeValidator(_parse_level)]
 ZoneLevelName = Literal["kelurahan", "kecamatan"]
 Op = Literal[">", ">=", "<", "<=", "==", "!="]
@@ -82,13 +86,21 @@ def level_uses_device(level: float | str) -> bool:
 
 
 def resolve_level(level: float | str, device: Device) -> float | None:
-    """The level as a number for `device`; None if it names Siaga levels the device lacks."""
+    """The level as a number for `device`; None if it names a level the device lacks."""
     if isinstance(level, float | int):
         return float(level)
     m = _LEVEL.match(level)
-    if m is None or device.levels is None:
+    if m is None:
         return None
-    base = float(getattr(device.levels, m.group(1)))
+    if m.group(1) == "flood_depth_cm":
+        depth = device.flood_depth_cm if isinstance(device, CameraDevice) else None
+        if depth is None:
+            return None
+        base = depth
+    elif device.levels is None:
+        return None
+    else:
+        base = float(getattr(device.levels, m.group(1)))
     op, operand = m.group(2), m.group(3)
     if op is None:
         return base
@@ -216,16 +228,47 @@ class CompositeRule(_RuleBase):
     clear_for: Duration = Field(default=timedelta(0), description="hold before CLEARED")
 
 
+class CrossCheckRule(_RuleBase):
+    """A flood camera's gauge depth against the water level of its `station`
+    (config/cameras.yaml): the station's level less the camera's `station_offset_cm`
+    is the depth the gauge should show (clipped to 0 .. the gauge's top mark, which is
+    all it can show); a difference beyond `tolerance` held `raise_for` is a data-quality
+    incident naming both devices and both values. Judged only while both sides have a
+    reading younger than `max_age`; silence is the absence rule's business."""
+
+    kind: Literal["cross_check"] = Field(description="a camera against its nearby station")
+    metric: str = Field(description="the camera's metric (water_depth)")
+    against: str = Field(description="the station's metric (water_level)")
+    tolerance: float = Field(gt=0, description="difference (metric's unit) that raises")
+    clear: float | None = Field(
+        default=None, ge=0, description="difference at which it clears (default: tolerance)"
+    )
+    raise_for: Duration = Field(default=timedelta(0), description="hold before ACTIVE")
+    clear_for: Duration = Field(default=timedelta(0), description="hold before CLEARED")
+    max_age: Duration = Field(
+        default=timedelta(minutes=3), description="older readings of either side do not count"
+    )
+
+
 Rule = Annotated[
     ThresholdRule
     | RateOfChangeRule
     | AbsenceRule
     | FlatlineRule
     | ZoneAggregateRule
-    | CompositeRule,
+    | CompositeRule
+    | CrossCheckRule,
     Field(discriminator="kind"),
 ]
-RULE_KINDS = ("threshold", "rate_of_change", "absence", "flatline", "zone_aggregate", "composite")
+RULE_KINDS = (
+    "threshold",
+    "rate_of_change",
+    "absence",
+    "flatline",
+    "zone_aggregate",
+    "composite",
+    "cross_check",
+)
 
 
 class RulesFile(_Strict):
@@ -316,6 +359,8 @@ def check_rules(model: RulesFile, city: City, doc: LocatedYaml) -> list[ConfigEr
             err(("clear_per_min",), "clear_per_min must be below raise_per_min (hysteresis)")
         if isinstance(rule, ZoneAggregateRule):
             _check_condition(city, rule.condition, kinds, ("condition",), err)
+        if isinstance(rule, CrossCheckRule):
+            _check_cross_check(city, rule, kinds, err)
         if isinstance(rule, CompositeRule):
             metrics = [c.metric for c in rule.conditions]
             if rule.evidence is not None and rule.evidence not in metrics:
@@ -357,16 +402,36 @@ def _check_condition(
     if cond.max_age.total_seconds() < 2 * slowest:
         err((*loc, "max_age"), f"max_age must be at least 2 report intervals ({2 * slowest:g} s)")
     if level_uses_device(cond.value):
-        _check_levels(city, kinds, (*loc, "value"), err)
+        _check_levels(city, kinds, (*loc, "value"), err, cond.value)
+
+
+def _check_cross_check(city: City, rule: CrossCheckRule, kinds: Sequence[str], err: Report) -> None:
+    _check_metric(city, rule.metric, kinds, ("metric",), err)
+    if rule.against not in city.catalogue.metrics:
+        known = ", ".join(sorted(city.catalogue.metrics))
+        err(("against",), f"unknown metric {rule.against!r} (known: {known})")
+    if rule.clear is not None and rule.clear > rule.tolerance:
+        err(("clear",), "clear must not exceed tolerance (hysteresis)")
+    for d in city.devices.values():
+        if d.kind not in kinds or not isinstance(d, CameraDevice) or d.station is None:
+            continue
+        station = city.devices.get(d.station)
+        if station is None or rule.against not in station.metrics:
+            err(("against",), f"station {d.station!r} of {d.id!r} does not report {rule.against}")
+            return
 
 
 def _check_levels(
-    city: City, kinds: Sequence[str], loc: tuple[str | int, ...], err: Report
+    city: City, kinds: Sequence[str], loc: tuple[str | int, ...], err: Report, level: float | str
 ) -> None:
     for kind in kinds:
-        lacking = [d.id for d in city.devices.values() if d.kind == kind and d.levels is None]
+        lacking = [
+            d.id
+            for d in city.devices.values()
+            if d.kind == kind and resolve_level(level, d) is None
+        ]
         if lacking:
-            err(loc, f"devices of kind {kind!r} have no Siaga levels (e.g. {lacking[0]!r})")
+            err(loc, f"devices of kind {kind!r} lack the level {level!r} (e.g. {lacking[0]!r})")
 
 
 def _check_threshold(rule: ThresholdRule, devices: Sequence[Device], err: Report) -> None:
@@ -375,12 +440,13 @@ def _check_threshold(rule: ThresholdRule, devices: Sequence[Device], err: Report
     levels += [(f"steps[{j}]", s.at) for j, s in enumerate(rule.steps)]
     for name, level in levels:
         if level_uses_device(level):
-            lacking = [d.id for d in devices if d.levels is None]
+            lacking = [d.id for d in devices if resolve_level(level, d) is None]
             if lacking:
                 key: tuple[str | int, ...] = (
                     ("raise",) if name == "raise" else ("clear",) if name == "clear" else ("steps",)
                 )
-                err(key, f"{name} uses Siaga levels but device {lacking[0]!r} has none")
+                what = "flood_depth_cm" if "flood_depth_cm" in str(level) else "Siaga levels"
+                err(key, f"{name} uses {what} but device {lacking[0]!r} has none")
                 return
     probes: Sequence[Device | None] = devices if devices else [None]
     for device in probes:

@@ -32,7 +32,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -40,6 +40,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from pantau.cameras import Camera
 from pantau.city import City
 from pantau.clock import Clock, SystemClock
 from pantau.device_messages import DeviceMessageReader
@@ -50,6 +51,7 @@ from pantau.mqtt_session import Inbound, SessionConsumer
 from pantau.readings import Reading
 from pantau.settings import Settings
 from pantau.topics import Topics
+from rules.cameras import CameraReadings, read_camera_history, rules_city
 from rules.engine import RuleEngine
 from rules.escalation import escalate_due
 from rules.gaps import UplinkGaps
@@ -125,8 +127,12 @@ class RulesService:
         *,
         clock: Clock | None = None,
         influx: InfluxQL | None = None,
+        cameras: Mapping[str, Camera] | None = None,
     ) -> None:
-        """`influx`: where to read the rebuild window from (None: start empty)."""
+        """`influx`: where to read the rebuild window from (None: start empty).
+        `cameras`: the camera registry; its analyses on `{root}/cameras/+/analysis` are
+        fed to the rules as readings of devices at the cameras' locations (rules.cameras).
+        None: devices only."""
         self._settings = settings
         self._config = settings.rules
         self._city = city
@@ -138,8 +144,14 @@ class RulesService:
         self._topics = Topics(settings.mqtt.root)
         self.rules_path = self._config.rules_file or settings.config_dir / "rules.yaml"
         self._rules_mtime = self._mtime()
-        self._rules = load_rules(self.rules_path, city)  # a bad file at start is fatal
-        self._engine = RuleEngine(city, self._rules, self._clock)
+        # The engine's city holds the cameras as devices; decoding keeps the registry's.
+        self._cameras = dict(cameras or {})
+        self._rules_city = rules_city(city, self._cameras)
+        self._camera_reader = (
+            CameraReadings(self._cameras, city.catalogue, self._topics) if self._cameras else None
+        )
+        self._rules = load_rules(self.rules_path, self._rules_city)  # a bad file is fatal
+        self._engine = RuleEngine(self._rules_city, self._rules, self._clock)
         self._reader = DeviceMessageReader(city, self._topics, settings.ingest)
         self._requests: queue.Queue[tuple[datetime, threading.Event]] = queue.Queue()
         self._reload_requested = threading.Event()
@@ -148,7 +160,8 @@ class RulesService:
         self._session = SessionConsumer(
             settings.mqtt,
             self._config.client_id,
-            self._topics.all_sensor_up,
+            [self._topics.all_sensor_up]
+            + ([self._topics.all_camera_analysis] if self._cameras else []),
             session_expiry_s=self._config.session_expiry_s,
             receive_maximum=self._config.receive_maximum,
             clock=self._clock,
@@ -268,6 +281,11 @@ class RulesService:
         out: list[Reading] = []
         rejected = 0
         for item in batch:
+            if self._camera_reader is not None and self._camera_reader.handles(item.topic):
+                camera = self._camera_reader.read(item.topic, item.payload, take=count)
+                out += camera.readings
+                rejected += camera.rejected
+                continue
             read = self._reader.read(item.topic, item.payload, item.content_type, item.received_at)
             out += read.readings
             rejected += len(read.rejections)
@@ -304,7 +322,7 @@ class RulesService:
             return []
         self._rules_mtime = mtime
         try:
-            rules: RuleSet = load_rules(self.rules_path, self._city)
+            rules: RuleSet = load_rules(self.rules_path, self._rules_city)
         except (ConfigError, ConfigErrors) as err:
             self.stats.reload_errors += 1
             log.error("rule file not reloaded, the old rules stay in force:\n%s", err)
@@ -436,7 +454,9 @@ class RulesService:
         to the store: it recognises incidents it holds, so nothing opens twice."""
         self._await_history()
         history = self._history()
-        self._engine, current = RuleEngine.rebuild(self._city, self._rules, self._clock, history)
+        self._engine, current = RuleEngine.rebuild(
+            self._rules_city, self._rules, self._clock, history
+        )
         self.stats.rebuilt_readings = len(history)
         self._apply(current)
         log.info(
@@ -497,7 +517,9 @@ class RulesService:
             return []
         since = self._clock.now() - timedelta(seconds=window)
         try:
-            return read_readings(self._influx, self._city, since)
+            return read_readings(self._influx, self._city, since) + read_camera_history(
+                self._influx, self._cameras, self._city.catalogue, since
+            )
         except InfluxQLError as err:
             log.warning("no rebuild, InfluxDB did not answer: %s", err)
             return []

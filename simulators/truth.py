@@ -14,6 +14,14 @@ three-valued: SURE when the noise-free value is beyond the level by the metric's
 engine's incidents: each one expected or possible (precision), every expected one raised
 (recall), its highest severity within the possible range, and expected incidents whose
 onset windows do not overlap opened in the same order.
+
+Camera rules: the fleet simulator plays the device registry only, and the oracle's city
+is that registry, so rules on camera kinds (`cctv_flood`, `cctv_traffic`) watch no
+device here and expect nothing; `cross_check` (a camera against its station) is skipped
+outright for the same reason. The engine, given the same city, raises none of them
+either. The camera rules are tested on hand-made timelines
+(tests/unit/test_camera_rules.py) and end to end through the camera simulator and
+vision (tests/integration/test_camera_incidents.py).
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from rules.rulespec import (
     AbsenceRule,
     CompositeRule,
     Condition,
+    CrossCheckRule,
     FlatlineRule,
     RateOfChangeRule,
     Rule,
@@ -349,6 +358,8 @@ class _Oracle:
                 found = self.absence(rule)
             elif isinstance(rule, FlatlineRule):
                 found = self.flatline(rule)
+            elif isinstance(rule, CrossCheckRule):
+                found = {}  # cameras are not simulated by the fleet (module docstring)
             else:  # a kind the truth cannot judge would silently pass: refuse
                 raise TypeError(f"ground truth has no judge for rule kind {rule.kind}")
             out.update(found)
