@@ -78,6 +78,13 @@ class SeriesPoint(_Out):
     value: float
 
 
+class CameraFrame(_Out):
+    camera_id: str
+    at: datetime = Field(description="the frame's capture time")
+    faults: list[str] = Field(description="camera faults raised on the frame, if any")
+    url: str = Field(description="the JPEG, for callers that may read the incident")
+
+
 class EvidenceOut(_Out):
     metric: str
     peak_value: float
@@ -86,8 +93,10 @@ class EvidenceOut(_Out):
     devices: list[EvidenceDevice]
     series: list[SeriesPoint] = Field(description="the metric's readings around the incident")
     series_source: Literal["influxdb", "unavailable", "none"]
-    camera_frames: list[str] = Field(
-        default_factory=list, description="camera frame references (none until vision lands)"
+    camera_frames: list[CameraFrame] = Field(
+        default_factory=list,
+        description="JPEGs the vision workers saved of the incident's cameras around it"
+        " (the frame that raised a fault or a flood); staff only, never in public feeds",
     )
 
 

@@ -237,6 +237,11 @@ class Settings(BaseSettings):
         description="SQLAlchemy URL of the incident store, "
         "e.g. postgresql+psycopg://user@host/pantau (SQLite is the embedded default)",
     )
+    evidence_dir: Path = Field(
+        default=Path("run/evidence"),
+        description="camera evidence JPEGs: pantau vision saves them as <camera>/<frame>.jpg"
+        " here, the API serves them to logged-in staff (incident evidence)",
+    )
     mqtt: MqttSettings = MqttSettings()
     influx: InfluxSettings = InfluxSettings()
     ingest: IngestSettings = IngestSettings()

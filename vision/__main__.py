@@ -33,12 +33,15 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument(
         "--evidence-dir",
         type=Path,
-        default=Path("run/evidence"),
-        help="where the JPEG of a frame that raised a fault or a flood is saved",
+        default=None,
+        help="where the JPEG of a frame that raised a fault or a flood is saved"
+        " (default: PANTAU_EVIDENCE_DIR, run/evidence)",
     )
     parser.add_argument("--client-id", default="pantau-vision")
     args = parser.parse_args(argv)
     settings = Settings()
+    if args.evidence_dir is None:
+        args.evidence_dir = settings.evidence_dir
     cameras = load_cameras(load_city(settings.config_dir))
     unknown = set(args.camera) - set(cameras)
     if unknown:

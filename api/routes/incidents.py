@@ -6,13 +6,14 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import func, select
 
 from api.audit import Outcome
 from api.context import ApiContext
 from api.deps import MAX_ID, Ctx, CurrentPrincipal, IncidentId, unprocessable
-from api.evidence import evidence_of
+from api.evidence import FRAME_NAME, evidence_of, frame_file
 from api.incident_queries import IncidentFilter, list_incidents, public, visible
 from api.listing_cache import listing_key
 from api.principal import Principal, Role
@@ -30,6 +31,7 @@ from api.schemas import (
     TimelineEvent,
 )
 from pantau.incidents import ConditionState, Hazard, Severity, WorkflowState
+from pantau.topics import DEVICE_ID_PATTERN
 from rules.store import IncidentDetail, InvalidTransition
 from rules.store.api_tables import CitizenReportRow
 
@@ -177,6 +179,38 @@ def detail_out(ctx: ApiContext, detail: IncidentDetail) -> IncidentDetailOut:
 )
 def get(ctx: Ctx, who: CurrentPrincipal, incident_id: IncidentId) -> IncidentDetailOut:
     return detail_out(ctx, visible_detail(ctx, who, incident_id, "read"))
+
+
+@router.get(
+    "/{incident_id}/frames/{camera_id}/{name}",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/jpeg": {}}, "description": "the JPEG"},
+        **AUTH,
+        404: {"model": Message, "description": "no such frame of an incident in scope"},
+    },
+    summary="A camera frame linked as the incident's evidence (staff only)",
+)
+def camera_frame(
+    ctx: Ctx,
+    who: CurrentPrincipal,
+    incident_id: IncidentId,
+    camera_id: Annotated[str, PathParam(pattern=DEVICE_ID_PATTERN)],
+    name: Annotated[str, PathParam(pattern=FRAME_NAME.pattern)],
+) -> Response:
+    """Callers who may see the incident may see the frames its evidence links (and no
+    other frame); each viewing is audited, since a picture may show people. Never
+    cached by browsers or proxies."""
+    detail = visible_detail(ctx, who, incident_id, "read:camera-frame")
+    path = frame_file(ctx, detail.incident, camera_id, name)
+    if path is None:
+        raise HTTPException(404, f"incident {incident_id} links no frame {camera_id}/{name}")
+    ctx.audit.record(who, "read:camera-frame", Outcome.ALLOWED, f"{camera_id}/{name}", incident_id)
+    return Response(
+        path.read_bytes(),
+        media_type="image/jpeg",
+        headers={"Cache-Control": "private, no-store", "X-Content-Type-Options": "nosniff"},
+    )
 
 
 def transition(
