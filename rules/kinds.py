@@ -769,6 +769,10 @@ class CompositeEvaluator(_PerZone):
         return met, devices, peak, f"{shown} in {zone}"
 
 
+def _hold(delta: timedelta) -> str:
+    return f"{delta.total_seconds():g} s" if delta < timedelta(minutes=1) else _minutes(delta)
+
+
 @EVALUATORS.register("cross_check")
 class CrossCheckEvaluator(Evaluator):
     """Each camera of the rule's kinds against the station its registry entry names.
@@ -871,7 +875,7 @@ class CrossCheckEvaluator(Evaluator):
         else:
             verdict = (
                 f"differ by {diff:.1f} {du} > tolerance {rule.tolerance:g} {du}"
-                f" (hold {_minutes(rule.raise_for)})"
+                f" (hold {_hold(rule.raise_for)})"
             )
         offset = f" - offset {cam.station_offset_cm:g}" if cam.station_offset_cm else ""
         return (
