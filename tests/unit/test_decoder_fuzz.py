@@ -1,5 +1,9 @@
 """The decoders fuzzed with hypothesis: whatever arrives on a device topic, ingest's
-pipeline answers with lines or with rejections carrying a reason, never an exception."""
+pipeline answers with lines or with rejections carrying a reason, never an exception.
+
+The same property is fuzzed coverage-guided with atheris (libFuzzer) by
+`uv run python -m bench.fuzz --runs N`: not here, because a libFuzzer run is minutes of
+CPU and its inputs follow coverage feedback, so it is not a repeatable CI test."""
 
 from __future__ import annotations
 
