@@ -5,22 +5,26 @@ RuleEngine on a replay clock, the watermark is advanced to `until`, and the
 ConditionChanges become episodes, one per dedup key from ACTIVE to CLEARED. An episode
 is what the incident store would have opened: PENDING that never held is no incident,
 and NO_DATA leaves it open (the store keeps the incident too). The command pages the
-readings out of InfluxDB an hour at a time (`rules.history.iter_readings`).
+readings out of InfluxDB an hour at a time (`rules.history.iter_readings`), and the
+cameras' analyses at the rules' rate (`rules.cameras.iter_camera_history`), so the
+camera rules are replayed too.
 """
 
 from __future__ import annotations
 
 import argparse
+import heapq
 import re
 import sys
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 from pathlib import Path
 from typing import TextIO
 
+from pantau.cameras import Camera, load_cameras
 from pantau.city import City, load_city
 from pantau.clock import Clock, ManualClock, SystemClock
 from pantau.errors import ConfigError, ConfigErrors
@@ -29,6 +33,7 @@ from pantau.influxql import InfluxQL, InfluxQLError
 from pantau.readings import Reading
 from pantau.settings import Settings
 from pantau.zones import ZoneLevel
+from rules.cameras import cameras_heard, iter_camera_history, rules_city
 from rules.engine import RuleEngine
 from rules.history import DEFAULT_CHUNK, iter_readings
 from rules.rulespec import RuleSet, ThresholdRule, load_rules
@@ -360,17 +365,20 @@ def main(argv: Sequence[str], out: TextIO | None = None) -> int:
         parser.error("--to must be after --from")
     settings = Settings()
     city = load_city(settings.config_dir)
+    cameras = load_cameras(city)
     path: Path = args.rules or settings.rules.rules_file or settings.config_dir / "rules.yaml"
-    rules = _load(path, city)
-    other = _load(args.compare, city) if args.compare is not None else None
+    rules = _load(path, rules_city(city, cameras))
+    other = _load(args.compare, rules_city(city, cameras)) if args.compare is not None else None
     if rules is None or (args.compare is not None and other is None):
         return 2
     zones = ZoneIndex.for_city(city)
     with InfluxQL.from_settings(settings.influx) as influx:
         try:
-            result = run(influx, city, rules, args.start, args.end)
+            result = run(influx, city, rules, args.start, args.end, cameras=cameras)
             other_result = (
-                run(influx, city, other, args.start, args.end) if other is not None else None
+                run(influx, city, other, args.start, args.end, cameras=cameras)
+                if other is not None
+                else None
             )
         except InfluxQLError as err:
             print(f"pantau rules backtest: InfluxDB: {err}", file=sys.stderr)
@@ -392,7 +400,19 @@ def run(
     end: datetime,
     *,
     chunk: timedelta = DEFAULT_CHUNK,
+    cameras: Mapping[str, Camera] | None = None,
 ) -> BacktestResult:
-    """The backtest over InfluxDB's readings in [start, end), paged by `chunk`."""
+    """The backtest over InfluxDB's readings in [start, end), paged by `chunk`; with
+    `cameras`, the analyses of those InfluxDB holds any of in the window too (`rules`
+    then loaded against `rules_city`). A camera with no analysis at all in the window is
+    left out rather than reported offline: stored data cannot tell a camera that was
+    down from one whose analyses were never stored here."""
     readings: Iterator[Reading] = iter_readings(influx, city, start, end, chunk)
+    if cameras:
+        heard = cameras_heard(influx, start, end)
+        cameras = {cid: c for cid, c in cameras.items() if cid in heard}
+    if cameras:
+        analyses = iter_camera_history(influx, cameras, city.catalogue, start, end, chunk=chunk)
+        readings = heapq.merge(readings, analyses, key=lambda r: (r.time, r.device_id, r.metric))
+        city = rules_city(city, cameras)
     return backtest(city, rules, readings, end)

@@ -28,9 +28,9 @@ read as a flood (the flood rule then sees silence, not water).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pantau.cameras import Camera
 from pantau.catalogue import Catalogue
@@ -163,24 +163,34 @@ class CameraReadings:
 
 
 def read_camera_history(
-    influx: InfluxQL, cameras: Mapping[str, Camera], catalogue: Catalogue, start: datetime
+    influx: InfluxQL,
+    cameras: Mapping[str, Camera],
+    catalogue: Catalogue,
+    start: datetime,
+    end: datetime | None = None,
 ) -> list[Reading]:
-    """Camera readings since `start` from what ingest stored, at the rules' rate: per
-    camera, metric and report interval the largest confident value over its frames and
-    regions, timed at the interval's start. Raises InfluxQLError."""
+    """Camera readings with `start <= time < end` (no end: up to now) from what ingest
+    stored, at the rules' rate: per camera, metric and report interval the largest
+    confident value over its frames and regions, timed at the interval's start (which
+    may lie before `start`). Unsorted. Raises InfluxQLError."""
     kinds = {CAMERA_KINDS[c.kind.value] for c in cameras.values()}
     if not kinds:
         return []
     metrics = sorted({m for k in kinds for m in catalogue.kinds[k].metrics})
     step = min(catalogue.kinds[k].report_every_s for k in kinds)
     source = ",".join(quote_ident(m) for m in metrics)
+    params = {"start": start.isoformat()}
+    until = ""
+    if end is not None:
+        params["end"] = end.isoformat()
+        until = " AND time < $end"
     query = (
-        f"SELECT max(value) FROM {source} WHERE time >= $start"  # noqa: S608 - idents quoted
+        f"SELECT max(value) FROM {source} WHERE time >= $start{until}"  # noqa: S608 - quoted
         f' AND confidence >= {MIN_CONFIDENCE} GROUP BY time({int(step * 1000)}ms), "device"'
         " fill(none)"
     )
     out: list[Reading] = []
-    for s in influx.query(query, params={"start": start.isoformat()}, epoch="ms"):
+    for s in influx.query(query, params=params, epoch="ms"):
         device_id = s.tags.get("device")
         spec = catalogue.metrics.get(s.name)
         if spec is None or device_id is None or device_id not in cameras:
@@ -201,3 +211,34 @@ def read_camera_history(
                 )
             )
     return out
+
+
+def iter_camera_history(
+    influx: InfluxQL,
+    cameras: Mapping[str, Camera],
+    catalogue: Catalogue,
+    start: datetime,
+    end: datetime,
+    *,
+    chunk: timedelta,
+) -> Iterator[Reading]:
+    """`read_camera_history` in event-time order, one query per `chunk` of time (the
+    backtest's paging, as `rules.history.iter_readings`)."""
+    at = start
+    while at < end:
+        upto = min(at + chunk, end)
+        page = read_camera_history(influx, cameras, catalogue, at, upto)
+        page.sort(key=lambda r: (r.time, r.device_id, r.metric))
+        yield from page
+        at = upto
+
+
+def cameras_heard(influx: InfluxQL, start: datetime, end: datetime) -> set[str]:
+    """Cameras with at least one stored analysis in [start, end) (every analysis carries
+    `camera_fault`). Raises InfluxQLError."""
+    rows = influx.rows(
+        'SELECT count(value) FROM "camera_fault" WHERE time >= $start AND time < $end'
+        ' GROUP BY "device"',
+        params={"start": start.isoformat(), "end": end.isoformat()},
+    )
+    return {str(r["device"]) for r in rows if r.get("count")}

@@ -9,8 +9,8 @@ Two paths, chosen per rule kind (`Evaluator.series_local`):
   leaves as soon as the reading that completes a hold is in, not a lateness bound
   later. Each series is applied in event-time order, so a device's verdicts are those
   of the ordered stream whatever the order *between* devices.
-- **Watermark kinds** (absence, zone aggregate, composite, flatline with moving peers:
-  they compare devices or judge silence) see every accepted reading in event-time order
+- **Watermark kinds** (absence, zone aggregate, composite, flatline with moving peers,
+  cross-check: they compare devices or judge silence) see every accepted reading in event-time order
   (time, device, metric) once the watermark (the latest event time seen across the
   fleet, ignoring the few devices most ahead, minus the allowed lateness) has passed it,
   so their results do not depend on arrival order at all. Deadlines (absence, no data)

@@ -4,12 +4,12 @@ An evaluator watches a fixed set of devices, is fed their readings by the engine
 says, per dedup key (rule, zone, hazard), what the condition is. A *series-local* kind
 (`series_local = True`: threshold, rate of change, flatline without peers) judges each
 device on its own series alone, so the engine feeds it each series in order as readings
-arrive; the others (absence, zone aggregate, composite, flatline with moving peers) get
-the fleet's readings in event-time order once the watermark passes them. Kinds that
-wait for time to pass (absence, no data) expose deadlines the engine fires once the
-watermark is past them; a series-local kind also fires a device's own silence deadline
-when that device's next reading shows it passed (`catch_up`). No evaluator reads a
-clock.
+arrive; the others (absence, zone aggregate, composite, flatline with moving peers,
+cross-check) get the fleet's readings in event-time order once the watermark passes
+them. Kinds that wait for time to pass (absence, no data, a cross-check's stale side)
+expose deadlines the engine fires once the watermark is past them; a series-local kind
+also fires a device's own silence deadline when that device's next reading shows it
+passed (`catch_up`). No evaluator reads a clock.
 """
 
 from __future__ import annotations

@@ -35,8 +35,10 @@ from pantau.influxql import InfluxQL
 from pantau.settings import ApiSettings, RulesSettings, Settings
 from pantau.topics import Topics
 from pantau.wire import NATIVE_CONTENT_TYPE, Sample, encode_native
-from rules.cameras import read_camera_history
+from rules import backtest as bt
+from rules.cameras import read_camera_history, rules_city
 from rules.routing import Router, load_roster
+from rules.rulespec import load_rules
 from rules.service import RulesService, make_store
 from rules.store import Incident
 from rules.zoneindex import ZoneIndex
@@ -223,4 +225,20 @@ def test_camera_incidents_with_the_frame_as_evidence(
     depths = [r.value for r in history if r.device_id == FLOOD and r.metric == "water_depth"]
     assert depths and max(depths) >= 60
     assert {r.metric for r in history if r.device_id == ROAD} >= {"camera_fault", "stopped_traffic"}
+    # ... and so does the backtest, which replays the camera rules over the stored data.
+    with InfluxQL.from_settings(settings.influx) as influx:
+        rules_file = settings.rules.rules_file
+        assert rules_file is not None
+        replayed = bt.run(
+            influx,
+            city,
+            load_rules(rules_file, rules_city(city, registry)),
+            started - timedelta(minutes=1),
+            datetime.now(UTC),
+            cameras=registry,
+        )
+    replayed_rules = {e.key.rule_id for e in replayed.episodes}
+    print("backtest:", sorted(replayed_rules))
+    assert {"flood-camera-depth", "camera-fault"} <= replayed_rules
+    assert "camera-offline" not in replayed_rules  # the 8 cameras never heard are left out
     store.close()
