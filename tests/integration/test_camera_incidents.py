@@ -213,6 +213,25 @@ def test_camera_incidents_with_the_frame_as_evidence(
             assert [f["faults"] for f in fault_frames["evidence"]["camera_frames"]] == [
                 ["occluded"]
             ]
+        # A restarted rules service rebuilds its state from InfluxDB, cameras included:
+        # it re-emits the three open verdicts, and the store opens nothing twice.
+        before = sorted(i.id for i in store.active())
+        restart = settings.rules.model_copy(update={"rebuild_window_s": 600.0})
+        with InfluxQL.from_settings(settings.influx) as influx:
+            again = RulesService(
+                settings.model_copy(update={"rules": restart}),
+                city,
+                store,
+                Router(load_roster(city), zones),
+                zones,
+                influx=influx,
+                cameras=registry,
+            )
+            again.start()
+            again.stop()
+        assert again.stats.rebuilt_readings > 0
+        assert again.stats.changes >= 3 and again.stats.opened == 0
+        assert sorted(i.id for i in store.active()) == before
     finally:
         ctx.close()
         ingest.stop()
