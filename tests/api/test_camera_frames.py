@@ -125,6 +125,8 @@ def test_frames_of_an_incident_are_listed_and_served_to_staff_only(ctx: ApiConte
         assert got.content == jpeg
         assert got.headers["content-type"] == "image/jpeg"
         assert "no-store" in got.headers["cache-control"]
+        audit = client.get("/audit", headers=ops).json()["data"]
+        assert any(e["action"] == "read:camera-frame" and e["outcome"] == "allowed" for e in audit)
         # Not logged in, outside the caller's scope (a crew of kecamatan barat), or a
         # frame this incident does not link (too old, another camera): no picture.
         assert client.get(url).status_code == 401
