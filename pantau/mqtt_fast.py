@@ -17,6 +17,7 @@ loudly instead of silently.
 
 from __future__ import annotations
 
+import ssl
 import struct
 import threading
 from collections.abc import Sequence
@@ -96,11 +97,13 @@ class BufferedSocket:
         return buf[pos], buf[i:end]
 
     def pending(self) -> int:
-        """Bytes of whole packets waiting in the buffer. paho skips select() while this is
-        non-zero, so a partial packet must count as nothing: select() waits for the rest."""
+        """Bytes of whole packets waiting in the buffer, plus what TLS has decrypted and
+        not yet handed over. paho skips select() while this is non-zero, so a partial
+        packet must count as nothing: select() waits for the rest."""
+        tls = self._sock.pending() if isinstance(self._sock, ssl.SSLSocket) else 0
         if self._whole_packet(consume=False) is None:
-            return 0
-        return len(self._buf) - self._pos
+            return int(tls)
+        return len(self._buf) - self._pos + int(tls)
 
     def send(self, data: bytes) -> int:
         sent: int = self._sock.send(data)
@@ -181,7 +184,10 @@ class BufferedClient(mqtt.Client):
             return rc
         try:
             command, body = sock.read_packet()
-        except BlockingIOError:
+        except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            # Nothing to read yet. On TLS a readable socket may hold only a record that
+            # is not application data (a TLS 1.3 session ticket): SSLWantReadError, an
+            # OSError but not a lost connection.
             return MQTTErrorCode.MQTT_ERR_AGAIN
         except MalformedPacket:
             return MQTTErrorCode.MQTT_ERR_PROTOCOL
