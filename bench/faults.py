@@ -184,9 +184,13 @@ def stored_series(settings: Settings) -> Counter[Series]:
     return counts
 
 
-def stored_total(settings: Settings) -> int:
+def stored_total(settings: Settings, exclude: str = "") -> int:
+    """Readings stored, not counting device `exclude` (the noisy case's device, also the
+    latency probe's: the fleet's readings alone say when the fleet's are all in)."""
     with InfluxQL(settings.influx.url, settings.influx.database, timeout_s=120) as influx:
-        rows = influx.rows("SELECT count(value) FROM /.*/")
+        rows = influx.rows(
+            "SELECT count(value) FROM /.*/ WHERE device != $d", params={"d": exclude}
+        )
     return sum(int(str(r["count"])) for r in rows)
 
 
@@ -313,7 +317,10 @@ QUICK = Lengths(5, 10, 20, 8, 24, 600, 5, 10)
 
 
 class Bench:
-    def __init__(self, stack: LocalStack, work: Path, rate: float, lengths: Lengths) -> None:
+    def __init__(
+        self, stack: LocalStack, work: Path, rate: float, lengths: Lengths, malformed_rate: float
+    ) -> None:
+        self.malformed_rate = malformed_rate  # 0: as fast as the broker takes them
         self.stack = stack
         self.work = work
         self.rate = rate
@@ -357,7 +364,10 @@ class Bench:
             fault(ingest, row)
             sent_by_then = fleet.total
             row.recovery_s = wait_until(
-                lambda: stored_total(settings) >= sent_by_then, 1800, "recovery", poll=1.0
+                lambda: stored_total(settings, self.noisy_device) >= sent_by_then,
+                1800,
+                "recovery",
+                poll=1.0,
             )
             time.sleep(self.lengths.warmup_s)
             fleet.stop()
@@ -402,7 +412,7 @@ class Bench:
 
     def _settle(self, settings: Settings, expected: int) -> None:
         last = -1
-        while (now := stored_total(settings)) != last and now < expected:
+        while (now := stored_total(settings, self.noisy_device)) != last and now < expected:
             last = now
             time.sleep(5)
 
@@ -470,19 +480,24 @@ class Bench:
             reasons[reason] += 1
             if n % 500 == 499:
                 pub.flush()
+            if self.malformed_rate:
+                due = flood_from + (n + 1) / self.malformed_rate
+                time.sleep(max(0.0, due - time.monotonic()))
         pub.close()
         ended = time.monotonic()
+        total = sum(reasons.values())
         time.sleep(2)
         probe.stop()
         quiet_p99, quiet_n = probe.p99_ms(quiet_from, flood_from)
         flood_p99, flood_n = probe.p99_ms(flood_from, ended)
+        pace = f"{self.malformed_rate:g}/s" if self.malformed_rate else "unpaced"
         row.notes.append(
+            f"flood {total / (ended - flood_from):,.0f} malformed/s ({pace}); "
             f"valid traffic p99 publish->stored: {quiet_p99:.0f} ms without the flood "
             f"({quiet_n} samples), {flood_p99:.0f} ms during it ({flood_n} samples, "
             f"{100 * (flood_p99 / quiet_p99 - 1):+.0f} %, target < +20 %), both with the "
             f"fleet load running"
         )
-        total = sum(reasons.values())
         with contextlib.suppress(AssertionError):  # a shortfall is reported below
             wait_until(lambda: len(dead.snapshot()) >= total, 300, "dead letters", poll=1.0)
         time.sleep(2)
@@ -547,11 +562,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="short faults (smoke check)")
     parser.add_argument("--rate", type=float, default=2400.0, help="readings/s")
     parser.add_argument("--only", nargs="*", help="run only these cases")
+    parser.add_argument(
+        "--malformed-rate",
+        type=float,
+        default=500.0,
+        help="malformed payloads/s in the flood case (0: as fast as possible)",
+    )
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args(argv)
     lengths = QUICK if args.quick else FULL
     with tempfile.TemporaryDirectory(prefix="pantau-faults-") as tmp, LocalStack() as stack:
-        bench = Bench(stack, Path(tmp), args.rate, lengths)
+        bench = Bench(stack, Path(tmp), args.rate, lengths, args.malformed_rate)
         cases: list[tuple[str, Callable[[IngestProcess, Row], float]]] = [
             (f"influx_down_{lengths.short_outage_s:g}s", bench.influx_down(lengths.short_outage_s)),
             (f"influx_down_{lengths.long_outage_s:g}s", bench.influx_down(lengths.long_outage_s)),
