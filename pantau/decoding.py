@@ -259,7 +259,12 @@ def _senml_record(
         raise RejectedInput("invalid_payload", f"record {i}: only numeric and boolean values")
     t = base.time + (_number(record["t"], f"record {i}.t") if "t" in record else 0.0)
     if t < SENML_RELATIVE_LIMIT:
-        time = received_at + timedelta(seconds=t)
+        try:  # a large negative relative time leaves datetime's range (found by atheris)
+            time = received_at + timedelta(seconds=t)
+        except OverflowError as err:
+            raise RejectedInput(
+                "bad_timestamp", f"record {i} time {t!r} s from now is not a representable time"
+            ) from err
     else:
         time = _epoch(t, f"record {i} time")
     unit = _str(record["u"], f"record {i}.u") if "u" in record else base.unit

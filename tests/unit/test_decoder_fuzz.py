@@ -101,3 +101,12 @@ def test_native_bodies_with_any_field_types(body: dict[str, object]) -> None:
 @given(senml_packs)
 def test_senml_packs_with_any_field_types(pack: list[dict[str, object]]) -> None:
     handle(dumps(pack), SENML_CONTENT_TYPE)
+
+
+def test_a_senml_time_far_before_receipt_is_a_bad_timestamp_not_a_crash() -> None:
+    """Found by bench.fuzz (atheris): a relative SenML time of -9.6e10 s overflowed
+    datetime and the exception escaped the pipeline."""
+    pack = [{"bn": f"{DEVICE}/", "bt": -95920777777, "n": "rssi", "v": -70.0}]
+    outcome = PIPELINE.handle(TOPICS.sensor_up(DEVICE), dumps(pack), SENML_CONTENT_TYPE, NOW)
+    assert [r.reason for r in outcome.rejections] == ["bad_timestamp"]
+    assert not outcome.lines
