@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import multiprocessing
+import multiprocessing.queues
 import shutil
 import sys
 import tempfile
@@ -192,6 +194,34 @@ def stored_total(settings: Settings, exclude: str = "") -> int:
             "SELECT count(value) FROM /.*/ WHERE device != $d", params={"d": exclude}
         )
     return sum(int(str(r["count"])) for r in rows)
+
+
+def send_malformed(
+    mqtt: MqttSettings,
+    devices: Sequence[str],
+    count: int,
+    rate: float,
+    answers: multiprocessing.queues.Queue[dict[str, int]],
+) -> None:
+    """The malformed flood (a process of its own): `count` payloads of every kind in
+    turn, at `rate` per second (0: as fast as the broker takes them); answers how many
+    of each expected reason were sent once the broker acknowledged them all."""
+    topics = Topics(mqtt.root)
+    pub = Publisher(mqtt)
+    now = datetime.now(UTC).replace(microsecond=0)
+    reasons: Counter[str] = Counter()
+    began = time.monotonic()
+    for n in range(count):
+        device = devices[n % len(devices)]
+        reason, payload = malformed(device, now, n)
+        pub.publish(topics.sensor_up(device), payload)
+        reasons[reason] += 1
+        if n % 500 == 499:
+            pub.flush()
+        if rate:
+            time.sleep(max(0.0, began + (n + 1) / rate - time.monotonic()))
+    pub.close()
+    answers.put(dict(reasons))
 
 
 class LatencyProbe:
@@ -469,22 +499,19 @@ class Bench:
         probe = LatencyProbe(probe_settings, self.noisy_device)
         quiet_from = time.monotonic()
         time.sleep(self.lengths.probe_s)  # valid traffic's latency without the flood
+        # The flood is sent by a process of its own: in this one it would compete for
+        # the GIL with the probe and the fleet load, and the probe would measure that.
+        context = multiprocessing.get_context("spawn")
+        answers: multiprocessing.queues.Queue[dict[str, int]] = context.Queue()
+        sender = context.Process(
+            target=send_malformed,
+            args=(mqtt, devices, self.lengths.malformed, self.malformed_rate, answers),
+        )
         flood_from = time.monotonic()
-        pub = Publisher(mqtt)
-        now = datetime.now(UTC).replace(microsecond=0)
-        reasons: Counter[str] = Counter()
-        for n in range(self.lengths.malformed):
-            device = devices[n % len(devices)]
-            reason, payload = malformed(device, now, n)
-            pub.publish(topics.sensor_up(device), payload)
-            reasons[reason] += 1
-            if n % 500 == 499:
-                pub.flush()
-            if self.malformed_rate:
-                due = flood_from + (n + 1) / self.malformed_rate
-                time.sleep(max(0.0, due - time.monotonic()))
-        pub.close()
+        sender.start()
+        reasons = Counter(answers.get(timeout=1800))
         ended = time.monotonic()
+        sender.join()
         total = sum(reasons.values())
         time.sleep(2)
         probe.stop()
