@@ -19,7 +19,7 @@ import math
 import operator
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
@@ -611,6 +611,34 @@ class _Probe:
         return x if self.compare(x, self.levels[device_id]) else None
 
 
+class Rechecks:
+    """One pending re-judgement time per key (zone, camera), earliest first: a heap
+    with lazy deletion, so rescheduling a key is O(log n) and stale entries are skipped."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[datetime, str]] = []
+        self._at: dict[str, datetime] = {}
+
+    def cancel(self, key: str) -> None:
+        self._at.pop(key, None)
+
+    def schedule(self, key: str, when: datetime) -> None:
+        self._at[key] = when
+        heapq.heappush(self._heap, (when, key))
+
+    def next(self) -> datetime | None:
+        while self._heap and self._at.get(self._heap[0][1]) != self._heap[0][0]:
+            heapq.heappop(self._heap)
+        return self._heap[0][0] if self._heap else None
+
+    def due(self, at: datetime) -> Iterator[tuple[datetime, str]]:
+        """Each (time, key) due by `at`, removed as it is handed out."""
+        while (nxt := self.next()) is not None and nxt <= at:
+            when, key = heapq.heappop(self._heap)
+            del self._at[key]
+            yield when, key
+
+
 class _PerZone(Evaluator):
     """Kinds judged on a whole zone: one hold machine per zone."""
 
@@ -624,12 +652,11 @@ class _PerZone(Evaluator):
         self.evidence_index = 0  # the probe whose metric and extreme go into Evidence
         # An open zone is judged again when a reading it rests on grows too old, so
         # inputs that go silent turn it no_data instead of leaving it open forever.
-        self.rechecks: list[tuple[datetime, str]] = []
-        self.recheck_at: dict[str, datetime] = {}
+        self.rechecks = Rechecks()
 
     def _schedule(self, zone: str, now: datetime) -> None:
         debounce = self.debounces[zone]
-        self.recheck_at.pop(zone, None)
+        self.rechecks.cancel(zone)
         if debounce.state in (S.CLEARED, S.NO_DATA):
             return
         expiries = [
@@ -639,20 +666,14 @@ class _PerZone(Evaluator):
             if (e := p.expiry(m)) is not None and e > now
         ]
         if expiries:
-            when = min(expiries)
-            self.recheck_at[zone] = when
-            heapq.heappush(self.rechecks, (when, zone))
+            self.rechecks.schedule(zone, min(expiries))
 
     def next_deadline(self) -> datetime | None:
-        while self.rechecks and self.recheck_at.get(self.rechecks[0][1]) != self.rechecks[0][0]:
-            heapq.heappop(self.rechecks)
-        return self.rechecks[0][0] if self.rechecks else None
+        return self.rechecks.next()
 
     def on_deadline(self, at: datetime) -> list[ConditionChange]:
         out: list[ConditionChange] = []
-        while (nxt := self.next_deadline()) is not None and nxt <= at:
-            when, zone = heapq.heappop(self.rechecks)
-            del self.recheck_at[zone]
+        for when, zone in self.rechecks.due(at):
             out += self._settle(zone, when)
         return out
 
@@ -808,8 +829,7 @@ class CrossCheckEvaluator(Evaluator):
         self.latest: dict[str, tuple[datetime, float]] = {}  # device -> its side's latest
         self.debounces: dict[str, Debounce] = {}  # camera -> its pair's hold machine
         self.judged: dict[str, tuple[float, float, float]] = {}  # camera, station, expected
-        self.rechecks: list[tuple[datetime, str]] = []
-        self.recheck_at: dict[str, datetime] = {}
+        self.rechecks = Rechecks()
         self.clear = rule.clear if rule.clear is not None else rule.tolerance
 
     def on_reading(self, reading: Reading, device: Device) -> list[ConditionChange]:
@@ -842,7 +862,7 @@ class CrossCheckEvaluator(Evaluator):
                 self.rule.raise_for, self.rule.clear_for
             )
         mine, theirs = self._fresh(camera_id, now), self._fresh(cam.station, now)
-        self.recheck_at.pop(camera_id, None)
+        self.rechecks.cancel(camera_id)
         if mine is None or theirs is None:
             if debounce.state in (S.CLEARED, S.NO_DATA):
                 return []
@@ -861,9 +881,7 @@ class CrossCheckEvaluator(Evaluator):
             now, breaching=diff > self.rule.tolerance, clearing=diff <= self.clear
         )
         if state not in (S.CLEARED, S.NO_DATA):
-            when = min(mine[0], theirs[0]) + self.rule.max_age
-            self.recheck_at[camera_id] = when
-            heapq.heappush(self.rechecks, (when, camera_id))
+            self.rechecks.schedule(camera_id, min(mine[0], theirs[0]) + self.rule.max_age)
         return self._settle(camera_id, now, lambda: self._reason(camera_id, diff, state))
 
     def _reason(self, camera_id: str, diff: float, state: ConditionState) -> str:
@@ -905,15 +923,11 @@ class CrossCheckEvaluator(Evaluator):
         return [] if change is None else [change]
 
     def next_deadline(self) -> datetime | None:
-        while self.rechecks and self.recheck_at.get(self.rechecks[0][1]) != self.rechecks[0][0]:
-            heapq.heappop(self.rechecks)
-        return self.rechecks[0][0] if self.rechecks else None
+        return self.rechecks.next()
 
     def on_deadline(self, at: datetime) -> list[ConditionChange]:
         out: list[ConditionChange] = []
-        while (nxt := self.next_deadline()) is not None and nxt <= at:
-            when, camera_id = heapq.heappop(self.rechecks)
-            del self.recheck_at[camera_id]
+        for when, camera_id in self.rechecks.due(at):
             out += self._judge(camera_id, when)
         return out
 
