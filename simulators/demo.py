@@ -5,14 +5,19 @@ in a SQLite file under the run directory), plays the two-hour storm over Karawac
 fast as the broker takes it, waits until InfluxDB holds every valid reading the fleet
 sent and the rules have judged the whole storm, and prints what a person wants to
 know: devices, readings written, the peak water level per kecamatan against its alert
-level, the incidents raised and the crews alerted, rejects by reason, and the
-InfluxQL to look further.
+level, the incidents raised and the crews alerted, rejects by reason. Then simulated
+crews answer every routed incident through the API (its clock following simulated
+time) and the API's KPI code evaluates the storm: the e-Kinerja table per agency and
+for the kota. Last, the InfluxQL to look further. With --keep the services stay up and
+the API serves the operations and crew pages, with an operator and a crew user whose
+generated password is printed once.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import secrets
 import signal
 import sys
 import tempfile
@@ -23,16 +28,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import SecretStr
+
+from api.accounts import AccountError
+from api.context import build_context
+from api.principal import Role
 from ingest.service import IngestService
 from ingest.writers import make_writer
 from pantau.city import City, load_city
 from pantau.influxql import InfluxQL
 from pantau.local import LocalStack
-from pantau.settings import RulesSettings, Settings
+from pantau.settings import ApiSettings, RulesSettings, Settings
 from rules.routing import Router, load_roster
 from rules.service import RulesService, make_store
 from rules.store import IncidentStore
 from rules.zoneindex import ZoneIndex
+from simulators.apiserver import ApiCallError, serve
+from simulators.crews import principal_of
+from simulators.ekinerja import CrewsResult, answer_and_evaluate, kpi_table
 from simulators.publisher import run_scenario
 from simulators.report import SimReport
 from simulators.scenario import find_scenario, load_scenario
@@ -75,6 +88,8 @@ def main(argv: Sequence[str]) -> int:
                     # The storm's event time is in the past: judge it to its end explicitly
                     # instead of ticking with the wall clock.
                     "rules": RulesSettings(tick_interval_s=0),
+                    # A fresh signing key per run: tokens of an old demo never pass.
+                    "api": ApiSettings(jwt_secret=SecretStr(secrets.token_urlsafe(32))),
                 }
             )
             ingest = IngestService(settings, city, make_writer(settings.influx))
@@ -98,11 +113,19 @@ def main(argv: Sequence[str]) -> int:
             rules.stop()
             print(_summary(city, settings, report, stored, ingest))
             print(_incidents(city, zones, store, rules) if judged else "Rules did not finish.")
-            print(_queries(settings, run_dir))
             store.close()
+            crews: CrewsResult | None = None
+            if judged:
+                try:
+                    crews = answer_and_evaluate(settings, city, zones, report.start, report.end)
+                    print(kpi_table(crews, report.start, report.end))
+                except ApiCallError as err:
+                    print(f"\nCrews: the API refused a call: {err}", file=sys.stderr)
+            print(_queries(settings, run_dir))
             if args.keep:
-                _wait_for_ctrl_c(stack, settings)
-    return 0 if stored == len(report.reading_keys) else 1
+                _serve_until_ctrl_c(stack, settings, crews)
+    ok = stored == len(report.reading_keys) and crews is not None
+    return 0 if ok else 1
 
 
 def _count(influx: InfluxQL) -> int:
@@ -248,13 +271,43 @@ def _queries(settings: Settings, run_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def _wait_for_ctrl_c(stack: LocalStack, settings: Settings) -> None:
-    print(
-        f"\nServices stay up (Ctrl-C to stop): MQTT {stack.mqtt_host}:{stack.mqtt_port}, "
-        f"InfluxDB {stack.influx_url}",
-        flush=True,
-    )
+def _serve_until_ctrl_c(stack: LocalStack, settings: Settings, crews: CrewsResult | None) -> None:
+    """The API on a free loopback port (wall clock) against the demo's incident database
+    and InfluxDB, with an operator and a crew user, until Ctrl-C."""
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    stop.wait()
+    ctx = build_context(settings, city=load_city(settings.config_dir))
+    try:
+        password = secrets.token_urlsafe(12)
+        answered = Counter(a.crew for a in crews.answers) if crews else Counter[str]()
+        crew_id = next(
+            (c for c, _ in answered.most_common() if not c.endswith("-supervisor")),
+            ctx.roster.crews[0].id,
+        )
+        crew = principal_of(ctx, crew_id)
+        users: list[tuple[str, Role, str | None, frozenset[str] | None, str | None]] = [
+            ("ops", Role.OPERATOR, None, None, None),
+            ("crew", Role.CREW, crew.agency, crew.kecamatan, crew_id),
+        ]
+        for name, role, agency, kecamatan, crew_of in users:
+            try:
+                ctx.accounts.create_user(
+                    name, password, role, agency=agency, kecamatan=kecamatan, crew_id=crew_of
+                )
+            except AccountError as err:  # a --run-dir kept from an earlier run
+                print(f"pantau demo: {err}; its earlier password stands", file=sys.stderr)
+        with serve(ctx) as url:
+            print(
+                f"\nServices stay up (Ctrl-C to stop): MQTT {stack.mqtt_host}:{stack.mqtt_port}, "
+                f"InfluxDB {stack.influx_url}, API {url}\n"
+                f"  operations page  {url}/app/ops   (user ops, operator)\n"
+                f"  crew page        {url}/app/crew  (user crew, crew {crew_id})\n"
+                f"  API docs         {url}/docs\n"
+                f"  password for both (shown only now): {password}",
+                flush=True,
+            )
+            stop.wait()
+        print("pantau demo: stopping ...", flush=True)
+    finally:
+        ctx.close()

@@ -1,0 +1,138 @@
+"""Simulated field crews answering their incidents through the API, in simulated time.
+
+Each incident goes to the crew it was routed to (a crew on shift, or the agency's
+supervisor). A crew acknowledges 2-12 minutes after the incident opened (one in five is
+slow: 20-40), dispatches itself a minute later, is on site 15 minutes after the
+acknowledgement and resolves 30-150 minutes after opening (at least 20 minutes after
+acknowledging). A supervisor acknowledges and resolves but sends no crew, so it neither
+dispatches nor goes on site. Delays come from a seeded `Random`: the same incidents give
+the same answers.
+
+The crews act only through the HTTP API (`simulators.apiserver`), with crew (or
+supervisor) tokens signed by the API's key; the API's `ManualClock` is set to each
+action's simulated time first, so the timeline, the SLA checks and the KPIs carry the
+crews' times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from random import Random
+
+from sqlalchemy import select
+
+from api.context import ApiContext
+from api.principal import Principal, Role
+from api.security import issue_token
+from pantau.clock import ManualClock
+from rules.store.models import IncidentRow
+from rules.store.store import _incident
+from rules.store.types import Incident
+
+from .apiserver import HttpApi
+
+M = timedelta(minutes=1)
+SEED = 4
+RESOLVE_CODE = "receded"
+RESOLVE_NOTE = "air surut"
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """How one crew answers one incident."""
+
+    incident_id: int
+    crew: str
+    opened_at: datetime
+    ack_after: timedelta
+    resolve_after: timedelta
+
+    @property
+    def acknowledged_at(self) -> datetime:
+        return self.opened_at + self.ack_after
+
+    @property
+    def resolved_at(self) -> datetime:
+        return self.opened_at + self.resolve_after
+
+    @property
+    def by_supervisor(self) -> bool:
+        return self.crew.endswith("-supervisor")
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    at: datetime
+    incident_id: int
+    crew: str
+    action: str  # acknowledge, dispatch, on-site, resolve
+    body: tuple[tuple[str, str], ...] = ()
+
+
+def all_incidents(ctx: ApiContext) -> list[Incident]:
+    """Every incident in the store, oldest id first."""
+    with ctx.readers() as session:
+        return [_incident(r) for r in session.scalars(select(IncidentRow).order_by(IncidentRow.id))]
+
+
+def plan_answers(
+    incidents: Iterable[Incident], crew_of: Callable[[Incident], str | None], seed: int = SEED
+) -> list[Answer]:
+    """The answers to the incidents that `crew_of` routes to someone, in id order."""
+    rng = Random(seed)
+    answers = []
+    for inc in sorted(incidents, key=lambda i: i.id):
+        slow = rng.random() < 0.2
+        ack = rng.randint(20, 40) * M if slow else rng.randint(2, 12) * M
+        resolve = max(ack + 20 * M, rng.randint(30, 150) * M)
+        crew = crew_of(inc)
+        if crew is not None:
+            answers.append(Answer(inc.id, crew, inc.opened_at, ack, resolve))
+    return answers
+
+
+def steps(answers: Iterable[Answer]) -> list[Step]:
+    """Every API call the answers make, in simulated-time order."""
+    out: list[Step] = []
+    for a in answers:
+        out.append(Step(a.acknowledged_at, a.incident_id, a.crew, "acknowledge"))
+        if not a.by_supervisor:
+            body = (("crew_id", a.crew),)
+            out.append(Step(a.acknowledged_at + M, a.incident_id, a.crew, "dispatch", body))
+            out.append(Step(a.acknowledged_at + 15 * M, a.incident_id, a.crew, "on-site"))
+        resolve_body = (("code", RESOLVE_CODE), ("note", RESOLVE_NOTE))
+        out.append(Step(a.resolved_at, a.incident_id, a.crew, "resolve", resolve_body))
+    return sorted(out, key=lambda s: (s.at, s.incident_id))
+
+
+def principal_of(ctx: ApiContext, crew: str) -> Principal:
+    """The crew's own principal, or the agency supervisor's for a supervisor address."""
+    roster = {c.id: c for c in ctx.roster.crews}
+    if crew in roster:
+        c = roster[crew]
+        return Principal(
+            subject=crew, role=Role.CREW, agency=c.agency, kecamatan=c.kecamatan, crew_id=crew
+        )
+    agency = next(a for a, s in ctx.roster.supervisors.items() if s == crew)
+    return Principal(subject=crew, role=Role.SUPERVISOR, agency=agency)
+
+
+def token_for(ctx: ApiContext, who: Principal) -> str:
+    # Issued at wall time: token expiry is checked against the wall clock.
+    return issue_token(who, ctx.signing_key, datetime.now(UTC), timedelta(hours=1))
+
+
+def answer(api: HttpApi, ctx: ApiContext, clock: ManualClock, answers: Iterable[Answer]) -> int:
+    """Make every call of `answers` through the API at its simulated time; the number of
+    calls. Raises `ApiCallError` on the first one the API refuses."""
+    tokens: dict[str, str] = {}
+    calls = 0
+    for step in steps(answers):
+        if step.crew not in tokens:
+            tokens[step.crew] = token_for(ctx, principal_of(ctx, step.crew))
+        clock.set(step.at)
+        api.post(f"/incidents/{step.incident_id}/{step.action}", tokens[step.crew], dict(step.body))
+        calls += 1
+    return calls
