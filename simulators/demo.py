@@ -48,7 +48,7 @@ from simulators.crews import principal_of
 from simulators.ekinerja import CrewsResult, answer_and_evaluate, kpi_table
 from simulators.publisher import run_scenario
 from simulators.report import SimReport
-from simulators.scenario import find_scenario, load_scenario
+from simulators.scenario import Scenario, find_scenario, load_scenario
 
 log = logging.getLogger(__name__)
 
@@ -92,25 +92,13 @@ def main(argv: Sequence[str]) -> int:
                     "api": ApiSettings(jwt_secret=SecretStr(secrets.token_urlsafe(32))),
                 }
             )
-            ingest = IngestService(settings, city, make_writer(settings.influx))
             zones = ZoneIndex.for_city(city)
-            store = make_store(settings, zones)
-            rules = RulesService(settings, city, store, Router(load_roster(city), zones), zones)
-            ingest.start()
-            rules.start()
-            if not (ingest.wait_subscribed(15) and rules.wait_subscribed(15)):
+            played = play(settings, city, zones, scenario)
+            if played is None:
                 print("pantau demo: could not subscribe to the broker", file=sys.stderr)
                 return 1
-            print(
-                f"pantau demo: playing {scenario.name!r} ({scenario.duration_s / 3600:g} h "
-                f"simulated, {len(city.devices)} devices) as fast as the broker takes it ...",
-                flush=True,
-            )
-            report = run_scenario(city, scenario, settings.mqtt, speed=None)
-            stored = _wait_until_stored(settings, report, timeout_s=120)
-            judged = _wait_until_judged(rules, report, timeout_s=120)
-            ingest.stop()
-            rules.stop()
+            report, stored, judged = played.report, played.stored, played.judged
+            ingest, rules, store = played.ingest, played.rules, played.store
             print(_summary(city, settings, report, stored, ingest))
             print(_incidents(city, zones, store, rules) if judged else "Rules did not finish.")
             store.close()
@@ -126,6 +114,43 @@ def main(argv: Sequence[str]) -> int:
                 _serve_until_ctrl_c(stack, settings, crews)
     ok = stored == len(report.reading_keys) and crews is not None
     return 0 if ok else 1
+
+
+@dataclass(frozen=True, slots=True)
+class Played:
+    report: SimReport
+    stored: int  # readings in InfluxDB
+    judged: bool  # the rules judged the whole scenario
+    ingest: IngestService  # stopped
+    rules: RulesService  # stopped
+    store: IncidentStore  # open: the caller closes it
+
+
+def play(settings: Settings, city: City, zones: ZoneIndex, scenario: Scenario) -> Played | None:
+    """Run ingest and the rules service, play `scenario` as fast as the broker takes it,
+    wait until InfluxDB holds every valid reading and the rules judged it to its end;
+    None if the services could not subscribe."""
+    ingest = IngestService(settings, city, make_writer(settings.influx))
+    store = make_store(settings, zones)
+    rules = RulesService(settings, city, store, Router(load_roster(city), zones), zones)
+    ingest.start()
+    rules.start()
+    if not (ingest.wait_subscribed(15) and rules.wait_subscribed(15)):
+        ingest.stop()
+        rules.stop()
+        store.close()
+        return None
+    print(
+        f"pantau demo: playing {scenario.name!r} ({scenario.duration_s / 3600:g} h "
+        f"simulated, {len(city.devices)} devices) as fast as the broker takes it ...",
+        flush=True,
+    )
+    report = run_scenario(city, scenario, settings.mqtt, speed=None)
+    stored = _wait_until_stored(settings, report, timeout_s=120)
+    judged = _wait_until_judged(rules, report, timeout_s=120)
+    ingest.stop()
+    rules.stop()
+    return Played(report, stored, judged, ingest, rules, store)
 
 
 def _count(influx: InfluxQL) -> int:
