@@ -5,8 +5,8 @@ supervisor). A crew acknowledges 2-12 minutes after the incident opened (one in 
 slow: 20-40), dispatches itself a minute later, is on site 15 minutes after the
 acknowledgement and resolves 30-150 minutes after opening (at least 20 minutes after
 acknowledging). A supervisor acknowledges and resolves but sends no crew, so it neither
-dispatches nor goes on site. Delays come from a seeded `Random`: the same incidents give
-the same answers.
+dispatches nor goes on site. Delays come from a `Random` seeded per incident by its
+dedup key and opening time of day: the same incidents give the same answers.
 
 The crews act only through the HTTP API (`simulators.apiserver`), with crew (or
 supervisor) tokens signed by the API's key; the API's `ManualClock` is set to each
@@ -81,9 +81,13 @@ def plan_answers(
     incidents: Iterable[Incident], crew_of: Callable[[Incident], str | None], seed: int = SEED
 ) -> list[Answer]:
     """The answers to the incidents that `crew_of` routes to someone, in id order."""
-    rng = Random(seed)
     answers = []
     for inc in sorted(incidents, key=lambda i: i.id):
+        # One generator per incident, seeded by what the incident is (not by its id,
+        # which follows the order the rules service stored them in): the same storm
+        # gets the same answers on every run, on any day it is replayed.
+        k = inc.key
+        rng = Random(f"{seed}:{k.rule_id}:{k.zone_id}:{k.hazard.value}:{inc.opened_at:%H:%M:%S.%f}")
         slow = rng.random() < 0.2
         ack = rng.randint(20, 40) * M if slow else rng.randint(2, 12) * M
         resolve = max(ack + 20 * M, rng.randint(30, 150) * M)
