@@ -6,7 +6,7 @@ slow: 20-40), dispatches itself a minute later, is on site 15 minutes after the
 acknowledgement and resolves 30-150 minutes after opening (at least 20 minutes after
 acknowledging). A supervisor acknowledges and resolves but sends no crew, so it neither
 dispatches nor goes on site. Delays come from a `Random` seeded per incident by its
-dedup key and opening time of day: the same incidents give the same answers.
+dedup key: the same incidents give the same answers.
 
 The crews act only through the HTTP API (`simulators.apiserver`), with crew (or
 supervisor) tokens signed by the API's key; the API's `ManualClock` is set to each
@@ -16,6 +16,7 @@ crews' times.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -27,6 +28,7 @@ from api.context import ApiContext
 from api.principal import Principal, Role
 from api.security import issue_token
 from pantau.clock import ManualClock
+from pantau.incidents import DedupKey
 from rules.store.models import IncidentRow
 from rules.store.store import _incident
 from rules.store.types import Incident
@@ -82,19 +84,22 @@ def plan_answers(
 ) -> list[Answer]:
     """The answers to the incidents that `crew_of` routes to someone, in id order."""
     answers = []
-    for inc in sorted(incidents, key=lambda i: i.id):
-        # One generator per incident, seeded by what the incident is (not by its id,
-        # which follows the order the rules service stored them in): the same storm
-        # gets the same answers on every run, on any day it is replayed.
+    seen: Counter[DedupKey] = Counter()
+    for inc in sorted(incidents, key=lambda i: (i.opened_at, i.id)):
+        # One generator per incident, seeded by what the incident is (its dedup key and
+        # how many of that key came before), not by its id or opening second, which
+        # follow the order readings reached the rules: the same storm gets the same
+        # answers on every run.
         k = inc.key
-        rng = Random(f"{seed}:{k.rule_id}:{k.zone_id}:{k.hazard.value}:{inc.opened_at:%H:%M:%S.%f}")
+        rng = Random(f"{seed}:{k.rule_id}:{k.zone_id}:{k.hazard.value}:{seen[k]}")
+        seen[k] += 1
         slow = rng.random() < 0.2
         ack = rng.randint(20, 40) * M if slow else rng.randint(2, 12) * M
         resolve = max(ack + 20 * M, rng.randint(30, 150) * M)
         crew = crew_of(inc)
         if crew is not None:
             answers.append(Answer(inc.id, crew, inc.opened_at, ack, resolve))
-    return answers
+    return sorted(answers, key=lambda a: a.incident_id)
 
 
 def steps(answers: Iterable[Answer]) -> list[Step]:
