@@ -224,6 +224,28 @@ def send_malformed(
     answers.put(dict(reasons))
 
 
+def count_dead_letters(
+    mqtt: MqttSettings,
+    ready: multiprocessing.queues.Queue[bool],
+    expected: multiprocessing.queues.Queue[int],
+    answers: multiprocessing.queues.Queue[dict[str, int]],
+) -> None:
+    """The dead-letter count (a process of its own: receiving 500 letters/s in the
+    bench process would take the GIL from the latency probe's poller during the flood
+    only, and the probe would measure that). Subscribes, says ready, waits for the
+    number to expect, then for that many letters (at most 300 s), and answers the
+    letters per reason."""
+    dead = Collector(mqtt, Topics(mqtt.root).all_deadletter)
+    ready.put(True)
+    total = expected.get(timeout=3600)
+    with contextlib.suppress(AssertionError):  # a shortfall is reported by the caller
+        wait_until(lambda: len(dead.snapshot()) >= total, 300, "dead letters", poll=1.0)
+    time.sleep(2)  # anything beyond the expected count shows as a mismatch
+    letters = Counter(m.topic.rsplit("/", 1)[-1] for m in dead.snapshot())
+    dead.close()
+    answers.put(dict(letters))
+
+
 class LatencyProbe:
     """Valid traffic's latency, publish -> stored: one `rssi` reading of `device` every
     `every_s` (QoS 1), each with its own device time (a minute apart, so never over the
@@ -488,9 +510,19 @@ class Bench:
         mqtt = MqttSettings(
             host=self.stack.mqtt_host, port=self.stack.mqtt_port, root=settings_root
         )
-        topics = Topics(settings_root)
         devices = sorted(self.city.devices)
-        dead = Collector(mqtt, topics.all_deadletter)
+        # The flood and the dead-letter count run in processes of their own: in this one
+        # they would compete for the GIL with the probe and the fleet load, during the
+        # flood only, and the probe would measure that.
+        context = multiprocessing.get_context("spawn")
+        ready: multiprocessing.queues.Queue[bool] = context.Queue()
+        expected: multiprocessing.queues.Queue[int] = context.Queue()
+        letters_by_reason: multiprocessing.queues.Queue[dict[str, int]] = context.Queue()
+        counter = context.Process(
+            target=count_dead_letters, args=(mqtt, ready, expected, letters_by_reason)
+        )
+        counter.start()
+        ready.get(timeout=120)
         probe_settings = Settings(
             config_dir=self.config,
             mqtt=mqtt,
@@ -499,9 +531,6 @@ class Bench:
         probe = LatencyProbe(probe_settings, self.noisy_device)
         quiet_from = time.monotonic()
         time.sleep(self.lengths.probe_s)  # valid traffic's latency without the flood
-        # The flood is sent by a process of its own: in this one it would compete for
-        # the GIL with the probe and the fleet load, and the probe would measure that.
-        context = multiprocessing.get_context("spawn")
         answers: multiprocessing.queues.Queue[dict[str, int]] = context.Queue()
         sender = context.Process(
             target=send_malformed,
@@ -525,11 +554,9 @@ class Bench:
             f"{100 * (flood_p99 / quiet_p99 - 1):+.0f} %, target < +20 %), both with the "
             f"fleet load running"
         )
-        with contextlib.suppress(AssertionError):  # a shortfall is reported below
-            wait_until(lambda: len(dead.snapshot()) >= total, 300, "dead letters", poll=1.0)
-        time.sleep(2)
-        letters = Counter(m.topic.rsplit("/", 1)[-1] for m in dead.snapshot())
-        dead.close()
+        expected.put(total)
+        letters = Counter(letters_by_reason.get(timeout=600))
+        counter.join()
         verdict = "all" if letters == reasons else f"MISMATCH {dict(letters)}"
         row.notes.append(f"{total} malformed sent {dict(reasons)}; dead-lettered: {verdict}")
         return ended
