@@ -31,109 +31,36 @@ MEASUREMENT = "rssi"  # every device kind reports it; the load sends nothing els
 Key = tuple[str, int]  # device, device time in ms: a point's identity in one measurement
 
 
-class IngestProcess:
-    """`python -m pantau.cli ingest` for one topic root and database, with its spool in
-    `spool_dir`: a process of its own, so it can be SIGKILLed and its memory measured."""
+class ServiceProcess:
+    """`python -m pantau.cli <command>` on one topic root and database: a process of its
+    own, so it can be SIGKILLed, paused (SIGSTOP) and its memory measured."""
 
     def __init__(
-        self, stack: LocalStack, settings: Settings, spool_dir: Path, log: Path, **env: str
+        self, command: str, stack: LocalStack, settings: Settings, log: Path, env: dict[str, str]
     ) -> None:
+        self.command = command
         self.env = {
             **os.environ,
             **stack.environment(),
             "PANTAU_MQTT__ROOT": settings.mqtt.root,
             "PANTAU_INFLUX__DATABASE": settings.influx.database,
-            "PANTAU_INGEST__CLIENT_ID": f"ingest-{settings.mqtt.root}",
-            "PANTAU_INGEST__SPOOL_DIR": str(spool_dir),
-            **env,
-        }
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.kills = 0
-
-    def start(self) -> None:
-        with self.log.open("ab") as sink:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "pantau.cli", "ingest"],
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-            )
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-        self.kills += 1
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def rss_bytes(self) -> int:
-        """Resident memory now (VmRSS), 0 if not running."""
-        if self.proc is None or not self.alive():
-            return 0
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        return 0
-
-    def log_tail(self, lines: int = 20) -> str:
-        if not self.log.exists():
-            return "(no log)"
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-
-class RulesProcess:
-    """`python -m pantau.cli rules` on one topic root, database and SQL store: a process
-    of its own, so it can be SIGKILLed, or paused (SIGSTOP, a stalled host) while the
-    broker queues for its session."""
-
-    def __init__(
-        self, stack: LocalStack, settings: Settings, database_url: str, log: Path, **env: str
-    ) -> None:
-        self.env = {
-            **os.environ,
-            **stack.environment(),
-            "PANTAU_MQTT__ROOT": settings.mqtt.root,
-            "PANTAU_INFLUX__DATABASE": settings.influx.database,
-            "PANTAU_DATABASE_URL": database_url,
-            "PANTAU_RULES__CLIENT_ID": f"rules-{settings.mqtt.root}",
             **env,
         }
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.kills = 0
 
-    def start(self, timeout: float = 60) -> None:
-        """Start and wait until it is consuming (its start-up line is logged)."""
-        mark = self.log_text().count("rules: ")
+    def launch(self) -> None:
         with self.log.open("ab") as sink:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "pantau.cli", "rules"],
+                [sys.executable, "-m", "pantau.cli", self.command],
                 env=self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=sink,
                 stderr=subprocess.STDOUT,
             )
         self.starts += 1
-        wait_until(
-            lambda: self.log_text().count("rules: ") > mark or not self.alive(),
-            timeout,
-            "the rules service to start",
-        )
-        assert self.alive(), self.log_tail()
 
     def signal(self, signum: int) -> None:
         assert self.proc is not None
@@ -143,6 +70,7 @@ class RulesProcess:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait()
+        self.kills += 1
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -163,6 +91,56 @@ class RulesProcess:
 
     def log_tail(self, lines: int = 30) -> str:
         return "\n".join(self.log_text().splitlines()[-lines:]) or "(no log)"
+
+
+class IngestProcess(ServiceProcess):
+    """`pantau ingest` with its spool in `spool_dir`."""
+
+    def __init__(
+        self, stack: LocalStack, settings: Settings, spool_dir: Path, log: Path, **env: str
+    ) -> None:
+        ingest_env = {
+            "PANTAU_INGEST__CLIENT_ID": f"ingest-{settings.mqtt.root}",
+            "PANTAU_INGEST__SPOOL_DIR": str(spool_dir),
+        }
+        super().__init__("ingest", stack, settings, log, {**ingest_env, **env})
+
+    def start(self) -> None:
+        self.launch()
+
+    def rss_bytes(self) -> int:
+        """Resident memory now (VmRSS), 0 if not running."""
+        if self.proc is None or not self.alive():
+            return 0
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
+
+class RulesProcess(ServiceProcess):
+    """`pantau rules` on the SQL store at `database_url`; pausing it (SIGSTOP, a
+    stalled host) lets the broker queue for its session."""
+
+    def __init__(
+        self, stack: LocalStack, settings: Settings, database_url: str, log: Path, **env: str
+    ) -> None:
+        rules_env = {
+            "PANTAU_DATABASE_URL": database_url,
+            "PANTAU_RULES__CLIENT_ID": f"rules-{settings.mqtt.root}",
+        }
+        super().__init__("rules", stack, settings, log, {**rules_env, **env})
+
+    def start(self, timeout: float = 60) -> None:
+        """Start and wait until it is consuming (its start-up line is logged)."""
+        mark = self.log_text().count("rules: ")
+        self.launch()
+        wait_until(
+            lambda: self.log_text().count("rules: ") > mark or not self.alive(),
+            timeout,
+            "the rules service to start",
+        )
+        assert self.alive(), self.log_tail()
 
 
 class PacedLoad:
