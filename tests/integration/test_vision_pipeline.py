@@ -17,15 +17,12 @@ from pantau.city import City, load_city
 from pantau.influxql import InfluxQL
 from pantau.settings import Settings
 from pantau.topics import Topics
-from simulators.camera.faults import Fault, FaultInjector, FaultWindow
-from simulators.camera.scene import DrainScene, RoadScene, Vehicle
-from simulators.camera.server import CameraFeed, CameraServer
+from simulators.camera.server import CameraServer
+from tests.integration.camera_scenes import FLOOD, ROAD, flood_and_covered_road
 from tests.integration.mqtt_tools import Collector, wait_for
 from vision.service import VisionService
 
 pytestmark = pytest.mark.integration
-
-FLOOD, ROAD = "cam-flood-babakan", "cam-traffic-gatot-subroto"
 
 
 @pytest.fixture(scope="module")
@@ -35,20 +32,8 @@ def city() -> City:
 
 @pytest.fixture
 def server() -> Iterator[CameraServer]:
-    # Water from 50 cm rising 2 cm/s: past the camera's 60 cm flood depth after ~5 s.
-    drain = CameraFeed(DrainScene(depth_start_cm=50.0, depth_rate_cm_s=2.0), fps=5.0)
-    traffic = [Vehicle(lane, 100.0 + 300 * i, 90.0, 80.0, (30, 30, 170)) for lane in (0, 1)
-               for i in range(2)]  # fmt: skip
-    # Someone covers the road camera 6 s in.
-    road = CameraFeed(
-        RoadScene(vehicles=traffic),
-        fps=5.0,
-        faults=FaultInjector((FaultWindow(Fault.OCCLUSION, 6.0),)),
-    )
-    srv = CameraServer({FLOOD: drain, ROAD: road})
-    srv.start()
-    yield srv
-    srv.stop()
+    with flood_and_covered_road(covered_at_s=6.0) as srv:  # the lens covered 6 s in
+        yield srv
 
 
 def values(settings: Settings, measurement: str, camera: str) -> list[float]:
