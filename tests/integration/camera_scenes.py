@@ -4,9 +4,11 @@ cam-traffic-gatot-subroto with traffic in both lanes until someone covers the le
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
+from pantau.cameras import Camera, SourceKind
 from simulators.camera.faults import Fault, FaultInjector, FaultWindow
 from simulators.camera.scene import DrainScene, RoadScene, Vehicle
 from simulators.camera.server import CameraFeed, CameraServer
@@ -31,3 +33,18 @@ def flood_and_covered_road(covered_at_s: float) -> Iterator[CameraServer]:
         yield srv
     finally:
         srv.stop()
+
+
+def served_cameras(registry: Mapping[str, Camera], server: CameraServer) -> dict[str, Camera]:
+    """The two registry cameras pointed at `server`: the drain as an MJPEG stream, the
+    road as snapshots, both sampled at 5 fps."""
+    return {
+        FLOOD: dataclasses.replace(
+            registry[FLOOD], source_kind=SourceKind.MJPEG, url=server.url(FLOOD, "stream.mjpg"),
+            sample_fps=5.0,
+        ),
+        ROAD: dataclasses.replace(
+            registry[ROAD], source_kind=SourceKind.SNAPSHOT, url=server.url(ROAD, "snapshot.jpg"),
+            sample_fps=5.0,
+        ),
+    }  # fmt: skip

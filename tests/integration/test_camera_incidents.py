@@ -10,7 +10,6 @@ station that reads 20 cm while the gauge shows 50 cm and more a data-quality inc
 
 from __future__ import annotations
 
-import dataclasses
 import secrets
 import threading
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from api.context import build_context
 from api.principal import Role
 from ingest.service import IngestService
 from ingest.writers import make_writer
-from pantau.cameras import Camera, SourceKind, load_cameras
+from pantau.cameras import load_cameras
 from pantau.city import load_city
 from pantau.incidents import Hazard, Severity
 from pantau.influxql import InfluxQL
@@ -43,7 +42,7 @@ from rules.service import RulesService, make_store
 from rules.store import Incident
 from rules.zoneindex import ZoneIndex
 from simulators.camera.server import CameraServer
-from tests.integration.camera_scenes import FLOOD, ROAD, flood_and_covered_road
+from tests.integration.camera_scenes import FLOOD, ROAD, flood_and_covered_road, served_cameras
 from tests.integration.mqtt_tools import Publisher, wait_for
 from vision.service import VisionService
 
@@ -120,16 +119,7 @@ def test_camera_incidents_with_the_frame_as_evidence(
         settings, city, store, Router(load_roster(city), zones), zones, cameras=registry
     )
     ingest = IngestService(settings, city, make_writer(settings.influx), cameras=registry)
-    cameras: dict[str, Camera] = {
-        FLOOD: dataclasses.replace(
-            registry[FLOOD], source_kind=SourceKind.MJPEG, url=server.url(FLOOD, "stream.mjpg"),
-            sample_fps=5.0,
-        ),
-        ROAD: dataclasses.replace(
-            registry[ROAD], source_kind=SourceKind.SNAPSHOT, url=server.url(ROAD, "snapshot.jpg"),
-            sample_fps=5.0,
-        ),
-    }  # fmt: skip
+    cameras = served_cameras(registry, server)
     started = datetime.now(UTC)
     ingest.start()
     rules.start()

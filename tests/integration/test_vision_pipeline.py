@@ -3,7 +3,6 @@ snapshot URL) -> vision workers -> the real Mosquitto -> ingest -> the real Infl
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,13 +11,13 @@ import pytest
 
 from ingest.service import IngestService
 from ingest.writers import make_writer
-from pantau.cameras import Camera, SourceKind, load_cameras
+from pantau.cameras import load_cameras
 from pantau.city import City, load_city
 from pantau.influxql import InfluxQL
 from pantau.settings import Settings
 from pantau.topics import Topics
 from simulators.camera.server import CameraServer
-from tests.integration.camera_scenes import FLOOD, ROAD, flood_and_covered_road
+from tests.integration.camera_scenes import FLOOD, ROAD, flood_and_covered_road, served_cameras
 from tests.integration.mqtt_tools import Collector, wait_for
 from vision.service import VisionService
 
@@ -49,16 +48,7 @@ def test_simulated_cameras_to_influxdb(
     settings: Settings, city: City, server: CameraServer, tmp_path: Path
 ) -> None:
     registry = load_cameras(city)
-    cameras: dict[str, Camera] = {
-        FLOOD: dataclasses.replace(
-            registry[FLOOD], source_kind=SourceKind.MJPEG, url=server.url(FLOOD, "stream.mjpg"),
-            sample_fps=5.0,
-        ),
-        ROAD: dataclasses.replace(
-            registry[ROAD], source_kind=SourceKind.SNAPSHOT, url=server.url(ROAD, "snapshot.jpg"),
-            sample_fps=5.0,
-        ),
-    }  # fmt: skip
+    cameras = served_cameras(registry, server)
     ingest = IngestService(settings, city, make_writer(settings.influx), cameras=registry)
     ingest.start()
     assert ingest.wait_subscribed(10)
