@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from pantau.clock import Clock
-from rules.store.api_tables import ApiKeyRow, UserRow
+from pantau.store.api_tables import ApiKeyRow, UserRow
 
 from .principal import Principal, Role
 from .security import Passwords, api_key_digest, new_api_key

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from pantau.clock import Clock
-from rules.store.api_tables import AuditRow
+from pantau.store.api_tables import AuditRow
 
 from .principal import Principal
 

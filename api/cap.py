@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from pantau.incidents import Hazard, Severity, WorkflowState
-from rules.store import Incident
+from pantau.store import Incident
 
 from .geography import Geography
 

@@ -12,10 +12,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from pantau.cameras import Camera, load_cameras
 from pantau.city import City, load_city
 from pantau.clock import Clock, SystemClock
-from pantau.influxql import InfluxQL
+from pantau.influx.query import InfluxQL
 from pantau.settings import Settings
+from pantau.store import IncidentStore, load_sla_policy, make_engine, migrate, placement_by_zone
 from rules.routing import Roster, load_roster
-from rules.store import IncidentStore, load_sla_policy, make_engine, migrate, placement_by_zone
 from rules.zoneindex import ZoneIndex
 
 from .accounts import Accounts
@@ -91,7 +91,7 @@ def build_context(
     readers = sessions
     read_engine = engine
     if engine.dialect.name == "sqlite":
-        # The store's SQLite engine takes the write lock at BEGIN (rules.store.migrate),
+        # The store's SQLite engine takes the write lock at BEGIN (pantau.store.migrate),
         # which would queue every read behind every other; in WAL mode plain readers
         # see the last commit without waiting.
         read_engine = create_engine(settings.database_url, connect_args={"timeout": 30})

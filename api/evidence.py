@@ -23,8 +23,8 @@ from typing import Literal
 
 from pantau.cameras import Camera, load_cameras
 from pantau.errors import ConfigError, ConfigErrors
-from pantau.influxql import InfluxQL, InfluxQLError, quote_ident
-from rules.store import Incident
+from pantau.influx.query import InfluxQL, InfluxQLError, quote_ident
+from pantau.store import Incident
 
 from .context import ApiContext
 from .schemas import CameraFrame, EvidenceDevice, EvidenceOut, SeriesPoint

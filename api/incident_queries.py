@@ -11,9 +11,8 @@ from sqlalchemy import ColumnElement, false, func, select
 from sqlalchemy.orm import Session
 
 from pantau.incidents import ConditionState, Hazard, Severity, WorkflowState
-from rules.store import INACTIVE_WORKFLOW, Incident
-from rules.store.models import IncidentRow
-from rules.store.store import _incident
+from pantau.store import INACTIVE_WORKFLOW, Incident, incident_from_row
+from pantau.store.models import IncidentRow
 
 from .geography import Geography
 from .principal import Principal
@@ -108,7 +107,7 @@ def list_incidents(
     total = session.scalar(select(func.count()).select_from(IncidentRow).where(*where)) or 0
     # Plain rows, not ORM objects: a page is read-only, and the identity map and
     # attribute instrumentation cost more than the query. A row has the same attribute
-    # names as an IncidentRow, which is all `_incident` reads.
+    # names as an IncidentRow, which is all `incident_from_row` reads.
     rows = session.execute(
         select(IncidentRow.__table__)
         .where(*where)
@@ -116,7 +115,7 @@ def list_incidents(
         .limit(limit)
         .offset(offset)
     )
-    return [_incident(cast(IncidentRow, r)) for r in rows], int(total)
+    return [incident_from_row(cast(IncidentRow, r)) for r in rows], int(total)
 
 
 def public(incident: Incident, geo: Geography) -> IncidentPublic:

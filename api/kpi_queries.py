@@ -15,12 +15,12 @@ from typing import Protocol, TypeVar
 
 from sqlalchemy import or_, select
 
-from ingest.lineprotocol import tag_value
-from ingest.writers import WriteRejected, WriteUnavailable, make_writer
 from pantau.cameras import Camera
 from pantau.devices import Device
-from pantau.influxql import InfluxQLError, quote_ident
-from rules.store.models import IncidentRow
+from pantau.influx.lineprotocol import tag_value
+from pantau.influx.query import InfluxQLError, quote_ident
+from pantau.influx.writers import WriteRejected, WriteUnavailable, make_writer
+from pantau.store.models import IncidentRow
 
 from .context import ApiContext
 from .incident_queries import scope_filter

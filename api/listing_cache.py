@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl
 from sqlalchemy import Engine, Text, cast, func, literal_column, select
 from sqlalchemy.pool import PoolProxiedConnection
 
-from rules.store.models import IncidentEventRow
+from pantau.store.models import IncidentEventRow
 
 from .principal import Principal
 

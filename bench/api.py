@@ -47,7 +47,7 @@ from pantau.incidents import (
     WorkflowState,
 )
 from pantau.local.ports import free_port
-from rules.store import IncidentStore, load_sla_policy, make_engine, migrate, placement_by_zone
+from pantau.store import IncidentStore, load_sla_policy, make_engine, migrate, placement_by_zone
 from rules.zoneindex import ZoneIndex
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

@@ -48,7 +48,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from pantau.city import City, load_city
 from pantau.devices import default_config_dir
-from pantau.influxql import InfluxQL, InfluxQLError
+from pantau.influx.query import InfluxQL, InfluxQLError
 from pantau.local import LocalStack
 from pantau.settings import InfluxSettings, MqttSettings, Settings
 from pantau.topics import Topics

@@ -43,12 +43,12 @@ from bench.mosquitto_clients import (
     write_lines,
 )
 from bench.nodered import NodeRed, nodered_flow
-from ingest.lineprotocol import series_key, to_line
 from ingest.pipeline import Pipeline
-from ingest.writers import make_writer
 from pantau.city import City, load_city
 from pantau.devices import Device
-from pantau.influxql import InfluxQL, quote_ident
+from pantau.influx.lineprotocol import series_key, to_line
+from pantau.influx.query import InfluxQL, quote_ident
+from pantau.influx.writers import make_writer
 from pantau.local import LocalStack
 from pantau.local.ports import free_port
 from pantau.readings import Reading

@@ -48,7 +48,7 @@ from bench.nodered import NodeRed, nodered_flow
 from bench.pacer import PacedPublishers, PacedStream
 from ingest.pipeline import Pipeline
 from pantau.city import City, load_city
-from pantau.influxql import InfluxQL
+from pantau.influx.query import InfluxQL
 from pantau.local import LocalStack
 from pantau.local.ports import free_port
 from pantau.settings import IngestSettings

@@ -1,7 +1,7 @@
 """Query pieces every dashboard shares: the zone/agency filter on InfluxDB tags, and the
 city's zones as a SQL table for the incident panels.
 
-Readings carry `agency, device, kecamatan, kelurahan, kind` tags (ingest/lineprotocol.py).
+Readings carry `agency, device, kecamatan, kelurahan, kind` tags (pantau/influx/lineprotocol.py).
 Incidents in SQL only carry a `zone_id` (kota, kecamatan or kelurahan) and `agency`, and
 the incident store has no zones table, so the generated SQL brings the hierarchy from
 config as a VALUES list: the committed JSON is rebuilt (and checked stale) when config
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dashboards.model import InfluxQuery
 from pantau.city import City
+from pantau.store.models import ACTIVE_WHERE
 from pantau.zones import ZoneLevel
-from rules.store.models import ACTIVE_WHERE
 
 # Template variables (dashboards/variables.py) used in regexes: Grafana turns a
 # multi-value or All selection into (a|b|c).

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from types import FrameType
 
 from ingest.service import IngestService
-from ingest.writers import V1Writer, WriteUnavailable, make_writer
 from pantau.cameras import load_cameras
 from pantau.city import load_city
+from pantau.influx.writers import V1Writer, WriteUnavailable, make_writer
 from pantau.settings import Settings
 
 log = logging.getLogger("ingest")

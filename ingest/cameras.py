@@ -18,9 +18,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ingest.lineprotocol import EPOCH, MILLISECOND, tag_value
 from pantau.cameras import Camera
 from pantau.frame_analysis import AnalysisDecodeError, CameraState, FrameAnalysis, decode_analysis
+from pantau.influx.lineprotocol import EPOCH, MILLISECOND, tag_value
 from pantau.topics import Topics
 
 MAX_BYTES = 256 * 1024

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from ingest.writers import InfluxWriter, make_writer
+from pantau.influx.writers import InfluxWriter, make_writer
 from pantau.metrics import ServiceMetrics
 from pantau.settings import Settings
 

@@ -8,11 +8,11 @@ from datetime import datetime
 
 from ingest.cameras import CameraLines
 from ingest.deadletter import Rejection
-from ingest.lineprotocol import series_key, to_line
 from ingest.ratelimit import DeviceRateLimiter
 from pantau.cameras import Camera
 from pantau.city import City
 from pantau.device_messages import DeviceMessageReader
+from pantau.influx.lineprotocol import series_key, to_line
 from pantau.settings import IngestSettings
 from pantau.topics import Topics
 

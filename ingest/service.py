@@ -33,10 +33,10 @@ from ingest.deadletter import Rejection
 from ingest.metrics import IngestMetrics
 from ingest.pipeline import Pipeline
 from ingest.spool import Chunk, Spool
-from ingest.writers import InfluxWriter, WriteRejected, WriteUnavailable
 from pantau.cameras import Camera
 from pantau.city import City
 from pantau.clock import Clock, SystemClock
+from pantau.influx.writers import InfluxWriter, WriteRejected, WriteUnavailable
 from pantau.mqtt_session import Inbound, SessionConsumer
 from pantau.settings import Settings
 from pantau.topics import Topics

@@ -15,7 +15,7 @@ from types import FrameType
 
 from pantau.cameras import load_cameras
 from pantau.city import load_city
-from pantau.influxql import InfluxQL
+from pantau.influx.query import InfluxQL
 from pantau.settings import Settings
 from rules import backtest
 from rules.zoneindex import ZoneIndex

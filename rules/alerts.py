@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from pantau.incidents import ConditionChange, Severity
-from rules.store import EventKind, Incident, IncidentUpdate, UpdateKind
+from pantau.store import EventKind, Incident, IncidentUpdate, UpdateKind
 
 SCHEMA_VERSION = 1
 

@@ -29,7 +29,7 @@ from pantau.city import City, load_city
 from pantau.clock import Clock, ManualClock, SystemClock
 from pantau.errors import ConfigError, ConfigErrors
 from pantau.incidents import ConditionChange, ConditionState, DedupKey, Hazard, Severity
-from pantau.influxql import InfluxQL, InfluxQLError
+from pantau.influx.query import InfluxQL, InfluxQLError
 from pantau.readings import Reading
 from pantau.settings import Settings
 from pantau.zones import ZoneLevel

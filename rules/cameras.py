@@ -42,7 +42,7 @@ from pantau.frame_analysis import (
     FrameAnalysis,
     decode_analysis,
 )
-from pantau.influxql import InfluxQL, quote_ident
+from pantau.influx.query import InfluxQL, quote_ident
 from pantau.readings import Reading
 from pantau.topics import Topics
 

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from pantau.store import Dispatch, Incident, IncidentStore, OutboxKind, Outgoing
 from pantau.topics import Topics
 from rules.outbox import ops_topic
 from rules.routing import Router
-from rules.store import Dispatch, Incident, IncidentStore, OutboxKind, Outgoing
 
 log = logging.getLogger(__name__)
 

@@ -42,8 +42,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from ingest.lineprotocol import tag_value
-from ingest.writers import InfluxWriter, WriteRejected, WriteUnavailable, make_writer
 from pantau.city import City
 from pantau.incidents import (
     ConditionChange,
@@ -53,6 +51,8 @@ from pantau.incidents import (
     Hazard,
     Severity,
 )
+from pantau.influx.lineprotocol import tag_value
+from pantau.influx.writers import InfluxWriter, WriteRejected, WriteUnavailable, make_writer
 from pantau.settings import InfluxSettings
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 from pantau.city import City
-from pantau.influxql import InfluxQL
+from pantau.influx.query import InfluxQL
 from pantau.readings import Reading
 
 DEFAULT_CHUNK = timedelta(hours=1)

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from ingest.writers import InfluxWriter, make_writer
+from pantau.influx.writers import InfluxWriter, make_writer
 from pantau.metrics import ServiceMetrics
 from pantau.mqtt_session import Inbound
 from pantau.settings import Settings

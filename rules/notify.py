@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import urllib3
 
 from pantau.settings import RulesSettings
+from pantau.store import IncidentStore, NotifyState, OutboxMessage
 from rules.escalation import OPS_ADDRESS
-from rules.store import IncidentStore, NotifyState, OutboxMessage
 
 log = logging.getLogger(__name__)
 

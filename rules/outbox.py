@@ -1,5 +1,5 @@
 """What the rules service owes the outside world for one incident update, as outbox
-messages (rules.store writes them in the transaction of the change; the service
+messages (pantau.store writes them in the transaction of the change; the service
 publishes them and marks them sent after the broker's PUBACK).
 
     update = store.apply(change, compose=lambda u: change_dispatch(u, change, router, ...))
@@ -16,10 +16,10 @@ import json
 from typing import Any
 
 from pantau.incidents import ConditionChange
+from pantau.store import Dispatch, IncidentUpdate, OutboxKind, Outgoing
 from pantau.topics import Topics
 from rules import alerts
 from rules.routing import Router
-from rules.store import Dispatch, IncidentUpdate, OutboxKind, Outgoing
 
 MESSAGE_ID_PROPERTY = "message-id"
 

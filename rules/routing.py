@@ -18,9 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from pantau.city import City
 from pantau.errors import ConfigError, ConfigErrors
 from pantau.incidents import Hazard
+from pantau.store import DEFAULT_AGENCY
 from pantau.yamlconf import load_model
 from pantau.zones import ZoneLevel
-from rules.store import DEFAULT_AGENCY
 from rules.zoneindex import ZoneIndex
 
 WIB = timezone(timedelta(hours=7), "WIB")

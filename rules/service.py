@@ -46,10 +46,20 @@ from pantau.clock import Clock, SystemClock
 from pantau.device_messages import DeviceMessageReader
 from pantau.errors import ConfigError, ConfigErrors
 from pantau.incidents import ConditionChange
-from pantau.influxql import InfluxQL, InfluxQLError
+from pantau.influx.query import InfluxQL, InfluxQLError
 from pantau.mqtt_session import Inbound, SessionConsumer
 from pantau.readings import Reading
 from pantau.settings import Settings
+from pantau.store import (
+    Dispatch,
+    IncidentStore,
+    IncidentUpdate,
+    OutboxKind,
+    OutboxMessage,
+    UpdateKind,
+    load_sla_policy,
+    placement_by_zone,
+)
 from pantau.topics import Topics
 from rules.cameras import CameraReadings, read_camera_history, rules_city
 from rules.engine import RuleEngine
@@ -61,16 +71,6 @@ from rules.notify import NotifierThread, WebhookConfig
 from rules.outbox import MESSAGE_ID_PROPERTY, change_dispatch
 from rules.routing import Router
 from rules.rulespec import RuleSet, load_rules
-from rules.store import (
-    Dispatch,
-    IncidentStore,
-    IncidentUpdate,
-    OutboxKind,
-    OutboxMessage,
-    UpdateKind,
-    load_sla_policy,
-    placement_by_zone,
-)
 from rules.zoneindex import ZoneIndex
 
 log = logging.getLogger(__name__)

@@ -29,9 +29,9 @@ from api.principal import Principal, Role
 from api.security import issue_token
 from pantau.clock import ManualClock
 from pantau.incidents import DedupKey
-from rules.store.models import IncidentRow
-from rules.store.store import _incident
-from rules.store.types import Incident
+from pantau.store import incident_from_row
+from pantau.store.models import IncidentRow
+from pantau.store.types import Incident
 
 from .apiserver import HttpApi
 
@@ -76,7 +76,10 @@ class Step:
 def all_incidents(ctx: ApiContext) -> list[Incident]:
     """Every incident in the store, oldest id first."""
     with ctx.readers() as session:
-        return [_incident(r) for r in session.scalars(select(IncidentRow).order_by(IncidentRow.id))]
+        return [
+            incident_from_row(r)
+            for r in session.scalars(select(IncidentRow).order_by(IncidentRow.id))
+        ]
 
 
 def plan_answers(

@@ -34,14 +34,14 @@ from api.accounts import AccountError
 from api.context import build_context
 from api.principal import Role
 from ingest.service import IngestService
-from ingest.writers import make_writer
 from pantau.city import City, load_city
-from pantau.influxql import InfluxQL
+from pantau.influx.query import InfluxQL
+from pantau.influx.writers import make_writer
 from pantau.local import LocalStack
 from pantau.settings import ApiSettings, RulesSettings, Settings
+from pantau.store import IncidentStore
 from rules.routing import Router, load_roster
 from rules.service import RulesService, make_store
-from rules.store import IncidentStore
 from rules.zoneindex import ZoneIndex
 from simulators.apiserver import ApiCallError, serve
 from simulators.crews import principal_of

@@ -17,10 +17,10 @@ from api.incident_queries import scope_filter, severity_name
 from api.principal import Principal
 from api.schemas import AgencyOut, CrewOut, DeviceHealth, DeviceList, GeoJson, Message
 from pantau.incidents import Hazard, Severity
-from pantau.influxql import InfluxQLError
+from pantau.influx.query import InfluxQLError
+from pantau.store import INACTIVE_WORKFLOW
+from pantau.store.models import IncidentRow
 from rules.routing import WIB
-from rules.store import INACTIVE_WORKFLOW
-from rules.store.models import IncidentRow
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["city"])

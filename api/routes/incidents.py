@@ -31,9 +31,9 @@ from api.schemas import (
     TimelineEvent,
 )
 from pantau.incidents import ConditionState, Hazard, Severity, WorkflowState
+from pantau.store import IncidentDetail, InvalidTransition
+from pantau.store.api_tables import CitizenReportRow
 from pantau.topics import DEVICE_ID_PATTERN
-from rules.store import IncidentDetail, InvalidTransition
-from rules.store.api_tables import CitizenReportRow
 
 router = APIRouter(prefix="/incidents", tags=["incidents"])
 

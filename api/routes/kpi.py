@@ -27,7 +27,7 @@ from api.kpi_queries import (
 from api.principal import Principal, Role
 from api.schemas import Message
 from pantau.incidents import Hazard, Severity
-from pantau.influxql import InfluxQLError
+from pantau.influx.query import InfluxQLError
 
 # 2000-2099: InfluxDB keeps times between 1677 and 2262, and e-Kinerja starts well after 2000.
 MONTH = r"^20\d\d-(0[1-9]|1[0-2])$"

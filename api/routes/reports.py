@@ -34,10 +34,9 @@ from pantau.incidents import (
     Hazard,
     Severity,
 )
-from rules.store import INACTIVE_WORKFLOW, Incident, UpdateKind
-from rules.store.api_tables import CitizenReportRow
-from rules.store.models import IncidentRow
-from rules.store.store import _incident
+from pantau.store import INACTIVE_WORKFLOW, Incident, UpdateKind, incident_from_row
+from pantau.store.api_tables import CitizenReportRow
+from pantau.store.models import IncidentRow
 
 router = APIRouter(tags=["citizen reports"])
 
@@ -76,7 +75,7 @@ def _matching(ctx: ApiContext, hazard: Hazard, zone_ids: list[str]) -> Incident 
     )
     with ctx.readers() as session:
         row = session.scalars(query).first()
-        return None if row is None else _incident(row)
+        return None if row is None else incident_from_row(row)
 
 
 @router.post(

@@ -22,8 +22,8 @@ from api.deps import MAX_ID, Ctx, CurrentPrincipal, OptionalId
 from api.incident_queries import public, scope_filter, visible
 from api.principal import Principal
 from api.schemas import Message
-from rules.store.models import IncidentEventRow, IncidentRow
-from rules.store.store import _incident
+from pantau.store import incident_from_row
+from pantau.store.models import IncidentEventRow, IncidentRow
 
 router = APIRouter(prefix="/stream", tags=["live"])
 BATCH = 500
@@ -50,7 +50,7 @@ def read_events(
     out = []
     with ctx.readers() as session:
         for event, row in session.execute(query).all():
-            incident = public(_incident(row), ctx.geo).model_dump(mode="json")
+            incident = public(incident_from_row(row), ctx.geo).model_dump(mode="json")
             out.append(
                 (
                     event.id,

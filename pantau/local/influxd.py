@@ -12,7 +12,7 @@ from pathlib import Path
 
 import urllib3
 
-from pantau.influxql import InfluxQL, quote_ident
+from pantau.influx.query import InfluxQL, quote_ident
 from pantau.local.ports import LOOPBACK
 from pantau.local.process import LocalService, find_executable
 

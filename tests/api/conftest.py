@@ -26,7 +26,7 @@ from pantau.incidents import (
     Severity,
 )
 from pantau.settings import ApiSettings, Settings
-from rules.store import Incident
+from pantau.store import Incident
 from rules.zoneindex import ZoneIndex
 
 PASSWORD = "correct-horse-battery"

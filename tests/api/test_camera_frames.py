@@ -18,10 +18,10 @@ from api.app import create_app
 from api.context import ApiContext, build_context
 from api.principal import Role
 from ingest.cameras import analysis_lines, camera_tags
-from ingest.writers import make_writer
 from pantau.cameras import load_cameras
 from pantau.frame_analysis import FrameAnalysis, Measure
 from pantau.incidents import ConditionChange, ConditionState, DedupKey, Evidence, Hazard, Severity
+from pantau.influx.writers import make_writer
 from pantau.settings import ApiSettings, Settings
 from tests.api.conftest import BARAT, CITY, PASSWORD, ZONES
 

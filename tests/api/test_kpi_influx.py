@@ -14,9 +14,9 @@ from pydantic import SecretStr
 from api.app import create_app
 from api.context import ApiContext, build_context
 from api.principal import Role
-from ingest.writers import make_writer
 from pantau.incidents import WorkflowState
-from pantau.influxql import InfluxQL
+from pantau.influx.query import InfluxQL
+from pantau.influx.writers import make_writer
 from pantau.settings import ApiSettings, Settings
 from tests.api.conftest import CITY, PASSWORD, ZONES, flood
 

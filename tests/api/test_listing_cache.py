@@ -13,8 +13,8 @@ from sqlalchemy import insert
 
 from api.principal import Principal, Role
 from api.security import TokenError, TokenReader, issue_token
-from rules.store.models import IncidentEventRow
-from rules.store.types import EventKind
+from pantau.store.models import IncidentEventRow
+from pantau.store.types import EventKind
 from tests.api.conftest import World, flood, make_world
 
 QUERY = "/incidents?limit=50&active=true"

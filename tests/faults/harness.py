@@ -19,7 +19,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from pantau.devices import Device
-from pantau.influxql import InfluxQL, quote_ident
+from pantau.influx.query import InfluxQL, quote_ident
 from pantau.local import LocalStack
 from pantau.settings import Settings
 from pantau.topics import Topics

@@ -25,9 +25,9 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from ingest.service import IngestService
-from ingest.writers import make_writer
 from pantau.city import City
-from pantau.influxql import InfluxQL
+from pantau.influx.query import InfluxQL
+from pantau.influx.writers import make_writer
 from pantau.local import LocalStack
 from pantau.local.mosquitto import MosquittoOptions
 from pantau.settings import Settings

@@ -12,12 +12,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ingest import deadletter
-from ingest.lineprotocol import series_key, to_line
 from ingest.service import IngestService
-from ingest.writers import make_writer
 from pantau.city import City
 from pantau.devices import Device
-from pantau.influxql import InfluxQL
+from pantau.influx.lineprotocol import series_key, to_line
+from pantau.influx.query import InfluxQL
+from pantau.influx.writers import make_writer
 from pantau.readings import Reading
 from pantau.settings import Settings
 from pantau.topics import Topics

@@ -25,11 +25,11 @@ import pytest
 from sqlalchemy import text
 
 from ingest.service import IngestService
-from ingest.writers import make_writer
 from pantau.cameras import load_cameras
 from pantau.city import City
 from pantau.incidents import Hazard
-from pantau.influxql import InfluxQL
+from pantau.influx.query import InfluxQL
+from pantau.influx.writers import make_writer
 from pantau.local import LocalStack
 from pantau.settings import RulesSettings, Settings
 from rules.routing import Router, load_roster

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 
 from ingest import deadletter
-from ingest.lineprotocol import series_key
-from ingest.writers import make_writer
 from pantau.devices import Device
+from pantau.influx.lineprotocol import series_key
+from pantau.influx.writers import make_writer
 from pantau.local import LocalStack
 from pantau.settings import Settings
 from pantau.topics import Topics

@@ -28,13 +28,13 @@ from pantau.incidents import (
     Severity,
 )
 from pantau.settings import RulesSettings, Settings
+from pantau.store import NotifyState, OutboxKind, migrate
+from pantau.store.migrate import downgrade
 from pantau.topics import Topics
 from rules.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from rules.outbox import change_dispatch
 from rules.routing import Router, load_roster
 from rules.service import RulesService, make_store
-from rules.store import NotifyState, OutboxKind, migrate
-from rules.store.migrate import downgrade
 from rules.zoneindex import ZoneIndex
 from tests.integration.mqtt_tools import Collector, wait_for
 from tests.unit.test_notify import Gateway, gateway_handler

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from ingest.service import IngestService
-from ingest.writers import make_writer
 from pantau.city import load_city
 from pantau.incidents import Hazard
-from pantau.influxql import InfluxQL
+from pantau.influx.query import InfluxQL
+from pantau.influx.writers import make_writer
 from pantau.local import LocalStack
 from pantau.settings import Settings
 from rules import backtest as bt

@@ -20,7 +20,6 @@ from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import SecretStr
 
 from ingest.service import IngestService
-from ingest.writers import make_writer
 from pantau.broker.accounts import Account, accounts_for
 from pantau.broker.files import write_files
 from pantau.broker.passwords import derive_password
@@ -28,7 +27,8 @@ from pantau.broker.retire import retire
 from pantau.broker.tls import make_tls
 from pantau.city import City, load_city
 from pantau.errors import ConfigErrors
-from pantau.influxql import InfluxQL
+from pantau.influx.query import InfluxQL
+from pantau.influx.writers import make_writer
 from pantau.local.mosquitto import Mosquitto, MosquittoOptions
 from pantau.local.ports import free_port, free_ports
 from pantau.mqtt import apply_credentials, connect_properties

@@ -26,12 +26,13 @@ from api.app import create_app
 from api.context import build_context
 from api.principal import Role
 from ingest.service import IngestService
-from ingest.writers import make_writer
 from pantau.cameras import load_cameras
 from pantau.city import load_city
 from pantau.incidents import Hazard, Severity
-from pantau.influxql import InfluxQL
+from pantau.influx.query import InfluxQL
+from pantau.influx.writers import make_writer
 from pantau.settings import ApiSettings, RulesSettings, Settings
+from pantau.store import Incident
 from pantau.topics import Topics
 from pantau.wire import NATIVE_CONTENT_TYPE, Sample, encode_native
 from rules import backtest as bt
@@ -39,7 +40,6 @@ from rules.cameras import read_camera_history, rules_city
 from rules.routing import Router, load_roster
 from rules.rulespec import load_rules
 from rules.service import RulesService, make_store
-from rules.store import Incident
 from rules.zoneindex import ZoneIndex
 from simulators.camera.server import CameraServer
 from tests.integration.camera_scenes import FLOOD, ROAD, flood_and_covered_road, served_cameras

@@ -32,7 +32,6 @@ from dashboards import expand
 from dashboards.build import GENERATED
 from dashboards.model import INFLUX, POSTGRES
 from ingest.service import IngestService
-from ingest.writers import make_writer
 from pantau.cameras import load_cameras
 from pantau.city import City, load_city
 from pantau.frame_analysis import (
@@ -53,12 +52,13 @@ from pantau.incidents import (
     Severity,
     WorkflowState,
 )
-from pantau.influxql import InfluxQL
+from pantau.influx.query import InfluxQL
+from pantau.influx.writers import make_writer
 from pantau.settings import ApiSettings, MetricsSettings, RulesSettings, Settings
+from pantau.store import IncidentStore
 from pantau.topics import Topics
 from rules.routing import Router, load_roster
 from rules.service import RulesService, make_store
-from rules.store import IncidentStore
 from rules.zoneindex import ZoneIndex
 from simulators.publisher import run_scenario
 from simulators.report import SimReport

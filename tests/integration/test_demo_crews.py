@@ -17,7 +17,7 @@ from api.context import build_context
 from api.kpi import p90
 from pantau.city import load_city
 from pantau.settings import ApiSettings, RulesSettings, Settings
-from rules.store.types import Incident
+from pantau.store.types import Incident
 from rules.zoneindex import ZoneIndex
 from simulators.crews import Answer, all_incidents
 from simulators.demo import play

@@ -16,9 +16,9 @@ import pytest
 
 from ingest import deadletter
 from ingest.service import IngestService
-from ingest.writers import make_writer
 from pantau.city import City, load_city
-from pantau.influxql import InfluxQL
+from pantau.influx.query import InfluxQL
+from pantau.influx.writers import make_writer
 from pantau.local import LocalStack
 from pantau.settings import Settings
 from pantau.topics import Topics

@@ -20,7 +20,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from pantau.influxql import InfluxQL, InfluxQLError, quote_ident, quote_string
+from pantau.influx.query import InfluxQL, InfluxQLError, quote_ident, quote_string
 from pantau.local import LocalStack, ServiceError
 from pantau.local.influxd import Influxd
 from pantau.local.mosquitto import Mosquitto, MosquittoOptions

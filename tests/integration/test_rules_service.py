@@ -20,15 +20,15 @@ import pytest
 from sqlalchemy import text
 
 from ingest.service import IngestService
-from ingest.writers import make_writer
 from pantau.city import City, load_city
 from pantau.incidents import Hazard
-from pantau.influxql import InfluxQL
+from pantau.influx.query import InfluxQL
+from pantau.influx.writers import make_writer
 from pantau.settings import RulesSettings, Settings
+from pantau.store import Incident, IncidentStore
 from rules.routing import Router, load_roster
 from rules.rulespec import load_rules
 from rules.service import RulesService, make_store
-from rules.store import Incident, IncidentStore
 from rules.zoneindex import ZoneIndex
 from simulators.publisher import run_scenario
 from simulators.report import SimReport

@@ -17,9 +17,9 @@ import pytest
 
 from ingest import deadletter
 from ingest.service import IngestService
-from ingest.writers import make_writer
 from pantau.city import load_city
-from pantau.influxql import InfluxQL
+from pantau.influx.query import InfluxQL
+from pantau.influx.writers import make_writer
 from pantau.settings import Settings
 from pantau.topics import Topics
 from simulators.publisher import run_scenario

@@ -24,8 +24,8 @@ from sqlalchemy import Engine, create_engine, inspect, text
 from pantau.clock import ManualClock
 from pantau.incidents import ConditionChange, DedupKey, Hazard, Severity
 from pantau.local.postgres import Postgres
-from rules.store import IncidentStore, UpdateKind, load_sla_policy, migrate
-from rules.store.migrate import alembic_config
+from pantau.store import IncidentStore, UpdateKind, load_sla_policy, migrate
+from pantau.store.migrate import alembic_config
 from tests.unit.test_store import (
     T0,
     change,
@@ -176,7 +176,7 @@ def test_forced_race_on_first_active_gives_one_incident(
         monkeypatch.setattr(s, "_active_row", looked_then_wait)
 
     first = change(severity=Severity.SIAGA)
-    caplog.set_level(logging.INFO, logger="rules.store.store")
+    caplog.set_level(logging.INFO, logger="pantau.store.store")
     updates = _run_together([partial(s.apply, first) for s in stores])
     kinds = sorted(u.kind.value for u in updates)
     assert kinds == ["ignored", "opened"]  # the loser's change was the same: a duplicate

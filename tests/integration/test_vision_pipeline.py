@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from ingest.service import IngestService
-from ingest.writers import make_writer
 from pantau.cameras import load_cameras
 from pantau.city import City, load_city
-from pantau.influxql import InfluxQL
+from pantau.influx.query import InfluxQL
+from pantau.influx.writers import make_writer
 from pantau.settings import Settings
 from pantau.topics import Topics
 from simulators.camera.server import CameraServer

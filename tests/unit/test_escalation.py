@@ -14,9 +14,9 @@ import pytest
 from pantau.city import City
 from pantau.clock import ManualClock
 from pantau.incidents import Severity, WorkflowState
+from pantau.store import EventKind, IncidentStore, OutboxKind, load_sla_policy, migrate
 from rules.escalation import OPS, SUPERVISOR, escalate_due
 from rules.routing import Router, load_roster
-from rules.store import EventKind, IncidentStore, OutboxKind, load_sla_policy, migrate
 from rules.zoneindex import ZoneIndex
 from tests.unit.test_store import T0, change
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from ingest.lineprotocol import tag_value, to_line
+from pantau.influx.lineprotocol import tag_value, to_line
 from pantau.readings import Reading
 
 

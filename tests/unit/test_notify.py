@@ -22,6 +22,7 @@ from pantau.clock import ManualClock
 from pantau.incidents import ConditionChange, Severity
 from pantau.local.ports import free_port
 from pantau.settings import RulesSettings
+from pantau.store import IncidentStore, NotifyState, OutboxKind, load_sla_policy, migrate
 from pantau.topics import Topics
 from rules.escalation import escalate_due
 from rules.notify import (
@@ -35,7 +36,6 @@ from rules.notify import (
 )
 from rules.outbox import change_dispatch
 from rules.routing import Router, load_roster
-from rules.store import IncidentStore, NotifyState, OutboxKind, load_sla_policy, migrate
 from rules.zoneindex import ZoneIndex
 from tests.unit.test_store import T0, change
 

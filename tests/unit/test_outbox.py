@@ -15,10 +15,7 @@ from sqlalchemy import create_engine, inspect, text
 from pantau.city import City
 from pantau.clock import ManualClock
 from pantau.incidents import ConditionChange, ConditionState, Severity
-from pantau.topics import Topics
-from rules.outbox import change_dispatch
-from rules.routing import Router, load_roster
-from rules.store import (
+from pantau.store import (
     Dispatch,
     IncidentStore,
     IncidentUpdate,
@@ -28,7 +25,10 @@ from rules.store import (
     load_sla_policy,
     migrate,
 )
-from rules.store.migrate import downgrade
+from pantau.store.migrate import downgrade
+from pantau.topics import Topics
+from rules.outbox import change_dispatch
+from rules.routing import Router, load_roster
 from rules.zoneindex import ZoneIndex
 from tests.unit.test_store import KEY, T0, change
 

@@ -23,8 +23,7 @@ from pantau.incidents import (
     Severity,
     WorkflowState,
 )
-from pantau.zones import ZoneLevel
-from rules.store import (
+from pantau.store import (
     EventKind,
     IncidentNotFound,
     IncidentStore,
@@ -34,8 +33,9 @@ from rules.store import (
     migrate,
     placement_by_zone,
 )
-from rules.store.migrate import VERSION_TABLE
-from rules.store.models import Base
+from pantau.store.migrate import VERSION_TABLE
+from pantau.store.models import Base
+from pantau.zones import ZoneLevel
 
 T0 = datetime(2026, 1, 14, 15, 0, tzinfo=UTC)
 KEY = DedupKey("flood-cisadane", "kel-sukasari", Hazard.FLOOD)

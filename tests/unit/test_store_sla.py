@@ -9,7 +9,7 @@ import pytest
 
 from pantau.errors import ConfigErrors
 from pantau.incidents import Hazard, Severity
-from rules.store import load_sla_policy
+from pantau.store import load_sla_policy
 
 
 def test_shipped_policy_covers_every_hazard_and_the_defaults() -> None:

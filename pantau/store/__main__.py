@@ -1,4 +1,4 @@
-"""`python -m rules.store migrate [URL]`: apply the incident store's migrations."""
+"""`python -m pantau.store migrate [URL]`: apply the incident store's migrations."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import argparse
 import logging
 import os
 
-from rules.store.migrate import DEFAULT_URL, migrate
+from pantau.store.migrate import DEFAULT_URL, migrate
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rules.store")
+    parser = argparse.ArgumentParser(prog="python -m pantau.store")
     sub = parser.add_subparsers(dest="command", required=True)
     m = sub.add_parser("migrate", help="upgrade the incident tables to the newest revision")
     m.add_argument(

@@ -1,4 +1,4 @@
-"""Alembic environment for the incident store, configured in code by rules.store.migrate.
+"""Alembic environment for the incident store, configured in code by pantau.store.migrate.
 
 `migrate(url)` hands over an open connection in `config.attributes["connection"]`; there
 is no alembic.ini.
@@ -9,8 +9,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from rules.store.migrate import VERSION_TABLE
-from rules.store.models import Base
+from pantau.store.migrate import VERSION_TABLE
+from pantau.store.models import Base
 
 
 def _run(connection: Connection) -> None:
@@ -27,5 +27,5 @@ def _run(connection: Connection) -> None:
 
 connection = context.config.attributes.get("connection")
 if connection is None:
-    raise RuntimeError("run migrations through rules.store.migrate(), which passes a connection")
+    raise RuntimeError("run migrations through pantau.store.migrate(), which passes a connection")
 _run(connection)

@@ -1,6 +1,6 @@
 """Apply the incident store's Alembic migrations from code: `migrate(url)`.
 
-Command line: `uv run python -m rules.store migrate [URL]`.
+Command line: `uv run python -m pantau.store migrate [URL]`.
 """
 
 from __future__ import annotations

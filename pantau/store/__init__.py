@@ -1,22 +1,23 @@
 """Incidents in SQL: SQLAlchemy 2 models, Alembic migrations, the store and SLA policy.
 
-migrate("sqlite:///run/pantau.db")              # or: python -m rules.store migrate URL
+migrate("sqlite:///run/pantau.db")              # or: python -m pantau.store migrate URL
 store = IncidentStore(url, load_sla_policy(), SystemClock())
 update = store.apply(change)                     # from the rule engine
 store.transition(update.incident.id, WorkflowState.ACKNOWLEDGED, "op:ani", "on it")
 """
 
 # Registers the API's tables (migration 0003) on the shared metadata.
-from rules.store import api_tables as _api_tables  # noqa: F401
-from rules.store.migrate import DEFAULT_URL, make_engine, migrate
-from rules.store.sla import SlaPolicy, SlaTarget, load_sla_policy
-from rules.store.store import (
+from pantau.store import api_tables as _api_tables  # noqa: F401
+from pantau.store.mapping import event_from_row, incident_from_row, outbox_from_row
+from pantau.store.migrate import DEFAULT_URL, make_engine, migrate
+from pantau.store.sla import SlaPolicy, SlaTarget, load_sla_policy
+from pantau.store.store import (
     DEFAULT_AGENCY,
     IncidentStore,
     default_placement,
     placement_by_zone,
 )
-from rules.store.types import (
+from pantau.store.types import (
     INACTIVE_WORKFLOW,
     RULES_ACTOR,
     ZONE_LEVELS,
@@ -62,8 +63,11 @@ __all__ = [
     "StoreError",
     "UpdateKind",
     "default_placement",
+    "event_from_row",
+    "incident_from_row",
     "load_sla_policy",
     "make_engine",
     "migrate",
+    "outbox_from_row",
     "placement_by_zone",
 ]

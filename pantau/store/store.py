@@ -34,6 +34,7 @@ from pantau.incidents import (
 )
 from pantau.zones import ZoneLevel
 
+from .mapping import event_from_row, incident_from_row, outbox_from_row
 from .migrate import make_engine, migrate
 from .models import IncidentEventRow, IncidentRow, OutboxRow
 from .sla import SlaPolicy
@@ -44,7 +45,6 @@ from .types import (
     EventKind,
     Incident,
     IncidentDetail,
-    IncidentEvent,
     IncidentNotFound,
     IncidentUpdate,
     InvalidTransition,
@@ -242,7 +242,9 @@ class IncidentStore:
         for r, m in zip(rows, dispatch.messages, strict=True):
             r.payload = json.dumps({**m.body, "message_id": r.id}, separators=(",", ":"))
         session.flush()
-        return replace(update, incident=_incident(row), outbox=tuple(_outbox(r) for r in rows))
+        return replace(
+            update, incident=incident_from_row(row), outbox=tuple(outbox_from_row(r) for r in rows)
+        )
 
     def _open(self, session: Session, change: ConditionChange) -> _Pending:
         assert change.severity is not None and change.evidence is not None
@@ -302,7 +304,7 @@ class IncidentStore:
         if change.at < row.condition_at:
             return IncidentUpdate(
                 kind=UpdateKind.IGNORED,
-                incident=_incident(row),
+                incident=incident_from_row(row),
                 events=(),
                 note=f"stale: {_fmt(change.at)} is before {_fmt(row.condition_at)}",
             )
@@ -329,7 +331,10 @@ class IncidentStore:
             changed = True
         if not changed:
             return IncidentUpdate(
-                kind=UpdateKind.IGNORED, incident=_incident(row), events=(), note="duplicate"
+                kind=UpdateKind.IGNORED,
+                incident=incident_from_row(row),
+                events=(),
+                note="duplicate",
             )
         cleared = change.state is ConditionState.CLEARED and any(
             e.kind is EventKind.CONDITION for e in p.events
@@ -475,7 +480,7 @@ class IncidentStore:
             .order_by(IncidentRow.sla_ack_due, IncidentRow.id)
         )
         with self._sessions() as session:
-            return [_incident(r) for r in session.scalars(query)]
+            return [incident_from_row(r) for r in session.scalars(query)]
 
     def escalate(
         self,
@@ -523,7 +528,7 @@ class IncidentStore:
             .limit(limit)
         )
         with self._sessions() as session:
-            return [_outbox(r) for r in session.scalars(query)]
+            return [outbox_from_row(r) for r in session.scalars(query)]
 
     def mark_published(self, ids: Sequence[int]) -> None:
         if not ids:
@@ -544,7 +549,7 @@ class IncidentStore:
             .limit(limit)
         )
         with self._sessions() as session:
-            return [_outbox(r) for r in session.scalars(query)]
+            return [outbox_from_row(r) for r in session.scalars(query)]
 
     def record_notification(
         self, message_id: int, state: NotifyState, attempts: int, error: str | None = None
@@ -577,7 +582,7 @@ class IncidentStore:
     def outbox_message(self, message_id: int) -> OutboxMessage | None:
         with self._sessions() as session:
             row = session.get(OutboxRow, message_id)
-            return None if row is None else _outbox(row)
+            return None if row is None else outbox_from_row(row)
 
     # -- queries ------------------------------------------------------------------------
 
@@ -587,7 +592,8 @@ class IncidentStore:
             if row is None:
                 return None
             return IncidentDetail(
-                incident=_incident(row), timeline=tuple(_event(e) for e in row.events)
+                incident=incident_from_row(row),
+                timeline=tuple(event_from_row(e) for e in row.events),
             )
 
     def active(self, zone_id: str | None = None) -> list[Incident]:
@@ -599,19 +605,19 @@ class IncidentStore:
             IncidentRow.severity_current.desc(), IncidentRow.opened_at, IncidentRow.id
         )
         with self._sessions() as session:
-            return [_incident(r) for r in session.scalars(query)]
+            return [incident_from_row(r) for r in session.scalars(query)]
 
     def by_key(self, key: DedupKey) -> Incident | None:
         """The active incident for `key`, if any."""
         with self._sessions() as session:
             row = self._active_row(session, key, lock=False)
-            return None if row is None else _incident(row)
+            return None if row is None else incident_from_row(row)
 
     def history(self, key: DedupKey) -> list[Incident]:
         """Every incident the key ever had, oldest first."""
         with self._sessions() as session:
             rows = session.scalars(_key_query(key).order_by(IncidentRow.id))
-            return [_incident(r) for r in rows]
+            return [incident_from_row(r) for r in rows]
 
     def _key_of(self, incident_id: int) -> DedupKey | None:
         with self._sessions() as session:
@@ -645,69 +651,9 @@ def _check_change(change: ConditionChange) -> None:
 
 def _result(kind: UpdateKind, p: _Pending) -> IncidentUpdate:
     return IncidentUpdate(
-        kind=kind, incident=_incident(p.row), events=tuple(_event(e) for e in p.events)
-    )
-
-
-def _incident(row: IncidentRow) -> Incident:
-    return Incident(
-        id=row.id,
-        key=DedupKey(row.rule_id, row.zone_id, row.hazard),
-        zone_level=row.zone_level,
-        agency=row.agency,
-        condition_state=row.condition_state,
-        condition_at=row.condition_at,
-        workflow_state=row.workflow_state,
-        severity_current=row.severity_current,
-        severity_max=row.severity_max,
-        evidence=Evidence(
-            device_ids=tuple(filter(None, row.evidence_device_ids.split(","))),
-            metric=row.evidence_metric,
-            peak_value=row.evidence_peak_value,
-            first_at=row.evidence_first_at,
-            last_at=row.evidence_last_at,
-        ),
-        opened_at=row.opened_at,
-        sla_ack_due=row.sla_ack_due,
-        sla_resolve_due=row.sla_resolve_due,
-        acknowledged_at=row.acknowledged_at,
-        resolved_at=row.resolved_at,
-        closed_at=row.closed_at,
-        reopen_count=row.reopen_count,
-        assignee_crew_id=row.assignee_crew_id,
-        routed_crew_id=row.routed_crew_id,
-        escalation_level=row.escalation_level,
-    )
-
-
-def _outbox(row: OutboxRow) -> OutboxMessage:
-    return OutboxMessage(
-        id=row.id,
-        incident_id=row.incident_id,
-        kind=row.kind,
-        topic=row.topic,
-        payload=row.payload.encode("utf-8"),
-        agency=row.agency,
-        crew_id=row.crew_id,
-        created_at=row.created_at,
-        published_at=row.published_at,
-        notify_state=row.notify_state,
-        notify_attempts=row.notify_attempts,
-        notify_error=row.notify_error,
-    )
-
-
-def _event(row: IncidentEventRow) -> IncidentEvent:
-    return IncidentEvent(
-        incident_id=row.incident_id,
-        seq=row.seq,
-        at=row.at,
-        recorded_at=row.recorded_at,
-        kind=row.kind,
-        from_state=row.from_state,
-        to_state=row.to_state,
-        actor=row.actor,
-        reason=row.reason,
+        kind=kind,
+        incident=incident_from_row(p.row),
+        events=tuple(event_from_row(e) for e in p.events),
     )
 
 
