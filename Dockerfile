@@ -13,6 +13,7 @@ COPY rules ./rules
 COPY api ./api
 COPY dashboards ./dashboards
 COPY simulators ./simulators
+COPY demo ./demo
 COPY config ./config
 RUN uv sync --locked --no-dev --no-editable
 

@@ -53,9 +53,9 @@ from pantau.local import LocalStack
 from pantau.settings import InfluxSettings, MqttSettings, Settings
 from pantau.topics import Topics
 from pantau.wire import Sample, encode_native
-from tests.faults.harness import IngestProcess, directory_bytes, wait_until
-from tests.faults.payloads import malformed
-from tests.integration.mqtt_tools import Collector, Publisher
+from testkit.mqtt import Collector, Publisher
+from testkit.payloads import malformed
+from testkit.services import IngestProcess, directory_bytes, wait_until
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 COPIES = 4  # each device of config/ placed this many times: 325 -> 1,300

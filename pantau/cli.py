@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("simulators.__main__", "simulated sensor fleet and scenarios"),
     "broker": ("pantau.broker.__main__", "broker accounts, password file and ACL from config/"),
     "services": ("pantau.local.__main__", "start local mosquitto + influxd on free ports"),
-    "demo": ("simulators.demo", "the whole pipeline end to end on the storm scenario"),
+    "demo": ("demo.run", "the whole pipeline end to end on the storm scenario"),
 }
 
 

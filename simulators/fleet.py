@@ -98,7 +98,7 @@ def build_tracks(city: City, scenario: Scenario, *, noisy: bool = True) -> list[
     """Schedules and fault-free signals of every device, sorted by device id.
 
     `noisy=False` gives what a perfect instrument would report (the ground truth's view,
-    simulators.truth); the noise streams are drawn all the same, so everything else —
+    testkit.truth); the noise streams are drawn all the same, so everything else —
     phases, profiles, the random walk of a road's wear — is identical.
     """
     devices = [city.devices[k] for k in sorted(city.devices)]

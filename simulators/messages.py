@@ -101,7 +101,7 @@ class FleetStream:
         start: datetime | None = None,
         noisy: bool = True,
     ) -> None:
-        """`noisy=False`: perfect instruments (faults still apply), for simulators.truth."""
+        """`noisy=False`: perfect instruments (faults still apply), for testkit.truth."""
         # Device clocks tick in whole seconds (exact in both payload forms).
         when = (scenario.start if start is None else start).replace(microsecond=0)
         self.scenario = replace(scenario, start=when)

@@ -3,7 +3,7 @@ simulated crews answering their alerts through the API with realistic delays, an
 KPIs the API computes matching what the crews did.
 
 Each incident goes to the crew the router names (or the agency supervisor off-shift).
-The crews are `simulators.crews` (the demo's too): a crew acknowledges after 2-12
+The crews are `demo.crews` (the demo's too): a crew acknowledges after 2-12
 minutes (one in five is slow: 20-40), dispatches itself, is on site 15 minutes later and
 resolves 30-150 minutes after opening, through the API served on loopback. The API's
 clock follows the simulated time, so timeline times are the crews' times.
@@ -22,6 +22,8 @@ import pytest
 from api.context import ApiContext, build_context
 from api.kpi import p90
 from api.principal import Principal, Role
+from demo.apiserver import HttpApi, serve
+from demo.crews import all_incidents, answer, plan_answers, steps, token_for
 from pantau.clock import ManualClock
 from pantau.devices import default_config_dir
 from pantau.incidents import ConditionChange
@@ -29,8 +31,6 @@ from rules.engine import RuleEngine
 from rules.routing import Router
 from rules.rulespec import load_rules
 from rules.zoneindex import ZoneIndex
-from simulators.apiserver import HttpApi, serve
-from simulators.crews import all_incidents, answer, plan_answers, steps, token_for
 from simulators.messages import iter_messages
 from simulators.scenario import find_scenario, load_scenario
 from tests.api.conftest import CITY, ZONES, api_settings

@@ -37,8 +37,8 @@ from simulators.fleet import gateway_id
 from simulators.publisher import run_scenario
 from simulators.report import SimReport
 from simulators.scenario import find_scenario, load_scenario
-from tests.faults.harness import FirstArrivals, RulesProcess, wait_until
-from tests.integration.mqtt_tools import Collector, Publisher
+from testkit.mqtt import Collector, Publisher
+from testkit.services import FirstArrivals, RulesProcess, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -22,9 +22,9 @@ from pantau.readings import Reading
 from pantau.settings import Settings
 from pantau.topics import Topics
 from pantau.wire import Sample, encode_native
-from tests.faults.harness import MEASUREMENT, stored_keys, wait_until
-from tests.faults.payloads import malformed, native
-from tests.integration.mqtt_tools import Collector, Publisher
+from testkit.mqtt import Collector, Publisher
+from testkit.payloads import malformed, native
+from testkit.services import MEASUREMENT, stored_keys, wait_until
 
 pytestmark = pytest.mark.integration
 

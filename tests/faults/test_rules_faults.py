@@ -6,7 +6,7 @@ commit and its PUBACK, wherever it is). A new service on the same SQL store and 
 id rebuilds from InfluxDB (ingest runs alongside), takes the messages the dead one never
 acknowledged, publishes the outbox rows it committed but never marked sent, and goes on.
 
-Checked against the ground truth (simulators.truth): the incidents are exactly the
+Checked against the ground truth (testkit.truth): the incidents are exactly the
 oracle's (precision and recall 100 %), one per dedup key in SQL, and every incident's
 crew alert arrived. Alerts are at least once: one that was PUBACKed but not yet marked
 sent when the process died is sent again with the same `message_id` (its outbox id),
@@ -39,9 +39,9 @@ from rules.zoneindex import ZoneIndex
 from simulators.publisher import run_scenario
 from simulators.report import SimReport
 from simulators.scenario import find_scenario, load_scenario
-from simulators.truth import Observed, ground_truth
-from tests.faults.harness import RulesProcess, wait_until
-from tests.integration.mqtt_tools import Collector
+from testkit.mqtt import Collector
+from testkit.services import RulesProcess, wait_until
+from testkit.truth import Observed, ground_truth
 
 pytestmark = pytest.mark.integration
 
@@ -134,7 +134,7 @@ def test_rules_sigkill_mid_storm_loses_and_duplicates_no_incident(
         )
     # The fleet simulates no cameras: the service (watching the camera registry, as
     # `pantau rules` does) rightly raises camera-offline for each, and the oracle leaves
-    # cameras out (simulators/truth.py), so the comparison does too.
+    # cameras out (testkit/truth.py), so the comparison does too.
     every = store.active()
     incidents = [i for i in every if i.key.hazard is not Hazard.CAMERA_FAULT]
     store.close()

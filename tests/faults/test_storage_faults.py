@@ -20,7 +20,8 @@ from pantau.local import LocalStack
 from pantau.settings import Settings
 from pantau.topics import Topics
 from pantau.wire import Sample, encode_native
-from tests.faults.harness import (
+from testkit.mqtt import Collector, Publisher
+from testkit.services import (
     IngestProcess,
     PacedLoad,
     directory_bytes,
@@ -29,7 +30,6 @@ from tests.faults.harness import (
     wait_ingesting,
     wait_until,
 )
-from tests.integration.mqtt_tools import Collector, Publisher
 
 pytestmark = pytest.mark.integration
 

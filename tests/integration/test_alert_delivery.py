@@ -36,7 +36,7 @@ from rules.outbox import change_dispatch
 from rules.routing import Router, load_roster
 from rules.service import RulesService, make_store
 from rules.zoneindex import ZoneIndex
-from tests.integration.mqtt_tools import Collector, wait_for
+from testkit.mqtt import Collector, wait_for
 from tests.unit.test_notify import Gateway, gateway_handler
 
 pytestmark = pytest.mark.integration

@@ -21,7 +21,7 @@ from rules.rulespec import load_rules
 from rules.zoneindex import ZoneIndex
 from simulators.publisher import run_scenario
 from simulators.scenario import find_scenario, load_scenario
-from tests.integration.mqtt_tools import wait_for
+from testkit.mqtt import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -37,7 +37,7 @@ from pantau.topics import Topics
 from pantau.wire import Sample, encode_native
 from simulators.publisher import gateway_plans, run_scenario
 from simulators.scenario import find_scenario, load_scenario
-from tests.integration.mqtt_tools import wait_for
+from testkit.mqtt import wait_for
 
 pytestmark = pytest.mark.integration
 

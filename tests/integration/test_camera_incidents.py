@@ -42,8 +42,8 @@ from rules.rulespec import load_rules
 from rules.service import RulesService, make_store
 from rules.zoneindex import ZoneIndex
 from simulators.camera.server import CameraServer
+from testkit.mqtt import Publisher, wait_for
 from tests.integration.camera_scenes import FLOOD, ROAD, flood_and_covered_road, served_cameras
-from tests.integration.mqtt_tools import Publisher, wait_for
 from vision.service import VisionService
 
 pytestmark = pytest.mark.integration

@@ -63,7 +63,7 @@ from rules.zoneindex import ZoneIndex
 from simulators.publisher import run_scenario
 from simulators.report import SimReport
 from simulators.scenario import find_scenario, load_scenario
-from tests.integration.mqtt_tools import Publisher, wait_for
+from testkit.mqtt import Publisher, wait_for
 
 pytestmark = pytest.mark.integration
 

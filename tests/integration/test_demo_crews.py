@@ -15,13 +15,13 @@ from pydantic import SecretStr
 
 from api.context import build_context
 from api.kpi import p90
+from demo.crews import Answer, all_incidents
+from demo.ekinerja import FOLLOW, answer_and_evaluate, kpi_table
+from demo.run import play
 from pantau.city import load_city
 from pantau.settings import ApiSettings, RulesSettings, Settings
 from pantau.store.types import Incident
 from rules.zoneindex import ZoneIndex
-from simulators.crews import Answer, all_incidents
-from simulators.demo import play
-from simulators.ekinerja import FOLLOW, answer_and_evaluate, kpi_table
 from simulators.scenario import find_scenario, load_scenario
 
 

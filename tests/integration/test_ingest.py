@@ -23,7 +23,7 @@ from pantau.local import LocalStack
 from pantau.settings import Settings
 from pantau.topics import Topics
 from pantau.wire import SENML_CONTENT_TYPE, Sample, encode_native, encode_senml
-from tests.integration.mqtt_tools import Collector, Publisher, wait_for
+from testkit.mqtt import Collector, Publisher, wait_for
 
 pytestmark = pytest.mark.integration
 

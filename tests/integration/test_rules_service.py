@@ -33,8 +33,8 @@ from rules.zoneindex import ZoneIndex
 from simulators.publisher import run_scenario
 from simulators.report import SimReport
 from simulators.scenario import find_scenario, load_scenario
-from simulators.truth import Observed, ground_truth
-from tests.integration.mqtt_tools import Collector, wait_for
+from testkit.mqtt import Collector, wait_for
+from testkit.truth import Observed, ground_truth
 
 pytestmark = pytest.mark.integration
 

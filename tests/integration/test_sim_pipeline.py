@@ -24,7 +24,7 @@ from pantau.settings import Settings
 from pantau.topics import Topics
 from simulators.publisher import run_scenario
 from simulators.scenario import find_scenario, load_scenario
-from tests.integration.mqtt_tools import Collector, wait_for
+from testkit.mqtt import Collector, wait_for
 
 pytestmark = pytest.mark.integration
 

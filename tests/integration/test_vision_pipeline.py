@@ -17,8 +17,8 @@ from pantau.influx.writers import make_writer
 from pantau.settings import Settings
 from pantau.topics import Topics
 from simulators.camera.server import CameraServer
+from testkit.mqtt import Collector, wait_for
 from tests.integration.camera_scenes import FLOOD, ROAD, flood_and_covered_road, served_cameras
-from tests.integration.mqtt_tools import Collector, wait_for
 from vision.service import VisionService
 
 pytestmark = pytest.mark.integration

@@ -1,4 +1,4 @@
-"""The default rules against the simulator's ground truth (simulators.truth).
+"""The default rules against the simulator's ground truth (testkit.truth).
 
 The truth is judged from noise-free signals, offline; the engine sees the noisy,
 faulty stream one reading at a time. Every incident the engine raises must be one the
@@ -23,7 +23,7 @@ from rules.engine import RuleEngine
 from rules.rulespec import RuleSet, load_rules
 from simulators.messages import iter_messages
 from simulators.scenario import Scenario, find_scenario, load_scenario
-from simulators.truth import GroundTruth, Observed, ground_truth
+from testkit.truth import GroundTruth, Observed, ground_truth
 
 DEFAULT = Path(__file__).resolve().parents[2] / "config" / "rules.yaml"
 HOURS = {"storm-karawaci": 2.0, "storm-ciledug": 2.0, "calm-day": 3.0}

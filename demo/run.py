@@ -33,6 +33,9 @@ from pydantic import SecretStr
 from api.accounts import AccountError
 from api.context import build_context
 from api.principal import Role
+from demo.apiserver import ApiCallError, serve
+from demo.crews import principal_of
+from demo.ekinerja import CrewsResult, answer_and_evaluate, kpi_table
 from ingest.service import IngestService
 from pantau.city import City, load_city
 from pantau.influx.query import InfluxQL
@@ -43,9 +46,6 @@ from pantau.store import IncidentStore
 from rules.routing import Router, load_roster
 from rules.service import RulesService, make_store
 from rules.zoneindex import ZoneIndex
-from simulators.apiserver import ApiCallError, serve
-from simulators.crews import principal_of
-from simulators.ekinerja import CrewsResult, answer_and_evaluate, kpi_table
 from simulators.publisher import run_scenario
 from simulators.report import SimReport
 from simulators.scenario import Scenario, find_scenario, load_scenario

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 
-from tests.faults.harness import MEASUREMENT
+from testkit.services import MEASUREMENT
 
 
 def rfc3339(t: datetime) -> str:

@@ -24,7 +24,7 @@ from pantau.local import LocalStack
 from pantau.settings import Settings
 from pantau.topics import Topics
 from pantau.wire import Sample, encode_native
-from tests.integration.mqtt_tools import Publisher
+from testkit.mqtt import Publisher
 
 MEASUREMENT = "rssi"  # every device kind reports it; the load sends nothing else
 

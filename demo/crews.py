@@ -8,7 +8,7 @@ acknowledging). A supervisor acknowledges and resolves but sends no crew, so it 
 dispatches nor goes on site. Delays come from a `Random` seeded per incident by its
 dedup key: the same incidents give the same answers.
 
-The crews act only through the HTTP API (`simulators.apiserver`), with crew (or
+The crews act only through the HTTP API (`demo.apiserver`), with crew (or
 supervisor) tokens signed by the API's key; the API's `ManualClock` is set to each
 action's simulated time first, so the timeline, the SLA checks and the KPIs carry the
 crews' times.
