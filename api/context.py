@@ -13,10 +13,10 @@ from pantau.cameras import Camera, load_cameras
 from pantau.city import City, load_city
 from pantau.clock import Clock, SystemClock
 from pantau.influx.query import InfluxQL
+from pantau.roster import Roster, load_roster
 from pantau.settings import Settings
 from pantau.store import IncidentStore, load_sla_policy, make_engine, migrate, placement_by_zone
-from rules.routing import Roster, load_roster
-from rules.zoneindex import ZoneIndex
+from pantau.zoneindex import ZoneIndex
 
 from .accounts import Accounts
 from .audit import AuditLog

@@ -10,8 +10,8 @@ from typing import Any
 import shapely
 from shapely.geometry import mapping
 
+from pantau.zoneindex import AnyZone, ZoneIndex
 from pantau.zones import ZoneLevel
-from rules.zoneindex import AnyZone, ZoneIndex
 
 # ~20 m at Tangerang's latitude: small payloads, outlines still recognisable.
 SIMPLIFY_DEG = 0.0002

@@ -48,7 +48,7 @@ from pantau.incidents import (
 )
 from pantau.local.ports import free_port
 from pantau.store import IncidentStore, load_sla_policy, make_engine, migrate, placement_by_zone
-from rules.zoneindex import ZoneIndex
+from pantau.zoneindex import ZoneIndex
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 UNCACHED_PAGES = 1000  # > api.listing_cache.MAX_ENTRIES

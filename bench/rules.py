@@ -38,10 +38,10 @@ from pantau.clock import SystemClock
 from pantau.devices import default_config_dir
 from pantau.local import LocalStack
 from pantau.readings import Reading
+from pantau.zoneindex import ZoneIndex
 from rules.engine import EngineStats, RuleEngine
 from rules.kinds import ANY_METRIC, build_evaluator
 from rules.rulespec import load_rules
-from rules.zoneindex import ZoneIndex
 from simulators.messages import iter_messages
 from simulators.scenario import find_scenario, load_scenario
 

@@ -20,7 +20,7 @@ from api.principal import Principal, Role
 from pantau.city import City
 from pantau.clock import ManualClock
 from pantau.settings import Settings
-from rules.zoneindex import ZoneIndex
+from pantau.zoneindex import ZoneIndex
 
 from .apiserver import HttpApi, serve
 from .crews import Answer, all_incidents, answer, plan_answers

@@ -41,11 +41,12 @@ from pantau.city import City, load_city
 from pantau.influx.query import InfluxQL
 from pantau.influx.writers import make_writer
 from pantau.local import LocalStack
+from pantau.roster import load_roster
 from pantau.settings import ApiSettings, RulesSettings, Settings
 from pantau.store import IncidentStore
-from rules.routing import Router, load_roster
+from pantau.zoneindex import ZoneIndex
+from rules.routing import Router
 from rules.service import RulesService, make_store
-from rules.zoneindex import ZoneIndex
 from simulators.publisher import run_scenario
 from simulators.report import SimReport
 from simulators.scenario import Scenario, find_scenario, load_scenario

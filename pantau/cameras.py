@@ -188,7 +188,7 @@ def load_cameras(city: City, path: Path | None = None) -> dict[str, Camera]:
                 )
         if len({r.id for r in m.regions}) != len(m.regions):
             errors.append(doc.error((*here, "regions"), "region ids must be unique"))
-        kel = city.zones.kelurahan_at(*m.location)
+        kel = city.index.kelurahan_at(*m.location)
         if kel is None or kel.parent_id is None:
             errors.append(
                 doc.error(

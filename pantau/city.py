@@ -17,6 +17,7 @@ from pantau.catalogue import Catalogue, load_catalogue
 from pantau.devices import AgenciesFile, Agency, Device, DevicesFile, default_config_dir
 from pantau.errors import ConfigError, ConfigErrors
 from pantau.yamlconf import load_model
+from pantau.zoneindex import ZoneIndex
 from pantau.zones import ZoneSet, load_zones
 
 T = TypeVar("T")
@@ -32,6 +33,7 @@ class City:
     zones: ZoneSet
     agencies: dict[str, Agency]
     devices: dict[str, Device]
+    index: ZoneIndex  # point -> zone lookups and the zone hierarchy
 
 
 def load_city(config_dir: Path | None = None) -> City:
@@ -65,7 +67,8 @@ def load_city(config_dir: Path | None = None) -> City:
     models = devices_file.devices
     lons = np.array([m.location[0] for m in models])
     lats = np.array([m.location[1] for m in models])
-    kelurahan = zones.kelurahan_of_points(lons, lats)
+    index = ZoneIndex(zones)
+    kelurahan = [index.kelurahan[k] if k >= 0 else None for k in index.kelurahan_of(lons, lats)]
     devices: dict[str, Device] = {}
     for i, (m, kel) in enumerate(zip(models, kelurahan, strict=True)):
         here = ("devices", i)
@@ -105,4 +108,4 @@ def load_city(config_dir: Path | None = None) -> City:
         )
     if errors:
         raise ConfigErrors(errors)
-    return City(config_dir, catalogue, zones, agencies, devices)
+    return City(config_dir, catalogue, zones, agencies, devices, index)

@@ -11,13 +11,11 @@ import json
 import re
 import unicodedata
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import shapely
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
@@ -49,7 +47,7 @@ def slug(name: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ZoneSet:
-    """All zones of a city, with lookups by id and by point."""
+    """All zones of a city. Point lookups are `pantau.zoneindex.ZoneIndex`'s (`City.index`)."""
 
     kota: Zone
     kecamatan: tuple[Zone, ...]
@@ -60,23 +58,6 @@ class ZoneSet:
 
     def by_id(self) -> dict[str, Zone]:
         return {z.id: z for z in self.all()}
-
-    def kelurahan_at(self, lon: float, lat: float) -> Zone | None:
-        """The kelurahan containing the point; None outside the city."""
-        hits = self.kelurahan_of_points(np.array([lon]), np.array([lat]))
-        return hits[0]
-
-    def kelurahan_of_points(self, lons: np.ndarray, lats: np.ndarray) -> list[Zone | None]:
-        """Vectorised point-in-kelurahan for a batch of points (one pass per polygon)."""
-        result: list[Zone | None] = [None] * len(lons)
-        for zone in self.kelurahan:
-            # Boundaries count as inside (a point on a shared border takes the first
-            # kelurahan by id), so no point of the city falls between two kelurahan.
-            inside = shapely.intersects_xy(zone.geometry, lons, lats)
-            for i in np.flatnonzero(inside):
-                if result[i] is None:
-                    result[i] = zone
-        return result
 
 
 def load_zones(kelurahan_geojson: Path, city_name: str = "Tangerang") -> ZoneSet:
@@ -142,11 +123,3 @@ def load_zones(kelurahan_geojson: Path, city_name: str = "Tangerang") -> ZoneSet
     for zone in (kota, *kecamatan, *kelurahan):
         shapely.prepare(zone.geometry)
     return ZoneSet(kota, kecamatan, tuple(sorted(kelurahan, key=lambda z: z.id)))
-
-
-def ancestors(zone: Zone, by_id: dict[str, Zone]) -> Iterable[Zone]:
-    """The zone itself, then its parent, up to the kota."""
-    current: Zone | None = zone
-    while current is not None:
-        yield current
-        current = by_id.get(current.parent_id) if current.parent_id else None

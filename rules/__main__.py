@@ -17,8 +17,8 @@ from pantau.cameras import load_cameras
 from pantau.city import load_city
 from pantau.influx.query import InfluxQL
 from pantau.settings import Settings
+from pantau.zoneindex import ZoneIndex
 from rules import backtest
-from rules.zoneindex import ZoneIndex
 
 log = logging.getLogger("rules")
 
@@ -32,7 +32,8 @@ def main(argv: Sequence[str]) -> int:
 def serve(argv: Sequence[str]) -> int:
     # Imported here: the SQL store pulls in alembic, which logs at import, and the
     # backtest needs none of it.
-    from rules.routing import Router, load_roster  # noqa: PLC0415
+    from pantau.roster import load_roster  # noqa: PLC0415
+    from rules.routing import Router  # noqa: PLC0415
     from rules.service import RulesService, make_store  # noqa: PLC0415
 
     parser = argparse.ArgumentParser(

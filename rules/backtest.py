@@ -32,12 +32,12 @@ from pantau.incidents import ConditionChange, ConditionState, DedupKey, Hazard, 
 from pantau.influx.query import InfluxQL, InfluxQLError
 from pantau.readings import Reading
 from pantau.settings import Settings
+from pantau.zoneindex import ZoneIndex
 from pantau.zones import ZoneLevel
 from rules.cameras import cameras_heard, iter_camera_history, rules_city
 from rules.engine import RuleEngine
 from rules.history import DEFAULT_CHUNK, iter_readings
 from rules.rulespec import RuleSet, ThresholdRule, load_rules
-from rules.zoneindex import ZoneIndex
 
 S = ConditionState
 BATCH = 5000  # readings per engine.ingest call: bounded memory, few watermark moves

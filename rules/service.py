@@ -61,6 +61,7 @@ from pantau.store import (
     placement_by_zone,
 )
 from pantau.topics import Topics
+from pantau.zoneindex import ZoneIndex
 from rules.cameras import CameraReadings, read_camera_history, rules_city
 from rules.engine import RuleEngine
 from rules.escalation import escalate_due
@@ -71,7 +72,6 @@ from rules.notify import NotifierThread, WebhookConfig
 from rules.outbox import MESSAGE_ID_PROPERTY, change_dispatch
 from rules.routing import Router
 from rules.rulespec import RuleSet, load_rules
-from rules.zoneindex import ZoneIndex
 
 log = logging.getLogger(__name__)
 

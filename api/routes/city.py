@@ -18,9 +18,9 @@ from api.principal import Principal
 from api.schemas import AgencyOut, CrewOut, DeviceHealth, DeviceList, GeoJson, Message
 from pantau.incidents import Hazard, Severity
 from pantau.influx.query import InfluxQLError
+from pantau.roster import WIB
 from pantau.store import INACTIVE_WORKFLOW
 from pantau.store.models import IncidentRow
-from rules.routing import WIB
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["city"])

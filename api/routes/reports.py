@@ -112,7 +112,7 @@ async def report(
         photo_type = next((t for t, magic in PHOTO_TYPES.items() if data.startswith(magic)), None)
         if photo_type is None:
             raise HTTPException(415, "the photo must be a JPEG or PNG image")
-    kelurahan = ctx.city.zones.kelurahan_at(lon, lat)
+    kelurahan = ctx.city.index.kelurahan_at(lon, lat)
     if kelurahan is None or kelurahan.parent_id is None:
         raise unprocessable(("body", "lon"), "the location is outside Kota Tangerang")
     new = NewReport(

@@ -71,7 +71,7 @@ def service_accounts(t: Topics) -> list[Account]:
 
 
 def crew_ids(config_dir: Path) -> list[str]:
-    """Crew and supervisor ids from crews.yaml (validated in full by rules.routing)."""
+    """Crew and supervisor ids from crews.yaml (validated in full by pantau.roster)."""
     doc = yaml.safe_load((config_dir / "crews.yaml").read_text(encoding="utf-8")) or {}
     ids = [str(c["id"]) for c in doc.get("crews", [])]
     ids += [str(s["id"]) for s in (doc.get("supervisors") or {}).values()]

@@ -16,7 +16,7 @@ from pantau.incidents import (
 )
 
 # Zone levels an incident can sit at: pantau.zones.ZoneLevel plus the rule engine's extra
-# zones (rules.zoneindex.ExtraLevel). Both are StrEnums, so either passes as a str.
+# zones (pantau.zoneindex.ExtraLevel). Both are StrEnums, so either passes as a str.
 ZONE_LEVELS: tuple[str, ...] = ("kota", "kecamatan", "kelurahan", "catchment", "corridor")
 
 # Workflow states in which an incident no longer counts as active for its dedup key: a

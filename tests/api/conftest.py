@@ -27,7 +27,7 @@ from pantau.incidents import (
 )
 from pantau.settings import ApiSettings, Settings
 from pantau.store import Incident
-from rules.zoneindex import ZoneIndex
+from pantau.zoneindex import ZoneIndex
 
 PASSWORD = "correct-horse-battery"
 BARAT = ["kec-periuk", "kec-jati-uwung", "kec-cibodas", "kec-karawaci"]

@@ -27,10 +27,10 @@ from demo.crews import all_incidents, answer, plan_answers, steps, token_for
 from pantau.clock import ManualClock
 from pantau.devices import default_config_dir
 from pantau.incidents import ConditionChange
+from pantau.zoneindex import ZoneIndex
 from rules.engine import RuleEngine
 from rules.routing import Router
 from rules.rulespec import load_rules
-from rules.zoneindex import ZoneIndex
 from simulators.messages import iter_messages
 from simulators.scenario import find_scenario, load_scenario
 from tests.api.conftest import CITY, ZONES, api_settings

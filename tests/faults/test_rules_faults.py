@@ -31,11 +31,12 @@ from pantau.incidents import Hazard
 from pantau.influx.query import InfluxQL
 from pantau.influx.writers import make_writer
 from pantau.local import LocalStack
+from pantau.roster import load_roster
 from pantau.settings import RulesSettings, Settings
-from rules.routing import Router, load_roster
+from pantau.zoneindex import ZoneIndex
+from rules.routing import Router
 from rules.rulespec import load_rules
 from rules.service import RulesService, make_store
-from rules.zoneindex import ZoneIndex
 from simulators.publisher import run_scenario
 from simulators.report import SimReport
 from simulators.scenario import find_scenario, load_scenario

@@ -27,15 +27,16 @@ from pantau.incidents import (
     Hazard,
     Severity,
 )
+from pantau.roster import load_roster
 from pantau.settings import RulesSettings, Settings
 from pantau.store import NotifyState, OutboxKind, migrate
 from pantau.store.migrate import downgrade
 from pantau.topics import Topics
+from pantau.zoneindex import ZoneIndex
 from rules.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
 from rules.outbox import change_dispatch
-from rules.routing import Router, load_roster
+from rules.routing import Router
 from rules.service import RulesService, make_store
-from rules.zoneindex import ZoneIndex
 from testkit.mqtt import Collector, wait_for
 from tests.unit.test_notify import Gateway, gateway_handler
 

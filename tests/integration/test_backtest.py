@@ -16,9 +16,9 @@ from pantau.influx.query import InfluxQL
 from pantau.influx.writers import make_writer
 from pantau.local import LocalStack
 from pantau.settings import Settings
+from pantau.zoneindex import ZoneIndex
 from rules import backtest as bt
 from rules.rulespec import load_rules
-from rules.zoneindex import ZoneIndex
 from simulators.publisher import run_scenario
 from simulators.scenario import find_scenario, load_scenario
 from testkit.mqtt import wait_for

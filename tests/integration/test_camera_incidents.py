@@ -31,16 +31,17 @@ from pantau.city import load_city
 from pantau.incidents import Hazard, Severity
 from pantau.influx.query import InfluxQL
 from pantau.influx.writers import make_writer
+from pantau.roster import load_roster
 from pantau.settings import ApiSettings, RulesSettings, Settings
 from pantau.store import Incident
 from pantau.topics import Topics
 from pantau.wire import NATIVE_CONTENT_TYPE, Sample, encode_native
+from pantau.zoneindex import ZoneIndex
 from rules import backtest as bt
 from rules.cameras import read_camera_history, rules_city
-from rules.routing import Router, load_roster
+from rules.routing import Router
 from rules.rulespec import load_rules
 from rules.service import RulesService, make_store
-from rules.zoneindex import ZoneIndex
 from simulators.camera.server import CameraServer
 from testkit.mqtt import Publisher, wait_for
 from tests.integration.camera_scenes import FLOOD, ROAD, flood_and_covered_road, served_cameras

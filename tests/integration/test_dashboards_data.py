@@ -54,12 +54,13 @@ from pantau.incidents import (
 )
 from pantau.influx.query import InfluxQL
 from pantau.influx.writers import make_writer
+from pantau.roster import load_roster
 from pantau.settings import ApiSettings, MetricsSettings, RulesSettings, Settings
 from pantau.store import IncidentStore
 from pantau.topics import Topics
-from rules.routing import Router, load_roster
+from pantau.zoneindex import ZoneIndex
+from rules.routing import Router
 from rules.service import RulesService, make_store
-from rules.zoneindex import ZoneIndex
 from simulators.publisher import run_scenario
 from simulators.report import SimReport
 from simulators.scenario import find_scenario, load_scenario

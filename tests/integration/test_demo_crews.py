@@ -21,7 +21,7 @@ from demo.run import play
 from pantau.city import load_city
 from pantau.settings import ApiSettings, RulesSettings, Settings
 from pantau.store.types import Incident
-from rules.zoneindex import ZoneIndex
+from pantau.zoneindex import ZoneIndex
 from simulators.scenario import find_scenario, load_scenario
 
 

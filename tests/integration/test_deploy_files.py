@@ -25,8 +25,8 @@ from pantau.city import load_city
 from pantau.local.ports import free_port
 from pantau.local.postgres import Postgres
 from pantau.settings import MqttSettings, Settings
+from pantau.zoneindex import ZoneIndex
 from rules.service import make_store
-from rules.zoneindex import ZoneIndex
 from simulators.__main__ import _login
 
 pytestmark = pytest.mark.integration

@@ -24,12 +24,13 @@ from pantau.city import City, load_city
 from pantau.incidents import Hazard
 from pantau.influx.query import InfluxQL
 from pantau.influx.writers import make_writer
+from pantau.roster import load_roster
 from pantau.settings import RulesSettings, Settings
 from pantau.store import Incident, IncidentStore
-from rules.routing import Router, load_roster
+from pantau.zoneindex import ZoneIndex
+from rules.routing import Router
 from rules.rulespec import load_rules
 from rules.service import RulesService, make_store
-from rules.zoneindex import ZoneIndex
 from simulators.publisher import run_scenario
 from simulators.report import SimReport
 from simulators.scenario import find_scenario, load_scenario

@@ -13,10 +13,10 @@ from pantau.city import City
 from pantau.clock import ManualClock
 from pantau.incidents import ConditionState, DedupKey, Hazard, Severity
 from pantau.readings import Reading
+from pantau.zoneindex import ZoneIndex
 from rules import backtest as bt
 from rules.backtest import backtest, compare, parse_when, per_kecamatan, write_report
 from rules.rulespec import RuleSet, load_rules
-from rules.zoneindex import ZoneIndex
 
 S = ConditionState
 T0 = datetime(2026, 11, 27, 8, 0, tzinfo=UTC)

@@ -17,10 +17,10 @@ def test_zones_come_from_the_real_boundaries(city: City) -> None:
     assert len(city.zones.kelurahan) == 104
     assert len(city.zones.kecamatan) == 13
     # The data README's trap: the coarse kecamatan layer puts this point in Karawaci.
-    zone = city.zones.kelurahan_at(106.63, -6.18)
+    zone = city.index.kelurahan_at(106.63, -6.18)
     assert zone is not None
     assert (zone.name, zone.parent_id) == ("Sukasari", "kec-tangerang")
-    assert city.zones.kelurahan_at(106.80, -6.20) is None  # Jakarta, outside the city
+    assert city.index.kelurahan_at(106.80, -6.20) is None  # Jakarta, outside the city
 
 
 def test_every_kecamatan_is_the_union_of_its_kelurahan(city: City) -> None:
@@ -43,7 +43,7 @@ def test_registry_has_the_fleet_the_city_needs(city: City) -> None:
         "road_surface",
     }
     for d in city.devices.values():
-        kel = city.zones.kelurahan_at(d.lon, d.lat)
+        kel = city.index.kelurahan_at(d.lon, d.lat)
         assert kel is not None and kel.id == d.kelurahan_id and kel.parent_id == d.kecamatan_id
         assert d.agency in city.agencies
         if d.kind == "water_level_station":

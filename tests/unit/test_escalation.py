@@ -14,10 +14,11 @@ import pytest
 from pantau.city import City
 from pantau.clock import ManualClock
 from pantau.incidents import Severity, WorkflowState
+from pantau.roster import load_roster
 from pantau.store import EventKind, IncidentStore, OutboxKind, load_sla_policy, migrate
+from pantau.zoneindex import ZoneIndex
 from rules.escalation import OPS, SUPERVISOR, escalate_due
-from rules.routing import Router, load_roster
-from rules.zoneindex import ZoneIndex
+from rules.routing import Router
 from tests.unit.test_store import T0, change
 
 ACK = timedelta(minutes=10)  # config/sla.yaml: flood siaga, acknowledge in 10 min

@@ -21,9 +21,11 @@ from pantau.city import City
 from pantau.clock import ManualClock
 from pantau.incidents import ConditionChange, Severity
 from pantau.local.ports import free_port
+from pantau.roster import load_roster
 from pantau.settings import RulesSettings
 from pantau.store import IncidentStore, NotifyState, OutboxKind, load_sla_policy, migrate
 from pantau.topics import Topics
+from pantau.zoneindex import ZoneIndex
 from rules.escalation import escalate_due
 from rules.notify import (
     MESSAGE_ID_HEADER,
@@ -35,8 +37,7 @@ from rules.notify import (
     verify,
 )
 from rules.outbox import change_dispatch
-from rules.routing import Router, load_roster
-from rules.zoneindex import ZoneIndex
+from rules.routing import Router
 from tests.unit.test_store import T0, change
 
 SECRET = secrets.token_hex(32).encode()  # made per run: no secret in the repository

@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, inspect, text
 from pantau.city import City
 from pantau.clock import ManualClock
 from pantau.incidents import ConditionChange, ConditionState, Severity
+from pantau.roster import load_roster
 from pantau.store import (
     Dispatch,
     IncidentStore,
@@ -27,9 +28,9 @@ from pantau.store import (
 )
 from pantau.store.migrate import downgrade
 from pantau.topics import Topics
+from pantau.zoneindex import ZoneIndex
 from rules.outbox import change_dispatch
-from rules.routing import Router, load_roster
-from rules.zoneindex import ZoneIndex
+from rules.routing import Router
 from tests.unit.test_store import KEY, T0, change
 
 TOPICS = Topics("t")

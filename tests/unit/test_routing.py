@@ -11,8 +11,9 @@ import pytest
 from pantau.city import City
 from pantau.errors import ConfigErrors
 from pantau.incidents import Hazard
-from rules.routing import Router, load_roster
-from rules.zoneindex import ZoneIndex
+from pantau.roster import load_roster
+from pantau.zoneindex import ZoneIndex
+from rules.routing import Router
 
 WIB = timezone(timedelta(hours=7))
 

@@ -1,4 +1,4 @@
-"""Which zones a point lies in: the rule engine's spatial index.
+"""Which zones a point lies in: the city's one spatial index (`City.index`).
 
 A `ZoneIndex` holds the city's kota -> kecamatan -> kelurahan hierarchy plus optional
 extra zones (drainage catchments, road corridors) from `config/zones/extra.geojson`.
@@ -6,8 +6,7 @@ extra zones (drainage catchments, road corridors) from `config/zones/extra.geojs
 Border rule. Boundaries count as inside (a point on a kelurahan's edge intersects it).
 A point covered by more than one kelurahan - exactly on a shared border, or in a sliver
 where the source polygons overlap - belongs to the one that comes first in
-`ZoneSet.kelurahan` (smallest id), the same first-match order as
-`ZoneSet.kelurahan_of_points`. Its kecamatan and kota follow from that kelurahan's
+`ZoneSet.kelurahan` (smallest id). Its kecamatan and kota follow from that kelurahan's
 parents, never from testing the dissolved polygons, so every point has one consistent
 chain. Extra zones are tested on their own and may overlap anything.
 
@@ -15,7 +14,9 @@ Speed. Point-in-polygon on the 19,000-vertex kelurahan layer goes through a grid
 cells that no kelurahan boundary crosses are labelled once with their kelurahan (or
 "outside"), and only points in boundary cells are tested exactly against the prepared
 polygons. Building shapely Points per lookup costs more than the test itself, so both
-paths use the `*_xy` predicates on raw coordinates.
+paths use the `*_xy` predicates on raw coordinates. The grid costs about half a second to
+build, so it is built on the first lookup of a stream; a few points looked up before it
+exists (placing the registry's devices at load time) take the exact test directly.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -35,14 +36,18 @@ from shapely.errors import GEOSException
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
-from pantau.city import City
 from pantau.devices import Device
 from pantau.errors import ConfigError
 from pantau.zones import Zone, ZoneSet
 
+if TYPE_CHECKING:
+    from pantau.city import City
+
 EARTH_RADIUS_M = 6_371_008.8  # mean radius (IUGG)
 M_PER_DEG = EARTH_RADIUS_M * math.pi / 180.0
 GRID_CELL_DEG = 0.00025  # ~28 m: 9% of cells need the exact test; finer builds slower
+# Below this many points, a lookup before the grid exists tests the polygons directly.
+EXACT_BATCH_MAX = 2_000
 OUTSIDE = -1
 _BOUNDARY = -2  # grid label: a kelurahan boundary crosses the cell, test exactly
 
@@ -209,6 +214,28 @@ def _origin(zones: ZoneSet) -> tuple[float, float]:
     return (xmin + xmax) / 2.0, (ymin + ymax) / 2.0
 
 
+class _Polygons:
+    """The kelurahan polygons, prepared, with the exact point test and the border rule."""
+
+    def __init__(self, geometries: Sequence[BaseGeometry]) -> None:
+        self.geometries = np.array(geometries, dtype=object)
+        for g in self.geometries:
+            shapely.prepare(g)
+        self.bounds = shapely.bounds(self.geometries)
+
+    def exact(self, lons: FloatArray, lats: FloatArray) -> IntArray:
+        """Exact test on prepared polygons; the smallest index wins (the border rule)."""
+        out = np.full(len(lons), OUTSIDE, dtype=np.intp)
+        # Highest index first, so lower indices overwrite: first match in ZoneSet order.
+        for i in range(len(self.geometries) - 1, -1, -1):
+            xmin, ymin, xmax, ymax = self.bounds[i]
+            near = np.flatnonzero((lons >= xmin) & (lons <= xmax) & (lats >= ymin) & (lats <= ymax))
+            if near.size:
+                hit = shapely.intersects_xy(self.geometries[i], lons[near], lats[near])
+                out[near[hit]] = i
+        return out
+
+
 class _KelurahanGrid:
     """Point -> kelurahan index through a regular lon/lat grid with exact boundary cells.
 
@@ -219,11 +246,10 @@ class _KelurahanGrid:
     it crosses is flagged, and so is any cell a rounding error could swap in.
     """
 
-    def __init__(self, geometries: Sequence[BaseGeometry], cell_deg: float) -> None:
-        self.geometries = np.array(geometries, dtype=object)
-        for g in self.geometries:
-            shapely.prepare(g)
-        self.bounds = shapely.bounds(self.geometries)
+    def __init__(self, polygons: _Polygons, cell_deg: float) -> None:
+        self.geometries = polygons.geometries
+        self.bounds = polygons.bounds
+        self.exact = polygons.exact
         self.x0 = float(self.bounds[:, 0].min()) - cell_deg
         self.y0 = float(self.bounds[:, 1].min()) - cell_deg
         self.cell = cell_deg
@@ -270,18 +296,6 @@ class _KelurahanGrid:
             np.floor((lats - self.y0) / self.cell).astype(np.intp),
         )
 
-    def exact(self, lons: FloatArray, lats: FloatArray) -> IntArray:
-        """Exact test on prepared polygons; the smallest index wins (the border rule)."""
-        out = np.full(len(lons), OUTSIDE, dtype=np.intp)
-        # Highest index first, so lower indices overwrite: first match in ZoneSet order.
-        for i in range(len(self.geometries) - 1, -1, -1):
-            xmin, ymin, xmax, ymax = self.bounds[i]
-            near = np.flatnonzero((lons >= xmin) & (lons <= xmax) & (lats >= ymin) & (lats <= ymax))
-            if near.size:
-                hit = shapely.intersects_xy(self.geometries[i], lons[near], lats[near])
-                out[near[hit]] = i
-        return out
-
     def lookup(self, lons: FloatArray, lats: FloatArray) -> IntArray:
         fx = (lons - self.x0) / self.cell
         fy = (lats - self.y0) / self.cell
@@ -317,7 +331,9 @@ class ZoneIndex:
         self.zones = zones
         self.extras = tuple(extras)
         self.kelurahan: tuple[Zone, ...] = zones.kelurahan
-        self._grid = _KelurahanGrid([z.geometry for z in zones.kelurahan], cell_deg)
+        self._polygons = _Polygons([z.geometry for z in zones.kelurahan])
+        self._cell_deg = cell_deg
+        self._built: _KelurahanGrid | None = None
         self._extra_geoms = np.array([z.geometry for z in self.extras], dtype=object)
         for g in self._extra_geoms:
             shapely.prepare(g)
@@ -337,12 +353,18 @@ class ZoneIndex:
 
     @classmethod
     def for_city(cls, city: City, extra_geojson: Path | None = None) -> ZoneIndex:
-        """The city's index; extras from `extra_geojson` or, when it exists,
-        `<config>/zones/extra.geojson`."""
+        """The city's index (`city.index`, shared); with extras from `extra_geojson` or,
+        when it exists, `<config>/zones/extra.geojson`, a new one."""
         path = extra_geojson or city.config_dir / "zones" / "extra.geojson"
         if extra_geojson is None and not path.exists():
-            return cls(city.zones)
+            return city.index
         return cls(city.zones, load_extra_zones(path, city.zones))
+
+    @property
+    def _grid(self) -> _KelurahanGrid:
+        if self._built is None:
+            self._built = _KelurahanGrid(self._polygons, self._cell_deg)
+        return self._built
 
     @property
     def boundary_fraction(self) -> float:
@@ -364,12 +386,19 @@ class ZoneIndex:
         )
         return chain + extra
 
+    def kelurahan_at(self, lon: float, lat: float) -> Zone | None:
+        """The kelurahan containing the point; None outside the city."""
+        k = int(self.kelurahan_of([lon], [lat])[0])
+        return self.kelurahan[k] if k != OUTSIDE else None
+
     def kelurahan_of(self, lons: npt.ArrayLike, lats: npt.ArrayLike) -> IntArray:
         """Index into `self.kelurahan` of each point's kelurahan; -1 outside (and NaN)."""
         x = np.asarray(lons, dtype=np.float64)
         y = np.asarray(lats, dtype=np.float64)
         if x.shape != y.shape or x.ndim != 1:
             raise ValueError(f"lons and lats must be 1-D of one length, got {x.shape}, {y.shape}")
+        if self._built is None and len(x) <= EXACT_BATCH_MAX:
+            return self._polygons.exact(x, y)
         return self._grid.lookup(x, y)
 
     def zone_ids_of(self, lons: npt.ArrayLike, lats: npt.ArrayLike) -> list[tuple[str, ...]]:
@@ -405,7 +434,7 @@ class ZoneIndex:
         return self._children[zone_id]
 
     def ancestors(self, zone_id: str) -> tuple[AnyZone, ...]:
-        """The zone itself, then its parent, up to the root (as pantau.zones.ancestors)."""
+        """The zone itself, then its parent, up to the root."""
         return self._chain(zone_id)
 
     def _chain(self, zone_id: str) -> tuple[AnyZone, ...]:
