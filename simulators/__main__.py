@@ -154,7 +154,7 @@ def _run(args: argparse.Namespace, city: City, mqtt: MqttSettings) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         report = run_scenario(
-            city, scenario, mqtt, speed=args.speed, stop=stop, start=start, login=_login(mqtt)
+            city, scenario, mqtt, speed=args.speed, stop=stop, start=start, login=device_login(mqtt)
         )
     except PublishError as err:
         print(f"pantau simulate: {err}", file=sys.stderr)
@@ -163,7 +163,7 @@ def _run(args: argparse.Namespace, city: City, mqtt: MqttSettings) -> int:
     return 0 if report.completed and report.failed == 0 else 1
 
 
-def _login(mqtt: MqttSettings) -> Callable[[str], MqttSettings] | None:
+def device_login(mqtt: MqttSettings) -> Callable[[str], MqttSettings] | None:
     """On a broker with an account per gateway (pantau broker, e.g. docker-compose's
     demo profile), each simulated gateway logs in as itself: its password derives from
     PANTAU_BROKER_SECRET. Without the secret every gateway uses `mqtt`."""
