@@ -18,10 +18,8 @@ from __future__ import annotations
 import argparse
 import logging
 import secrets
-import signal
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -40,6 +38,7 @@ from ingest.service import IngestService
 from pantau.city import City, load_city
 from pantau.influx.query import InfluxQL
 from pantau.influx.writers import make_writer
+from pantau.lifecycle import stop_on_signals
 from pantau.local import LocalStack
 from pantau.roster import load_roster
 from pantau.settings import ApiSettings, RulesSettings, Settings
@@ -300,9 +299,7 @@ def _queries(settings: Settings, run_dir: Path) -> str:
 def _serve_until_ctrl_c(stack: LocalStack, settings: Settings, crews: CrewsResult | None) -> None:
     """The API on a free loopback port (wall clock) against the demo's incident database
     and InfluxDB, with an operator and a crew user, until Ctrl-C."""
-    stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop = stop_on_signals()
     ctx = build_context(settings, city=load_city(settings.config_dir))
     try:
         password = secrets.token_urlsafe(12)

@@ -15,15 +15,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 
 from pydantic import SecretStr
 
@@ -31,6 +28,7 @@ from pantau.broker.passwords import derive_password
 from pantau.city import City, load_city
 from pantau.clock import SystemClock
 from pantau.errors import ConfigError, ConfigErrors
+from pantau.lifecycle import stop_on_signals
 from pantau.settings import MqttSettings, Settings
 from pantau.topics import Topics
 from simulators.messages import FleetStream
@@ -144,14 +142,7 @@ def _run(args: argparse.Namespace, city: City, mqtt: MqttSettings) -> int:
         )
         return 0
 
-    stop = threading.Event()
-
-    def _interrupt(signum: int, frame: FrameType | None) -> None:
-        log.info("signal %d: stopping after the current message", signum)
-        stop.set()
-
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
+    stop = stop_on_signals()  # stops after the current message
     try:
         report = run_scenario(
             city, scenario, mqtt, speed=args.speed, stop=stop, start=start, login=device_login(mqtt)
