@@ -108,7 +108,7 @@ async def incidents(
         yield f"retry: 2000\n: connected at event {cursor}\n\n"
         idle = recheck = 0.0
         while not await request.is_disconnected():
-            if recheck >= RECHECK_S:
+            if recheck >= min(RECHECK_S, ctx.settings.api.session_check_s):
                 # An expired token or a session no longer the user's ends the stream;
                 # the client's reconnect then gets 401.
                 recheck = 0.0

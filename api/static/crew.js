@@ -84,6 +84,12 @@ document.getElementById("login").addEventListener("submit", async (ev) => {
     await start();
   } catch (e) {
     document.getElementById("login-error").textContent = e.message;
+    if (e.retryAfter) {
+      // The button waits as long as the server will: pressing earlier only fails.
+      const button = document.querySelector("#login button");
+      button.disabled = true;
+      setTimeout(() => (button.disabled = false), e.retryAfter * 1000);
+    }
   }
 });
 if (Pantau.token) start().catch(() => Pantau.logout());
