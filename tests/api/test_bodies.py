@@ -57,7 +57,7 @@ def _head(path: str, headers: dict[str, str]) -> bytes:
 
 MULTIPART = "multipart/form-data; boundary=bound"
 PART = (
-    b"--bound\r\nContent-Disposition: form-data; name=\"photo\"; filename=\"x.jpg\"\r\n"
+    b'--bound\r\nContent-Disposition: form-data; name="photo"; filename="x.jpg"\r\n'
     b"Content-Type: image/jpeg\r\n\r\n"
 )
 
@@ -69,7 +69,9 @@ def test_an_oversized_upload_is_refused_before_or_as_soon_as_it_passes_the_limit
         # Declared: 50 MiB announced, not one body byte sent; the answer comes at once.
         sock = _connect(base)
         t0 = time.monotonic()
-        sock.sendall(_head("/reports", {"Content-Type": MULTIPART, "Content-Length": str(50 * MIB)}))
+        sock.sendall(
+            _head("/reports", {"Content-Type": MULTIPART, "Content-Length": str(50 * MIB)})
+        )
         assert _status(sock) == 413
         assert time.monotonic() - t0 < 2
         sock.close()

@@ -16,6 +16,7 @@ from api.app import create_app
 from tests.api.conftest import World
 from tests.api.server import serve
 
+
 def _png() -> bytes:
     pixels = np.zeros((48, 64, 3), np.uint8)
     pixels[:, :32] = (200, 120, 40)
