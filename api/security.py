@@ -7,7 +7,9 @@ confusion) is refused. The signing key itself is checked before the API starts.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import secrets
 import threading
 import time
@@ -63,7 +65,9 @@ class HashPool:
     stays free for everything else."""
 
     def __init__(self, workers: int, queue: int) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hash")
+        self._executor = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="hash", initializer=_background
+        )
         self._queue = queue
         self._waiting = 0
         self._lock = threading.Lock()
@@ -83,6 +87,13 @@ class HashPool:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _background() -> None:
+    """A hash thread yields the CPU to request handling (Linux niceness is per thread):
+    a login may wait a little longer, every other request does not."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
 
 
 class InsecureSecret(ValueError):

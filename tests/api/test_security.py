@@ -83,6 +83,7 @@ def test_a_gps_tagged_photo_goes_in_and_none_comes_out(world: World) -> None:
     for trace in (b"Exif", b"SpyCam", b"Model-X9", b"IMG_0001"):
         assert trace not in served
     shown = cv2.imdecode(np.frombuffer(served, np.uint8), cv2.IMREAD_COLOR)
+    assert shown is not None
     assert shown.shape == pixels.shape
     assert abs(float(shown.mean()) - float(pixels.mean())) < 3  # the same picture
     # The original bytes are not kept anywhere: the stored photo is what staff get.

@@ -101,6 +101,7 @@ def test_citizen_reports_corroborate_or_open(world: World) -> None:
     assert photo.status_code == 200 and photo.content.startswith(b"\xff\xd8")  # re-encoded
     assert photo.headers["content-type"] == "image/jpeg"
     shown = cv2.imdecode(np.frombuffer(photo.content, np.uint8), cv2.IMREAD_COLOR)
+    assert shown is not None
     assert shown.shape == (48, 64, 3)
     assert photo.headers["cache-control"] == "private, no-store"
     assert c.get(photo_url).status_code == 401
