@@ -111,8 +111,8 @@ class HealthAnalyzer:
             candidates.add("dark")
         if brightness > BRIGHT_ABOVE or clipped > CLIPPED_SHARE:
             candidates.add("overexposed")
-        if self._frozen_s >= FROZEN_AFTER_S and "dark" not in candidates:
-            candidates.add("frozen")  # a black picture has no noise left to change
+        if self._frozen_s >= FROZEN_AFTER_S and not candidates & {"dark", "overexposed"}:
+            candidates.add("frozen")  # a black or burnt-out picture has no noise left to change
 
         ref = self._ref
         if ref is None:
@@ -134,7 +134,9 @@ class HealthAnalyzer:
         if self._window is None or self._window.shape != phase.shape:
             window = cv2.createHanningWindow(phase.shape[::-1], cv2.CV_32F)
             self._window = np.asarray(window, np.float32)
-        (dx, dy), _response = cv2.phaseCorrelate(ref.phase, phase, self._window)
+        # Copies: with a window, phaseCorrelate multiplies both inputs by it in place
+        # (OpenCV 5.0), and the reference would fade a little on every frame.
+        (dx, dy), _response = cv2.phaseCorrelate(ref.phase.copy(), phase.copy(), self._window)
         shift = math.hypot(dx, dy) / PHASE_SIZE[0]
 
         if not candidates & {"dark", "overexposed"}:
@@ -153,6 +155,14 @@ class HealthAnalyzer:
             brightness, sharpness, self._frozen_s, occlusion, shift, correlation,
             frozenset(candidates), True,
         )  # fmt: skip
+
+    @property
+    def reference(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None:
+        """Copies of the learned reference pictures (correlation, phase); None while
+        learning."""
+        if self._ref is None:
+            return None
+        return self._ref.small.copy(), self._ref.phase.copy()
 
     def _laplacian_var(self, gray: Gray) -> float:
         lap = cv2.Laplacian(gray, cv2.CV_32F)

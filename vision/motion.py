@@ -1,7 +1,7 @@
 """Motion, occupancy and stopped traffic per region, at reduced resolution.
 
 - motion: the share of a region whose grey level changed since the previous analysed
-  frame (frame differencing: what moves now);
+  frame (frame differencing at matched mean brightness: what moves now, not the light);
 - occupancy: the share of a region that differs from the learned empty background
   (background subtraction: what is there, moving or standing). The background starts
   as the per-pixel median of the first `BOOTSTRAP_FRAMES` (traffic that moves is not
@@ -45,6 +45,18 @@ STOPPED_MOTION = 0.02
 BACKGROUND_TAU_S = 60.0
 SLOW_TAU_S = 600.0  # under foreground: a vehicle parked for good becomes road eventually
 BOOTSTRAP_FRAMES = 9
+LEVEL_TOLERANCE = 1.03  # mean brightness ratio up to which frames are compared as they are
+
+
+def _level_difference(frame: Image, prev: Image) -> Image:
+    """|frame - prev| with the brighter of the two scaled to the other's mean: a lamp
+    switched on or the iris opening changes every pixel, and moves nothing."""
+    now, before = float(np.mean(frame)), float(np.mean(prev))
+    if now > before * LEVEL_TOLERANCE:
+        frame = cv2.convertScaleAbs(frame, alpha=before / now)
+    elif before > now * LEVEL_TOLERANCE:
+        prev = cv2.convertScaleAbs(prev, alpha=now / before)
+    return cv2.absdiff(frame, prev)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,17 +91,19 @@ class MotionAnalyzer:
         self._prev: Image | None = None
         self._stopped = [0.0] * len(regions)
 
-    def measure(self, small: Image, dt: float) -> list[RegionMeasures]:
+    def measure(self, small: Image, dt: float, usable: bool = True) -> list[RegionMeasures]:
         """`small`: the reduced colour picture. Colour, not grey: a red car on grey
-        asphalt has the asphalt's luma."""
+        asphalt has the asphalt's luma. `usable`: False while the frame's health is out
+        of bounds (dazzled, covered, moved): it is measured, but teaches the background
+        nothing, is not the next frame's predecessor and holds the stopped time."""
         blurred = cv2.GaussianBlur(small, (3, 3), 0)
-        fg = self._foreground(blurred)
+        fg = self._foreground(blurred, learn=usable)
         if self._prev is None:
             moving = np.zeros_like(fg)
         else:
             moving = cv2.morphologyEx(
                 cv2.threshold(
-                    _max_channel(cv2.absdiff(blurred, self._prev)),
+                    _max_channel(_level_difference(blurred, self._prev)),
                     MOTION_DELTA,
                     255,
                     cv2.THRESH_BINARY,
@@ -97,7 +111,8 @@ class MotionAnalyzer:
                 cv2.MORPH_OPEN,
                 OPEN_KERNEL,
             )
-        self._prev = blurred
+        if usable:
+            self._prev = blurred
         out = []
         for i, (r, (mask, area)) in enumerate(zip(self._regions, self._masks, strict=True)):
             motion = cv2.countNonZero(cv2.bitwise_and(moving, mask)) / area
@@ -105,15 +120,17 @@ class MotionAnalyzer:
             stopped: float | None = None
             if r.kind is RegionKind.LANE:
                 still = occupancy >= STOPPED_OCCUPANCY and motion < STOPPED_MOTION
-                self._stopped[i] = self._stopped[i] + dt if still else 0.0
+                if usable:
+                    self._stopped[i] = self._stopped[i] + dt if still else 0.0
                 stopped = self._stopped[i]
             out.append(RegionMeasures(r.id, motion, occupancy, stopped))
         return out
 
-    def _foreground(self, blurred: Image) -> Gray:
+    def _foreground(self, blurred: Image, *, learn: bool) -> Gray:
         if self._background is None:
-            self._bootstrap.append(blurred)
-            median = np.median(np.stack(self._bootstrap), axis=0).astype(np.float32)
+            if learn:
+                self._bootstrap.append(blurred)
+            median = np.median(np.stack(self._bootstrap or [blurred]), axis=0).astype(np.float32)
             if len(self._bootstrap) >= BOOTSTRAP_FRAMES:
                 self._background = median
                 self._bootstrap.clear()
@@ -125,7 +142,7 @@ class MotionAnalyzer:
         diff = _max_channel(cv2.absdiff(frame, bg * np.float32(gain)))
         _, fg = cv2.threshold(diff, FOREGROUND_DELTA, 255, cv2.THRESH_BINARY)
         fg = cv2.morphologyEx(fg.astype(np.uint8), cv2.MORPH_OPEN, OPEN_KERNEL)
-        if self._background is not None:
+        if self._background is not None and learn:
             # Follow the empty road; under a vehicle only very slowly.
             cv2.accumulateWeighted(frame, self._background, self._rate, mask=255 - fg)
             cv2.accumulateWeighted(frame, self._background, self._slow_rate, mask=fg)
