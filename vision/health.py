@@ -134,9 +134,7 @@ class HealthAnalyzer:
         if self._window is None or self._window.shape != phase.shape:
             window = cv2.createHanningWindow(phase.shape[::-1], cv2.CV_32F)
             self._window = np.asarray(window, np.float32)
-        # Copies: with a window, phaseCorrelate multiplies both inputs by it in place
-        # (OpenCV 5.0), and the reference would fade a little on every frame.
-        (dx, dy), _response = cv2.phaseCorrelate(ref.phase.copy(), phase.copy(), self._window)
+        dx, dy = phase_offset(ref.phase, phase, self._window)
         shift = math.hypot(dx, dy) / PHASE_SIZE[0]
 
         if not candidates & {"dark", "overexposed"}:
@@ -181,6 +179,16 @@ class HealthAnalyzer:
             changed = float(np.count_nonzero(diff > FROZEN_DELTA)) / diff.size
             self._frozen_s = self._frozen_s + dt if changed < FROZEN_CHANGED_SHARE else 0.0
         self._prev_raw = raw.copy()
+
+
+def phase_offset(
+    a: npt.NDArray[np.float32], b: npt.NDArray[np.float32], window: npt.NDArray[np.float32]
+) -> tuple[float, float]:
+    """(dx, dy) of `b` against `a`, in pixels. On copies: with a window, phaseCorrelate
+    multiplies both inputs by it in place (OpenCV 5.0), and a reference passed to it
+    would fade a little on every frame."""
+    (dx, dy), _response = cv2.phaseCorrelate(a.copy(), b.copy(), window)
+    return float(dx), float(dy)
 
 
 def _learn(
