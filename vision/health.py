@@ -144,7 +144,9 @@ class HealthAnalyzer:
                 candidates.add("blur")
             elif shift >= SHIFT_FROM or correlation < CORRELATION_BELOW:
                 candidates.add("shifted")
-        if not candidates:
+        # Follow only a live picture: one that has not changed since the last frame may
+        # be the start of a freeze, not yet long enough to count as one.
+        if not candidates and self._frozen_s == 0.0:
             ref.sharpness += FOLLOW * (sharp - ref.sharpness)
             ref.cells += FOLLOW * (cells - ref.cells)
             cv2.accumulateWeighted(small, ref.small, FOLLOW)
@@ -244,7 +246,7 @@ class Debouncer:
             if fault in candidates:
                 continue
             self._quiet[fault] = self._quiet.get(fault, 0.0) + dt
-            if fault not in self.raised or self._quiet[fault] >= CLEAR_AFTER_S:
+            if fault not in self.raised or self._quiet[fault] >= CLEAR_AFTER_S - 1e-9:
                 self._since.pop(fault)
                 self._quiet.pop(fault, None)
                 self.raised.discard(fault)
