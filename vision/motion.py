@@ -46,17 +46,31 @@ BACKGROUND_TAU_S = 60.0
 SLOW_TAU_S = 600.0  # under foreground: a vehicle parked for good becomes road eventually
 BOOTSTRAP_FRAMES = 9
 LEVEL_TOLERANCE = 1.03  # mean brightness ratio up to which frames are compared as they are
+CLIPPED = 250
+CLIPPED_KERNEL = np.ones((5, 5), np.uint8)  # the reach of prepare's averaging and the blur
 
 
 def _level_difference(frame: Image, prev: Image) -> Image:
-    """|frame - prev| with the brighter of the two scaled to the other's mean: a lamp
+    """|frame - prev| with the brighter of the two scaled to the other's level: a lamp
     switched on or the iris opening changes every pixel, and moves nothing."""
     now, before = float(np.mean(frame)), float(np.mean(prev))
-    if now > before * LEVEL_TOLERANCE:
-        frame = cv2.convertScaleAbs(frame, alpha=before / now)
-    elif before > now * LEVEL_TOLERANCE:
-        prev = cv2.convertScaleAbs(prev, alpha=now / before)
-    return cv2.absdiff(frame, prev)
+    if max(now, before) <= min(now, before) * LEVEL_TOLERANCE:
+        return cv2.absdiff(frame, prev)
+    dark, bright = (frame, prev) if now < before else (prev, frame)
+    gain = max(now, before) / max(min(now, before), 1e-6)
+    # Only where neither frame is (or, brightened, would be) burnt out, nor was averaged
+    # with such a pixel on the way to the analysis size: there the level does not scale.
+    lit = min(CLIPPED / gain, CLIPPED)
+    kept = cv2.bitwise_and(
+        cv2.inRange(dark, (0, 0, 0), (lit, lit, lit)),
+        cv2.inRange(bright, (0, 0, 0), (CLIPPED, CLIPPED, CLIPPED)),
+    )
+    kept = cv2.erode(kept, CLIPPED_KERNEL)
+    if cv2.countNonZero(kept) == 0:
+        return np.zeros_like(frame)
+    level = sum(cv2.mean(dark, mask=kept)[:3]) / max(sum(cv2.mean(bright, mask=kept)[:3]), 1e-6)
+    diff = cv2.absdiff(dark, cv2.convertScaleAbs(bright, alpha=level))
+    return cv2.bitwise_and(diff, diff, mask=kept)
 
 
 @dataclass(frozen=True, slots=True)
