@@ -46,14 +46,14 @@ BACKGROUND_TAU_S = 60.0
 SLOW_TAU_S = 600.0  # under foreground: a vehicle parked for good becomes road eventually
 BOOTSTRAP_FRAMES = 9
 LEVEL_TOLERANCE = 1.03  # mean brightness ratio up to which frames are compared as they are
-CLIPPED = 250
+CLIPPED = 250  # a channel from this level on may be burnt out
 CLIPPED_KERNEL = np.ones((5, 5), np.uint8)  # the reach of prepare's averaging and the blur
 
 
 def _level_difference(frame: Image, prev: Image) -> Image:
     """|frame - prev| with the brighter of the two scaled to the other's level: a lamp
     switched on or the iris opening changes every pixel, and moves nothing."""
-    now, before = float(np.mean(frame)), float(np.mean(prev))
+    now, before = sum(cv2.mean(frame)[:3]), sum(cv2.mean(prev)[:3])
     if max(now, before) <= min(now, before) * LEVEL_TOLERANCE:
         return cv2.absdiff(frame, prev)
     dark, bright = (frame, prev) if now < before else (prev, frame)
