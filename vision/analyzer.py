@@ -88,19 +88,23 @@ class CameraAnalyzer:
         measures = list(_health_measures(health, faults))
         t2 = thread_time()
         cpu["health"] += t2 - t1
+        # A frame whose health is out of bounds is no better before its fault is raised
+        # (the raise delay only keeps one odd frame from raising it): its measures are
+        # not to be trusted from the first such frame on.
+        usable = not health.candidates
+        trusted = usable and not faults
         if self._motion is not None:
-            usable = not faults
-            for r in self._motion.measure(prepared.small, dt):
-                measures.extend(_region_measures(r, 0.9 if usable else 0.2))
+            for r in self._motion.measure(prepared.small, dt, usable=usable):
+                measures.extend(_region_measures(r, 0.9 if trusted else 0.2))
         t3 = thread_time()
         cpu["motion"] += t3 - t2
         depth: DepthReading | None = None
         if self._gauge is not None:
             depth = self._gauge.read(frame)
-            conf = depth.confidence * (1.0 if not faults else 0.2)
+            conf = depth.confidence * (1.0 if trusted else 0.2)
             measures.append(Measure("water_depth", round(depth.depth_cm, 1), "cm", conf))
         cpu["gauge"] += thread_time() - t3
-        reason = self._evidence_reason(faults - before, depth)
+        reason = self._evidence_reason(faults - before, depth if trusted else None)
         evidence = self._save_evidence(frame, time, reason) if reason else None
         return FrameAnalysis(
             camera_id=self.camera.id,
@@ -112,6 +116,10 @@ class CameraAnalyzer:
             faults=tuple(sorted(faults)),
             evidence=evidence,
         )
+
+    @property
+    def health(self) -> HealthAnalyzer:
+        return self._health
 
     def _setup(self, size: tuple[int, int]) -> None:
         if size == self._size:

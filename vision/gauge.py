@@ -32,6 +32,7 @@ STRIP_WIDTH = 12
 REFINE_CM = 6.0
 WATER_SIGMAS = 4.0
 SMOOTH_CM = 10.0  # one period of the E pattern: the board reads as one level
+STREAK_KERNEL = np.ones((1, 3), np.uint8)  # a row of 3 strip columns: wider than a streak
 
 Image = MatLike  # what OpenCV takes and returns
 Floats = npt.NDArray[np.float64]
@@ -69,7 +70,10 @@ class GaugeReader:
         return cv2.warpAffine(frame, self._warp, (STRIP_WIDTH, self._rows), flags=cv2.INTER_LINEAR)
 
     def read(self, frame: Image) -> DepthReading:
-        strip = self.strip(frame).astype(np.float64)
+        # Rain streaks are bright lines a pixel or two wide: a horizontal opening takes
+        # them out and keeps the marks and the water line, which span the board.
+        strip = cv2.morphologyEx(self.strip(frame), cv2.MORPH_OPEN, STREAK_KERNEL)
+        strip = strip.astype(np.float64)
         mean = strip.mean(axis=1)
         spread = strip.std(axis=1).mean(axis=1, keepdims=True)
         contrast = spread / (mean.mean(axis=1, keepdims=True) + 8.0)
@@ -86,7 +90,8 @@ class GaugeReader:
         scale[scale < 1e-6] = 1.0
         feats = smooth / scale
         # Spread and contrast only: the colour means follow the light along the board.
-        split, gain, spread = _best_split(feats[:, -2:], margin=k)
+        # Half a window from either end: at 0 cm the line is only MARGIN_CM from the bottom.
+        split, gain, spread = _best_split(feats[:, -2:], margin=k // 2)
         split = _refine(profile, split)
         depth = (self._zero_row - split) / ROWS_PER_CM
         contrast = gain / max(spread, 1e-6)

