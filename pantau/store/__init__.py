@@ -12,10 +12,10 @@ from pantau.store.mapping import event_from_row, incident_from_row, outbox_from_
 from pantau.store.migrate import DEFAULT_URL, make_engine, migrate
 from pantau.store.sla import SlaPolicy, SlaTarget, load_sla_policy
 from pantau.store.store import (
-    DEFAULT_AGENCY,
     IncidentStore,
     default_placement,
     placement_by_zone,
+    zone_level_by_prefix,
 )
 from pantau.store.types import (
     INACTIVE_WORKFLOW,
@@ -39,7 +39,6 @@ from pantau.store.types import (
 )
 
 __all__ = [
-    "DEFAULT_AGENCY",
     "DEFAULT_URL",
     "INACTIVE_WORKFLOW",
     "RULES_ACTOR",
@@ -70,4 +69,5 @@ __all__ = [
     "migrate",
     "outbox_from_row",
     "placement_by_zone",
+    "zone_level_by_prefix",
 ]
