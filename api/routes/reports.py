@@ -114,7 +114,8 @@ async def report(
             raise HTTPException(415, "the photo must be a JPEG or PNG image")
     kelurahan = ctx.city.index.kelurahan_at(lon, lat)
     if kelurahan is None or kelurahan.parent_id is None:
-        raise unprocessable(("body", "lon"), "the location is outside Kota Tangerang")
+        where = ctx.city.facts.display_name
+        raise unprocessable(("body", "lon"), f"the location is outside {where}")
     new = NewReport(
         lon=lon,
         lat=lat,
