@@ -29,10 +29,10 @@ class CityFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1, description="short name; the kota zone is kota-<slug>")
-    display_name: str = Field(min_length=1, description="e.g. 'Kota Tangerang'")
+    display_name: str = Field(min_length=1, description="the name people read")
     government: str = Field(min_length=1, description="who issues public alerts (CAP)")
     cap_sender: str = Field(min_length=3, description="CAP <sender>: the city's address")
-    time_zone: str = Field(description="IANA name, e.g. Asia/Jakarta")
+    time_zone: str = Field(description="IANA (tz database) Area/City name")
     map: MapView
 
     @field_validator("time_zone")
@@ -41,7 +41,7 @@ class CityFile(BaseModel):
         try:
             ZoneInfo(name)
         except (ZoneInfoNotFoundError, ValueError) as err:
-            raise ValueError(f"unknown IANA time zone {name!r} (e.g. Asia/Jakarta)") from err
+            raise ValueError(f"unknown IANA time zone {name!r} (an Area/City name)") from err
         return name
 
 
