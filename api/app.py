@@ -17,7 +17,7 @@ from .guards import BodyLimits, ClientAddress, SecurityHeaders, networks
 from .routes import auth, city, feeds, incidents, kpi, pages, reports, stream
 from .routes.pages import STATIC
 
-DESCRIPTION = """Pantau's API for Kota Tangerang: incidents and the crew workflow, zones
+DESCRIPTION = """Pantau's API for {city}: incidents and the crew workflow, zones
 with live status, devices with health, crews and agencies, public GeoJSON and CAP 1.2
 feeds, citizen reports, the live incident stream and the e-Kinerja KPIs.
 
@@ -37,7 +37,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
     app = FastAPI(
         title="Pantau API",
         version="1.0.0",
-        description=DESCRIPTION,
+        description=DESCRIPTION.format(city=ctx.city.facts.display_name),
         lifespan=lifespan,
         openapi_url="/openapi.json" if public_docs else None,
         docs_url="/docs" if public_docs else None,

@@ -8,13 +8,13 @@ import xml.etree.ElementTree as ET
 from datetime import datetime
 from typing import Any
 
+from pantau.cityfacts import CityFacts
 from pantau.incidents import Hazard, Severity, WorkflowState
 from pantau.store import Incident
 
 from .geography import Geography
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
-SENDER = "pantau@tangerangkota.go.id"
 
 CAP_SEVERITY = {
     Severity.AWAS: "Extreme",
@@ -72,7 +72,7 @@ def _polygons(geometry: dict[str, Any] | None) -> list[str]:
     return out
 
 
-def alert(incident: Incident, geo: Geography, sent: datetime) -> ET.Element:
+def alert(incident: Incident, geo: Geography, sent: datetime, city: CityFacts) -> ET.Element:
     ET.register_namespace("", CAP_NS)
     q = f"{{{CAP_NS}}}"
     root = ET.Element(f"{q}alert")
@@ -84,8 +84,8 @@ def alert(incident: Incident, geo: Geography, sent: datetime) -> ET.Element:
 
     sev = incident.severity_current
     zone_name = geo.name(incident.key.zone_id)
-    sub(root, "identifier", f"pantau-tangerang-incident-{incident.id}-{incident.reopen_count}")
-    sub(root, "sender", SENDER)
+    sub(root, "identifier", f"pantau-{city.slug}-incident-{incident.id}-{incident.reopen_count}")
+    sub(root, "sender", city.cap_sender)
     sub(root, "sent", _ts(sent))
     sub(root, "status", "Actual")
     sub(root, "msgType", "Alert")
@@ -99,7 +99,7 @@ def alert(incident: Incident, geo: Geography, sent: datetime) -> ET.Element:
     sub(info, "severity", CAP_SEVERITY[sev])
     sub(info, "certainty", "Observed" if incident.key.rule_id != "citizen-report" else "Possible")
     sub(info, "effective", _ts(incident.opened_at))
-    sub(info, "senderName", "Pemerintah Kota Tangerang (Pantau)")
+    sub(info, "senderName", f"{city.government} (Pantau)")
     sub(
         info,
         "headline",
@@ -114,13 +114,15 @@ def alert(incident: Incident, geo: Geography, sent: datetime) -> ET.Element:
     return root
 
 
-def alerts_document(incidents: list[Incident], geo: Geography, sent: datetime) -> bytes:
+def alerts_document(
+    incidents: list[Incident], geo: Geography, sent: datetime, city: CityFacts
+) -> bytes:
     """An Atom feed whose entries each carry one CAP alert (the usual CAP feed shape)."""
     atom = "http://www.w3.org/2005/Atom"
     ET.register_namespace("atom", atom)
     feed = ET.Element(f"{{{atom}}}feed")
-    ET.SubElement(feed, f"{{{atom}}}id").text = "urn:pantau:tangerang:cap"
-    ET.SubElement(feed, f"{{{atom}}}title").text = "Pantau Kota Tangerang: peringatan aktif"
+    ET.SubElement(feed, f"{{{atom}}}id").text = f"urn:pantau:{city.slug}:cap"
+    ET.SubElement(feed, f"{{{atom}}}title").text = f"Pantau {city.display_name}: peringatan aktif"
     ET.SubElement(feed, f"{{{atom}}}updated").text = _ts(sent)
     for incident in incidents:
         entry = ET.SubElement(feed, f"{{{atom}}}entry")
@@ -128,6 +130,6 @@ def alerts_document(incidents: list[Incident], geo: Geography, sent: datetime) -
         ET.SubElement(entry, f"{{{atom}}}title").text = geo.name(incident.key.zone_id)
         ET.SubElement(entry, f"{{{atom}}}updated").text = _ts(incident.condition_at)
         content = ET.SubElement(entry, f"{{{atom}}}content", type="application/cap+xml")
-        content.append(alert(incident, geo, sent))
+        content.append(alert(incident, geo, sent, city))
     body: bytes = ET.tostring(feed, encoding="utf-8", xml_declaration=True)
     return body

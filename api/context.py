@@ -104,7 +104,7 @@ def build_context(
         engine,
         load_sla_policy(settings.config_dir / "sla.yaml"),
         clock,
-        place=placement_by_zone(lambda zone_id: zones.zone(zone_id).level),
+        place=placement_by_zone(lambda zone_id: zones.zone(zone_id).level, city.hazard_agency),
     )
     if influx is None and use_influx:
         influx = InfluxQL.from_settings(settings.influx)

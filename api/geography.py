@@ -13,7 +13,7 @@ from shapely.geometry import mapping
 from pantau.zoneindex import AnyZone, ZoneIndex
 from pantau.zones import ZoneLevel
 
-# ~20 m at Tangerang's latitude: small payloads, outlines still recognisable.
+# ~20 m near the equator: small payloads, outlines still recognisable.
 SIMPLIFY_DEG = 0.0002
 
 

@@ -3,13 +3,12 @@ presence from InfluxDB for availability; and the KPI series written back to Infl
 
 from __future__ import annotations
 
-import calendar
 import logging
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, tzinfo
 from enum import StrEnum
 from typing import Protocol, TypeVar
 
@@ -52,15 +51,17 @@ class ScopeError(ValueError):
     pass
 
 
-def month_bounds(month: str) -> tuple[datetime, datetime]:
-    """'2026-11' -> [2026-11-01, 2026-12-01) UTC."""
+def month_bounds(month: str, tz: tzinfo) -> tuple[datetime, datetime]:
+    """'2026-11' -> [2026-11-01 00:00, 2026-12-01 00:00) on the city's clock `tz`, as UTC:
+    e-Kinerja months are the city's calendar months, not UTC's."""
     try:
         year, mon = (int(p) for p in month.split("-"))
-        start = datetime(year, mon, 1, tzinfo=UTC)
+        start = datetime(year, mon, 1, tzinfo=tz)
     except ValueError as err:
         raise ScopeError(f"month {month!r} is not YYYY-MM") from err
-    days = calendar.monthrange(year, mon)[1]
-    return start, start + timedelta(days=days)
+    next_year, next_mon = (year + 1, 1) if mon == 12 else (year, mon + 1)
+    end = datetime(next_year, next_mon, 1, tzinfo=tz)
+    return start.astimezone(UTC), end.astimezone(UTC)
 
 
 def check_scope(ctx: ApiContext, scope: Scope) -> None:

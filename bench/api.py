@@ -92,7 +92,7 @@ def seed(database_url: str, incidents: int) -> None:
         engine,
         load_sla_policy(),
         SystemClock(),
-        place=placement_by_zone(lambda zone_id: zones.zone(zone_id).level),
+        place=placement_by_zone(lambda zone_id: zones.zone(zone_id).level, city.hazard_agency),
     )
     rng = Random(SEED)
     kelurahan = [z.id for z in city.zones.kelurahan]

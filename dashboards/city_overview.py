@@ -1,5 +1,5 @@
-"""City overview: the map of Kota Tangerang with active incidents, incidents per
-kecamatan, rainfall and drain levels."""
+"""City overview: the map of the city with active incidents, incidents per kecamatan,
+rainfall and drain levels. The map's centre and the city's name are config/city.yaml's."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from pantau.city import City
 
 # Served by Grafana itself: docker-compose mounts config/zones/kelurahan.geojson here.
 KELURAHAN_GEOJSON = "public/maps/pantau-kelurahan.geojson"
-CENTRE = {"lat": -6.19, "lon": 106.64, "zoom": 12}  # Kota Tangerang
 
 SEVERITY_COLOURS = (
     (None, "blue"),  # 1 info
@@ -42,7 +41,7 @@ def build(city: City) -> Dashboard:
         height=16,
         thresholds=SEVERITY_COLOURS,
         options={
-            "view": {"id": "coords", **CENTRE},
+            "view": {"id": "coords", **city.facts.map.model_dump()},
             "controls": {"showZoom": True, "mouseWheelZoom": True, "showScale": True},
             "basemap": {"type": "default", "name": "Basemap"},
             "layers": [
@@ -142,7 +141,8 @@ def build(city: City) -> Dashboard:
     return Dashboard(
         uid="pantau-city-overview",
         title="Pantau · City overview",
-        description="Kota Tangerang: active incidents on the map, incidents per kecamatan, "
+        description=f"{city.facts.display_name}: active incidents on the map, "
+        "incidents per kecamatan, "
         "rainfall and drain levels.",
         panels=(incident_map, active, awas, per_kecamatan, table, rain, drains),
         variables=zone_variables(city),

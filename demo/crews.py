@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import secrets
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from random import Random
@@ -51,6 +51,7 @@ class Answer:
     opened_at: datetime
     ack_after: timedelta
     resolve_after: timedelta
+    by_supervisor: bool = False  # an agency supervisor (the roster's): sends no crew
 
     @property
     def acknowledged_at(self) -> datetime:
@@ -59,10 +60,6 @@ class Answer:
     @property
     def resolved_at(self) -> datetime:
         return self.opened_at + self.resolve_after
-
-    @property
-    def by_supervisor(self) -> bool:
-        return self.crew.endswith("-supervisor")
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +81,14 @@ def all_incidents(ctx: ApiContext) -> list[Incident]:
 
 
 def plan_answers(
-    incidents: Iterable[Incident], crew_of: Callable[[Incident], str | None], seed: int = SEED
+    incidents: Iterable[Incident],
+    crew_of: Callable[[Incident], str | None],
+    seed: int = SEED,
+    *,
+    supervisors: Collection[str] = frozenset(),
 ) -> list[Answer]:
-    """The answers to the incidents that `crew_of` routes to someone, in id order."""
+    """The answers to the incidents that `crew_of` routes to someone, in id order;
+    `supervisors` are the roster's supervisor ids (they answer without a crew)."""
     answers = []
     seen: Counter[DedupKey] = Counter()
     for inc in sorted(incidents, key=lambda i: (i.opened_at, i.id)):
@@ -102,7 +104,7 @@ def plan_answers(
         resolve = max(ack + 20 * M, rng.randint(30, 150) * M)
         crew = crew_of(inc)
         if crew is not None:
-            answers.append(Answer(inc.id, crew, inc.opened_at, ack, resolve))
+            answers.append(Answer(inc.id, crew, inc.opened_at, ack, resolve, crew in supervisors))
     return sorted(answers, key=lambda a: a.incident_id)
 
 

@@ -83,7 +83,11 @@ def answer_and_evaluate(
     clock = ManualClock(start)
     ctx = build_context(settings, clock=clock, city=city, zones=zones, use_influx=use_influx)
     try:
-        answers = plan_answers(all_incidents(ctx), lambda i: i.routed_crew_id)
+        answers = plan_answers(
+            all_incidents(ctx),
+            lambda i: i.routed_crew_id,
+            supervisors=frozenset(ctx.roster.supervisors.values()),
+        )
         with serve(ctx) as url:
             calls = answer(HttpApi(url), ctx, clock, answers)
         # Evaluate once every answer is in: as of the end of the followed period.

@@ -29,6 +29,7 @@ def main(argv: Sequence[str]) -> int:
         return 1
     kinds = Counter(d.kind for d in city.devices.values())
     print(f"config OK: {config_dir}")
+    print(f"  city: {city.facts.display_name} ({city.facts.time_zone.key})")
     print(
         f"  zones: 1 kota, {len(city.zones.kecamatan)} kecamatan, "
         f"{len(city.zones.kelurahan)} kelurahan"

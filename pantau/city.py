@@ -1,4 +1,5 @@
-"""The city as config: catalogue, zones, agencies and devices, loaded and cross-checked.
+"""The city as config: its facts (name, time zone, map), catalogue, zones, agencies (and
+which answers for each hazard) and devices, loaded and cross-checked.
 
 `load_city` collects every problem it finds (file, line, what is wrong) and raises them
 together, so `pantau check-config` shows an operator the whole list at once.
@@ -6,7 +7,7 @@ together, so `pantau check-config` shows an operator the whole list at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -14,8 +15,10 @@ from typing import TypeVar
 import numpy as np
 
 from pantau.catalogue import Catalogue, load_catalogue
+from pantau.cityfacts import CityFacts, load_city_facts
 from pantau.devices import AgenciesFile, Agency, Device, DevicesFile, default_config_dir
 from pantau.errors import ConfigError, ConfigErrors
+from pantau.incidents import Hazard
 from pantau.yamlconf import load_model
 from pantau.zoneindex import ZoneIndex
 from pantau.zones import ZoneSet, load_zones
@@ -29,11 +32,46 @@ KINDS_WITH_LEVELS = frozenset({"water_level_station"})
 @dataclass(frozen=True, slots=True)
 class City:
     config_dir: Path
+    facts: CityFacts
     catalogue: Catalogue
     zones: ZoneSet
     agencies: dict[str, Agency]
+    hazard_agency: Mapping[Hazard, str]  # the one agency that answers for each hazard
     devices: dict[str, Device]
     index: ZoneIndex  # point -> zone lookups and the zone hierarchy
+
+
+def city_zones(config_dir: Path, facts: CityFacts) -> ZoneSet:
+    """The zones of config/zones/kelurahan.geojson, the kota named by config/city.yaml."""
+    return load_zones(
+        config_dir / "zones" / "kelurahan.geojson",
+        kota_id=facts.kota_id,
+        kota_name=facts.display_name,
+    )
+
+
+def load_agencies(path: Path) -> tuple[dict[str, Agency], dict[Hazard, str]]:
+    """config/agencies.yaml: the agencies, and the one that answers for each hazard."""
+    model, doc = load_model(path, AgenciesFile)
+    agencies = {
+        aid: Agency(id=aid, name=a.name, short=a.short, responsibilities=a.responsibilities)
+        for aid, a in model.agencies.items()
+    }
+    known = ", ".join(sorted(agencies))
+    errors = [
+        doc.error(("hazards", hazard.value), f"unknown agency {agency!r} (known: {known})")
+        for hazard, agency in model.hazards.items()
+        if agency not in agencies
+    ]
+    # Every hazard needs one: an incident nobody answers for would reach no crew.
+    errors += [
+        doc.error(("hazards",), f"no agency answers for {hazard.value!r}")
+        for hazard in Hazard
+        if hazard not in model.hazards
+    ]
+    if errors:
+        raise ConfigErrors(errors)
+    return agencies, dict(model.hazards)
 
 
 def load_city(config_dir: Path | None = None) -> City:
@@ -49,21 +87,23 @@ def load_city(config_dir: Path | None = None) -> City:
             errors.append(err)
         return None
 
+    facts = attempt(lambda: load_city_facts(config_dir / "city.yaml"))
     catalogue_doc = attempt(lambda: load_catalogue(config_dir / "catalogue.yaml"))
-    agencies_doc = attempt(lambda: load_model(config_dir / "agencies.yaml", AgenciesFile))
-    zones = attempt(lambda: load_zones(config_dir / "zones" / "kelurahan.geojson"))
+    agencies_doc = attempt(lambda: load_agencies(config_dir / "agencies.yaml"))
+    zones = None if facts is None else attempt(lambda: city_zones(config_dir, facts))
     devices_doc = attempt(lambda: load_model(config_dir / "devices.yaml", DevicesFile))
-    if catalogue_doc is None or agencies_doc is None or zones is None or devices_doc is None:
+    if (
+        facts is None
+        or catalogue_doc is None
+        or agencies_doc is None
+        or zones is None
+        or devices_doc is None
+    ):
         raise ConfigErrors(errors)
 
     catalogue, _ = catalogue_doc
-    agencies_file, _ = agencies_doc
+    agencies, hazard_agency = agencies_doc
     devices_file, doc = devices_doc
-    agencies = {
-        aid: Agency(id=aid, name=a.name, short=a.short, responsibilities=a.responsibilities)
-        for aid, a in agencies_file.agencies.items()
-    }
-
     models = devices_file.devices
     lons = np.array([m.location[0] for m in models])
     lats = np.array([m.location[1] for m in models])
@@ -108,4 +148,13 @@ def load_city(config_dir: Path | None = None) -> City:
         )
     if errors:
         raise ConfigErrors(errors)
-    return City(config_dir, catalogue, zones, agencies, devices, index)
+    return City(
+        config_dir=config_dir,
+        facts=facts,
+        catalogue=catalogue,
+        zones=zones,
+        agencies=agencies,
+        hazard_agency=hazard_agency,
+        devices=devices,
+        index=index,
+    )

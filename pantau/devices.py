@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from pantau.incidents import Hazard
 from pantau.topics import DEVICE_ID_PATTERN
 
 
@@ -54,6 +55,7 @@ class AgenciesFile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     agencies: dict[str, AgencyModel]
+    hazards: dict[Hazard, str] = Field(description="hazard -> the agency that answers for it")
 
 
 class DevicesFile(BaseModel):

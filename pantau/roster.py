@@ -1,5 +1,6 @@
 """The crew roster (config/crews.yaml): crews, their shifts and kecamatan, and each
-agency's supervisor, checked against the city. Shift times are the city's local time.
+agency's supervisor, checked against the city. Shift times are the city's local time
+(config/city.yaml); the agency that answers for a hazard is config/agencies.yaml's.
 
 Loaded here, in the kernel, because the rules (routing alerts) and the API (crew
 accounts, scopes) both read it; `rules.routing.Router` decides who gets an incident.
@@ -8,24 +9,21 @@ accounts, scopes) both read it; `rules.routing.Router` decides who gets an incid
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import time, timedelta, timezone
+from datetime import datetime, time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from pantau.city import City
 from pantau.errors import ConfigError, ConfigErrors
 from pantau.incidents import Hazard
-from pantau.store import DEFAULT_AGENCY
 from pantau.yamlconf import load_model
 
-WIB = timezone(timedelta(hours=7), "WIB")
 CREW_ID_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"  # also an MQTT topic level
 _CLOCK = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
-
-# One responsible agency per hazard; the store places incidents with the same table.
-HAZARD_AGENCY: dict[Hazard, str] = DEFAULT_AGENCY
 
 
 class _Strict(BaseModel):
@@ -33,8 +31,8 @@ class _Strict(BaseModel):
 
 
 class ShiftModel(_Strict):
-    start: str = Field(pattern=_CLOCK.pattern, description="HH:MM WIB, inclusive")
-    end: str = Field(pattern=_CLOCK.pattern, description="HH:MM WIB, exclusive; may wrap")
+    start: str = Field(pattern=_CLOCK.pattern, description="HH:MM local time, inclusive")
+    end: str = Field(pattern=_CLOCK.pattern, description="HH:MM local, exclusive; may wrap")
 
 
 class SupervisorModel(_Strict):
@@ -79,6 +77,12 @@ class Crew:
 class Roster:
     crews: tuple[Crew, ...]
     supervisors: dict[str, str]  # agency id -> supervisor's crew id
+    time_zone: ZoneInfo  # the city's: shift times are on its clock
+    hazard_agency: Mapping[Hazard, str]  # the city's: who answers for each hazard
+
+    def local_time(self, at: datetime) -> time:
+        """`at` (tz-aware) as a time of day on the city's clock, to compare with shifts."""
+        return at.astimezone(self.time_zone).time()
 
     @property
     def addresses(self) -> frozenset[str]:
@@ -137,4 +141,4 @@ def load_roster(city: City, path: Path | None = None) -> Roster:
     if errors:
         raise ConfigErrors(errors)
     supervisors = {agency: s.id for agency, s in model.supervisors.items()}
-    return Roster(tuple(crews), supervisors)
+    return Roster(tuple(crews), supervisors, city.facts.time_zone, city.hazard_agency)

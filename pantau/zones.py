@@ -31,7 +31,7 @@ class ZoneLevel(StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Zone:
-    id: str  # stable slug, e.g. "kel-sukasari" / "kec-tangerang" / "kota-tangerang"
+    id: str  # stable slug: "kel-<village>", "kec-<district>", "kota-<city>"
     name: str
     level: ZoneLevel
     code: str  # the source's official code (BPS)
@@ -60,8 +60,9 @@ class ZoneSet:
         return {z.id: z for z in self.all()}
 
 
-def load_zones(kelurahan_geojson: Path, city_name: str = "Tangerang") -> ZoneSet:
-    """Kelurahan from a BPS/HDX GeoJSON file, kecamatan and kota dissolved from them."""
+def load_zones(kelurahan_geojson: Path, *, kota_id: str, kota_name: str) -> ZoneSet:
+    """Kelurahan from a BPS/HDX GeoJSON file, kecamatan and kota dissolved from them
+    (the kota's id and name come from config/city.yaml, see pantau.cityfacts)."""
     try:
         doc: dict[str, Any] = json.loads(kelurahan_geojson.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
@@ -70,7 +71,6 @@ def load_zones(kelurahan_geojson: Path, city_name: str = "Tangerang") -> ZoneSet
     if not isinstance(features, list) or not features:
         raise ConfigError(kelurahan_geojson, None, "no features in the FeatureCollection")
 
-    kota_id = f"kota-{slug(city_name)}"
     kelurahan: list[Zone] = []
     parts: dict[str, list[tuple[str, BaseGeometry]]] = defaultdict(list)
     kec_codes: dict[str, str] = {}
@@ -114,7 +114,7 @@ def load_zones(kelurahan_geojson: Path, city_name: str = "Tangerang") -> ZoneSet
     )
     kota = Zone(
         id=kota_id,
-        name=f"Kota {city_name}",
+        name=kota_name,
         level=ZoneLevel.KOTA,
         code="",
         parent_id=None,

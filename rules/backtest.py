@@ -314,7 +314,7 @@ def parse_when(text: str, clock: Clock | None = None) -> datetime:
             f"{text!r} is not a time: use ISO 8601 (2026-11-27T08:00Z) or -6h / -30m / -2d"
         ) from None
     if when.tzinfo is None:
-        raise ValueError(f"{text!r} has no time zone: add Z (UTC) or e.g. +07:00 (WIB)")
+        raise ValueError(f"{text!r} has no time zone: add Z (UTC) or an offset, e.g. +07:00")
     return when.astimezone(UTC)
 
 

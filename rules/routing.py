@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from pantau.incidents import Hazard
-from pantau.roster import HAZARD_AGENCY, WIB, Roster
+from pantau.roster import Roster
 from pantau.zoneindex import ZoneIndex
 from pantau.zones import ZoneLevel
 
@@ -24,7 +24,7 @@ class Router:
         self._zones = zones
 
     def agency_of(self, hazard: Hazard) -> str:
-        return HAZARD_AGENCY[hazard]
+        return self.roster.hazard_agency[hazard]
 
     def kecamatan_of(self, zone_id: str) -> str | None:
         """The kecamatan a zone lies in (itself for a kecamatan); None for the kota and
@@ -36,12 +36,12 @@ class Router:
 
     def route(self, zone_id: str, hazard: Hazard, at: datetime) -> str:
         """The crew of the hazard's agency covering the zone and on shift at `at` (event
-        time, tz-aware), else that agency's supervisor."""
+        time, tz-aware, on the city's clock), else that agency's supervisor."""
         if at.tzinfo is None:
             raise ValueError("route() needs a tz-aware time")
         agency = self.agency_of(hazard)
         kecamatan = self.kecamatan_of(zone_id)
-        local = at.astimezone(WIB).time()
+        local = self.roster.local_time(at)
         if kecamatan is not None:
             for crew in self.roster.crews:
                 if (

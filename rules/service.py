@@ -41,7 +41,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from pantau.cameras import Camera
-from pantau.city import City
+from pantau.city import City, load_agencies
 from pantau.clock import Clock, SystemClock
 from pantau.device_messages import DeviceMessageReader
 from pantau.errors import ConfigError, ConfigErrors
@@ -106,12 +106,14 @@ class RulesStats:
 
 def make_store(settings: Settings, zones: ZoneIndex, clock: Clock | None = None) -> IncidentStore:
     """The incident store at `settings.database_url`, schema migrated, zone levels from
-    the zone index (so catchments and corridors are placed too)."""
+    the zone index (so catchments and corridors are placed too), agencies and SLA from
+    `settings.config_dir`."""
+    _, hazard_agency = load_agencies(settings.config_dir / "agencies.yaml")
     return IncidentStore(
         settings.database_url,
         load_sla_policy(settings.config_dir / "sla.yaml"),
         clock or SystemClock(),
-        place=placement_by_zone(lambda zone_id: zones.zone(zone_id).level),
+        place=placement_by_zone(lambda zone_id: zones.zone(zone_id).level, hazard_agency),
         migrate_schema=True,
     )
 

@@ -1,4 +1,4 @@
-"""Simulators: a sensor fleet that behaves like Kota Tangerang's devices.
+"""Simulators: a sensor fleet that behaves like the city's devices (config/devices.yaml).
 
 The API (import from the modules; this package stays light to import):
 

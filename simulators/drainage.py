@@ -1,7 +1,8 @@
 """Drains, sumps, gates and flow: how rain on the city becomes water levels.
 
-Kota Tangerang is flat and drains north to the Java Sea, so each station collects
-rain from a cone-shaped catchment to its south (it widens upstream). Rain on each
+The simulated city is flat and drains north to the sea (as the demo city does), so
+each station collects rain from a cone-shaped catchment to its south (it widens
+upstream). Rain on each
 0.5 km grid cell of that cone reaches the station after a travel time proportional
 to its distance (water in a full drain moves ~2 m/s); the station's inflow is the
 catchment mean of that delayed rain times an urban runoff coefficient. The inflow

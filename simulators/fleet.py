@@ -87,6 +87,7 @@ class _World:
 
     frame: LocalFrame
     epoch: FloatArray  # epoch seconds of each step
+    local: FloatArray  # the same on the city's wall clock (traffic.local_seconds)
     rain_at: FloatArray  # (steps, devices) rain at each device, mm/h
     xs: FloatArray  # device positions, km
     ys: FloatArray
@@ -107,9 +108,11 @@ def build_tracks(city: City, scenario: Scenario, *, noisy: bool = True) -> list[
     steps = int(scenario.duration_s // STEP_S) + 1
     offsets = np.arange(steps, dtype=np.float64) * STEP_S
     xs, ys = frame.to_km(np.array([d.lon for d in devices]), np.array([d.lat for d in devices]))
+    epoch = scenario.start.timestamp() + offsets
     world = _World(
         frame=frame,
-        epoch=scenario.start.timestamp() + offsets,
+        epoch=epoch,
+        local=traffic.local_seconds(epoch, city.facts.time_zone),
         rain_at=rain_mm_h(scenario.cells, frame, offsets, xs, ys),
         xs=xs,
         ys=ys,
@@ -201,6 +204,7 @@ def _track(
     at = _At(
         idx=np.array(report_offsets, dtype=np.int64) // STEP_S,
         epoch=world.epoch,
+        local=world.local,
         rain=world.rain_at[:, world.column[d.id]],
         interval_s=float(interval),
         gateway_km=world.gateways[d.kecamatan_id],
@@ -224,6 +228,7 @@ class _At:
 
     idx: np.ndarray  # step index of each report
     epoch: FloatArray
+    local: FloatArray  # epoch on the city's wall clock
     rain: FloatArray  # rain at the device on the step grid
     interval_s: float
     gateway_km: tuple[float, float]
@@ -302,7 +307,7 @@ def _signals(
             peak_ratio=rng.uniform(0.8, 1.15),
             morning_bias=rng.uniform(0.8, 1.2),
         )
-        state = traffic.traffic(t, rain[idx], road)
+        state = traffic.traffic(at.local[idx], rain[idx], road)
         counted = noise.poisson(state.flow_veh_h * interval_s / 3600.0)
         out["traffic_flow"] = counted.astype(np.float64) * 3600.0 / interval_s
         out["speed"] = np.clip(state.speed_kmh + noise.normal(0.0, 1.5, n), 0.0, None)

@@ -17,7 +17,7 @@ FloatArray = NDArray[np.float64]
 
 @dataclass(frozen=True, slots=True)
 class LocalFrame:
-    """x points east, y points north (so "upstream" in Tangerang is roughly -y)."""
+    """x points east, y points north (so "upstream" in a city draining north is -y)."""
 
     lon0: float
     lat0: float

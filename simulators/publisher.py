@@ -1,7 +1,7 @@
 """Publishing a scenario over MQTT v5, the way the field network does it: one client
 per gateway, one gateway per kecamatan.
 
-Why gateways and not 325 clients: Tangerang's sensors are LoRaWAN / NB-IoT radios.
+Why gateways and not 325 clients: the city's sensors are LoRaWAN / NB-IoT radios.
 The radio devices do not hold TCP sessions; a gateway (or the network server behind
 it) does, and forwards each device's uplink to `{root}/sensors/{device}/up`. That is
 also 13 sockets instead of 325, which keeps the broker and the benchmark honest. So:

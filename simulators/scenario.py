@@ -4,7 +4,7 @@ Example (see simulators/scenarios/ for complete ones)::
 
     name: storm-karawaci
     description: Two-hour convective storm over Karawaci.
-    start: 2026-01-14T08:30:00Z        # UTC (15:30 WIB)
+    start: 2026-01-14T08:30:00Z        # UTC (15:30 on the demo city's clock)
     duration: 2h                        # 90s, 45m, 2h, 1d, 1h30m; at most 2d
     seed: 7
     senml_fraction: 0.3                 # share of messages sent as SenML, rest native

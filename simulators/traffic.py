@@ -1,6 +1,6 @@
 """Traffic on arterial roads: the Jabodetabek commuter day, congestion and rain.
 
-Demand follows local time (WIB, UTC+7): a night trough around 03:00, a daytime
+Demand follows the city's local time: a night trough around 03:00, a daytime
 plateau, a morning rush centred ~07:45 (06:30-09:00) and a longer evening rush
 centred ~18:00 (16:30-19:30); weekends have lower peaks. Speed follows the BPR
 volume-delay curve, so it collapses as demand nears capacity; past capacity the
@@ -12,12 +12,13 @@ under flyovers. Occupancy is density times an effective vehicle length per lane.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, tzinfo
 
 import numpy as np
 
 from simulators.geo import FloatArray
 
-WIB_OFFSET_S = 7 * 3600
+ZERO = timedelta(0)
 MORNING_PEAK_H, MORNING_WIDTH_H = 7.75, 0.65
 EVENING_PEAK_H, EVENING_WIDTH_H = 18.0, 0.8
 NIGHT_SHARE = 0.06  # share of capacity at 03:00
@@ -38,17 +39,26 @@ class Road:
     morning_bias: float  # >1: inbound road, heavier in the morning
 
 
-def local_hours(epoch_s: FloatArray) -> tuple[FloatArray, np.ndarray]:
-    """Hour of day in WIB and whether it is a weekend day there."""
-    local = epoch_s + WIB_OFFSET_S
+def local_seconds(epoch_s: FloatArray, tz: tzinfo) -> FloatArray:
+    """Epoch seconds plus the UTC offset of `tz` at each time: the city's wall clock read
+    as if it were UTC, so the hours and weekdays below are the city's."""
+    local = [
+        t + (datetime.fromtimestamp(t, UTC).astimezone(tz).utcoffset() or ZERO).total_seconds()
+        for t in epoch_s.tolist()
+    ]
+    return np.array(local, dtype=np.float64)
+
+
+def local_hours(local: FloatArray) -> tuple[FloatArray, np.ndarray]:
+    """Hour of day and whether it is a weekend day, from `local_seconds`."""
     hours = (local % 86400.0) / 3600.0
     weekday = ((local // 86400.0).astype(np.int64) + 3) % 7  # 1970-01-01 was a Thursday
     return hours, weekday >= 5
 
 
-def demand_share(epoch_s: FloatArray, road: Road) -> FloatArray:
-    """Demand as a share of capacity at each time."""
-    hours, weekend = local_hours(epoch_s)
+def demand_share(local_s: FloatArray, road: Road) -> FloatArray:
+    """Demand as a share of capacity at each local time (`local_seconds`)."""
+    hours, weekend = local_hours(local_s)
     day = 1.0 / (1.0 + np.exp(-(hours - 5.5) / 0.35)) - 1.0 / (1.0 + np.exp(-(hours - 22.5) / 0.6))
     morning = np.exp(-0.5 * ((hours - MORNING_PEAK_H) / MORNING_WIDTH_H) ** 2)
     evening = np.exp(-0.5 * ((hours - EVENING_PEAK_H) / EVENING_WIDTH_H) ** 2)
@@ -65,11 +75,11 @@ class TrafficState:
     occupancy_pct: FloatArray
 
 
-def traffic(epoch_s: FloatArray, rain_mm_h: FloatArray, road: Road) -> TrafficState:
-    """Expected flow, speed and occupancy (no measurement noise) at each time."""
+def traffic(local_s: FloatArray, rain_mm_h: FloatArray, road: Road) -> TrafficState:
+    """Expected flow, speed and occupancy (no measurement noise) at each local time."""
     wet = np.clip(rain_mm_h / HEAVY_RAIN_MM_H, 0.0, 1.0)
     capacity = road.lanes * road.capacity_per_lane_h * (1.0 - 0.15 * wet)
-    demand = demand_share(epoch_s, road) * road.lanes * road.capacity_per_lane_h
+    demand = demand_share(local_s, road) * road.lanes * road.capacity_per_lane_h
     demand = demand * (1.0 - 0.2 * wet)
     ratio = demand / capacity
     flow = np.where(ratio <= 1.0, demand, capacity * (1.0 - 0.15 * np.clip(ratio - 1.0, 0, 1)))

@@ -18,7 +18,6 @@ from api.principal import Principal
 from api.schemas import AgencyOut, CrewOut, DeviceHealth, DeviceList, GeoJson, Message
 from pantau.incidents import Hazard, Severity
 from pantau.influx.query import InfluxQLError
-from pantau.roster import WIB
 from pantau.store import INACTIVE_WORKFLOW
 from pantau.store.models import IncidentRow
 
@@ -103,7 +102,7 @@ def agencies(ctx: Ctx, who: CurrentPrincipal) -> list[AgencyOut]:
 
 @router.get("/crews", response_model=list[CrewOut], responses=AUTH)
 def crews(ctx: Ctx, who: CurrentPrincipal, agency: str | None = None) -> list[CrewOut]:
-    local = ctx.clock.now().astimezone(WIB).time()
+    local = ctx.roster.local_time(ctx.clock.now())
     return [
         CrewOut(
             id=c.id,

@@ -59,7 +59,7 @@ def incidents_geojson(ctx: Ctx) -> GeoJson:
 )
 def cap_feed(ctx: Ctx) -> Response:
     active = [i for i in ctx.store.active() if cap.is_public(i)]
-    body = cap.alerts_document(active, ctx.geo, ctx.clock.now())
+    body = cap.alerts_document(active, ctx.geo, ctx.clock.now(), ctx.city.facts)
     return Response(body, media_type="application/atom+xml")
 
 
@@ -75,5 +75,5 @@ def cap_alert(ctx: Ctx, incident_id: IncidentId) -> Response:
     detail = ctx.store.get(incident_id)
     if detail is None or not cap.is_public(detail.incident):
         raise HTTPException(404, f"no public active incident {incident_id}")
-    root = cap.alert(detail.incident, ctx.geo, ctx.clock.now())
+    root = cap.alert(detail.incident, ctx.geo, ctx.clock.now(), ctx.city.facts)
     return Response(ET.tostring(root, encoding="utf-8", xml_declaration=True), media_type=XML)

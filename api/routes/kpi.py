@@ -1,5 +1,6 @@
 """/kpi: e-Kinerja KPIs per zone / agency / crew / period, JSON and CSV, the monthly
-report, and publishing the series to InfluxDB. Formulas: api/kpi.py."""
+report, and publishing the series to InfluxDB. Formulas: api/kpi.py. A month is the
+city's calendar month, on its clock (config/city.yaml `time_zone`), not UTC's."""
 
 from __future__ import annotations
 
@@ -126,11 +127,11 @@ def kpi_out(ctx: ApiContext, scope: Scope, k: Kpis) -> KpiOut:
 
 
 def _period(
-    month: str | None, start: datetime | None, end: datetime | None
+    ctx: ApiContext, month: str | None, start: datetime | None, end: datetime | None
 ) -> tuple[datetime, datetime]:
     try:
         if month is not None:
-            return month_bounds(month)
+            return month_bounds(month, ctx.city.facts.time_zone)
     except ScopeError as err:
         raise unprocessable(("query", "month"), str(err)) from err
     if start is None or end is None:
@@ -232,7 +233,7 @@ def kpi(
     format: Literal["json", "csv"] = "json",
 ) -> Any:
     s = _scope(ctx, who, scope, id)
-    begin, finish = _period(month, start, end)
+    begin, finish = _period(ctx, month, start, end)
     out = kpi_out(ctx, s, kpis_for(ctx, who, s, begin, finish))
     if format == "csv":
         return Response(to_csv([out]), media_type="text/csv")
@@ -251,7 +252,7 @@ def report(
     month: Annotated[str, Query(pattern=MONTH)],
     format: Literal["json", "csv"] = "json",
 ) -> Any:
-    begin, finish = _period(month, None, None)
+    begin, finish = _period(ctx, month, None, None)
     rows = [kpi_out(ctx, s, kpis_for(ctx, who, s, begin, finish)) for s in report_scopes(ctx, who)]
     if format == "csv":
         return Response(
@@ -276,7 +277,7 @@ def publish_month(
     if who.role not in {Role.OPERATOR, Role.SUPERVISOR} or who.agency is not None:
         ctx.audit.record(who, "kpi:publish", Outcome.DENIED, f"role {who.role} may not publish")
         raise HTTPException(status.HTTP_403_FORBIDDEN, "operators and city supervisors publish")
-    begin, finish = _period(month, None, None)
+    begin, finish = _period(ctx, month, None, None)
     rows = [(s, "month", kpis_for(ctx, who, s, begin, finish)) for s in report_scopes(ctx, who)]
     try:
         return Published(points=publish(ctx, rows))

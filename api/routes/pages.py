@@ -1,12 +1,17 @@
 """The crew phone page and the operations page: static HTML + JS, no build step, no map
-tiles (the map is the zone GeoJSON drawn as SVG)."""
+tiles (the map is the zone GeoJSON drawn as SVG). The city's name and time zone
+(config/city.yaml) are filled into the HTML as it is served."""
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 
 from fastapi import APIRouter
-from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from api.context import ApiContext
+from api.deps import Ctx
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 router = APIRouter(include_in_schema=False)
@@ -17,11 +22,19 @@ def root() -> RedirectResponse:
     return RedirectResponse("/app/ops")
 
 
+def _page(ctx: ApiContext, name: str) -> HTMLResponse:
+    facts = ctx.city.facts
+    text = (STATIC / name).read_text(encoding="utf-8")
+    for key, value in (("city", facts.display_name), ("time_zone", facts.time_zone.key)):
+        text = text.replace("{{" + key + "}}", html.escape(value))
+    return HTMLResponse(text)
+
+
 @router.get("/app/crew")
-def crew_page() -> FileResponse:
-    return FileResponse(STATIC / "crew.html", media_type="text/html")
+def crew_page(ctx: Ctx) -> HTMLResponse:
+    return _page(ctx, "crew.html")
 
 
 @router.get("/app/ops")
-def ops_page() -> FileResponse:
-    return FileResponse(STATIC / "ops.html", media_type="text/html")
+def ops_page(ctx: Ctx) -> HTMLResponse:
+    return _page(ctx, "ops.html")

@@ -115,7 +115,8 @@ async def report(
         photo_type = photos.JPEG
     kelurahan = ctx.city.index.kelurahan_at(lon, lat)
     if kelurahan is None or kelurahan.parent_id is None:
-        raise unprocessable(("body", "lon"), "the location is outside Kota Tangerang")
+        where = ctx.city.facts.display_name
+        raise unprocessable(("body", "lon"), f"the location is outside {where}")
     new = NewReport(
         lon=lon,
         lat=lat,

@@ -116,6 +116,9 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// The city's IANA time zone (config/city.yaml), put in the page by the server.
+const TIME_ZONE = document.querySelector('meta[name="pantau-time-zone"]').content;
+
 function localTime(iso) {
-  return new Date(iso).toLocaleString("id-ID", { timeZone: "Asia/Jakarta" });
+  return new Date(iso).toLocaleString("id-ID", { timeZone: TIME_ZONE });
 }

@@ -34,7 +34,7 @@ from .mapping import event_from_row, incident_from_row, outbox_from_row
 from .migrate import make_engine, migrate
 from .models import IncidentEventRow, IncidentRow, OutboxRow
 from .outbox import OutboxQueue
-from .placement import DEFAULT_AGENCY, default_placement, placement_by_zone
+from .placement import default_placement
 from .sla import SlaPolicy
 from .types import (
     INACTIVE_WORKFLOW,
@@ -541,8 +541,5 @@ def _result(kind: UpdateKind, p: _Pending) -> IncidentUpdate:
 
 
 __all__: Sequence[str] = [
-    "DEFAULT_AGENCY",
     "IncidentStore",
-    "default_placement",
-    "placement_by_zone",
 ]

@@ -92,6 +92,10 @@ def test_ops_page_draws_the_city(world: World, browser: Browser, tmp_path: Path)
         expect(page.locator('path[data-zone="kel-cimone"]')).to_have_attribute("fill", "#f97316")
         expect(page.locator('path[data-zone="kel-sukasari"]')).to_have_attribute("fill", "#e5e7eb")
         expect(page.locator("#incidents tr")).to_have_count(3)
+        # The city's name and clock come from config/city.yaml (Asia/Jakarta: WIB).
+        expect(page.locator("header strong")).to_have_text("Pantau · Pusat Komando Kota Tangerang")
+        shown = page.evaluate("localTime('2026-11-30T20:00:00Z')")
+        assert shown.startswith("1/12/2026") and "03.00" in shown, shown
         # A resolution elsewhere recolours the map live.
         world.ctx.store.transition(
             world.ciledug.id, WorkflowState.RESOLVED, "operator:ops", "fixed: ok"

@@ -85,7 +85,9 @@ def test_kpis_match_the_crews_behaviour(
     assert len(incidents) >= 5, "the storm should raise several incidents"
     assert {ctx.geo.kecamatan_of(i.key.zone_id) for i in incidents} == {SCOPE}
     answers = plan_answers(
-        incidents, lambda i: router.route(i.key.zone_id, i.key.hazard, i.opened_at)
+        incidents,
+        lambda i: router.route(i.key.zone_id, i.key.hazard, i.opened_at),
+        supervisors=frozenset(ctx.roster.supervisors.values()),
     )
     assert len(answers) == len(incidents)
     expected = {a.incident_id: (a.ack_after, a.resolve_after) for a in answers}

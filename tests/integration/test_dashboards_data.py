@@ -193,7 +193,8 @@ def test_every_variable_and_panel_returns_data_after_a_storm(run: Run) -> None:
     month = run.report.start.strftime("%Y-%m")
     _publish_kpis(run, month)
 
-    start = min(month_bounds(month)[0], run.report.start) - timedelta(minutes=1)
+    month_start = month_bounds(month, run.city.facts.time_zone)[0]
+    start = min(month_start, run.report.start) - timedelta(minutes=1)
     when = expand.TimeRange(start, datetime.now(UTC) + timedelta(minutes=1))
     engine = run.store.engine
     empty: list[str] = []
@@ -329,7 +330,7 @@ def _publish_kpis(run: Run, month: str) -> None:
     ctx = build_context(run.settings, city=run.city)
     try:
         who = Principal(subject="ops", role=Role.OPERATOR)
-        begin, end = month_bounds(month)
+        begin, end = month_bounds(month, run.city.facts.time_zone)
         scopes = report_scopes(ctx, who) + [Scope(ScopeKind.CREW, c.id) for c in ctx.roster.crews]
         rows = [(s, "month", kpis_for(ctx, who, s, begin, end)) for s in scopes]
         assert publish(ctx, rows) == len(scopes)

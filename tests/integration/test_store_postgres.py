@@ -27,6 +27,7 @@ from pantau.local.postgres import Postgres
 from pantau.store import IncidentStore, UpdateKind, load_sla_policy, migrate
 from pantau.store.migrate import alembic_config
 from tests.unit.test_store import (
+    PLACE,
     T0,
     change,
     test_active_change_without_severity_is_rejected,
@@ -106,7 +107,7 @@ def clock() -> ManualClock:
 
 @pytest.fixture
 def store(db_url: str, clock: ManualClock) -> Iterator[IncidentStore]:
-    s = IncidentStore(db_url, load_sla_policy(), clock)
+    s = IncidentStore(db_url, load_sla_policy(), clock, place=PLACE)
     yield s
     s.close()
 

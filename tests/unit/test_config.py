@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from pantau.city import City, load_city
 from pantau.cli import main
 from pantau.devices import default_config_dir
 from pantau.errors import ConfigErrors
+from pantau.incidents import Hazard
 
 
 def test_zones_come_from_the_real_boundaries(city: City) -> None:
@@ -104,6 +106,39 @@ def test_several_problems_are_reported_together(config_copy: Path) -> None:
     assert len(errors) == 2
     assert any("unknown kind 'rain_gouge'" in e for e in errors)
     assert any("unknown agency 'police'" in e for e in errors)
+
+
+def test_city_facts_come_from_city_yaml(city: City) -> None:
+    facts = city.facts
+    assert (facts.display_name, facts.kota_id) == ("Kota Tangerang", "kota-tangerang")
+    assert (city.zones.kota.id, city.zones.kota.name) == ("kota-tangerang", "Kota Tangerang")
+    # Local time by the IANA zone: 2026-11-30 20:00 UTC is already December in Tangerang.
+    local = facts.local(datetime(2026, 11, 30, 20, 0, tzinfo=UTC))
+    assert (local.month, local.day, local.hour, local.tzname()) == (12, 1, 3, "WIB")
+    assert city.hazard_agency[Hazard.FLOOD] == "bpbd"
+    assert set(city.hazard_agency) == set(Hazard)
+
+
+def test_unknown_time_zone_names_its_line(config_copy: Path) -> None:
+    path = config_copy / "city.yaml"
+    path.write_text(path.read_text().replace("time_zone: Asia/Jakarta", "time_zone: WIB", 1))
+    (error,) = errors_of(config_copy)
+    assert error.startswith(f"{path}:{line_of(path, 'time_zone: WIB')}: time_zone: ")
+    assert "unknown IANA time zone 'WIB'" in error
+
+
+def test_every_hazard_has_one_known_agency(config_copy: Path) -> None:
+    path = config_copy / "agencies.yaml"
+    text = path.read_text().replace("  traffic_jam: dishub\n", "", 1)
+    path.write_text(text.replace("road_damage: pupr", "road_damage: binamarga", 1))
+    errors = errors_of(config_copy)
+    assert len(errors) == 2, errors
+    assert any(
+        e.startswith(f"{path}:{line_of(path, 'road_damage: binamarga')}: hazards.road_damage: ")
+        and "unknown agency 'binamarga'" in e
+        for e in errors
+    ), errors
+    assert any("no agency answers for 'traffic_jam'" in e for e in errors), errors
 
 
 def test_yaml_syntax_and_duplicate_keys(config_copy: Path) -> None:

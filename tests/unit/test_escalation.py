@@ -19,7 +19,7 @@ from pantau.store import EventKind, IncidentStore, OutboxKind, load_sla_policy, 
 from pantau.zoneindex import ZoneIndex
 from rules.escalation import OPS, SUPERVISOR, escalate_due
 from rules.routing import Router
-from tests.unit.test_store import T0, change
+from tests.unit.test_store import PLACE, T0, change
 
 ACK = timedelta(minutes=10)  # config/sla.yaml: flood siaga, acknowledge in 10 min
 
@@ -38,7 +38,7 @@ def clock() -> ManualClock:
 def store(tmp_path: Path, clock: ManualClock) -> Iterator[IncidentStore]:
     url = f"sqlite:///{tmp_path / 'pantau.db'}"
     migrate(url)
-    s = IncidentStore(url, load_sla_policy(), clock)
+    s = IncidentStore(url, load_sla_policy(), clock, place=PLACE)
     yield s
     s.close()
 

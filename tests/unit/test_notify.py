@@ -38,7 +38,7 @@ from rules.notify import (
 )
 from rules.outbox import change_dispatch
 from rules.routing import Router
-from tests.unit.test_store import T0, change
+from tests.unit.test_store import PLACE, T0, change
 
 SECRET = secrets.token_hex(32).encode()  # made per run: no secret in the repository
 
@@ -102,7 +102,7 @@ def router(city: City) -> Router:
 def store(tmp_path: Path) -> Iterator[IncidentStore]:
     url = f"sqlite:///{tmp_path / 'pantau.db'}"
     migrate(url)
-    s = IncidentStore(url, load_sla_policy(), ManualClock(T0))
+    s = IncidentStore(url, load_sla_policy(), ManualClock(T0), place=PLACE)
     yield s
     s.close()
 

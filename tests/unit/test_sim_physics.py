@@ -7,6 +7,7 @@ import statistics
 from collections import defaultdict
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from pantau.city import City
 from simulators.fleet import DeviceTrack, build_tracks
 from simulators.messages import SimMessage, iter_messages
 from simulators.scenario import Scenario, find_scenario, load_scenario
-from simulators.traffic import WIB_OFFSET_S
+from simulators.traffic import local_hours, local_seconds
 
 Series = dict[tuple[str, str], list[tuple[float, float]]]  # (device, metric) -> (min, value)
 
@@ -151,20 +152,33 @@ def test_pump_hysteresis_on_calm_day(calm_tracks: list[DeviceTrack]) -> None:
     assert switches >= len(pumps)  # dry-weather inflow cycles each pump during a day
 
 
-def _hour_wib(start: datetime, offset_s: int) -> float:
-    local = start + timedelta(seconds=offset_s + WIB_OFFSET_S)
+def _local_hour(city: City, start: datetime, offset_s: int) -> float:
+    local = city.facts.local(start + timedelta(seconds=offset_s))
     return local.hour + local.minute / 60
 
 
-def test_rush_hours_beat_the_night(calm_tracks: list[DeviceTrack]) -> None:
-    start = datetime(2026, 7, 7, 17, 0, tzinfo=UTC)  # calm-day: 00:00 WIB
+def test_traffic_runs_on_the_city_clock() -> None:
+    at = np.array([datetime(2026, 11, 30, 20, 0, tzinfo=UTC).timestamp()])
+    for zone, hour in (("Asia/Jakarta", 3.0), ("Asia/Makassar", 4.0)):
+        hours, weekend = local_hours(local_seconds(at, ZoneInfo(zone)))
+        assert (hours[0], bool(weekend[0])) == (hour, False)  # Tuesday 1 December
+    # A zone with summer time: the offset of each instant, not one for the whole run.
+    spring = datetime(2026, 3, 29, 0, 30, tzinfo=UTC).timestamp()  # 01:00 UTC: CET -> CEST
+    hours, _ = local_hours(
+        local_seconds(np.array([spring, spring + 3600]), ZoneInfo("Europe/Amsterdam"))
+    )
+    assert hours.tolist() == [1.5, 3.5]
+
+
+def test_rush_hours_beat_the_night(city: City, calm_tracks: list[DeviceTrack]) -> None:
+    start = datetime(2026, 7, 7, 17, 0, tzinfo=UTC)  # calm-day: 00:00 in the city
     night, morning, evening = [], [], []
     night_speed, rush_speed = [], []
     for t in calm_tracks:
         if t.device.kind != "traffic_counter":
             continue
         for j, off in enumerate(t.offsets_s):
-            h = _hour_wib(start, off)
+            h = _local_hour(city, start, off)
             flow, speed = t.values["traffic_flow"][j], t.values["speed"][j]
             if 2.5 <= h < 3.5:
                 night.append(flow)

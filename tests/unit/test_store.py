@@ -13,7 +13,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
+from pantau.city import load_agencies
 from pantau.clock import ManualClock
+from pantau.devices import default_config_dir
 from pantau.incidents import (
     ConditionChange,
     ConditionState,
@@ -32,6 +34,7 @@ from pantau.store import (
     load_sla_policy,
     migrate,
     placement_by_zone,
+    zone_level_by_prefix,
 )
 from pantau.store.migrate import VERSION_TABLE
 from pantau.store.models import Base
@@ -40,6 +43,9 @@ from pantau.zones import ZoneLevel
 T0 = datetime(2026, 1, 14, 15, 0, tzinfo=UTC)
 KEY = DedupKey("flood-cisadane", "kel-sukasari", Hazard.FLOOD)
 W = WorkflowState
+# Placed as the services place them: agencies from the city's table (config/agencies.yaml).
+_, HAZARD_AGENCY = load_agencies(default_config_dir() / "agencies.yaml")
+PLACE = placement_by_zone(zone_level_by_prefix, HAZARD_AGENCY)
 
 
 def change(
@@ -79,7 +85,7 @@ def db_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def store(db_url: str, clock: ManualClock) -> Iterator[IncidentStore]:
-    s = IncidentStore(db_url, load_sla_policy(), clock)
+    s = IncidentStore(db_url, load_sla_policy(), clock, place=PLACE)
     yield s
     s.close()
 
@@ -116,7 +122,10 @@ def test_first_active_opens_an_incident_with_sla_due_times(store: IncidentStore)
 def test_extra_zones_are_placed_by_a_zone_lookup(db_url: str, clock: ManualClock) -> None:
     levels = {"corridor-jl-daan-mogot": "corridor"}
     store = IncidentStore(
-        db_url, load_sla_policy(), clock, place=placement_by_zone(levels.__getitem__)
+        db_url,
+        load_sla_policy(),
+        clock,
+        place=placement_by_zone(levels.__getitem__, HAZARD_AGENCY),
     )
     jam = DedupKey("jam-daan-mogot", "corridor-jl-daan-mogot", Hazard.TRAFFIC_JAM)
     inc = store.apply(change(key=jam, severity=Severity.SIAGA)).incident
