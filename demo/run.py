@@ -16,6 +16,7 @@ generated password is printed once.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import logging
 import secrets
 import signal
@@ -24,7 +25,8 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +40,7 @@ from demo.crews import principal_of
 from demo.ekinerja import CrewsResult, answer_and_evaluate, kpi_table
 from ingest.service import IngestService
 from pantau.city import City, load_city
+from pantau.errors import UserError
 from pantau.influx.query import InfluxQL
 from pantau.influx.writers import make_writer
 from pantau.local import LocalStack
@@ -81,11 +84,15 @@ def main(argv: Sequence[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="pantau-demo-") as tmp:
         run_dir = args.run_dir or Path(tmp)
         print(f"pantau demo: starting mosquitto and influxd under {run_dir} ...", flush=True)
-        with LocalStack(run_dir) as stack:
+        with _exclusive(run_dir), LocalStack(run_dir) as stack:
             stack.create_database(DATABASE)
-            settings = stack.settings(database=DATABASE, root=ROOT).model_copy(
+            base = stack.settings(database=DATABASE, root=ROOT)
+            settings = base.model_copy(
                 update={
                     "database_url": f"sqlite:///{run_dir / 'incidents.db'}",
+                    # The spool is the run's own: not run/spool of the current folder,
+                    # which another demo or ingest started here may hold.
+                    "ingest": base.ingest.model_copy(update={"spool_dir": run_dir / "spool"}),
                     # The storm's event time is in the past: judge it to its end explicitly
                     # instead of ticking with the wall clock.
                     "rules": RulesSettings(tick_interval_s=0),
@@ -115,6 +122,26 @@ def main(argv: Sequence[str]) -> int:
                 _serve_until_ctrl_c(stack, settings, crews)
     ok = stored == len(report.reading_keys) and crews is not None
     return 0 if ok else 1
+
+
+class RunDirInUse(UserError):
+    pass
+
+
+@contextmanager
+def _exclusive(run_dir: Path) -> Iterator[None]:
+    """Hold run_dir for this demo: a second demo on the same --run-dir stops with one
+    line instead of fighting over the services' data files."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with (run_dir / "demo.lock").open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunDirInUse(
+                f"another pantau demo is running in {run_dir}: stop it (Ctrl-C), "
+                "or give this one another --run-dir"
+            ) from None
+        yield
 
 
 @dataclass(frozen=True, slots=True)
