@@ -20,6 +20,7 @@ from pantau.zoneindex import ZoneIndex
 
 from .accounts import Accounts
 from .audit import AuditLog
+from .cap import CapConfig, load_cap_config
 from .geography import Geography
 from .kpi import Kpis
 from .kpi_config import KpiConfig, load_kpi_config
@@ -44,6 +45,7 @@ class ApiContext:
     clock: Clock
     signing_key: str
     kpi: KpiConfig
+    cap: CapConfig  # config/cap.yaml: public alerts' instructions and expiry
     influx: InfluxQL | None
     report_limiter: RateLimiter
     login_failures: RateLimiter  # per username
@@ -125,6 +127,7 @@ def build_context(
         tokens=TokenReader(key),
         events=EventVersion(read_engine),
         kpi=load_kpi_config(settings.config_dir / "kpi.yaml"),
+        cap=load_cap_config(settings.config_dir / "cap.yaml"),
         influx=influx,
         report_limiter=RateLimiter(settings.api.report_rate_per_hour, 3600.0, clock),
         login_failures=RateLimiter(settings.api.login_failures_per_15min, 900.0, clock),

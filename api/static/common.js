@@ -97,3 +97,22 @@ function el(tag, attrs = {}, ...children) {
 function localTime(iso) {
   return new Date(iso).toLocaleString("id-ID", { timeZone: "Asia/Jakarta" });
 }
+
+// A citizen-report incident not yet verified: a mark, and its reports' photos on demand
+// (staff-only URLs, fetched with the token and shown from blobs; kept across re-renders).
+const reportPhotos = {};
+function unverifiedMark(i) {
+  const shown = el("div", { class: "photos" }, ...(reportPhotos[i.id] || []).map((u) => el("img", { src: u, alt: "foto laporan", style: "max-width:100%" })));
+  const button = el("button", { class: "secondary", "data-action": "photos", onclick: async () => {
+    const reports = await Pantau.api(`/incidents/${i.id}/reports`);
+    const urls = [];
+    for (const r of reports.filter((r) => r.photo_url)) {
+      const resp = await fetch(r.photo_url, { headers: { Authorization: `Bearer ${Pantau.token}` } });
+      if (resp.ok) urls.push(URL.createObjectURL(await resp.blob()));
+    }
+    reportPhotos[i.id] = urls;
+    shown.replaceChildren(...(urls.length ? urls.map((u) => el("img", { src: u, alt: "foto laporan", style: "max-width:100%" })) : ["tanpa foto"]));
+  } }, "Lihat foto");
+  return el("div", { class: "unverified", "data-unverified": "1" },
+    el("strong", {}, "Laporan warga · belum diverifikasi"), " (tidak tampil di publik sampai diterima) ", button, shown);
+}
