@@ -220,8 +220,3 @@ def score(k: Kpis, config: KpiConfig) -> Kpis:
         weights += t.weight
     total = round(weighted / weights, 2) if weights > 0 else None
     return replace(k, score=total, subscores=subs)
-
-
-def availability(present_buckets: int, devices: int, buckets: int) -> float | None:
-    expected = devices * buckets
-    return 100.0 * present_buckets / expected if expected > 0 else None

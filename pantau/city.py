@@ -14,7 +14,14 @@ from typing import TypeVar
 import numpy as np
 
 from pantau.catalogue import Catalogue, load_catalogue
-from pantau.devices import AgenciesFile, Agency, Device, DevicesFile, default_config_dir
+from pantau.devices import (
+    AgenciesFile,
+    Agency,
+    Device,
+    DevicesFile,
+    default_config_dir,
+    in_service_from,
+)
 from pantau.errors import ConfigError, ConfigErrors
 from pantau.yamlconf import load_model
 from pantau.zoneindex import ZoneIndex
@@ -105,6 +112,7 @@ def load_city(config_dir: Path | None = None) -> City:
             kecamatan_id=kel.parent_id,
             metrics=kind.metrics,
             levels=m.levels,
+            in_service_from=in_service_from(m.commissioned),
         )
     if errors:
         raise ConfigErrors(errors)
