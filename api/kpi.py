@@ -3,6 +3,9 @@ availability). Every formula is stated here and in the README's "API" section.
 
 Period: [start, end), UTC. `as_of` = min(end, now): what can be known at the time of
 asking. The incidents *of the period* are those opened (event time) in [start, end).
+Followed to a later time (`followed_to` >= end, e.g. a storm's incidents until every
+crew answered), `as_of` = min(followed_to, now) for what people did about them; data
+presence (availability) stays over [start, min(end, as_of)).
 
 - counts: incidents of the period by hazard and by maximum severity.
 - time to acknowledge (min): acknowledged_at - opened_at, over incidents of the period
@@ -126,10 +129,11 @@ def compute(
     *,
     availability_pct: float | None = None,
     camera_availability_pct: float | None = None,
+    followed_to: datetime | None = None,
 ) -> Kpis:
     """The KPIs of the period from every incident that may bear on it (opened before
     `end`; those opened before `start` only count towards the backlog)."""
-    as_of = min(end, now)
+    as_of = min(max(end, followed_to or end), now)
     all_facts = list(facts)
     period = [f for f in all_facts if start <= f.opened_at < end]
     acks = [

@@ -295,34 +295,51 @@ def camera_availability(
     return _share(present, first, buckets)
 
 
-def kpis_for(ctx: ApiContext, who: Principal, scope: Scope, start: datetime, end: datetime) -> Kpis:
+def kpis_for(
+    ctx: ApiContext,
+    who: Principal,
+    scope: Scope,
+    start: datetime,
+    end: datetime,
+    *,
+    followed_to: datetime | None = None,
+) -> Kpis:
     """The scored KPIs, from a cache while no timeline event is newer and the minute of
     `as_of` is the same (a period still running ages: pending checks become missed)."""
     now = ctx.clock.now()
-    as_of_minute = min(end, now).replace(second=0, microsecond=0)
-    key = ("kpi", who.agency, who.kecamatan, scope, start, end)
+    as_of_minute = min(max(end, followed_to or end), now).replace(second=0, microsecond=0)
+    key = ("kpi", who.agency, who.kecamatan, scope, start, end, followed_to)
     version = (ctx.version(), as_of_minute)
     cached = ctx.kpi_cache.get(key, version)
     if cached is not None:
         return cached
-    k = _kpis_for(ctx, who, scope, start, end, now=now)
+    k = _kpis_for(ctx, who, scope, start, end, now=now, followed_to=followed_to)
     ctx.kpi_cache.put(key, version, k)
     return k
 
 
 def _kpis_for(
-    ctx: ApiContext, who: Principal, scope: Scope, start: datetime, end: datetime, *, now: datetime
+    ctx: ApiContext,
+    who: Principal,
+    scope: Scope,
+    start: datetime,
+    end: datetime,
+    *,
+    now: datetime,
+    followed_to: datetime | None = None,
 ) -> Kpis:
-    as_of = min(end, now)
+    present_until = min(end, now)  # data presence: over the period itself
     devices = in_scope(ctx, who, scope, ctx.city.devices.values())
     cameras = in_scope(ctx, who, scope, ctx.cameras.values())
+    # Incidents opened in [start, end); what people did about them, up to followed_to.
     k = compute(
         facts(ctx, who, scope, start, end),
         start,
         end,
         now,
-        availability_pct=sensor_availability(ctx, devices, start, as_of),
-        camera_availability_pct=camera_availability(ctx, cameras, start, as_of),
+        availability_pct=sensor_availability(ctx, devices, start, present_until),
+        camera_availability_pct=camera_availability(ctx, cameras, start, present_until),
+        followed_to=followed_to,
     )
     return score(k, ctx.kpi)
 

@@ -16,6 +16,7 @@ generated password is printed once.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import fcntl
 import logging
 import secrets
@@ -28,6 +29,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -110,6 +112,9 @@ def main(argv: Sequence[str]) -> int:
             print(_summary(city, settings, report, stored, ingest))
             print(_incidents(city, zones, store, rules) if judged else "Rules did not finish.")
             store.close()
+            # The simulated fleet went into service when the storm began: a month's
+            # availability does not count the days before it existed.
+            city = commissioned(city, report.start)
             crews: CrewsResult | None = None
             if judged:
                 try:
@@ -119,7 +124,7 @@ def main(argv: Sequence[str]) -> int:
                     print(f"\nCrews: the API refused a call: {err}", file=sys.stderr)
             print(_queries(settings, run_dir))
             if args.keep:
-                _serve_until_ctrl_c(stack, settings, crews)
+                _serve_until_ctrl_c(stack, settings, city, crews)
     ok = stored == len(report.reading_keys) and crews is not None
     return 0 if ok else 1
 
@@ -324,13 +329,21 @@ def _queries(settings: Settings, run_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def _serve_until_ctrl_c(stack: LocalStack, settings: Settings, crews: CrewsResult | None) -> None:
+def commissioned(city: City, at: datetime) -> City:
+    """`city` with every device in service from `at`."""
+    devices = {i: dataclasses.replace(d, in_service_from=at) for i, d in city.devices.items()}
+    return dataclasses.replace(city, devices=devices)
+
+
+def _serve_until_ctrl_c(
+    stack: LocalStack, settings: Settings, city: City, crews: CrewsResult | None
+) -> None:
     """The API on a free loopback port (wall clock) against the demo's incident database
     and InfluxDB, with an operator and a crew user, until Ctrl-C."""
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    ctx = build_context(settings, city=load_city(settings.config_dir))
+    ctx = build_context(settings, city=city)
     try:
         password = secrets.token_urlsafe(12)
         answered = Counter(a.crew for a in crews.answers) if crews else Counter[str]()
