@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Literal
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -17,6 +20,22 @@ from .security import Passwords, api_key_digest, new_api_key
 
 class AccountError(ValueError):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class UserSession:
+    """A user as the database has them now: what a token must still match."""
+
+    principal: Principal
+    version: int
+
+
+class _Keep(Enum):
+    KEEP = "keep"
+
+
+KEEP = _Keep.KEEP  # update_user: leave this field as it is
+Keep = Literal[_Keep.KEEP]
 
 
 def _zones_text(kecamatan: Iterable[str] | None) -> str:
@@ -66,7 +85,7 @@ class Accounts:
             raise AccountError(f"user {username!r} exists") from err
         return _user_principal(row)
 
-    def authenticate(self, username: str, password: str) -> Principal | None:
+    def authenticate(self, username: str, password: str) -> UserSession | None:
         with self._sessions() as session:
             row = session.scalars(
                 select(UserRow).where(UserRow.username == username, UserRow.active.is_(True))
@@ -74,7 +93,51 @@ class Accounts:
         if not self._passwords.verify(password, None if row is None else row.password_hash):
             return None
         assert row is not None
-        return _user_principal(row)
+        return UserSession(_user_principal(row), row.session_version)
+
+    def session_of(self, username: str) -> UserSession | None:
+        """The user's current principal and session version; None if unknown or inactive."""
+        with self._sessions() as session:
+            row = session.scalars(
+                select(UserRow).where(UserRow.username == username, UserRow.active.is_(True))
+            ).one_or_none()
+            return None if row is None else UserSession(_user_principal(row), row.session_version)
+
+    def update_user(
+        self,
+        username: str,
+        *,
+        role: Role | None = None,
+        agency: str | Keep | None = KEEP,
+        kecamatan: Iterable[str] | Keep | None = KEEP,
+        crew_id: str | Keep | None = KEEP,
+        active: bool | None = None,
+    ) -> None:
+        """Change a user; every token issued before stops working (the session version
+        is raised), within `api.session_check_s` on every process."""
+        with self._sessions() as session, session.begin():
+            row = session.scalars(select(UserRow).where(UserRow.username == username)).one_or_none()
+            if row is None:
+                raise AccountError(f"no user {username!r}")
+            if role is not None:
+                if role is Role.SERVICE:
+                    raise AccountError("services use API keys, not passwords")
+                row.role = role.value
+            if agency is not KEEP:
+                row.agency = agency
+            if kecamatan is not KEEP:
+                row.zones = _zones_text(kecamatan)
+            if crew_id is not KEEP:
+                row.crew_id = crew_id
+            if active is not None:
+                row.active = active
+            if row.role == Role.CREW.value and not (row.agency and row.zones and row.crew_id):
+                raise AccountError("a crew user needs an agency, its kecamatan and a crew id")
+            row.session_version += 1
+
+    def revoke_sessions(self, username: str) -> None:
+        """Log the user out everywhere (a lost phone): every token issued so far stops."""
+        self.update_user(username)
 
     def create_api_key(
         self,

@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 from .context import ApiContext
 from .deps import CurrentPrincipal
 from .fastpath import CachedListings
+from .guards import BodyLimits, ClientAddress, SecurityHeaders, networks
 from .routes import auth, city, feeds, incidents, kpi, pages, reports, stream
 from .routes.pages import STATIC
 
@@ -61,5 +62,10 @@ def create_app(ctx: ApiContext) -> FastAPI:
             allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Content-Type", "X-API-Key"],
         )
+    # Outside CORS: bodies are bounded, then the client is known, then every answer
+    # (even a 413) gets the browser headers.
+    app.add_middleware(BodyLimits, ctx=ctx)
+    app.add_middleware(ClientAddress, trusted=networks(ctx.settings.api.trusted_proxies))
+    app.add_middleware(SecurityHeaders)
     app.mount("/app/static", StaticFiles(directory=STATIC), name="static")
     return app

@@ -26,7 +26,9 @@ from .kpi import Kpis
 from .kpi_config import KpiConfig, load_kpi_config
 from .listing_cache import EventVersion, VersionedCache
 from .ratelimit import RateLimiter
-from .security import Passwords, TokenReader, check_signing_key
+from .security import HashPool, Passwords, TokenReader, check_signing_key
+from .sessions import SessionCheck
+from .throttle import LoginDelays
 
 
 @dataclass
@@ -48,9 +50,10 @@ class ApiContext:
     cap: CapConfig  # config/cap.yaml: public alerts' instructions and expiry
     influx: InfluxQL | None
     report_limiter: RateLimiter
-    login_failures: RateLimiter  # per username
-    login_failures_by_address: RateLimiter
+    login_delays: LoginDelays
+    hashing: HashPool
     tokens: TokenReader
+    user_sessions: SessionCheck
     events: EventVersion
     token_lifetime: timedelta = field(default=timedelta(hours=8))
     caches: dict[str, object] = field(default_factory=dict)  # small per-process caches
@@ -62,6 +65,7 @@ class ApiContext:
         return self.events.current()
 
     def close(self) -> None:
+        self.hashing.close()
         self.events.close()
         self.store.close()
         self.engine.dispose()
@@ -106,6 +110,9 @@ def build_context(
     )
     if influx is None and use_influx:
         influx = InfluxQL.from_settings(settings.influx)
+    accounts = Accounts(
+        sessions, clock, Passwords(settings.api.argon2_memory_kib, settings.api.argon2_time_cost)
+    )
     return ApiContext(
         settings=settings,
         city=city,
@@ -116,23 +123,20 @@ def build_context(
         sessions=sessions,
         readers=readers,
         store=store,
-        accounts=Accounts(
-            sessions,
-            clock,
-            Passwords(settings.api.argon2_memory_kib, settings.api.argon2_time_cost),
-        ),
+        accounts=accounts,
         audit=AuditLog(sessions, clock),
         clock=clock,
         signing_key=key,
         tokens=TokenReader(key),
+        user_sessions=SessionCheck(accounts.session_of, settings.api.session_check_s),
         events=EventVersion(read_engine),
         kpi=load_kpi_config(settings.config_dir / "kpi.yaml"),
         cap=load_cap_config(settings.config_dir / "cap.yaml"),
         influx=influx,
         report_limiter=RateLimiter(settings.api.report_rate_per_hour, 3600.0, clock),
-        login_failures=RateLimiter(settings.api.login_failures_per_15min, 900.0, clock),
-        login_failures_by_address=RateLimiter(
-            4 * settings.api.login_failures_per_15min, 900.0, clock
+        login_delays=LoginDelays(
+            settings.api.login_failures_free, settings.api.login_delay_max_s, clock
         ),
+        hashing=HashPool(settings.api.password_hash_workers, settings.api.password_hash_queue),
         token_lifetime=timedelta(minutes=settings.api.token_minutes),
     )

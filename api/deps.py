@@ -33,21 +33,32 @@ UNAUTHORIZED = HTTPException(
 )
 
 
+async def authenticated(ctx: ApiContext, token: str | None, key: str | None) -> Principal | None:
+    """The caller, or None: a bad or expired token, a session no longer the user's
+    (deactivated, role or scope changed, logged out everywhere), a revoked key."""
+    if token:
+        try:
+            bearer = ctx.tokens.read(token)
+        except TokenError:
+            return None
+        holds = ctx.user_sessions.cached(bearer)
+        if holds is None:
+            holds = await run_in_threadpool(ctx.user_sessions.check, bearer)
+        return bearer.principal if holds else None
+    if key:
+        return await run_in_threadpool(ctx.accounts.principal_for_key, key)
+    return None
+
+
 async def current_principal(
     ctx: Ctx,
     token: Annotated[str | None, Security(oauth2)],
     key: Annotated[str | None, Security(api_key)],
 ) -> Principal:
-    if token:
-        try:
-            return ctx.tokens.read(token)
-        except TokenError:
-            raise UNAUTHORIZED from None
-    if key:
-        principal = await run_in_threadpool(ctx.accounts.principal_for_key, key)
-        if principal is not None:
-            return principal
-    raise UNAUTHORIZED
+    principal = await authenticated(ctx, token, key)
+    if principal is None:
+        raise UNAUTHORIZED
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

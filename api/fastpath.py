@@ -6,7 +6,8 @@ them (`api.listing_cache`); this ASGI layer answers a cache hit before FastAPI
 resolves dependencies and validates the 17 query parameters, which cost more than the
 answer itself. It serves only what the route already produced for the same scope,
 query and version, so validation, auth and scope were applied when the entry was made;
-the token is still checked on every request (signature once, expiry every time).
+the token is still checked on every request (signature once, expiry every time, the
+user's session as `api.sessions` last saw it).
 Anything else — another method or path, an API key, a bad token, a miss, a database
 error — goes to the app unchanged and gets the app's own answer.
 """
@@ -45,11 +46,15 @@ class CachedListings:
         if token is None:
             return None
         try:
-            who = self.ctx.tokens.read(token)
+            bearer = self.ctx.tokens.read(token)
+            # Only a session known to hold (api.sessions); else the app checks it.
+            if not self.ctx.user_sessions.cached(bearer):
+                return None
             version = self.ctx.version()
         except (TokenError, self.ctx.engine.dialect.loaded_dbapi.Error):
             return None  # the app answers (401, or its own error)
-        return self.ctx.listing_cache.get(listing_key(who, scope["query_string"]), version)
+        key = listing_key(bearer.principal, scope["query_string"])
+        return None if key is None else self.ctx.listing_cache.get(key, version)
 
 
 def _bearer(headers: list[tuple[bytes, bytes]]) -> str | None:

@@ -56,10 +56,12 @@ def visible(principal: Principal, geo: Geography, incident: Incident) -> bool:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class IncidentFilter:
-    kelurahan: str | None = None
-    kecamatan: str | None = None
-    zone: str | None = None
-    agency: str | None = None
+    """Each sequence means "any of"; empty: no condition."""
+
+    kelurahan: Sequence[str] = ()
+    kecamatan: Sequence[str] = ()
+    zone: Sequence[str] = ()
+    agency: Sequence[str] = ()
     hazard: Sequence[Hazard] = ()
     severity: Sequence[Severity] = ()
     workflow_state: Sequence[WorkflowState] = ()
@@ -67,18 +69,18 @@ class IncidentFilter:
     active: bool | None = None
     opened_from: datetime | None = None
     opened_to: datetime | None = None
-    crew: str | None = None
+    crew: Sequence[str] = ()
 
     def conditions(self, geo: Geography) -> list[ColumnElement[bool]]:
         c: list[ColumnElement[bool]] = []
-        if self.zone is not None:
-            c.append(IncidentRow.zone_id == self.zone)
-        if self.kelurahan is not None:
-            c.append(IncidentRow.zone_id == self.kelurahan)
-        if self.kecamatan is not None:
-            c.append(IncidentRow.zone_id.in_(geo.zone_ids_in([self.kecamatan]) or [""]))
-        if self.agency is not None:
-            c.append(IncidentRow.agency == self.agency)
+        if self.zone:
+            c.append(IncidentRow.zone_id.in_(list(self.zone)))
+        if self.kelurahan:
+            c.append(IncidentRow.zone_id.in_(list(self.kelurahan)))
+        if self.kecamatan:
+            c.append(IncidentRow.zone_id.in_(geo.zone_ids_in(list(self.kecamatan)) or [""]))
+        if self.agency:
+            c.append(IncidentRow.agency.in_(list(self.agency)))
         if self.hazard:
             c.append(IncidentRow.hazard.in_(list(self.hazard)))
         if self.severity:
@@ -95,10 +97,10 @@ class IncidentFilter:
             c.append(IncidentRow.opened_at >= self.opened_from)
         if self.opened_to is not None:
             c.append(IncidentRow.opened_at < self.opened_to)
-        if self.crew is not None:
+        if self.crew:
+            crews = list(self.crew)
             c.append(
-                (IncidentRow.assignee_crew_id == self.crew)
-                | (IncidentRow.routed_crew_id == self.crew)
+                IncidentRow.assignee_crew_id.in_(crews) | IncidentRow.routed_crew_id.in_(crews)
             )
         return c
 

@@ -26,11 +26,50 @@ MAX_ENTRIES = 512
 V = TypeVar("V")
 
 
-def listing_key(who: Principal, query_string: bytes) -> Hashable:
-    """Same scope + same query = the same list. The query is parsed as Starlette parses
-    it, in any parameter order, so the route and `CachedListings` agree on keys."""
-    params = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
-    return (who.agency, who.kecamatan, tuple(sorted(params)))
+# The list's filters: each may be repeated and means "any of" (a set).
+SET_PARAMS = frozenset(
+    {
+        "kelurahan",
+        "kecamatan",
+        "zone",
+        "agency",
+        "crew",
+        "hazard",
+        "severity",
+        "workflow_state",
+        "condition_state",
+    }
+)
+SINGLE_PARAMS = frozenset({"active", "opened_from", "opened_to", "limit", "offset"})
+
+
+def listing_key(who: Principal, query_string: bytes) -> Hashable | None:
+    """Same scope + same normalized query = the same list: each filter as a sorted set of
+    its values (so `?kecamatan=a&kecamatan=b` and `?kecamatan=b&kecamatan=a` are one
+    entry, as they are one answer), parameters in any order, unknown ones left out (the
+    route ignores them). A single-valued parameter given twice has no key: the route
+    answers 422. Parsed as Starlette parses it, so the route and `CachedListings` agree."""
+    values: dict[str, set[str]] = {}
+    for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        if name in SET_PARAMS:
+            values.setdefault(name, set()).add(value)
+        elif name in SINGLE_PARAMS:
+            if name in values:
+                return None
+            values[name] = {value}
+    query = tuple(sorted((k, tuple(sorted(v))) for k, v in values.items()))
+    return (who.agency, who.kecamatan, query)
+
+
+def repeated_single(query_string: bytes) -> str | None:
+    """The first single-valued parameter given more than once, if any."""
+    seen: set[str] = set()
+    for name, _ in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        if name in SINGLE_PARAMS:
+            if name in seen:
+                return name
+            seen.add(name)
+    return None
 
 
 class EventVersion:

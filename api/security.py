@@ -7,12 +7,17 @@ confusion) is refused. The signing key itself is checked before the API starts.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import secrets
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import jwt
 from pwdlib import PasswordHash
@@ -46,6 +51,51 @@ class Passwords:
         return self._hash.verify(password, password_hash)
 
 
+T = TypeVar("T")
+
+
+class HashBusy(Exception):
+    """More logins are waiting for a password hash than the queue holds."""
+
+
+class HashPool:
+    """Password hashes run here, `workers` at a time: each Argon2id hash takes
+    `argon2_memory_kib`, so memory stays bounded however many logins arrive at once.
+    A waiting login holds no thread (only its queue entry), so the API's thread pool
+    stays free for everything else."""
+
+    def __init__(self, workers: int, queue: int) -> None:
+        self._executor = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="hash", initializer=_background
+        )
+        self._queue = queue
+        self._waiting = 0
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., T], *args: Any) -> Future[T]:
+        with self._lock:
+            if self._waiting >= self._queue:
+                raise HashBusy
+            self._waiting += 1
+        future = self._executor.submit(fn, *args)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, _: Future[Any]) -> None:
+        with self._lock:
+            self._waiting -= 1
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _background() -> None:
+    """A hash thread yields the CPU to request handling (Linux niceness is per thread):
+    a login may wait a little longer, every other request does not."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+
+
 class InsecureSecret(ValueError):
     pass
 
@@ -71,7 +121,18 @@ def check_signing_key(secret: str | None) -> str:
     return secret
 
 
-def issue_token(principal: Principal, key: str, now: datetime, lifetime: timedelta) -> str:
+@dataclass(frozen=True, slots=True)
+class Bearer:
+    """What a verified token says: who, at which session version, until when."""
+
+    principal: Principal
+    version: int
+    expires: float  # unix seconds
+
+
+def issue_token(
+    principal: Principal, key: str, now: datetime, lifetime: timedelta, version: int = 0
+) -> str:
     claims: dict[str, Any] = {
         "iss": ISSUER,
         "sub": principal.subject,
@@ -79,14 +140,15 @@ def issue_token(principal: Principal, key: str, now: datetime, lifetime: timedel
         "agency": principal.agency,
         "kecamatan": None if principal.kecamatan is None else sorted(principal.kecamatan),
         "crew": principal.crew_id,
+        "ver": version,
         "iat": int(now.timestamp()),
         "exp": int((now + lifetime).timestamp()),
     }
     return jwt.encode(claims, key, algorithm=ALGORITHM)
 
 
-def _verified(token: str, key: str) -> tuple[Principal, float]:
-    """The principal and the expiry (unix seconds) of a token that passes every check."""
+def _verified(token: str, key: str) -> Bearer:
+    """What a token that passes every check says."""
     try:
         claims = jwt.decode(
             token,
@@ -103,7 +165,7 @@ def _verified(token: str, key: str) -> tuple[Principal, float]:
             kecamatan=None if zones is None else frozenset(str(z) for z in zones),
             crew_id=claims.get("crew"),
         )
-        return principal, float(claims["exp"])
+        return Bearer(principal, int(claims.get("ver", 0)), float(claims["exp"]))
     except (jwt.PyJWTError, KeyError, ValueError, TypeError) as err:
         raise TokenError(str(err)) from err
 
@@ -115,25 +177,26 @@ class TokenReader:
     clock can change the answer: a remembered token is re-checked against its `exp`
     (the same `now < exp` PyJWT applies) and nothing else. Saves the HMAC and the JSON
     parse on every request of a logged-in page. Bounded: forgets everything when full.
+    Whether the user still holds that session is `api.sessions`' question.
     """
 
     MAX_TOKENS = 4096
 
     def __init__(self, key: str) -> None:
         self._key = key
-        self._seen: dict[str, tuple[Principal, float]] = {}
+        self._seen: dict[str, Bearer] = {}
         self._lock = threading.Lock()
 
-    def read(self, token: str) -> Principal:
+    def read(self, token: str) -> Bearer:
         hit = self._seen.get(token)
-        if hit is not None and time.time() < hit[1]:
-            return hit[0]
-        principal, expires = _verified(token, self._key)  # raises TokenError if expired
+        if hit is not None and time.time() < hit.expires:
+            return hit
+        bearer = _verified(token, self._key)  # raises TokenError if expired
         with self._lock:
             if len(self._seen) >= self.MAX_TOKENS:
                 self._seen.clear()
-            self._seen[token] = (principal, expires)
-        return principal
+            self._seen[token] = bearer
+        return bearer
 
 
 def new_api_key() -> str:

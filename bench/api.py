@@ -31,6 +31,7 @@ from random import Random
 
 import httpx
 from sqlalchemy import event
+from sqlalchemy.orm import Session
 
 from api.principal import Principal, Role
 from api.security import issue_token
@@ -48,6 +49,7 @@ from pantau.incidents import (
 )
 from pantau.local.ports import free_port
 from pantau.store import IncidentStore, load_sla_policy, make_engine, migrate, placement_by_zone
+from pantau.store.api_tables import UserRow
 from pantau.zoneindex import ZoneIndex
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -122,6 +124,18 @@ def seed(database_url: str, incidents: int) -> None:
             if roll < 0.6:
                 done = min(ack + timedelta(minutes=rng.randint(10, 600)), now)
                 store.transition(update.incident.id, WorkflowState.RESOLVED, "bench", "fixed", done)
+    # The API accepts tokens of existing, active users only (api.sessions).
+    with Session(engine) as session, session.begin():
+        session.add(
+            UserRow(
+                username="bench",
+                password_hash="!",
+                role="operator",
+                zones="",
+                active=True,
+                created_at=now,
+            )
+        )
     engine.dispose()
 
 

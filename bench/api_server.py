@@ -11,6 +11,7 @@ import sys
 
 import uvicorn
 
+from api.__main__ import server_options
 from api.app import create_app
 from api.context import build_context
 from pantau.settings import Settings
@@ -30,7 +31,7 @@ def main(argv: list[str]) -> int:
         # The same thread-pool hop our database endpoints take.
         return {"ok": True}
 
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    uvicorn.run(app, **server_options("127.0.0.1", port), log_level="warning", access_log=False)
     return 0
 
 

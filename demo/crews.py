@@ -18,6 +18,7 @@ crews' times.
 
 from __future__ import annotations
 
+import secrets
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -141,8 +142,21 @@ def principal_of(ctx: ApiContext, crew: str) -> Principal:
 
 
 def token_for(ctx: ApiContext, who: Principal) -> str:
+    # The API takes tokens of existing users only: the simulated ones become users
+    # (with a password nobody knows) the first time.
+    session = ctx.accounts.session_of(who.subject)
+    if session is None:
+        ctx.accounts.create_user(
+            who.subject,
+            secrets.token_urlsafe(16),
+            who.role,
+            agency=who.agency,
+            kecamatan=who.kecamatan,
+            crew_id=who.crew_id,
+        )
+    version = 0 if session is None else session.version
     # Issued at wall time: token expiry is checked against the wall clock.
-    return issue_token(who, ctx.signing_key, datetime.now(UTC), timedelta(hours=1))
+    return issue_token(who, ctx.signing_key, datetime.now(UTC), timedelta(hours=1), version)
 
 
 def answer(api: HttpApi, ctx: ApiContext, clock: ManualClock, answers: Iterable[Answer]) -> int:

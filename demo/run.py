@@ -20,10 +20,8 @@ import dataclasses
 import fcntl
 import logging
 import secrets
-import signal
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -45,6 +43,7 @@ from pantau.city import City, load_city
 from pantau.errors import UserError
 from pantau.influx.query import InfluxQL
 from pantau.influx.writers import make_writer
+from pantau.lifecycle import stop_on_signals
 from pantau.local import LocalStack
 from pantau.roster import load_roster
 from pantau.settings import ApiSettings, RulesSettings, Settings
@@ -340,9 +339,7 @@ def _serve_until_ctrl_c(
 ) -> None:
     """The API on a free loopback port (wall clock) against the demo's incident database
     and InfluxDB, with an operator and a crew user, until Ctrl-C."""
-    stop = threading.Event()
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop = stop_on_signals()
     ctx = build_context(settings, city=city)
     try:
         password = secrets.token_urlsafe(12)

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import threading
 from collections.abc import Sequence
-from types import FrameType
 
 from ingest.service import IngestService
 from pantau.cameras import load_cameras
 from pantau.city import load_city
 from pantau.influx.writers import V1Writer, WriteUnavailable, make_writer
+from pantau.lifecycle import run_until_signalled
 from pantau.settings import Settings
 
 log = logging.getLogger("ingest")
@@ -38,26 +36,20 @@ def main(argv: Sequence[str]) -> int:
             # by whoever provisions it, or on our next start.
             log.warning("could not create database %r yet: %s", settings.influx.database, err)
     service = IngestService(settings, city, writer, cameras=cameras)
-    stop = threading.Event()
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+    def started() -> None:
+        log.info(
+            "ingest: %d devices, MQTT %s:%d root %r -> InfluxDB %s (%s) db %r",
+            len(city.devices),
+            settings.mqtt.host,
+            settings.mqtt.port,
+            settings.mqtt.root,
+            settings.influx.url,
+            settings.influx.api.value,
+            settings.influx.database,
+        )
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    service.start()
-    log.info(
-        "ingest: %d devices, MQTT %s:%d root %r -> InfluxDB %s (%s) db %r",
-        len(city.devices),
-        settings.mqtt.host,
-        settings.mqtt.port,
-        settings.mqtt.root,
-        settings.influx.url,
-        settings.influx.api.value,
-        settings.influx.database,
-    )
-    stop.wait()
-    service.stop()
+    run_until_signalled(service, started=started)
     stats = service.stats
     log.info(
         "stopped: %d messages, %d readings written, rejected %s",

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from pantau.errors import RejectedInput
+from pantau.registry import Registry
 from pantau.wire import SENML_CONTENT_TYPE
 
 # RFC 8428 4.5.3: times below 2**28 s are relative to "now" (the time of receipt).
@@ -39,17 +40,7 @@ class RawReading(NamedTuple):
 
 
 Decoder = Callable[[str, bytes, datetime], list[RawReading]]
-DECODERS: dict[str, Decoder] = {}
-
-
-def register(name: str) -> Callable[[Decoder], Decoder]:
-    def wrap(fn: Decoder) -> Decoder:
-        if name in DECODERS:
-            raise ValueError(f"decoder {name!r} registered twice")
-        DECODERS[name] = fn
-        return fn
-
-    return wrap
+DECODERS: Registry[Decoder] = Registry("decoder")
 
 
 def decode(
@@ -62,7 +53,7 @@ def decode(
         name = "senml" if payload.lstrip()[:1] == b"[" else "native"
     else:
         raise RejectedInput("invalid_payload", f"unsupported content type {content_type!r}")
-    return DECODERS[name](device_id, payload, received_at)
+    return DECODERS.get(name)(device_id, payload, received_at)
 
 
 def _parse_json(payload: bytes) -> Any:
@@ -121,7 +112,11 @@ def _time(value: Any, what: str) -> datetime:
             raise RejectedInput("bad_timestamp", f"{what} {value!r} has no UTC offset")
         return parsed.astimezone(UTC)
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return _epoch(float(value), what)
+        try:
+            seconds = float(value)
+        except OverflowError as err:  # a JSON integer beyond any float
+            raise RejectedInput("bad_timestamp", f"{what} {value} is out of range") from err
+        return _epoch(seconds, what)
     raise RejectedInput("invalid_payload", f"{what} must be an RFC 3339 string or epoch seconds")
 
 
@@ -131,7 +126,7 @@ def _str(value: Any, what: str) -> str:
     return value
 
 
-@register("native")
+@DECODERS.register("native")
 def decode_native(device_id: str, payload: bytes, received_at: datetime) -> list[RawReading]:
     body = _parse_json(payload)
     if not isinstance(body, dict):
@@ -192,7 +187,7 @@ class _SenmlBase:
     value: float = 0.0
 
 
-@register("senml")
+@DECODERS.register("senml")
 def decode_senml(device_id: str, payload: bytes, received_at: datetime) -> list[RawReading]:
     """RFC 8428 JSON: base fields carry forward, names are bn+n, times bt+t (relative < 2**28)."""
     pack = _parse_json(payload)

@@ -23,7 +23,9 @@ import threading
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-import paho.mqtt._packet as paho_packet
+# paho keeps its packet decoder private; mqtt_fast swaps in a leaner Properties class
+# there on purpose (paho is pinned below 3 in pyproject.toml), so the import is deliberate.
+import paho.mqtt._packet as paho_packet  # noqa: PLC2701
 import paho.mqtt.client as mqtt
 from paho.mqtt.client import time_func
 from paho.mqtt.enums import MQTTErrorCode

@@ -179,11 +179,48 @@ class ApiSettings(BaseModel):
         "the environment (PANTAU_API__JWT_SECRET); the API refuses to start without one",
     )
     token_minutes: int = Field(default=480, ge=1, le=7 * 24 * 60, description="token lifetime")
-    login_failures_per_15min: int = Field(
+    login_failures_free: int = Field(
         default=5,
         ge=1,
-        description="failed logins per username (and 4x that per client address) in 15"
-        " minutes before further attempts get 429",
+        description="failed logins for one username from one address (and 4x that from "
+        "one address for any usernames) before each further attempt must wait; the wait "
+        "doubles per failure from 1 s up to login_delay_max_s, and 15 minutes without a "
+        "failure forget them. Never a lock of the account: the same user from another "
+        "address is not delayed",
+    )
+    login_delay_max_s: float = Field(default=300.0, gt=0, description="longest login delay")
+    password_hash_workers: int = Field(
+        default=1,
+        ge=1,
+        description="password hashes computed at once (each takes argon2_memory_kib); "
+        "further logins wait their turn without holding a thread",
+    )
+    password_hash_queue: int = Field(
+        default=256, ge=1, description="logins waiting for a hash before 503"
+    )
+    session_check_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=60,
+        description="how long a user's state (active, role, scope, session version) is "
+        "trusted before it is read again: deactivation or a role or scope change takes "
+        "effect within this time on every request and on open streams",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses or networks (CIDR) of reverse proxies whose "
+        "X-Forwarded-For is believed; empty: none, the peer address is the client",
+    )
+    max_body_bytes: int = Field(
+        default=64 * 1024, ge=1024, description="request body limit (reports: the photo's)"
+    )
+    body_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="a request body must arrive within this plus its size at body_min_rate",
+    )
+    body_min_rate: int = Field(
+        default=16 * 1024, ge=1, description="slowest accepted upload, bytes per second"
     )
     cors_origins: list[str] = Field(
         default_factory=list,

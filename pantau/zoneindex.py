@@ -353,12 +353,20 @@ class ZoneIndex:
 
     @classmethod
     def for_city(cls, city: City, extra_geojson: Path | None = None) -> ZoneIndex:
-        """The city's index (`city.index`, shared); with extras from `extra_geojson` or,
-        when it exists, `<config>/zones/extra.geojson`, a new one."""
+        """The city's index (`city.index`, shared), grid built; with extras from
+        `extra_geojson` or, when it exists, `<config>/zones/extra.geojson`, a new one."""
         path = extra_geojson or city.config_dir / "zones" / "extra.geojson"
-        if extra_geojson is None and not path.exists():
-            return city.index
-        return cls(city.zones, load_extra_zones(path, city.zones))
+        index = (
+            city.index
+            if extra_geojson is None and not path.exists()
+            else cls(city.zones, load_extra_zones(path, city.zones))
+        )
+        index.build()  # a stage looks up points in its hot path: build the grid at start
+        return index
+
+    def build(self) -> None:
+        """Build the grid now rather than on the first lookup."""
+        self._grid  # noqa: B018 - the property builds it
 
     @property
     def _grid(self) -> _KelurahanGrid:

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import threading
 from collections.abc import Sequence
-from types import FrameType
 
 from pantau.cameras import load_cameras
 from pantau.city import load_city
 from pantau.influx.query import InfluxQL
+from pantau.lifecycle import run_until_signalled
 from pantau.settings import Settings
 from pantau.zoneindex import ZoneIndex
 from rules import backtest
@@ -54,30 +52,20 @@ def serve(argv: Sequence[str]) -> int:
     influx = InfluxQL.from_settings(settings.influx)
     cameras = load_cameras(city)
     service = RulesService(settings, city, store, router, zones, influx=influx, cameras=cameras)
-    stop = threading.Event()
 
-    def on_stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+    def started() -> None:
+        log.info(
+            "rules: %s, %d devices, %d cameras, MQTT %s:%d root %r, store %s",
+            service.rules_path,
+            len(city.devices),
+            len(cameras),
+            settings.mqtt.host,
+            settings.mqtt.port,
+            settings.mqtt.root,
+            store.engine.url.render_as_string(hide_password=True),
+        )
 
-    def on_hup(signum: int, frame: FrameType | None) -> None:
-        service.request_reload()
-
-    signal.signal(signal.SIGTERM, on_stop)
-    signal.signal(signal.SIGINT, on_stop)
-    signal.signal(signal.SIGHUP, on_hup)
-    service.start()
-    log.info(
-        "rules: %s, %d devices, %d cameras, MQTT %s:%d root %r, store %s",
-        service.rules_path,
-        len(city.devices),
-        len(cameras),
-        settings.mqtt.host,
-        settings.mqtt.port,
-        settings.mqtt.root,
-        store.engine.url.render_as_string(hide_password=True),
-    )
-    stop.wait()
-    service.stop()
+    run_until_signalled(service, started=started, on_hup=service.request_reload)
     store.close()
     influx.close()
     s = service.stats

@@ -15,15 +15,12 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 
 from pydantic import SecretStr
 
@@ -31,6 +28,7 @@ from pantau.broker.passwords import derive_password
 from pantau.city import City, load_city
 from pantau.clock import SystemClock
 from pantau.errors import ConfigError, ConfigErrors
+from pantau.lifecycle import stop_on_signals
 from pantau.settings import MqttSettings, Settings
 from pantau.topics import Topics
 from simulators.messages import FleetStream
@@ -144,17 +142,10 @@ def _run(args: argparse.Namespace, city: City, mqtt: MqttSettings) -> int:
         )
         return 0
 
-    stop = threading.Event()
-
-    def _interrupt(signum: int, frame: FrameType | None) -> None:
-        log.info("signal %d: stopping after the current message", signum)
-        stop.set()
-
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
+    stop = stop_on_signals()  # stops after the current message
     try:
         report = run_scenario(
-            city, scenario, mqtt, speed=args.speed, stop=stop, start=start, login=_login(mqtt)
+            city, scenario, mqtt, speed=args.speed, stop=stop, start=start, login=device_login(mqtt)
         )
     except PublishError as err:
         print(f"pantau simulate: {err}", file=sys.stderr)
@@ -163,7 +154,7 @@ def _run(args: argparse.Namespace, city: City, mqtt: MqttSettings) -> int:
     return 0 if report.completed and report.failed == 0 else 1
 
 
-def _login(mqtt: MqttSettings) -> Callable[[str], MqttSettings] | None:
+def device_login(mqtt: MqttSettings) -> Callable[[str], MqttSettings] | None:
     """On a broker with an account per gateway (pantau broker, e.g. docker-compose's
     demo profile), each simulated gateway logs in as itself: its password derives from
     PANTAU_BROKER_SECRET. Without the secret every gateway uses `mqtt`."""

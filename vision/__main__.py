@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
-import threading
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 
 import cv2
 
 from pantau.cameras import load_cameras
 from pantau.city import load_city
+from pantau.lifecycle import run_until_signalled
 from pantau.settings import Settings
 from vision.service import VisionService
 
@@ -53,24 +51,18 @@ def main(argv: Sequence[str]) -> int:
     service = VisionService(
         settings.mqtt, cameras, evidence_dir=args.evidence_dir, client_id=args.client_id
     )
-    stop = threading.Event()
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+    def started() -> None:
+        log.info(
+            "vision: %d cameras -> MQTT %s:%d root %r, evidence in %s",
+            len(cameras),
+            settings.mqtt.host,
+            settings.mqtt.port,
+            settings.mqtt.root,
+            args.evidence_dir,
+        )
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    service.start()
-    log.info(
-        "vision: %d cameras -> MQTT %s:%d root %r, evidence in %s",
-        len(cameras),
-        settings.mqtt.host,
-        settings.mqtt.port,
-        settings.mqtt.root,
-        args.evidence_dir,
-    )
-    stop.wait()
-    service.stop()
+    run_until_signalled(service, started=started)
     for w in service.workers:
         s = w.stats
         log.info(

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import OAuth2PasswordRequestForm
 
 from api.audit import Outcome
 from api.deps import UNAUTHORIZED, Ctx, CurrentPrincipal, OptionalId
 from api.principal import AUDIT_READERS
 from api.schemas import AuditList, AuditOut, Me, Message, Token
-from api.security import issue_token
+from api.security import HashBusy, issue_token
 
 router = APIRouter(tags=["auth"])
 
@@ -21,38 +24,63 @@ router = APIRouter(tags=["auth"])
     response_model=Token,
     responses={
         401: {"model": Message, "description": "wrong username or password"},
-        429: {"model": Message, "description": "too many failed logins"},
+        429: {
+            "model": Message,
+            "description": "too many failed logins from this address (for this username, "
+            "or for any): wait `Retry-After` seconds; `X-Login-Delay` says which",
+        },
+        503: {"model": Message, "description": "too many logins waiting; retry shortly"},
     },
 )
-def token(
+async def token(
     ctx: Ctx, request: Request, form: Annotated[OAuth2PasswordRequestForm, Depends()]
 ) -> Token:
-    # Throttled before the password is even checked: guessing costs the guesser time,
-    # per username (one account attacked) and per address (many accounts tried).
+    # Delayed before the password is even checked (a delayed guess learns nothing),
+    # per (username, address) and per address: never the account as such (api.throttle).
     user, address = form.username[:64], request.client.host if request.client else "?"
-    wait = ctx.login_failures.blocked(user) or ctx.login_failures_by_address.blocked(address)
-    if wait is not None:
-        ctx.audit.record(None, "login", Outcome.DENIED, "throttled", subject=user)
+    delay = ctx.login_delays.wait(user, address)
+    if delay is not None:
+        if delay.first:
+            await run_in_threadpool(
+                ctx.audit.record,
+                None,
+                "login",
+                Outcome.DENIED,
+                f"delayed {delay.seconds:.0f} s: failures from {delay.reason.value}",
+                subject=user,
+            )
+        seconds = max(1, math.ceil(delay.seconds))
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
-            "too many failed logins; try later",
-            {"Retry-After": str(int(wait))},
+            f"too many failed logins from this {delay.reason.value}; retry in {seconds} s",
+            {"Retry-After": str(seconds), "X-Login-Delay": delay.reason.value},
         )
-    principal = ctx.accounts.authenticate(form.username, form.password)
-    if principal is None:
-        ctx.login_failures.record(user)
-        ctx.login_failures_by_address.record(address)
-        ctx.audit.record(None, "login", Outcome.DENIED, "wrong credentials", subject=user)
+    try:
+        # Argon2id in the bounded hash pool: waiting here holds no thread.
+        future = ctx.hashing.submit(ctx.accounts.authenticate, form.username, form.password)
+    except HashBusy:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, "too many logins at once", {"Retry-After": "2"}
+        ) from None
+    session = await asyncio.wrap_future(future)
+    if session is None:
+        ctx.login_delays.failed(user, address)
+        await run_in_threadpool(
+            ctx.audit.record, None, "login", Outcome.DENIED, "wrong credentials", subject=user
+        )
         raise UNAUTHORIZED
+    ctx.login_delays.succeeded(user, address)
     lifetime = ctx.token_lifetime
     return Token(
-        access_token=issue_token(principal, ctx.signing_key, ctx.clock.now(), lifetime),
+        access_token=issue_token(
+            session.principal, ctx.signing_key, ctx.clock.now(), lifetime, session.version
+        ),
         expires_in=int(lifetime.total_seconds()),
     )
 
 
 @router.get("/auth/me", response_model=Me, responses={401: {"model": Message}})
-def me(who: CurrentPrincipal) -> Me:
+async def me(who: CurrentPrincipal) -> Me:
     return Me(
         subject=who.subject,
         role=who.role.value,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi import Path as PathParam
@@ -20,9 +20,9 @@ from api.incident_queries import (
     awaiting_verification,
     list_incidents,
     public,
-    visible,
+    scope_filter,
 )
-from api.listing_cache import listing_key
+from api.listing_cache import listing_key, repeated_single
 from api.principal import Principal, Role
 from api.schemas import (
     Conflict,
@@ -41,6 +41,7 @@ from api.schemas import (
 from pantau.incidents import ConditionState, Hazard, Severity, WorkflowState
 from pantau.store import Incident, IncidentDetail, InvalidTransition
 from pantau.store.api_tables import CitizenReportRow
+from pantau.store.models import IncidentRow
 from pantau.topics import DEVICE_ID_PATTERN
 
 router = APIRouter(prefix="/incidents", tags=["incidents"])
@@ -83,35 +84,44 @@ def _page(
     return page.model_dump_json().encode()
 
 
+Many = Annotated[list[str] | None, Query()]
+
+
 @router.get("", response_model=IncidentList, responses=AUTH, summary="List incidents")
 async def list_(
     request: Request,
     ctx: Ctx,
     who: CurrentPrincipal,
     *,
-    kelurahan: str | None = None,
-    kecamatan: str | None = None,
-    zone: Annotated[str | None, Query(description="any zone id, exact")] = None,
-    agency: str | None = None,
+    kelurahan: Annotated[list[str] | None, Query(description="any of these kelurahan")] = None,
+    kecamatan: Annotated[list[str] | None, Query(description="any of these kecamatan")] = None,
+    zone: Annotated[list[str] | None, Query(description="any of these zone ids, exact")] = None,
+    agency: Many = None,
     hazard: Annotated[list[Hazard] | None, Query()] = None,
     severity: Annotated[list[SeverityName] | None, Query()] = None,
     workflow_state: Annotated[list[WorkflowState] | None, Query()] = None,
     condition_state: Annotated[list[ConditionState] | None, Query()] = None,
     active: bool | None = None,
-    crew: Annotated[str | None, Query(description="routed to or assigned to this crew")] = None,
+    crew: Annotated[
+        list[str] | None, Query(description="routed to or assigned to any of these crews")
+    ] = None,
     opened_from: Annotated[datetime | None, Query(description="inclusive, ISO 8601")] = None,
     opened_to: Annotated[datetime | None, Query(description="exclusive, ISO 8601")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
 ) -> Response:
+    """Filters may be repeated and mean "any of"; the other parameters may be given once."""
     for t in (opened_from, opened_to):
         if t is not None and t.tzinfo is None:
             raise unprocessable(("query", "opened_from"), "times need a UTC offset")
+    twice = repeated_single(request.scope["query_string"])
+    if twice is not None:
+        raise unprocessable(("query", twice), f"{twice} may be given once")
     filters = IncidentFilter(
-        kelurahan=kelurahan,
-        kecamatan=kecamatan,
-        zone=zone,
-        agency=agency,
+        kelurahan=tuple(kelurahan or ()),
+        kecamatan=tuple(kecamatan or ()),
+        zone=tuple(zone or ()),
+        agency=tuple(agency or ()),
         hazard=tuple(hazard or ()),
         severity=tuple(Severity[s.upper()] for s in severity or ()),
         workflow_state=tuple(workflow_state or ()),
@@ -119,30 +129,53 @@ async def list_(
         active=active,
         opened_from=opened_from,
         opened_to=opened_to,
-        crew=crew,
+        crew=tuple(crew or ()),
     )
-    # Same scope + same query + no new event since = the same answer (repeats are
-    # usually served before routing, by api.fastpath.CachedListings). The page itself
-    # is built in the thread pool.
+    # Same scope + same normalized query + no new event since = the same answer
+    # (repeats are usually served before routing, by api.fastpath.CachedListings). The
+    # page itself is built in the thread pool.
     key = listing_key(who, request.scope["query_string"])
     version = ctx.version()
-    body = ctx.listing_cache.get(key, version)
+    body = None if key is None else ctx.listing_cache.get(key, version)
     if body is None:
         body = await run_in_threadpool(_page, ctx, who, filters, limit, offset)
-        ctx.listing_cache.put(key, version, body)
+        if key is not None:
+            ctx.listing_cache.put(key, version, body)
     return Response(body, media_type="application/json")
 
 
 def visible_detail(
     ctx: ApiContext, who: Principal, incident_id: int, action: str
 ) -> IncidentDetail:
-    """The incident if the caller may see it; else 404, and the denial is audited."""
-    detail = ctx.store.get(incident_id)
-    if detail is None or not visible(who, ctx.geo, detail.incident):
-        if detail is not None:
-            ctx.audit.record(who, action, Outcome.DENIED, "outside the caller's scope", incident_id)
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"incident {incident_id} not found")
+    """The incident if the caller may see it; else 404, and the denial is audited.
+
+    An incident outside the caller's scope and an id that names nothing take the same
+    path to their 404 (the scoped lookup finds nothing, the existence check and the
+    audit entry follow), so the answer's timing does not tell them apart."""
+    detail = None
+    if in_scope(ctx, who, incident_id):
+        detail = ctx.store.get(incident_id)
+    if detail is None:
+        deny_missing(ctx, who, incident_id, action)
+    assert detail is not None
     return detail
+
+
+def in_scope(ctx: ApiContext, who: Principal, incident_id: int) -> bool:
+    with ctx.readers() as session:
+        found = session.scalar(
+            select(IncidentRow.id).where(IncidentRow.id == incident_id, *scope_filter(who, ctx.geo))
+        )
+    return found is not None
+
+
+def deny_missing(ctx: ApiContext, who: Principal, incident_id: int, action: str) -> NoReturn:
+    """404 for an incident the caller may not see, whether it exists or not; audited."""
+    with ctx.readers() as session:
+        exists = session.scalar(select(IncidentRow.id).where(IncidentRow.id == incident_id))
+    why = "outside the caller's scope" if exists is not None else "no such incident"
+    ctx.audit.record(who, action, Outcome.DENIED, why, incident_id)
+    raise HTTPException(status.HTTP_404_NOT_FOUND, f"incident {incident_id} not found")
 
 
 def detail_out(ctx: ApiContext, detail: IncidentDetail) -> IncidentDetailOut:
@@ -267,9 +300,9 @@ def _reason(note: str, default: str) -> str:
 def acknowledge(
     ctx: Ctx, who: CurrentPrincipal, incident_id: IncidentId, body: NoteBody | None = None
 ) -> IncidentDetailOut:
-    detail = ctx.store.get(incident_id)
+    detail = visible_detail(ctx, who, incident_id, "transition:acknowledged")
     # Acknowledging a citizen report is verifying it: it may now go on the public feeds.
-    verifies = detail is not None and awaiting_verification(detail.incident)
+    verifies = awaiting_verification(detail.incident)
     note = _reason(body.note if body else "", "verified" if verifies else "acknowledged")
     return transition(ctx, who, incident_id, WorkflowState.ACKNOWLEDGED, note)
 
@@ -321,11 +354,8 @@ def resolve(
     action = "transition:resolved"
     incident = visible_detail(ctx, who, incident_id, action).incident
     rejecting = body.code is ResolutionCode.FALSE_ALARM and who.role in SKIP_TO_REJECT
-    if (
-        incident.workflow_state is WorkflowState.OPEN
-        and who.role not in SKIP_STEPS
-        and not (rejecting)
-    ):
+    skips = who.role in SKIP_STEPS or rejecting
+    if incident.workflow_state is WorkflowState.OPEN and not skips:
         _refuse(
             ctx,
             who,

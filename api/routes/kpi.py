@@ -6,11 +6,12 @@ from __future__ import annotations
 import csv
 import io
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NoReturn
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
 from pydantic import BaseModel, ConfigDict
 
+from api.audit import Outcome
 from api.context import ApiContext
 from api.deps import Ctx, CurrentPrincipal, unprocessable
 from api.kpi import Kpis, Stat
@@ -144,11 +145,14 @@ def _period(
 
 
 def _scope(ctx: ApiContext, who: Principal, kind: ScopeKind, id_: str | None) -> Scope:
+    """The scope asked for, if the caller may see it; else 404 (audited), the same for
+    a scope outside the caller's as for one that does not exist."""
     scope = Scope(kind, id_ or (ctx.geo.index.zones.kota.id if kind is ScopeKind.KOTA else ""))
     try:
         check_scope(ctx, scope)
     except ScopeError as err:
-        raise HTTPException(404, str(err)) from err
+        _deny(ctx, who, scope, str(err))
+    crew = next((c for c in ctx.roster.crews if c.id == scope.id), None)
     outside = (
         (kind is ScopeKind.AGENCY and who.agency not in {None, scope.id})
         or (kind is ScopeKind.KOTA and who.kecamatan is not None)
@@ -156,10 +160,22 @@ def _scope(ctx: ApiContext, who: Principal, kind: ScopeKind, id_: str | None) ->
             kind in {ScopeKind.KECAMATAN, ScopeKind.KELURAHAN}
             and not who.sees(who.agency, ctx.geo.kecamatan_of(scope.id))
         )
+        # A crew sees its own KPIs only; a supervisor those of its agency's crews.
+        or (kind is ScopeKind.CREW and who.crew_id is not None and scope.id != who.crew_id)
+        or (
+            kind is ScopeKind.CREW
+            and who.agency is not None
+            and (crew is None or crew.agency != who.agency)
+        )
     )
     if outside:
-        raise HTTPException(404, f"{scope} is outside your scope")
+        _deny(ctx, who, scope, f"{scope} is outside your scope")
     return scope
+
+
+def _deny(ctx: ApiContext, who: Principal, scope: Scope, why: str) -> NoReturn:
+    ctx.audit.record(who, "read:kpi", Outcome.DENIED, why)
+    raise HTTPException(404, f"{scope} is outside your scope or does not exist")
 
 
 CSV_COLUMNS = [
@@ -267,6 +283,7 @@ def publish_month(
     month: Annotated[str, Query(pattern=MONTH)],
 ) -> Published:
     if who.role not in {Role.OPERATOR, Role.SUPERVISOR} or who.agency is not None:
+        ctx.audit.record(who, "kpi:publish", Outcome.DENIED, f"role {who.role} may not publish")
         raise HTTPException(status.HTTP_403_FORBIDDEN, "operators and city supervisors publish")
     begin, finish = _period(month, None, None)
     rows = [(s, "month", kpis_for(ctx, who, s, begin, finish)) for s in report_scopes(ctx, who)]

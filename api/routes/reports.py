@@ -5,7 +5,8 @@ most severe active incident of the matching hazard in its kelurahan or kecamatan
 corroboration; with none, it opens a "citizen-report" incident (severity info) that
 waits for an operator to verify it (acknowledge) or dismiss it (resolve as
 false_alarm). No name, phone or address is asked for; the client address is only held
-in memory for the rate limit; the photo is stored for staff and never served publicly.
+in memory for the rate limit; the photo is re-encoded without its metadata (api.photos),
+stored for staff and never served publicly.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, File, Form, HTTPException, Request, Response, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, Response, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
+from api import photos
 from api.audit import Outcome
 from api.context import ApiContext
 from api.deps import Ctx, CurrentPrincipal, IncidentId, unprocessable
@@ -41,7 +43,6 @@ from pantau.store.models import IncidentRow
 router = APIRouter(tags=["citizen reports"])
 
 REPORT_ACTOR = "citizen"  # no reporter is known: reports are anonymous
-PHOTO_TYPES = {"image/jpeg": b"\xff\xd8\xff", "image/png": b"\x89PNG\r\n\x1a\n"}
 
 
 class Category(StrEnum):
@@ -85,13 +86,13 @@ def _matching(ctx: ApiContext, hazard: Hazard, zone_ids: list[str]) -> Incident 
     status_code=201,
     responses={
         413: {"model": Message, "description": "photo too large"},
-        415: {"model": Message, "description": "photo is not JPEG or PNG"},
+        408: {"model": Message, "description": "the upload was too slow"},
+        415: {"model": Message, "description": "photo is not a JPEG or PNG image"},
         429: {"model": Message, "description": "too many reports from this address"},
     },
     summary="Report a problem (public, rate-limited)",
 )
 async def report(
-    request: Request,
     ctx: Ctx,
     *,
     lon: Annotated[float, Form(ge=-180, le=180)],
@@ -100,19 +101,20 @@ async def report(
     description: Annotated[str, Form(max_length=500)] = "",
     photo: Annotated[UploadFile | None, File()] = None,
 ) -> ReportOut:
-    client = request.client.host if request.client else "unknown"
-    wait = ctx.report_limiter.allow(client)
-    if wait is not None:
-        raise HTTPException(429, "too many reports; try later", {"Retry-After": str(int(wait))})
+    # The per-address limit was counted before the body was read (api.guards.BodyLimits).
     data: bytes | None = None
     photo_type: str | None = None
     if photo is not None and photo.filename:
-        data = await photo.read(ctx.settings.api.report_photo_max_bytes + 1)
-        if len(data) > ctx.settings.api.report_photo_max_bytes:
+        raw = await photo.read(ctx.settings.api.report_photo_max_bytes + 1)
+        if len(raw) > ctx.settings.api.report_photo_max_bytes:
             raise HTTPException(413, "photo too large")
-        photo_type = next((t for t, magic in PHOTO_TYPES.items() if data.startswith(magic)), None)
-        if photo_type is None:
-            raise HTTPException(415, "the photo must be a JPEG or PNG image")
+        try:
+            # Re-encoded without metadata (GPS, camera, time); the original is dropped.
+            data = await run_in_threadpool(photos.clean, raw)
+        except photos.PhotoError as err:
+            raise HTTPException(415, str(err)) from None
+        del raw
+        photo_type = photos.JPEG
     kelurahan = ctx.city.index.kelurahan_at(lon, lat)
     if kelurahan is None or kelurahan.parent_id is None:
         raise unprocessable(("body", "lon"), "the location is outside Kota Tangerang")

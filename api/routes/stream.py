@@ -12,22 +12,25 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from sqlalchemy import func, select
 
 from api.context import ApiContext
-from api.deps import MAX_ID, Ctx, CurrentPrincipal, OptionalId
-from api.incident_queries import public, scope_filter, visible
+from api.deps import MAX_ID, Ctx, CurrentPrincipal, OptionalId, api_key, authenticated, oauth2
+from api.incident_queries import public, scope_filter
 from api.principal import Principal
 from api.schemas import Message
 from pantau.store import incident_from_row
 from pantau.store.models import IncidentEventRow, IncidentRow
 
+from .incidents import deny_missing, in_scope
+
 router = APIRouter(prefix="/stream", tags=["live"])
 BATCH = 500
 KEEPALIVE_S = 15.0
+RECHECK_S = 5.0  # the caller's token and session are checked again this often
 
 
 def _latest_id(ctx: ApiContext) -> int:
@@ -89,10 +92,8 @@ async def incidents(
     since: Annotated[int | None, Query(ge=0, le=MAX_ID, description="replay after this id")] = None,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
-    if incident_id is not None:
-        detail = await run_in_threadpool(ctx.store.get, incident_id)
-        if detail is None or not visible(who, ctx.geo, detail.incident):
-            raise HTTPException(404, f"incident {incident_id} not found")
+    if incident_id is not None and not await run_in_threadpool(in_scope, ctx, who, incident_id):
+        await run_in_threadpool(deny_missing, ctx, who, incident_id, "read:stream")
     if last_event_id is not None and last_event_id.isdigit():
         cursor = int(last_event_id)
     elif since is not None:
@@ -100,12 +101,20 @@ async def incidents(
     else:
         cursor = await run_in_threadpool(_latest_id, ctx)
     poll = ctx.settings.api.stream_poll_s
+    token, key = await oauth2(request), await api_key(request)
 
     async def events() -> AsyncIterator[str]:
         nonlocal cursor
         yield f"retry: 2000\n: connected at event {cursor}\n\n"
-        idle = 0.0
+        idle = recheck = 0.0
         while not await request.is_disconnected():
+            if recheck >= min(RECHECK_S, ctx.settings.api.session_check_s):
+                # An expired token or a session no longer the user's ends the stream;
+                # the client's reconnect then gets 401.
+                recheck = 0.0
+                if await authenticated(ctx, token, key) != who:
+                    yield ": session ended\n\n"
+                    return
             batch = await run_in_threadpool(read_events, ctx, who, cursor, incident_id)
             for event_id, data in batch:
                 cursor = event_id
@@ -114,6 +123,7 @@ async def incidents(
                 continue
             await asyncio.sleep(poll)
             idle += poll
+            recheck += poll
             if idle >= KEEPALIVE_S:
                 idle = 0.0
                 yield ": keepalive\n\n"
@@ -121,5 +131,5 @@ async def incidents(
     return StreamingResponse(
         events(),
         media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )

@@ -7,9 +7,29 @@ const Pantau = {
   async login(username, password) {
     const body = new URLSearchParams({ username, password });
     const r = await fetch("/auth/token", { method: "POST", body });
-    if (!r.ok) throw new Error("Login gagal");
+    if (!r.ok) throw this.loginError(r);
     this.token = (await r.json()).access_token;
     sessionStorage.setItem("pantau-token", this.token);
+  },
+
+  // Says why a login did not go through and, when it is delayed, until when. The
+  // delay holds for this device's address only: the same user elsewhere is not delayed.
+  loginError(r) {
+    const err = new Error("Nama pengguna atau kata sandi salah.");
+    const wait = parseInt(r.headers.get("Retry-After") || "0", 10);
+    if (r.status === 429 || r.status === 503) {
+      const until = new Date(Date.now() + wait * 1000)
+        .toLocaleTimeString("id-ID", { timeZone: "Asia/Jakarta" });
+      const why = r.status === 503
+        ? "Server sedang memeriksa banyak login sekaligus."
+        : r.headers.get("X-Login-Delay") === "address"
+          ? "Terlalu banyak login gagal dari jaringan ini."
+          : "Terlalu banyak kata sandi salah untuk akun ini dari perangkat ini.";
+      err.message = `${why} Demi keamanan, login ditunda ${wait} detik: coba lagi pukul ${until}. ` +
+        "Akun Anda tidak dikunci.";
+      err.retryAfter = wait;
+    }
+    return err;
   },
 
   logout() {
@@ -88,6 +108,8 @@ function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
     if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    // Through CSSOM: the CSP refuses inline style attributes, not CSSOM.
+    else if (k === "style") node.style.cssText = v;
     else node.setAttribute(k, v);
   }
   for (const c of children) node.append(c);
@@ -99,19 +121,29 @@ function localTime(iso) {
 }
 
 // A citizen-report incident not yet verified: a mark, and its reports' photos on demand
-// (staff-only URLs, fetched with the token and shown from blobs; kept across re-renders).
+// (staff-only URLs fetched with the token; shown as data: URLs, which the CSP allows,
+// and kept across the re-render every live event causes).
 const reportPhotos = {};
+const photoImg = (u) => el("img", { src: u, alt: "foto laporan", width: "320" });
+function dataUrl(blob) {
+  return new Promise((ok, fail) => {
+    const reader = new FileReader();
+    reader.onload = () => ok(reader.result);
+    reader.onerror = fail;
+    reader.readAsDataURL(blob);
+  });
+}
 function unverifiedMark(i) {
-  const shown = el("div", { class: "photos" }, ...(reportPhotos[i.id] || []).map((u) => el("img", { src: u, alt: "foto laporan", style: "max-width:100%" })));
+  const shown = el("div", { class: "photos" }, ...(reportPhotos[i.id] || []).map(photoImg));
   const button = el("button", { class: "secondary", "data-action": "photos", onclick: async () => {
     const reports = await Pantau.api(`/incidents/${i.id}/reports`);
     const urls = [];
     for (const r of reports.filter((r) => r.photo_url)) {
       const resp = await fetch(r.photo_url, { headers: { Authorization: `Bearer ${Pantau.token}` } });
-      if (resp.ok) urls.push(URL.createObjectURL(await resp.blob()));
+      if (resp.ok) urls.push(await dataUrl(await resp.blob()));
     }
     reportPhotos[i.id] = urls;
-    shown.replaceChildren(...(urls.length ? urls.map((u) => el("img", { src: u, alt: "foto laporan", style: "max-width:100%" })) : ["tanpa foto"]));
+    shown.replaceChildren(...(urls.length ? urls.map(photoImg) : ["tanpa foto"]));
   } }, "Lihat foto");
   return el("div", { class: "unverified", "data-unverified": "1" },
     el("strong", {}, "Laporan warga · belum diverifikasi"), " (tidak tampil di publik sampai diterima) ", button, shown);

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 
+from pantau.lifecycle import stop_on_signals
 from pantau.local.errors import ServiceError
 from pantau.local.stack import LocalStack
 
@@ -43,14 +41,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str]) -> int:
     args = _parser().parse_args(argv)
-    stopping: list[int] = []
-
-    def request_stop(signum: int, _frame: FrameType | None) -> None:
-        stopping.append(signum)
-
     # Handlers first, so a SIGTERM during start-up still stops what has started.
-    signal.signal(signal.SIGTERM, request_stop)
-    signal.signal(signal.SIGINT, request_stop)
+    stopping = stop_on_signals()
     stack = LocalStack(args.run_dir, mqtt_port=args.mqtt_port, influx_port=args.influx_port)
     try:
         stack.start()
@@ -59,7 +51,7 @@ def main(argv: Sequence[str]) -> int:
         return 1
     try:
         _print_banner(stack)
-        while not stopping:
+        while not stopping.wait(0.2):
             for service in (stack.mosquitto, stack.influxd):
                 if not service.running:
                     print(
@@ -67,8 +59,6 @@ def main(argv: Sequence[str]) -> int:
                         file=sys.stderr,
                     )
                     return 1
-            time.sleep(0.2)
-        log.info("%s received, stopping", signal.Signals(stopping[0]).name)
         return 0
     finally:
         stack.stop()

@@ -10,13 +10,9 @@ store.transition(update.incident.id, WorkflowState.ACKNOWLEDGED, "op:ani", "on i
 from pantau.store import api_tables as _api_tables  # noqa: F401
 from pantau.store.mapping import event_from_row, incident_from_row, outbox_from_row
 from pantau.store.migrate import DEFAULT_URL, make_engine, migrate
+from pantau.store.placement import DEFAULT_AGENCY, default_placement, placement_by_zone
 from pantau.store.sla import SlaPolicy, SlaTarget, load_sla_policy
-from pantau.store.store import (
-    DEFAULT_AGENCY,
-    IncidentStore,
-    default_placement,
-    placement_by_zone,
-)
+from pantau.store.store import IncidentStore
 from pantau.store.types import (
     INACTIVE_WORKFLOW,
     RULES_ACTOR,

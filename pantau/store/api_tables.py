@@ -32,6 +32,8 @@ class UserRow(Base):
     zones: Mapped[str] = mapped_column(Text, default="")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    # Raised to revoke every token issued before (migration 0004).
+    session_version: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     __table_args__ = (_one_of("role", ROLES),)
 

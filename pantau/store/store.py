@@ -15,9 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, Select, or_, select
-from sqlalchemy import delete as sql_delete
-from sqlalchemy import update as sql_update
+from sqlalchemy import Engine, Select, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -28,15 +26,15 @@ from pantau.incidents import (
     ConditionState,
     DedupKey,
     Evidence,
-    Hazard,
     Severity,
     WorkflowState,
 )
-from pantau.zones import ZoneLevel
 
 from .mapping import event_from_row, incident_from_row, outbox_from_row
 from .migrate import make_engine, migrate
 from .models import IncidentEventRow, IncidentRow, OutboxRow
+from .outbox import OutboxQueue
+from .placement import DEFAULT_AGENCY, default_placement, placement_by_zone
 from .sla import SlaPolicy
 from .types import (
     INACTIVE_WORKFLOW,
@@ -50,59 +48,11 @@ from .types import (
     InvalidTransition,
     NotifyState,
     OutboxKind,
-    OutboxMessage,
     Placement,
     UpdateKind,
 )
 
 logger = logging.getLogger(__name__)
-
-# Which agency answers for a hazard when the caller does not say (Pantau defaults,
-# agency ids from config/agencies.yaml).
-DEFAULT_AGENCY: dict[Hazard, str] = {
-    Hazard.FLOOD: "bpbd",
-    Hazard.HEAVY_RAIN: "bpbd",
-    Hazard.PUMP_FAILURE: "pupr",
-    Hazard.ROAD_DAMAGE: "pupr",
-    Hazard.TRAFFIC_JAM: "dishub",
-    Hazard.SENSOR_OFFLINE: "diskominfo",
-    Hazard.SENSOR_STUCK: "diskominfo",
-    Hazard.BATTERY_LOW: "diskominfo",
-    Hazard.DATA_QUALITY: "diskominfo",
-    Hazard.CAMERA_FAULT: "diskominfo",
-}
-
-_ZONE_PREFIXES: tuple[tuple[str, ZoneLevel], ...] = (
-    ("kel-", ZoneLevel.KELURAHAN),
-    ("kec-", ZoneLevel.KECAMATAN),
-    ("kota-", ZoneLevel.KOTA),
-)
-
-
-def default_placement(change: ConditionChange) -> Placement:
-    """Zone level from the zone id's prefix (pantau.zones ids), agency by hazard.
-
-    Catchments and corridors have free-form ids: give the store
-    `place=placement_by_zone(lambda z: zone_index.zone(z).level)` to place those."""
-    for prefix, level in _ZONE_PREFIXES:
-        if change.key.zone_id.startswith(prefix):
-            return Placement(zone_level=level, agency=DEFAULT_AGENCY.get(change.key.hazard))
-    raise ValueError(
-        f"zone id {change.key.zone_id!r} has no kel-/kec-/kota- prefix: "
-        "pass IncidentStore(place=placement_by_zone(...)) to place incidents in such zones"
-    )
-
-
-def placement_by_zone(
-    level_of: Callable[[str], str],
-    agency_of: Callable[[ConditionChange], str | None] = lambda c: DEFAULT_AGENCY.get(c.key.hazard),
-) -> Callable[[ConditionChange], Placement]:
-    """A `place` function from a zone-level lookup (e.g. the rule engine's ZoneIndex)."""
-
-    def place(change: ConditionChange) -> Placement:
-        return Placement(zone_level=str(level_of(change.key.zone_id)), agency=agency_of(change))
-
-    return place
 
 
 def _fmt(when: datetime) -> str:
@@ -147,7 +97,7 @@ class _Pending:
         self.row.events.append(self.events[-1])
 
 
-class IncidentStore:
+class IncidentStore(OutboxQueue):
     def __init__(
         self,
         engine_or_url: Engine | str,
@@ -531,73 +481,6 @@ class IncidentStore:
             update = _result(UpdateKind.UPDATED, p)
             assert update.incident is not None
             return self._enqueue(session, row, update, compose(update.incident))
-
-    # -- the outbox -----------------------------------------------------------------------
-
-    def unpublished(self, limit: int = 1000) -> list[OutboxMessage]:
-        """Outbox rows the broker has not confirmed yet, oldest first."""
-        query = (
-            select(OutboxRow)
-            .where(OutboxRow.published_at.is_(None))
-            .order_by(OutboxRow.id)
-            .limit(limit)
-        )
-        with self._sessions() as session:
-            return [outbox_from_row(r) for r in session.scalars(query)]
-
-    def mark_published(self, ids: Sequence[int]) -> None:
-        if not ids:
-            return
-        with self._sessions() as session, session.begin():
-            session.execute(
-                sql_update(OutboxRow)
-                .where(OutboxRow.id.in_(list(ids)), OutboxRow.published_at.is_(None))
-                .values(published_at=self._clock.now())
-            )
-
-    def pending_notifications(self, limit: int = 100) -> list[OutboxMessage]:
-        """Alert rows not yet handed to the chat webhooks, oldest first."""
-        query = (
-            select(OutboxRow)
-            .where(OutboxRow.notify_state == NotifyState.PENDING)
-            .order_by(OutboxRow.id)
-            .limit(limit)
-        )
-        with self._sessions() as session:
-            return [outbox_from_row(r) for r in session.scalars(query)]
-
-    def record_notification(
-        self, message_id: int, state: NotifyState, attempts: int, error: str | None = None
-    ) -> None:
-        with self._sessions() as session, session.begin():
-            row = session.get(OutboxRow, message_id, with_for_update=True)
-            if row is None:
-                raise KeyError(f"no outbox row {message_id}")
-            row.notify_state = state
-            row.notify_attempts += attempts
-            row.notify_error = error
-            row.notified_at = self._clock.now()
-
-    def prune_outbox(self, published_before: datetime, *, keep_pending: bool = True) -> int:
-        """Delete rows published before `published_before`; the number deleted. Unsent
-        rows are never pruned; rows still pending for the webhooks only with
-        `keep_pending=False` (no webhook notifier runs)."""
-        query = sql_delete(OutboxRow).where(OutboxRow.published_at < published_before)
-        if keep_pending:
-            query = query.where(
-                or_(
-                    OutboxRow.notify_state.is_(None),
-                    OutboxRow.notify_state != NotifyState.PENDING,
-                )
-            )
-        with self._sessions() as session, session.begin():
-            result = session.execute(query)
-            return int(getattr(result, "rowcount", 0) or 0)
-
-    def outbox_message(self, message_id: int) -> OutboxMessage | None:
-        with self._sessions() as session:
-            row = session.get(OutboxRow, message_id)
-            return None if row is None else outbox_from_row(row)
 
     # -- queries ------------------------------------------------------------------------
 

@@ -14,15 +14,13 @@ import argparse
 import errno
 import logging
 import math
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
 
 from pantau.cameras import CameraKind, load_cameras
 from pantau.city import load_city
+from pantau.lifecycle import run_until_signalled
 from simulators.camera.faults import Fault, FaultInjector, FaultWindow
 from simulators.camera.scene import DrainScene, Image, Lighting, RoadScene, Truth, Vehicle
 from simulators.camera.server import CameraFeed, CameraServer, Scene, write_video
@@ -107,19 +105,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    stop = threading.Event()
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+    def started() -> None:
+        log.info(
+            "serving %d simulated cameras on http://127.0.0.1:%d/cameras/", len(feeds), server.port
+        )
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    server.start()
-    log.info(
-        "serving %d simulated cameras on http://127.0.0.1:%d/cameras/", len(feeds), server.port
-    )
-    stop.wait()
-    server.stop()
+    run_until_signalled(server, started=started)
     return 0
 
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -38,7 +39,7 @@ CITY = load_city()
 ZONES = ZoneIndex.for_city(CITY)
 
 
-def api_settings(database_url: str) -> Settings:
+def api_settings(database_url: str, **api: Any) -> Settings:
     # Argon2id at its minimum cost: the same code path, a hundredth of the time.
     return Settings(
         database_url=database_url,
@@ -46,6 +47,7 @@ def api_settings(database_url: str) -> Settings:
             jwt_secret=SecretStr(secrets.token_urlsafe(32)),
             argon2_memory_kib=1024,
             argon2_time_cost=1,
+            **api,
         ),
     )
 
@@ -122,9 +124,9 @@ def seed(ctx: ApiContext) -> tuple[Incident, Incident, Incident]:
     return k, c, r
 
 
-def make_world(database_url: str, base: Settings | None = None) -> Iterator[World]:
-    """With `base` (the run's services), InfluxDB is used too."""
-    settings = api_settings(database_url)
+def make_world(database_url: str, base: Settings | None = None, **api: Any) -> Iterator[World]:
+    """With `base` (the run's services), InfluxDB is used too; `api`: ApiSettings."""
+    settings = api_settings(database_url, **api)
     if base is not None:
         settings = settings.model_copy(update={"influx": base.influx, "mqtt": base.mqtt})
     ctx = build_context(settings, city=CITY, zones=ZONES, use_influx=base is not None)

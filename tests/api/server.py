@@ -11,14 +11,19 @@ from contextlib import contextmanager
 import uvicorn
 from fastapi import FastAPI
 
+from api.__main__ import server_options
 from pantau.local.ports import free_port
 
 
 @contextmanager
 def serve(app: FastAPI) -> Iterator[str]:
     port = free_port()
+    # As `pantau api serve` runs it (no proxy headers believed from loopback).
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", timeout_graceful_shutdown=1
+        app,
+        **server_options("127.0.0.1", port),
+        log_level="warning",
+        timeout_graceful_shutdown=1,
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

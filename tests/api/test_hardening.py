@@ -17,15 +17,16 @@ from pantau.settings import ApiSettings, MqttSettings, Settings
 from tests.api.conftest import CITY, PASSWORD, ZONES, World, seed
 
 
-def test_failed_logins_are_throttled_per_username_and_audited(world: World) -> None:
-    limit = world.ctx.settings.api.login_failures_per_15min
-    for _ in range(limit):
+def test_failed_logins_are_delayed_per_username_and_address_and_audited(world: World) -> None:
+    free = world.ctx.settings.api.login_failures_free
+    for _ in range(free):
         r = world.client.post("/auth/token", data={"username": "barat", "password": "guess-1"})
         assert r.status_code == 401
     r = world.client.post("/auth/token", data={"username": "barat", "password": PASSWORD})
     assert r.status_code == 429  # even the right password waits: no oracle for the guesser
-    assert int(r.headers["Retry-After"]) > 0
-    # another account is not locked out by barat's attacker (below the address limit)
+    assert int(r.headers["Retry-After"]) >= 1
+    assert r.headers["X-Login-Delay"] == "account"
+    # another account from the same address is not delayed (below the address allowance)
     assert (
         world.client.post(
             "/auth/token", data={"username": "selatan", "password": PASSWORD}
@@ -33,7 +34,7 @@ def test_failed_logins_are_throttled_per_username_and_audited(world: World) -> N
         == 200
     )
     log = world.client.get("/audit", headers=world.headers("audit")).json()["data"]
-    assert any(e["action"] == "login" and e["detail"] == "throttled" for e in log), log
+    assert any(e["action"] == "login" and e["detail"].startswith("delayed") for e in log), log
 
 
 def test_cors_is_closed_unless_origins_are_configured(world: World, tmp_path: Path) -> None:

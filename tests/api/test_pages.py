@@ -127,3 +127,34 @@ def test_ops_page_draws_the_city(world: World, browser: Browser, tmp_path: Path)
         expect(page.locator("#incidents tr")).to_have_count(2)
         page.screenshot(path=str(tmp_path / "ops.png"), full_page=True)
     assert (tmp_path / "ops.png").stat().st_size > 10_000
+
+
+def test_the_crew_page_says_when_and_why_a_login_is_delayed(
+    world: World, browser: Browser, tmp_path: Path
+) -> None:
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None,
+    )
+    free = world.ctx.settings.api.login_failures_free
+    with serve(create_app(world.ctx)) as base:
+        page.goto(f"{base}/app/crew")
+        page.fill("#username", "barat")
+        for _ in range(free):
+            page.fill("#password", "salah-tebak")
+            page.press("#password", "Enter")
+            expect(page.locator("#login-error")).to_have_text(
+                "Nama pengguna atau kata sandi salah."
+            )
+            page.evaluate("document.getElementById('login-error').textContent = ''")
+        page.fill("#password", PASSWORD)
+        page.press("#password", "Enter")
+        error = page.locator("#login-error")
+        expect(error).to_contain_text("Terlalu banyak kata sandi salah untuk akun ini")
+        expect(error).to_contain_text("coba lagi pukul")
+        expect(error).to_contain_text("Akun Anda tidak dikunci")
+        expect(page.locator("#login-button")).to_be_disabled()
+        page.screenshot(path=str(tmp_path / "crew-delayed.png"), full_page=True)
+    assert violations == []

@@ -7,14 +7,25 @@ import queue
 import threading
 from typing import Any
 
+import cv2
 import httpx
+import numpy as np
 from fastapi.testclient import TestClient
 
 from api.app import create_app
 from tests.api.conftest import World
 from tests.api.server import serve
 
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+
+def _png() -> bytes:
+    pixels = np.zeros((48, 64, 3), np.uint8)
+    pixels[:, :32] = (200, 120, 40)
+    ok, data = cv2.imencode(".png", pixels)
+    assert ok
+    return data.tobytes()
+
+
+PNG = _png()
 
 
 def _reader(url: str, headers: dict[str, str], out: queue.Queue[dict[str, Any]]) -> None:
@@ -87,8 +98,11 @@ def test_citizen_reports_corroborate_or_open(world: World) -> None:
     photo_url = staff[0]["photo_url"]
     assert staff[1]["photo_url"] is None
     photo = c.get(photo_url, headers=ops)
-    assert photo.status_code == 200 and photo.content == PNG
-    assert photo.headers["content-type"] == "image/png"
+    assert photo.status_code == 200 and photo.content.startswith(b"\xff\xd8")  # re-encoded
+    assert photo.headers["content-type"] == "image/jpeg"
+    shown = cv2.imdecode(np.frombuffer(photo.content, np.uint8), cv2.IMREAD_COLOR)
+    assert shown is not None
+    assert shown.shape == (48, 64, 3)
     assert photo.headers["cache-control"] == "private, no-store"
     assert c.get(photo_url).status_code == 401
     assert c.get(photo_url, headers=world.headers("selatan")).status_code == 404

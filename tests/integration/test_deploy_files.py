@@ -27,7 +27,7 @@ from pantau.local.postgres import Postgres
 from pantau.settings import MqttSettings, Settings
 from pantau.zoneindex import ZoneIndex
 from rules.service import make_store
-from simulators.__main__ import _login
+from simulators.__main__ import device_login
 
 pytestmark = pytest.mark.integration
 
@@ -119,13 +119,13 @@ def test_the_simulator_logs_each_gateway_in_on_its_own_account(
     """`pantau simulate run` in compose's demo profile: gateway passwords derive from
     PANTAU_BROKER_SECRET, as `pantau broker config` derives them."""
     monkeypatch.setenv("PANTAU_BROKER_SECRET", BROKER_SECRET)
-    login = _login(MqttSettings(port=broker))
+    login = device_login(MqttSettings(port=broker))
     assert login is not None
     gateway = login("gw-karawaci")
     assert gateway.username == "gw-karawaci" and gateway.password is not None
     assert not connect(broker, "gw-karawaci", gateway.password.get_secret_value()).is_failure
     monkeypatch.delenv("PANTAU_BROKER_SECRET")
-    assert _login(MqttSettings(port=broker)) is None
+    assert device_login(MqttSettings(port=broker)) is None
 
 
 def test_the_healthcheck_fails_without_a_broker() -> None:

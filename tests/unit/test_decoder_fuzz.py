@@ -110,3 +110,12 @@ def test_a_senml_time_far_before_receipt_is_a_bad_timestamp_not_a_crash() -> Non
     outcome = PIPELINE.handle(TOPICS.sensor_up(DEVICE), dumps(pack), SENML_CONTENT_TYPE, NOW)
     assert [r.reason for r in outcome.rejections] == ["bad_timestamp"]
     assert not outcome.lines
+
+
+def test_a_native_epoch_time_beyond_any_float_is_a_bad_timestamp_not_a_crash() -> None:
+    """Found by the hypothesis test above: an integer `time` of 10**400 raised
+    OverflowError out of the decoder."""
+    body = {"device": DEVICE, "time": 10**400, "readings": {"rssi": -70.0}}
+    outcome = PIPELINE.handle(TOPICS.sensor_up(DEVICE), dumps(body), None, NOW)
+    assert [r.reason for r in outcome.rejections] == ["bad_timestamp"]
+    assert not outcome.lines

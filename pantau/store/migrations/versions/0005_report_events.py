@@ -1,7 +1,7 @@
 """timeline events of kind `report`: a citizen report attached to an incident
 
-Revision ID: 0004
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-06
 
 A report that corroborates an incident goes on its timeline (and so on the live
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision: str = "0004"
-down_revision: str | None = "0003"
+revision: str = "0005"
+down_revision: str | None = "0004"
 branch_labels: str | None = None
 depends_on: str | None = None
 
