@@ -25,9 +25,12 @@ presence (availability) stays over [start, min(end, as_of)).
 - detection delay (min): opened_at - evidence first_at, i.e. from the first breaching
   reading to the incident's opening, both in event time (includes the rule's hold
   time); incidents without device evidence (citizen reports) are left out.
-- sensor availability %: buckets of `availability_bucket_minutes` in [start, as_of) in
-  which a device stored at least one reading of its kind's first metric, summed over
-  the scope's devices, / (devices x buckets) x 100.
+- sensor availability %: buckets of `availability_bucket_minutes` from the period's
+  start to min(end, as_of) in which a device stored at least one reading of its kind's
+  first metric, summed over the scope's devices, / the buckets they owed x 100. A
+  device owes the buckets from the one it was commissioned in (the registry's
+  `commissioned`; none: all of them); a scope with no device in service has no value
+  (null; the demo prints a dash), and a KPI without a value is left out of the score with its weight.
 - camera availability %: likewise over the scope's cameras, a bucket counting when the
   camera stored at least one analysis that found no camera fault (a camera whose lens
   is covered or blurred still sends analyses, but the city cannot see through it).
