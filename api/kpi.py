@@ -30,7 +30,8 @@ presence (availability) stays over [start, min(end, as_of)).
   first metric, summed over the scope's devices, / the buckets they owed x 100. A
   device owes the buckets from the one it was commissioned in (the registry's
   `commissioned`; none: all of them); a scope with no device in service has no value
-  (null; the demo prints a dash), and a KPI without a value is left out of the score with its weight.
+  (null; the demo prints a dash), and a KPI without a value is left out of the score
+  with its weight.
 - camera availability %: likewise over the scope's cameras, a bucket counting when the
   camera stored at least one analysis that found no camera fault (a camera whose lens
   is covered or blurred still sends analyses, but the city cannot see through it).
