@@ -25,6 +25,7 @@ from api.app import create_app
 from api.context import build_context
 from api.principal import Role
 from api.security import InsecureSecret
+from pantau.local.ports import listening_socket
 from pantau.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -114,7 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         host = getattr(args, "host", None) or settings.api.host
         port = getattr(args, "port", None) or settings.api.port
-        uvicorn.run(create_app(ctx), **server_options(host, port), log_level="info")
+        # Bound here so a port in use ends in one line (pantau.cli), not uvicorn's log.
+        sock = listening_socket(host, port, "pantau api")
+        config = uvicorn.Config(create_app(ctx), **server_options(host, port), log_level="info")
+        uvicorn.Server(config).run(sockets=[sock])
         return 0
     finally:
         ctx.close()

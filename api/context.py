@@ -20,6 +20,7 @@ from pantau.zoneindex import ZoneIndex
 
 from .accounts import Accounts
 from .audit import AuditLog
+from .cap import CapConfig, load_cap_config
 from .geography import Geography
 from .kpi import Kpis
 from .kpi_config import KpiConfig, load_kpi_config
@@ -46,6 +47,7 @@ class ApiContext:
     clock: Clock
     signing_key: str
     kpi: KpiConfig
+    cap: CapConfig  # config/cap.yaml: public alerts' instructions and expiry
     influx: InfluxQL | None
     report_limiter: RateLimiter
     login_delays: LoginDelays
@@ -129,6 +131,7 @@ def build_context(
         user_sessions=SessionCheck(accounts.session_of, settings.api.session_check_s),
         events=EventVersion(read_engine),
         kpi=load_kpi_config(settings.config_dir / "kpi.yaml"),
+        cap=load_cap_config(settings.config_dir / "cap.yaml"),
         influx=influx,
         report_limiter=RateLimiter(settings.api.report_rate_per_hour, 3600.0, clock),
         login_delays=LoginDelays(

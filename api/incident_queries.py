@@ -25,6 +25,15 @@ def origin_of(rule_id: str) -> Origin:
     return "citizen_report" if rule_id == CITIZEN_RULE else "rules"
 
 
+def awaiting_verification(incident: Incident) -> bool:
+    """Opened by citizen reports and nobody has acknowledged (verified) it yet: staff
+    see it marked so, the public feeds do not carry it (api.public_alerts)."""
+    return incident.key.rule_id == CITIZEN_RULE and incident.workflow_state in {
+        WorkflowState.OPEN,
+        WorkflowState.SUPPRESSED,
+    }
+
+
 def severity_name(severity: Severity) -> SeverityName:
     name: SeverityName = severity.name.lower()  # type: ignore[assignment]
     return name
@@ -130,6 +139,7 @@ def public_fields(incident: Incident, geo: Geography) -> dict[str, Any]:
         "id": incident.id,
         "rule_id": incident.key.rule_id,
         "origin": origin_of(incident.key.rule_id),
+        "awaiting_verification": awaiting_verification(incident),
         "zone_id": zone_id,
         "zone_name": geo.name(zone_id),
         "zone_level": incident.zone_level,

@@ -3,6 +3,9 @@ availability). Every formula is stated here and in the README's "API" section.
 
 Period: [start, end), UTC. `as_of` = min(end, now): what can be known at the time of
 asking. The incidents *of the period* are those opened (event time) in [start, end).
+Followed to a later time (`followed_to` >= end, e.g. a storm's incidents until every
+crew answered), `as_of` = min(followed_to, now) for what people did about them; data
+presence (availability) stays over [start, min(end, as_of)).
 
 - counts: incidents of the period by hazard and by maximum severity.
 - time to acknowledge (min): acknowledged_at - opened_at, over incidents of the period
@@ -22,9 +25,13 @@ asking. The incidents *of the period* are those opened (event time) in [start, e
 - detection delay (min): opened_at - evidence first_at, i.e. from the first breaching
   reading to the incident's opening, both in event time (includes the rule's hold
   time); incidents without device evidence (citizen reports) are left out.
-- sensor availability %: buckets of `availability_bucket_minutes` in [start, as_of) in
-  which a device stored at least one reading of its kind's first metric, summed over
-  the scope's devices, / (devices x buckets) x 100.
+- sensor availability %: buckets of `availability_bucket_minutes` from the period's
+  start to min(end, as_of) in which a device stored at least one reading of its kind's
+  first metric, summed over the scope's devices, / the buckets they owed x 100. A
+  device owes the buckets from the one it was commissioned in (the registry's
+  `commissioned`; none: all of them); a scope with no device in service has no value
+  (null; the demo prints a dash), and a KPI without a value is left out of the score
+  with its weight.
 - camera availability %: likewise over the scope's cameras, a bucket counting when the
   camera stored at least one analysis that found no camera fault (a camera whose lens
   is covered or blurred still sends analyses, but the city cannot see through it).
@@ -126,10 +133,11 @@ def compute(
     *,
     availability_pct: float | None = None,
     camera_availability_pct: float | None = None,
+    followed_to: datetime | None = None,
 ) -> Kpis:
     """The KPIs of the period from every incident that may bear on it (opened before
     `end`; those opened before `start` only count towards the backlog)."""
-    as_of = min(end, now)
+    as_of = min(max(end, followed_to or end), now)
     all_facts = list(facts)
     period = [f for f in all_facts if start <= f.opened_at < end]
     acks = [
@@ -220,8 +228,3 @@ def score(k: Kpis, config: KpiConfig) -> Kpis:
         weights += t.weight
     total = round(weighted / weights, 2) if weights > 0 else None
     return replace(k, score=total, subscores=subs)
-
-
-def availability(present_buckets: int, devices: int, buckets: int) -> float | None:
-    expected = devices * buckets
-    return 100.0 * present_buckets / expected if expected > 0 else None

@@ -23,7 +23,7 @@ from pantau.store.models import IncidentRow
 
 from .context import ApiContext
 from .incident_queries import scope_filter
-from .kpi import IncidentFacts, Kpis, availability, compute, score, scored_values
+from .kpi import IncidentFacts, Kpis, compute, score, scored_values
 from .principal import Principal
 
 logger = logging.getLogger(__name__)
@@ -168,72 +168,123 @@ def _buckets(ctx: ApiContext, start: datetime, as_of: datetime) -> tuple[int, in
     return bucket_s, math.ceil(span_s / bucket_s)
 
 
-def _present_buckets(
+class InService(Protocol):
+    """A device or a camera: what availability needs to know of it."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def in_service_from(self) -> datetime | None: ...
+
+
+def _expected_buckets(
+    things: Sequence[InService], start: datetime, buckets: int, bucket_s: int
+) -> dict[str, int]:
+    """Per thing in service during the period: the index of its first bucket (the one
+    it was commissioned in). Things commissioned after the period are left out."""
+    first: dict[str, int] = {}
+    for t in things:
+        since = t.in_service_from
+        k = (
+            0
+            if since is None or since <= start
+            else int((since - start).total_seconds()) // bucket_s
+        )
+        if k < buckets:
+            first[t.id] = k
+    return first
+
+
+def _present(
     ctx: ApiContext,
     measurement: str,
     *,
     tag: str,
-    ids: set[str],
+    first: dict[str, int],
     start: datetime,
     as_of: datetime,
     bucket_s: int,
     condition: str = "",
 ) -> int:
-    """(id, bucket) pairs in [start, as_of) with at least one point of `measurement`."""
+    """(id, bucket) pairs in service in [start, as_of) with at least one point of
+    `measurement`. Buckets start at `start` (the GROUP BY offset), not at the epoch."""
     assert ctx.influx is not None
+    offset = int(start.timestamp()) % bucket_s
     q = (
         f"SELECT count(value) FROM {quote_ident(measurement)} "  # noqa: S608
         f"WHERE time >= $start AND time < $end {condition}"
-        f"GROUP BY time({bucket_s}s), {quote_ident(tag)} fill(none)"
+        f"GROUP BY time({bucket_s}s, {offset}s), {quote_ident(tag)} fill(none)"
     )
     params: dict[str, str | int | float | bool] = {
         "start": start.isoformat(),
         "end": as_of.isoformat(),
     }
-    rows = ctx.influx.rows(q, params=params)
-    return sum(1 for r in rows if r.get(tag) in ids and isinstance(r.get("count"), int))
+    rows = ctx.influx.rows(q, params=params, epoch="s")
+    t0 = int(start.timestamp())
+    present = 0
+    for r in rows:
+        who, at = r.get(tag), r.get("time")
+        if not isinstance(who, str) or who not in first or not isinstance(at, int):
+            continue
+        if not isinstance(r.get("count"), int):
+            continue
+        if (at - t0) // bucket_s >= first[who]:
+            present += 1
+    return present
+
+
+def _share(present: int, first: dict[str, int], buckets: int) -> float | None:
+    expected = sum(buckets - k for k in first.values())
+    return 100.0 * min(present, expected) / expected if expected > 0 else None
 
 
 def sensor_availability(
     ctx: ApiContext, devices: Sequence[Device], start: datetime, as_of: datetime
 ) -> float | None:
-    """Share of (device, bucket) pairs in [start, as_of) with at least one reading of the
-    device's first metric; None without InfluxDB, devices or time."""
+    """Share of (device, bucket) pairs in [start, as_of) while the device was in service
+    with at least one reading of its first metric; None without InfluxDB, time, or a
+    device in service (no device is not a device down)."""
     if ctx.influx is None or not devices or as_of <= start:
         return None
     bucket_s, buckets = _buckets(ctx, start, as_of)
-    by_metric: defaultdict[str, set[str]] = defaultdict(set)
+    first = _expected_buckets([d for d in devices if d.metrics], start, buckets, bucket_s)
+    if not first:
+        return None
+    by_metric: defaultdict[str, dict[str, int]] = defaultdict(dict)
     for d in devices:
-        if d.metrics:
-            by_metric[d.metrics[0]].add(d.id)
+        if d.id in first:
+            by_metric[d.metrics[0]][d.id] = first[d.id]
     try:
         present = sum(
-            _present_buckets(
-                ctx, metric, tag="device", ids=ids, start=start, as_of=as_of, bucket_s=bucket_s
+            _present(
+                ctx, metric, tag="device", first=ids, start=start, as_of=as_of, bucket_s=bucket_s
             )
             for metric, ids in sorted(by_metric.items())
         )
     except InfluxQLError as err:
         logger.warning("sensor availability unavailable: %s", err)
         return None
-    return availability(min(present, len(devices) * buckets), len(devices), buckets)
+    return _share(present, first, buckets)
 
 
 def camera_availability(
     ctx: ApiContext, cameras: Sequence[Camera], start: datetime, as_of: datetime
 ) -> float | None:
-    """Share of (camera, bucket) pairs in [start, as_of) with at least one analysis that
-    found no camera fault (`camera_fault` = 0); None without InfluxDB, cameras or time."""
+    """Share of (camera, bucket) pairs in [start, as_of) while the camera was in service
+    with at least one analysis that found no camera fault (`camera_fault` = 0); None
+    without InfluxDB, time, or a camera in service."""
     if ctx.influx is None or not cameras or as_of <= start:
         return None
     bucket_s, buckets = _buckets(ctx, start, as_of)
-    ids = {c.id for c in cameras}
+    first = _expected_buckets(cameras, start, buckets, bucket_s)
+    if not first:
+        return None
     try:
-        present = _present_buckets(
+        present = _present(
             ctx,
             "camera_fault",
             tag="camera",
-            ids=ids,
+            first=first,
             start=start,
             as_of=as_of,
             bucket_s=bucket_s,
@@ -242,37 +293,54 @@ def camera_availability(
     except InfluxQLError as err:
         logger.warning("camera availability unavailable: %s", err)
         return None
-    return availability(min(present, len(ids) * buckets), len(ids), buckets)
+    return _share(present, first, buckets)
 
 
-def kpis_for(ctx: ApiContext, who: Principal, scope: Scope, start: datetime, end: datetime) -> Kpis:
+def kpis_for(
+    ctx: ApiContext,
+    who: Principal,
+    scope: Scope,
+    start: datetime,
+    end: datetime,
+    *,
+    followed_to: datetime | None = None,
+) -> Kpis:
     """The scored KPIs, from a cache while no timeline event is newer and the minute of
     `as_of` is the same (a period still running ages: pending checks become missed)."""
     now = ctx.clock.now()
-    as_of_minute = min(end, now).replace(second=0, microsecond=0)
-    key = ("kpi", who.agency, who.kecamatan, scope, start, end)
+    as_of_minute = min(max(end, followed_to or end), now).replace(second=0, microsecond=0)
+    key = ("kpi", who.agency, who.kecamatan, scope, start, end, followed_to)
     version = (ctx.version(), as_of_minute)
     cached = ctx.kpi_cache.get(key, version)
     if cached is not None:
         return cached
-    k = _kpis_for(ctx, who, scope, start, end, now=now)
+    k = _kpis_for(ctx, who, scope, start, end, now=now, followed_to=followed_to)
     ctx.kpi_cache.put(key, version, k)
     return k
 
 
 def _kpis_for(
-    ctx: ApiContext, who: Principal, scope: Scope, start: datetime, end: datetime, *, now: datetime
+    ctx: ApiContext,
+    who: Principal,
+    scope: Scope,
+    start: datetime,
+    end: datetime,
+    *,
+    now: datetime,
+    followed_to: datetime | None = None,
 ) -> Kpis:
-    as_of = min(end, now)
+    present_until = min(end, now)  # data presence: over the period itself
     devices = in_scope(ctx, who, scope, ctx.city.devices.values())
     cameras = in_scope(ctx, who, scope, ctx.cameras.values())
+    # Incidents opened in [start, end); what people did about them, up to followed_to.
     k = compute(
         facts(ctx, who, scope, start, end),
         start,
         end,
         now,
-        availability_pct=sensor_availability(ctx, devices, start, as_of),
-        camera_availability_pct=camera_availability(ctx, cameras, start, as_of),
+        availability_pct=sensor_availability(ctx, devices, start, present_until),
+        camera_availability_pct=camera_availability(ctx, cameras, start, present_until),
+        followed_to=followed_to,
     )
     return score(k, ctx.kpi)
 

@@ -21,7 +21,11 @@ class _Out(BaseModel):
 class IncidentPublic(_Out):
     id: int
     rule_id: str
-    origin: Origin = Field(description="citizen_report: opened by a report, awaiting verification")
+    origin: Origin = Field(description="citizen_report: opened by citizen reports")
+    awaiting_verification: bool = Field(
+        description="opened by citizen reports and not yet verified (acknowledged) by an "
+        "operator, supervisor or crew: not on the public feeds",
+    )
     zone_id: str
     zone_name: str
     zone_level: str
@@ -137,6 +141,12 @@ class ResolveBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     code: ResolutionCode
     note: str = Field(min_length=1, max_length=500)
+    condition_reason: str = Field(
+        default="",
+        max_length=500,
+        description="required while the incident's condition is still active (the data "
+        "still says so): why it is resolved anyway; kept on the timeline",
+    )
 
 
 class ReopenBody(BaseModel):

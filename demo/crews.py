@@ -4,9 +4,11 @@ Each incident goes to the crew it was routed to (a crew on shift, or the agency'
 supervisor). A crew acknowledges 2-12 minutes after the incident opened (one in five is
 slow: 20-40), dispatches itself a minute later, is on site 15 minutes after the
 acknowledgement and resolves 30-150 minutes after opening (at least 20 minutes after
-acknowledging). A supervisor acknowledges and resolves but sends no crew, so it neither
-dispatches nor goes on site. Delays come from a `Random` seeded per incident by its
-dedup key: the same incidents give the same answers.
+acknowledging, and 5-20 minutes after the condition cleared: an incident whose
+condition is still active at the end stays open, the crew on site). A supervisor
+acknowledges and resolves but sends no crew, so it neither dispatches nor goes on site.
+Delays come from a `Random` seeded per incident by its dedup key: the same incidents
+give the same answers.
 
 The crews act only through the HTTP API (`demo.apiserver`), with crew (or
 supervisor) tokens signed by the API's key; the API's `ManualClock` is set to each
@@ -29,7 +31,7 @@ from api.context import ApiContext
 from api.principal import Principal, Role
 from api.security import issue_token
 from pantau.clock import ManualClock
-from pantau.incidents import DedupKey
+from pantau.incidents import ConditionState, DedupKey
 from pantau.store import incident_from_row
 from pantau.store.models import IncidentRow
 from pantau.store.types import Incident
@@ -50,7 +52,7 @@ class Answer:
     crew: str
     opened_at: datetime
     ack_after: timedelta
-    resolve_after: timedelta
+    resolve_after: timedelta | None  # None: the condition is still active, the crew stays
     by_supervisor: bool = False  # an agency supervisor (the roster's): sends no crew
 
     @property
@@ -58,8 +60,8 @@ class Answer:
         return self.opened_at + self.ack_after
 
     @property
-    def resolved_at(self) -> datetime:
-        return self.opened_at + self.resolve_after
+    def resolved_at(self) -> datetime | None:
+        return None if self.resolve_after is None else self.opened_at + self.resolve_after
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +103,13 @@ def plan_answers(
         seen[k] += 1
         slow = rng.random() < 0.2
         ack = rng.randint(20, 40) * M if slow else rng.randint(2, 12) * M
-        resolve = max(ack + 20 * M, rng.randint(30, 150) * M)
+        resolve: timedelta | None = max(ack + 20 * M, rng.randint(30, 150) * M)
+        # "Receded" only once the data says so: a crew resolves 5-20 minutes after the
+        # condition cleared at the earliest, and stays while it is still active.
+        if inc.condition_state is ConditionState.ACTIVE:
+            resolve = None
+        elif inc.condition_state is ConditionState.CLEARED and resolve is not None:
+            resolve = max(resolve, inc.condition_at - inc.opened_at + rng.randint(5, 20) * M)
         crew = crew_of(inc)
         if crew is not None:
             answers.append(Answer(inc.id, crew, inc.opened_at, ack, resolve, crew in supervisors))
@@ -117,8 +125,9 @@ def steps(answers: Iterable[Answer]) -> list[Step]:
             body = (("crew_id", a.crew),)
             out.append(Step(a.acknowledged_at + M, a.incident_id, a.crew, "dispatch", body))
             out.append(Step(a.acknowledged_at + 15 * M, a.incident_id, a.crew, "on-site"))
-        resolve_body = (("code", RESOLVE_CODE), ("note", RESOLVE_NOTE))
-        out.append(Step(a.resolved_at, a.incident_id, a.crew, "resolve", resolve_body))
+        if a.resolved_at is not None:
+            resolve_body = (("code", RESOLVE_CODE), ("note", RESOLVE_NOTE))
+            out.append(Step(a.resolved_at, a.incident_id, a.crew, "resolve", resolve_body))
     return sorted(out, key=lambda s: (s.at, s.incident_id))
 
 

@@ -1,10 +1,10 @@
 """The demo's last act: simulated crews answer the storm's incidents through the API,
-then the API's KPI code evaluates the storm (e-Kinerja) per agency and for the kota.
+then the demo asks the API for the storm's e-Kinerja (GET /kpi) per agency and for the
+kota, and prints what it answered: one e-Kinerja, the API's.
 
 Period: the incidents *opened during the storm* [start, end), followed until every
-crew has answered (`end + FOLLOW`, so their resolutions count), and sensor
-availability over the storm itself [start, end) (after it the simulator is silent).
-Cameras are not simulated by the demo, so camera availability is left out of the score.
+crew has answered (`followed_to` = end + FOLLOW, so their resolutions count); sensor
+and camera availability over the storm itself [start, end), while the fleet played.
 """
 
 from __future__ import annotations
@@ -12,10 +12,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from api.context import ApiContext, build_context
-from api.kpi import Kpis, compute, score
-from api.kpi_queries import Scope, ScopeKind, facts, in_scope, sensor_availability
 from api.principal import Principal, Role
 from pantau.city import City
 from pantau.clock import ManualClock
@@ -23,7 +22,7 @@ from pantau.settings import Settings
 from pantau.zoneindex import ZoneIndex
 
 from .apiserver import HttpApi, serve
-from .crews import Answer, all_incidents, answer, plan_answers
+from .crews import Answer, all_incidents, answer, plan_answers, token_for
 
 # Resolutions come at most 150 min after opening; opening at most at the storm's end.
 FOLLOW = timedelta(hours=3)
@@ -32,9 +31,8 @@ EVALUATOR = Principal(subject="e-kinerja", role=Role.OPERATOR)
 
 @dataclass(frozen=True, slots=True)
 class KpiRow:
-    scope: Scope
     name: str
-    kpis: Kpis
+    kpi: dict[str, Any]  # GET /kpi, as the API answered
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,26 +43,24 @@ class CrewsResult:
     wall_s: float
 
 
-def storm_kpis(ctx: ApiContext, start: datetime, end: datetime) -> list[KpiRow]:
-    """The kota, then every agency: KPIs of the incidents opened in [start, end),
-    followed to end + FOLLOW, with sensor availability over [start, end)."""
-    kota = ctx.geo.index.zones.kota.id
-    scopes = [Scope(ScopeKind.KOTA, kota)] + [
-        Scope(ScopeKind.AGENCY, a) for a in sorted(ctx.city.agencies)
+def storm_kpis(api: HttpApi, ctx: ApiContext, start: datetime, end: datetime) -> list[KpiRow]:
+    """The kota, then every agency: GET /kpi for the incidents opened in [start, end),
+    followed to end + FOLLOW."""
+    token = token_for(ctx, EVALUATOR)
+    scopes = [("kota", ctx.geo.index.zones.kota.id)] + [
+        ("agency", a) for a in sorted(ctx.city.agencies)
     ]
     rows = []
-    follow_end = end + FOLLOW
-    for s in scopes:
-        devices = in_scope(ctx, EVALUATOR, s, ctx.city.devices.values())
-        k = compute(
-            facts(ctx, EVALUATOR, s, start, follow_end),
-            start,
-            follow_end,
-            ctx.clock.now(),
-            availability_pct=sensor_availability(ctx, devices, start, end),
-        )
-        name = ctx.geo.name(kota) if s.kind is ScopeKind.KOTA else ctx.city.agencies[s.id].short
-        rows.append(KpiRow(s, name, score(k, ctx.kpi)))
+    for kind, scope_id in scopes:
+        params = {
+            "scope": kind,
+            "id": scope_id,
+            "start": start.isoformat(),
+            "end": end.isoformat(),
+            "followed_to": (end + FOLLOW).isoformat(),
+        }
+        k = api.get("/kpi", token, params)
+        rows.append(KpiRow(str(k["name"]), k))
     return rows
 
 
@@ -78,7 +74,7 @@ def answer_and_evaluate(
     use_influx: bool = True,
 ) -> CrewsResult:
     """Serve the API on the incident database (its clock following simulated time), let
-    the crews answer every incident routed to someone, then evaluate the storm."""
+    the crews answer every incident routed to someone, then ask it for the storm's KPIs."""
     t0 = time.monotonic()
     clock = ManualClock(start)
     ctx = build_context(settings, clock=clock, city=city, zones=zones, use_influx=use_influx)
@@ -89,38 +85,44 @@ def answer_and_evaluate(
             supervisors=frozenset(ctx.roster.supervisors.values()),
         )
         with serve(ctx) as url:
-            calls = answer(HttpApi(url), ctx, clock, answers)
-        # Evaluate once every answer is in: as of the end of the followed period.
-        clock.set(end + FOLLOW + timedelta(days=1))
-        rows = storm_kpis(ctx, start, end)
+            api = HttpApi(url)
+            calls = answer(api, ctx, clock, answers)
+            # Evaluate once every answer is in: after the followed period.
+            clock.set(end + FOLLOW + timedelta(days=1))
+            rows = storm_kpis(api, ctx, start, end)
     finally:
         ctx.close()
     return CrewsResult(answers, calls, rows, time.monotonic() - t0)
 
 
-def _num(v: float | None, fmt: str = "{:.1f}") -> str:
-    return "-" if v is None else fmt.format(v)
+def _num(v: object, fmt: str = "{:.1f}") -> str:
+    return "–" if v is None else fmt.format(v)  # noqa: RUF001 - a dash: no value, not 0
 
 
 def kpi_table(result: CrewsResult, start: datetime, end: datetime) -> str:
     crews = {a.crew for a in result.answers}
+    resolved = sum(1 for a in result.answers if a.resolved_at is not None)
     lines = [
         "",
         f"Crews        {len(crews)} crews and supervisors answered {len(result.answers)} "
         f"incidents through the API ({result.calls} calls: acknowledge, dispatch, on site, "
-        f"resolve) in {result.wall_s:.1f} s",
+        f"resolve) in {result.wall_s:.1f} s; {resolved} resolved once their condition "
+        f"cleared, {len(result.answers) - resolved} still active",
         "",
-        f"e-Kinerja, incidents opened {start:%Y-%m-%d %H:%M}..{end:%H:%M} UTC followed to "
-        f"{end + FOLLOW:%H:%M}; sensor availability over the storm; minutes:",
+        f"e-Kinerja from the API (GET /kpi), incidents opened {start:%Y-%m-%d %H:%M}.."
+        f"{end:%H:%M} UTC followed to {end + FOLLOW:%H:%M}; availability over the storm; "
+        "minutes:",
         f"  {'scope':<15}{'incidents':>9}{'ack mean':>10}{'ack p90':>9}{'res mean':>10}"
-        f"{'res p90':>9}{'SLA %':>8}{'sensors %':>11}{'score':>7}",
+        f"{'res p90':>9}{'SLA %':>8}{'sensors %':>11}{'cameras %':>11}{'score':>7}",
     ]
     for r in result.rows:
-        k = r.kpis
+        k = r.kpi
+        ack, res = k["ack_minutes"], k["resolve_minutes"]
         lines.append(
-            f"  {r.name:<15}{k.incidents:>9}{_num(k.ack_minutes.mean):>10}"
-            f"{_num(k.ack_minutes.p90):>9}{_num(k.resolve_minutes.mean):>10}"
-            f"{_num(k.resolve_minutes.p90):>9}{_num(k.sla_compliance_pct):>8}"
-            f"{_num(k.sensor_availability_pct):>11}{_num(k.score):>7}"
+            f"  {r.name:<15}{k['incidents']:>9}{_num(ack['mean']):>10}"
+            f"{_num(ack['p90']):>9}{_num(res['mean']):>10}"
+            f"{_num(res['p90']):>9}{_num(k['sla_compliance_pct']):>8}"
+            f"{_num(k['sensor_availability_pct']):>11}{_num(k['camera_availability_pct']):>11}"
+            f"{_num(k['score']):>7}"
         )
     return "\n".join(lines)

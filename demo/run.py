@@ -1,29 +1,35 @@
 """`pantau demo`: the whole data path end to end, on embedded defaults.
 
 Starts a private mosquitto and influxd, runs ingest and the rules service (incidents
-in a SQLite file under the run directory), plays the two-hour storm over Karawaci as
-fast as the broker takes it, waits until InfluxDB holds every valid reading the fleet
-sent and the rules have judged the whole storm, and prints what a person wants to
-know: devices, readings written, the peak water level per kecamatan against its alert
-level, the incidents raised and the crews alerted, rejects by reason. Then simulated
-crews answer every routed incident through the API (its clock following simulated
-time) and the API's KPI code evaluates the storm: the e-Kinerja table per agency and
-for the kota. Last, the InfluxQL to look further. With --keep the services stay up and
-the API serves the operations and crew pages, with an operator and a crew user whose
-generated password is printed once.
+in a SQLite file under the run directory), plays the two-hour storm over Karawaci at
+90x real time with every registry camera served by the camera simulator (flood
+cameras' water following their stations) and analysed by the vision service, waits
+until InfluxDB holds every valid reading the fleet sent and the rules have judged the
+whole storm, and prints what a person wants to know: devices, readings written, the
+peak water level per kecamatan against its alert level, the incidents raised and the
+crews alerted, rejects by reason. Then simulated crews answer every routed incident
+through the API (its clock following simulated time) and the demo prints the storm's
+e-Kinerja as the API's GET /kpi answers it, per agency and for the kota. Last, the
+InfluxQL to look further. With --keep the services stay up and the API serves the
+operations and crew pages, with an operator and a crew user whose generated password
+is printed once.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import fcntl
 import logging
 import secrets
 import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -32,10 +38,13 @@ from api.accounts import AccountError
 from api.context import build_context
 from api.principal import Role
 from demo.apiserver import ApiCallError, serve
+from demo.cameras import FleetStart, StormClock, cameras_running
 from demo.crews import principal_of
 from demo.ekinerja import CrewsResult, answer_and_evaluate, kpi_table
 from ingest.service import IngestService
+from pantau.cameras import Camera, load_cameras
 from pantau.city import City, load_city
+from pantau.errors import UserError
 from pantau.influx.query import InfluxQL
 from pantau.influx.writers import make_writer
 from pantau.lifecycle import stop_on_signals
@@ -49,10 +58,14 @@ from rules.service import RulesService, make_store
 from simulators.publisher import run_scenario
 from simulators.report import SimReport
 from simulators.scenario import Scenario, find_scenario, load_scenario
+from simulators.simclock import anchored_start
 
 log = logging.getLogger(__name__)
 
 DATABASE = "pantau"
+# The storm at 90x real time (2 h in 80 s): the cameras are rendered and analysed as it
+# plays, and the rules' 2-minute lateness is then 1.3 s of wall time for a frame.
+SPEED = 90.0
 ROOT = "pantau"
 
 
@@ -80,11 +93,16 @@ def main(argv: Sequence[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="pantau-demo-") as tmp:
         run_dir = args.run_dir or Path(tmp)
         print(f"pantau demo: starting mosquitto and influxd under {run_dir} ...", flush=True)
-        with LocalStack(run_dir) as stack:
+        with _exclusive(run_dir), LocalStack(run_dir) as stack:
             stack.create_database(DATABASE)
-            settings = stack.settings(database=DATABASE, root=ROOT).model_copy(
+            base = stack.settings(database=DATABASE, root=ROOT)
+            settings = base.model_copy(
                 update={
                     "database_url": f"sqlite:///{run_dir / 'incidents.db'}",
+                    # The spool is the run's own: not run/spool of the current folder,
+                    # which another demo or ingest started here may hold.
+                    "ingest": base.ingest.model_copy(update={"spool_dir": run_dir / "spool"}),
+                    "evidence_dir": run_dir / "evidence",
                     # The storm's event time is in the past: judge it to its end explicitly
                     # instead of ticking with the wall clock.
                     "rules": RulesSettings(tick_interval_s=0),
@@ -93,7 +111,9 @@ def main(argv: Sequence[str]) -> int:
                 }
             )
             zones = ZoneIndex.for_city(city)
-            played = play(settings, city, zones, scenario)
+            # Every stage of Pantau: the fleet and the registry's cameras, paced together.
+            cameras = load_cameras(city)
+            played = play(settings, city, zones, scenario, cameras=cameras, speed=SPEED)
             if played is None:
                 print("pantau demo: could not subscribe to the broker", file=sys.stderr)
                 return 1
@@ -102,6 +122,9 @@ def main(argv: Sequence[str]) -> int:
             print(_summary(city, settings, report, stored, ingest))
             print(_incidents(city, zones, store, rules) if judged else "Rules did not finish.")
             store.close()
+            # The simulated fleet went into service when the storm began: a month's
+            # availability does not count the days before it existed.
+            city = commissioned(city, report.start)
             crews: CrewsResult | None = None
             if judged:
                 try:
@@ -111,9 +134,29 @@ def main(argv: Sequence[str]) -> int:
                     print(f"\nCrews: the API refused a call: {err}", file=sys.stderr)
             print(_queries(settings, run_dir))
             if args.keep:
-                _serve_until_ctrl_c(stack, settings, crews)
+                _serve_until_ctrl_c(stack, settings, city, crews)
     ok = stored == len(report.reading_keys) and crews is not None
     return 0 if ok else 1
+
+
+class RunDirInUse(UserError):
+    pass
+
+
+@contextmanager
+def _exclusive(run_dir: Path) -> Iterator[None]:
+    """Hold run_dir for this demo: a second demo on the same --run-dir stops with one
+    line instead of fighting over the services' data files."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with (run_dir / "demo.lock").open("a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunDirInUse(
+                f"another pantau demo is running in {run_dir}: stop it (Ctrl-C), "
+                "or give this one another --run-dir"
+            ) from None
+        yield
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,13 +169,29 @@ class Played:
     store: IncidentStore  # open: the caller closes it
 
 
-def play(settings: Settings, city: City, zones: ZoneIndex, scenario: Scenario) -> Played | None:
-    """Run ingest and the rules service, play `scenario` as fast as the broker takes it,
-    wait until InfluxDB holds every valid reading and the rules judged it to its end;
-    None if the services could not subscribe."""
-    ingest = IngestService(settings, city, make_writer(settings.influx))
+def play(
+    settings: Settings,
+    city: City,
+    zones: ZoneIndex,
+    scenario: Scenario,
+    *,
+    cameras: Mapping[str, Camera] | None = None,
+    speed: float | None = None,
+) -> Played | None:
+    """Run ingest and the rules service, play `scenario` (as fast as the broker takes it,
+    or `speed` times real time), wait until InfluxDB holds every valid reading and the
+    rules judged it to its end; None if the services could not subscribe.
+
+    With `cameras` (and a `speed`: cameras run in real time), the camera simulator serves
+    them, their water following the stations' storm, and the vision service analyses
+    them on the storm's simulated clock: ingest stores the analyses, the rules judge them.
+    """
+    if cameras and speed is None:
+        raise ValueError("cameras run at a speed: give one")
+    ingest = IngestService(settings, city, make_writer(settings.influx), cameras=cameras)
     store = make_store(settings, zones)
-    rules = RulesService(settings, city, store, Router(load_roster(city), zones), zones)
+    router = Router(load_roster(city), zones)
+    rules = RulesService(settings, city, store, router, zones, cameras=cameras)
     ingest.start()
     rules.start()
     if not (ingest.wait_subscribed(15) and rules.wait_subscribed(15)):
@@ -140,12 +199,30 @@ def play(settings: Settings, city: City, zones: ZoneIndex, scenario: Scenario) -
         rules.stop()
         store.close()
         return None
+    pace = "as fast as the broker takes it" if speed is None else f"at {speed:g}x real time"
+    what = f"{len(city.devices)} devices" + (f", {len(cameras)} cameras" if cameras else "")
     print(
         f"pantau demo: playing {scenario.name!r} ({scenario.duration_s / 3600:g} h "
-        f"simulated, {len(city.devices)} devices) as fast as the broker takes it ...",
+        f"simulated, {what}) {pace} ...",
         flush=True,
     )
-    report = run_scenario(city, scenario, settings.mqtt, speed=None)
+    fleet = FleetStart()
+    start = anchored_start(scenario.start, scenario.duration_s, datetime.now(UTC), speed)
+    with ExitStack() as running:
+        if cameras and speed is not None:
+            running.enter_context(
+                cameras_running(
+                    city,
+                    cameras,
+                    scenario=scenario,
+                    start=start,
+                    clock=StormClock(fleet, start, speed),
+                    mqtt=settings.mqtt,
+                    evidence_dir=settings.evidence_dir,
+                )
+            )
+        report = run_scenario(city, scenario, settings.mqtt, speed=speed, start=start, clock=fleet)
+    # Vision stopped with the storm: nothing newer than its end reaches the rules.
     stored = _wait_until_stored(settings, report, timeout_s=120)
     judged = _wait_until_judged(rules, report, timeout_s=120)
     ingest.stop()
@@ -154,7 +231,8 @@ def play(settings: Settings, city: City, zones: ZoneIndex, scenario: Scenario) -
 
 
 def _count(influx: InfluxQL) -> int:
-    rows = influx.rows("SELECT count(value) FROM /.*/")
+    # The fleet's readings only: camera analyses (tagged `camera`) are not in the report.
+    rows = influx.rows("SELECT count(value) FROM /.*/ WHERE camera = ''")
     return sum(int(str(r["count"])) for r in rows)
 
 
@@ -296,11 +374,19 @@ def _queries(settings: Settings, run_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def _serve_until_ctrl_c(stack: LocalStack, settings: Settings, crews: CrewsResult | None) -> None:
+def commissioned(city: City, at: datetime) -> City:
+    """`city` with every device in service from `at`."""
+    devices = {i: dataclasses.replace(d, in_service_from=at) for i, d in city.devices.items()}
+    return dataclasses.replace(city, devices=devices)
+
+
+def _serve_until_ctrl_c(
+    stack: LocalStack, settings: Settings, city: City, crews: CrewsResult | None
+) -> None:
     """The API on a free loopback port (wall clock) against the demo's incident database
     and InfluxDB, with an operator and a crew user, until Ctrl-C."""
     stop = stop_on_signals()
-    ctx = build_context(settings, city=load_city(settings.config_dir))
+    ctx = build_context(settings, city=city)
     try:
         password = secrets.token_urlsafe(12)
         answered = Counter(a.crew for a in crews.answers) if crews else Counter[str]()

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from pantau.errors import UserError
+
 log = logging.getLogger(__name__)
 
 HEADER = struct.Struct(">II")  # payload length, CRC-32 of the payload
@@ -39,7 +41,7 @@ CURSOR = "cursor"
 LOCK = "lock"
 
 
-class SpoolLocked(Exception):
+class SpoolLocked(UserError):
     """Another process holds the spool."""
 
 
@@ -98,7 +100,11 @@ class Spool:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             lock.close()
-            raise SpoolLocked(f"spool {self.directory} is in use by another process") from None
+            raise SpoolLocked(
+                f"the spool {self.directory} is in use by another Pantau ingest (or demo) "
+                "started in this folder: stop that one first, or give this one its own "
+                "spool (PANTAU_INGEST__SPOOL_DIR, or pantau demo --run-dir DIR)"
+            ) from None
         self._lock_file = lock
         existing = sorted(
             int(p.name.removesuffix(SUFFIX))

@@ -9,6 +9,7 @@ a config change.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from shapely.geometry import Polygon
 
 from pantau.city import City
+from pantau.devices import Commissioned, in_service_from
 from pantau.errors import ConfigError, ConfigErrors
 from pantau.topics import DEVICE_ID_PATTERN
 from pantau.yamlconf import load_model
@@ -108,6 +110,8 @@ class CameraModel(BaseModel):
         " stand on the same channel bed",
     )
 
+    commissioned: Commissioned = None
+
     @model_validator(mode="after")
     def _gauge_for_flood(self) -> CameraModel:
         if self.kind is CameraKind.FLOOD and self.gauge is None:
@@ -157,6 +161,7 @@ class Camera:
     flood_depth_cm: float
     station: str | None
     station_offset_cm: float = 0.0
+    in_service_from: datetime | None = None  # None: in service before any period asked about
 
 
 def load_cameras(city: City, path: Path | None = None) -> dict[str, Camera]:
@@ -218,6 +223,7 @@ def load_cameras(city: City, path: Path | None = None) -> dict[str, Camera]:
             if g is None
             else Gauge(zero=g.zero, top=g.top, top_cm=g.top_cm, width_px=g.width_px),
             flood_depth_cm=m.flood_depth_cm,
+            in_service_from=in_service_from(m.commissioned),
             station=m.station,
             station_offset_cm=m.station_offset_cm,
         )

@@ -16,7 +16,14 @@ import numpy as np
 
 from pantau.catalogue import Catalogue, load_catalogue
 from pantau.cityfacts import CityFacts, load_city_facts
-from pantau.devices import AgenciesFile, Agency, Device, DevicesFile, default_config_dir
+from pantau.devices import (
+    AgenciesFile,
+    Agency,
+    Device,
+    DevicesFile,
+    default_config_dir,
+    in_service_from,
+)
 from pantau.errors import ConfigError, ConfigErrors
 from pantau.incidents import Hazard
 from pantau.yamlconf import load_model
@@ -145,6 +152,7 @@ def load_city(config_dir: Path | None = None) -> City:
             kecamatan_id=kel.parent_id,
             metrics=kind.metrics,
             levels=m.levels,
+            in_service_from=in_service_from(m.commissioned),
         )
     if errors:
         raise ConfigErrors(errors)

@@ -11,7 +11,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
-from pantau.errors import ConfigError, ConfigErrors
+from pydantic import ValidationError
+
+from pantau.errors import ConfigError, ConfigErrors, UserError
 
 # sub-command -> (module with `main(argv) -> int`, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -51,6 +53,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = module.main(rest)
     except (ConfigError, ConfigErrors) as err:
         print(f"pantau {name}: configuration error\n{err}", file=sys.stderr)
+        return 2
+    except UserError as err:
+        print(f"pantau {name}: {err}", file=sys.stderr)
+        return 2
+    except ValidationError as err:
+        if err.title != "Settings":
+            raise
+        # PANTAU_* variables (or .env) refused, e.g. a weak secret in production.
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))} {e['msg']}" for e in err.errors())
+        print(f"pantau {name}: settings refused: {problems} (see .env.example)", file=sys.stderr)
         return 2
     return code
 

@@ -3,12 +3,31 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from pantau.incidents import Hazard
 from pantau.topics import DEVICE_ID_PATTERN
+
+# When a device or camera went into service. KPIs count its availability only from then
+# (api.kpi_queries): a device installed mid-month is not "down" for the days before it.
+Commissioned = Annotated[
+    AwareDatetime | date | None,
+    Field(
+        default=None,
+        description="when it went into service (a date: 00:00 UTC of it); none: before "
+        "any period a KPI is asked for",
+    ),
+]
+
+
+def in_service_from(commissioned: datetime | date | None) -> datetime | None:
+    if commissioned is None or isinstance(commissioned, datetime):
+        return None if commissioned is None else commissioned.astimezone(UTC)
+    return datetime(commissioned.year, commissioned.month, commissioned.day, tzinfo=UTC)
 
 
 class Levels(BaseModel):
@@ -41,6 +60,7 @@ class DeviceModel(BaseModel):
     location: tuple[float, float] = Field(description="[lon, lat] in WGS 84")
     name: str = Field(default="", description="human label, e.g. the street or channel")
     levels: Levels | None = Field(default=None, description="water-level stations only")
+    commissioned: Commissioned = None
 
 
 class AgencyModel(BaseModel):
@@ -78,6 +98,7 @@ class Device:
     kecamatan_id: str
     metrics: tuple[str, ...]
     levels: Levels | None
+    in_service_from: datetime | None = None  # None: in service before any period asked about
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

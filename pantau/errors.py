@@ -9,6 +9,12 @@ class PantauError(Exception):
     """Base of every error Pantau raises on purpose."""
 
 
+class UserError(PantauError):
+    """Something the person running Pantau caused and can fix (a second run in the same
+    folder, a port in use, a missing secret): its message is one line that says what to
+    do, and `pantau` prints only that line, never a traceback."""
+
+
 class ConfigError(PantauError):
     """A config file is wrong: names the file, the line and what is wrong."""
 

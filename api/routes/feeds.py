@@ -1,5 +1,6 @@
 """Public feeds of active incidents: GeoJSON and CAP 1.2. No authentication, no device
-data, no camera images, no personal data; device-health incidents are left out."""
+data, no camera images, no personal data; device-health incidents and unverified
+citizen reports are left out (api.public_alerts)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from fastapi import APIRouter, HTTPException, Response
 from api import cap
 from api.deps import Ctx, IncidentId
 from api.incident_queries import origin_of, severity_name
+from api.public_alerts import public_alerts
 from api.schemas import GeoJson, Message
 
 router = APIRouter(prefix="/feeds", tags=["public feeds"])
@@ -20,9 +22,8 @@ XML = "application/cap+xml"
 def incidents_geojson(ctx: Ctx) -> GeoJson:
     """Active public incidents as points (a point inside the zone) with their zone."""
     features = []
-    for i in ctx.store.active():
-        if not cap.is_public(i):
-            continue
+    for alert in public_alerts(ctx, ctx.clock.now()):
+        i = alert.incident
         centre = ctx.geo.centre(i.key.zone_id)
         features.append(
             {
@@ -41,6 +42,7 @@ def incidents_geojson(ctx: Ctx) -> GeoJson:
                     "workflow_state": i.workflow_state.value,
                     "origin": origin_of(i.key.rule_id),
                     "opened_at": i.opened_at.isoformat(),
+                    "verified_by": alert.verified_by,
                 },
             }
         )
@@ -58,8 +60,8 @@ def incidents_geojson(ctx: Ctx) -> GeoJson:
     },
 )
 def cap_feed(ctx: Ctx) -> Response:
-    active = [i for i in ctx.store.active() if cap.is_public(i)]
-    body = cap.alerts_document(active, ctx.geo, ctx.clock.now(), ctx.city.facts)
+    now = ctx.clock.now()
+    body = cap.alerts_document(public_alerts(ctx, now), ctx.geo, ctx.cap, now, ctx.city.facts)
     return Response(body, media_type="application/atom+xml")
 
 
@@ -72,8 +74,9 @@ def cap_feed(ctx: Ctx) -> Response:
     },
 )
 def cap_alert(ctx: Ctx, incident_id: IncidentId) -> Response:
-    detail = ctx.store.get(incident_id)
-    if detail is None or not cap.is_public(detail.incident):
+    alerts = public_alerts(ctx, ctx.clock.now())
+    public = next((a for a in alerts if a.incident.id == incident_id), None)
+    if public is None:
         raise HTTPException(404, f"no public active incident {incident_id}")
-    root = cap.alert(detail.incident, ctx.geo, ctx.clock.now(), ctx.city.facts)
+    root = cap.alert(public, ctx.geo, ctx.cap, ctx.city.facts)
     return Response(ET.tostring(root, encoding="utf-8", xml_declaration=True), media_type=XML)

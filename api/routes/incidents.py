@@ -14,7 +14,14 @@ from api.audit import Outcome
 from api.context import ApiContext
 from api.deps import MAX_ID, Ctx, CurrentPrincipal, IncidentId, unprocessable
 from api.evidence import FRAME_NAME, evidence_of, frame_file
-from api.incident_queries import IncidentFilter, list_incidents, public, scope_filter
+from api.incident_queries import (
+    CITIZEN_RULE,
+    IncidentFilter,
+    awaiting_verification,
+    list_incidents,
+    public,
+    scope_filter,
+)
 from api.listing_cache import listing_key, repeated_single
 from api.principal import Principal, Role
 from api.schemas import (
@@ -26,12 +33,13 @@ from api.schemas import (
     NoteBody,
     ReopenBody,
     Resolution,
+    ResolutionCode,
     ResolveBody,
     SeverityName,
     TimelineEvent,
 )
 from pantau.incidents import ConditionState, Hazard, Severity, WorkflowState
-from pantau.store import IncidentDetail, InvalidTransition
+from pantau.store import Incident, IncidentDetail, InvalidTransition
 from pantau.store.api_tables import CitizenReportRow
 from pantau.store.models import IncidentRow
 from pantau.topics import DEVICE_ID_PATTERN
@@ -49,6 +57,10 @@ WRITE: Responses = {
     403: {"model": Message, "description": "the caller's role may not do this"},
     409: {"model": Conflict, "description": "the workflow does not allow this move now"},
 }
+# Roles that may skip workflow steps (resolve straight from open), and those that may
+# reject an open incident as a false alarm without acknowledging it first.
+SKIP_STEPS = frozenset({Role.SUPERVISOR})
+SKIP_TO_REJECT = frozenset({Role.OPERATOR, Role.SUPERVISOR})
 # What a crew may do itself; the rest is for operators and supervisors.
 # A crew may dispatch only itself (on its way), see `dispatch`.
 CREW_MOVES = frozenset(
@@ -288,7 +300,10 @@ def _reason(note: str, default: str) -> str:
 def acknowledge(
     ctx: Ctx, who: CurrentPrincipal, incident_id: IncidentId, body: NoteBody | None = None
 ) -> IncidentDetailOut:
-    note = _reason(body.note if body else "", "acknowledged")
+    detail = visible_detail(ctx, who, incident_id, "transition:acknowledged")
+    # Acknowledging a citizen report is verifying it: it may now go on the public feeds.
+    verifies = awaiting_verification(detail.incident)
+    note = _reason(body.note if body else "", "verified" if verifies else "acknowledged")
     return transition(ctx, who, incident_id, WorkflowState.ACKNOWLEDGED, note)
 
 
@@ -330,9 +345,49 @@ def on_site(
 def resolve(
     ctx: Ctx, who: CurrentPrincipal, incident_id: IncidentId, body: ResolveBody
 ) -> IncidentDetailOut:
-    """Resolve with a resolution code and a note (kept on the timeline as `code: note`)."""
+    """Resolve with a resolution code and a note (kept on the timeline as `code: note`).
+
+    From `open` (nobody acknowledged, nobody went) only a supervisor may, who may skip
+    steps; an operator or supervisor may also reject an open report as a false alarm.
+    While the data still says the condition is active, `condition_reason` must say why
+    it is resolved anyway; the timeline keeps it."""
+    action = "transition:resolved"
+    incident = visible_detail(ctx, who, incident_id, action).incident
+    rejecting = body.code is ResolutionCode.FALSE_ALARM and who.role in SKIP_TO_REJECT
+    skips = who.role in SKIP_STEPS or rejecting
+    if incident.workflow_state is WorkflowState.OPEN and not skips:
+        _refuse(
+            ctx,
+            who,
+            incident,
+            action,
+            f"a {who.role} resolves only an acknowledged incident: acknowledge it first",
+        )
+    condition_active = (
+        incident.key.rule_id != CITIZEN_RULE and incident.condition_state is ConditionState.ACTIVE
+    )
+    why_anyway = body.condition_reason.strip()
+    if condition_active and not why_anyway:
+        _refuse(
+            ctx,
+            who,
+            incident,
+            action,
+            "the condition is still active (the data has not cleared): "
+            "give condition_reason, why it is resolved anyway",
+        )
     reason = f"{body.code.value}: {body.note.strip() or body.code.value}"
+    if condition_active:
+        reason += f"; resolved while the condition is still active: {why_anyway}"
     return transition(ctx, who, incident_id, WorkflowState.RESOLVED, reason)
+
+
+def _refuse(ctx: ApiContext, who: Principal, incident: Incident, action: str, why: str) -> None:
+    ctx.audit.record(who, action, Outcome.DENIED, f"409: {why}", incident.id)
+    raise HTTPException(
+        status.HTTP_409_CONFLICT,
+        {"reason": why, "from_state": incident.workflow_state.value, "to_state": "resolved"},
+    )
 
 
 @router.post("/{incident_id}/close", response_model=IncidentDetailOut, responses=WRITE)

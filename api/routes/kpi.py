@@ -230,11 +230,20 @@ def kpi(
     month: Annotated[str | None, Query(pattern=MONTH)] = None,
     start: datetime | None = None,
     end: datetime | None = None,
+    followed_to: Annotated[
+        datetime | None,
+        Query(
+            description="count what people did about the period's incidents up to this "
+            "time (>= end; default end), e.g. a storm's incidents until every crew answered"
+        ),
+    ] = None,
     format: Literal["json", "csv"] = "json",
 ) -> Any:
     s = _scope(ctx, who, scope, id)
     begin, finish = _period(ctx, month, start, end)
-    out = kpi_out(ctx, s, kpis_for(ctx, who, s, begin, finish))
+    if followed_to is not None and (followed_to.tzinfo is None or followed_to < finish):
+        raise unprocessable(("query", "followed_to"), "a time with a UTC offset, >= end")
+    out = kpi_out(ctx, s, kpis_for(ctx, who, s, begin, finish, followed_to=followed_to))
     if format == "csv":
         return Response(to_csv([out]), media_type="text/csv")
     return out

@@ -42,6 +42,8 @@ from pantau.store.models import IncidentRow
 
 router = APIRouter(tags=["citizen reports"])
 
+REPORT_ACTOR = "citizen"  # no reporter is known: reports are anonymous
+
 
 class Category(StrEnum):
     FLOOD = "banjir"  # flooding
@@ -186,6 +188,17 @@ def file_report(ctx: ApiContext, new: NewReport) -> ReportOut:
         session.add(row)
         session.flush()
         report_id = row.id
+    if outcome == "corroborated":
+        # On the timeline, so the operator sees it there and on the live stream.
+        photo = ", with photo" if new.photo is not None else ""
+        said = new.description.strip()
+        ctx.store.record_report(
+            incident.id,
+            now,
+            REPORT_ACTOR,
+            f"citizen report #{report_id}: {category.value}{photo}"
+            + (f": {said[:160]}" if said else ""),
+        )
     return ReportOut(
         report_id=report_id,
         outcome=outcome,

@@ -122,3 +122,32 @@ const TIME_ZONE = document.querySelector('meta[name="pantau-time-zone"]').conten
 function localTime(iso) {
   return new Date(iso).toLocaleString("id-ID", { timeZone: TIME_ZONE });
 }
+
+// A citizen-report incident not yet verified: a mark, and its reports' photos on demand
+// (staff-only URLs fetched with the token; shown as data: URLs, which the CSP allows,
+// and kept across the re-render every live event causes).
+const reportPhotos = {};
+const photoImg = (u) => el("img", { src: u, alt: "foto laporan", width: "320" });
+function dataUrl(blob) {
+  return new Promise((ok, fail) => {
+    const reader = new FileReader();
+    reader.onload = () => ok(reader.result);
+    reader.onerror = fail;
+    reader.readAsDataURL(blob);
+  });
+}
+function unverifiedMark(i) {
+  const shown = el("div", { class: "photos" }, ...(reportPhotos[i.id] || []).map(photoImg));
+  const button = el("button", { class: "secondary", "data-action": "photos", onclick: async () => {
+    const reports = await Pantau.api(`/incidents/${i.id}/reports`);
+    const urls = [];
+    for (const r of reports.filter((r) => r.photo_url)) {
+      const resp = await fetch(r.photo_url, { headers: { Authorization: `Bearer ${Pantau.token}` } });
+      if (resp.ok) urls.push(await dataUrl(await resp.blob()));
+    }
+    reportPhotos[i.id] = urls;
+    shown.replaceChildren(...(urls.length ? urls.map(photoImg) : ["tanpa foto"]));
+  } }, "Lihat foto");
+  return el("div", { class: "unverified", "data-unverified": "1" },
+    el("strong", {}, "Laporan warga · belum diverifikasi"), " (tidak tampil di publik sampai diterima) ", button, shown);
+}

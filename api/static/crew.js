@@ -19,11 +19,25 @@ async function act(incident, path, json) {
   }
 }
 
+// One tap must not close an incident: confirm, and while the data still says the
+// condition is active, ask why (the timeline keeps the answer).
+async function resolve(i, code, note) {
+  if (!confirm(`Tandai ${HAZARD[i.hazard] || i.hazard} di ${i.zone_name} selesai (${code})?`)) return;
+  const body = { code, note };
+  if (i.origin === "rules" && i.condition_state === "active") {
+    const why = prompt("Data sensor masih menunjukkan kondisi aktif. Mengapa diselesaikan sekarang?");
+    if (!why || !why.trim()) return;
+    body.condition_reason = why.trim();
+  }
+  await act(i, "resolve", body);
+}
+
 function card(i) {
   const actions = el("div", { class: "actions" });
   const state = i.workflow_state;
   if (state === "open") {
-    actions.append(el("button", { "data-action": "ack", onclick: () => act(i, "acknowledge") }, "Terima"));
+    const label = i.awaiting_verification ? "Verifikasi & terima" : "Terima";
+    actions.append(el("button", { "data-action": "ack", onclick: () => act(i, "acknowledge") }, label));
   }
   if (state === "acknowledged" || state === "dispatched") {
     actions.append(el("button", { "data-action": "on-site", onclick: async () => {
@@ -32,7 +46,8 @@ function card(i) {
       await act(i, "on-site");
     } }, "Tiba di lokasi"));
   }
-  if (state !== "resolved" && state !== "closed") {
+  // A crew resolves only what it acknowledged (the API refuses it from open).
+  if (state !== "open" && state !== "resolved" && state !== "closed") {
     // Drafts survive the re-render that every live event causes.
     const draft = (drafts[i.id] = drafts[i.id] || { code: "fixed", note: "" });
     const code = el("select", { "data-field": "code", onchange: (e) => (draft.code = e.target.value) },
@@ -43,12 +58,12 @@ function card(i) {
       oninput: (e) => (draft.note = e.target.value) });
     note.value = draft.note;
     actions.append(code, note, el("button", { class: "secondary", "data-action": "resolve",
-      onclick: () => act(i, "resolve", { code: code.value, note: note.value || code.value }) },
-      "Selesai"));
+      onclick: () => resolve(i, code.value, note.value || code.value) }, "Selesai"));
   }
   return el("article", { class: "card", "data-incident": String(i.id), "data-state": state,
       style: `border-left-color: ${SEVERITY_COLOURS[i.severity]}` },
     el("h2", {}, `${HAZARD[i.hazard] || i.hazard} · ${i.zone_name}`),
+    ...(i.awaiting_verification ? [unverifiedMark(i)] : []),
     el("div", { class: "meta" },
       `${i.severity.toUpperCase()} · ${state} · dibuka ${localTime(i.opened_at)} · terima sebelum ${localTime(i.sla_ack_due)}`),
     actions);

@@ -51,7 +51,7 @@ async function listIncidents() {
     el("tr", { "data-incident": String(i.id) },
       el("td", {}, el("span", { class: "dot", style: `background:${SEVERITY_COLOURS[i.severity]}` })),
       el("td", {}, `${i.hazard} (${i.severity})`),
-      el("td", {}, i.zone_name),
+      el("td", {}, i.zone_name, ...(i.awaiting_verification ? [unverifiedMark(i)] : [])),
       el("td", {}, i.workflow_state),
       el("td", {}, localTime(i.opened_at)))));
 }

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 from contextlib import ExitStack
+
+from pantau.errors import UserError
 
 LOOPBACK = "127.0.0.1"
 
@@ -35,3 +38,26 @@ def accepts_connections(host: str, port: int, timeout_s: float = 0.5) -> bool:
             return True
     except OSError:
         return False
+
+
+def listening_socket(host: str, port: int, what: str) -> socket.socket:
+    """A TCP socket bound to host:port and listening, for a server to take over; a port
+    already taken raises a UserError that says what to do instead of an OSError."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError as err:
+        sock.close()
+        if err.errno == errno.EADDRINUSE:
+            raise PortInUse(
+                f"port {port} on {host} is already in use (another {what} running?): "
+                "stop that process, or choose a free port with --port"
+            ) from None
+        raise
+    return sock
+
+
+class PortInUse(UserError):
+    pass

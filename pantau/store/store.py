@@ -415,6 +415,21 @@ class IncidentStore(OutboxQueue):
                 f"incident {other.id if other else '?'} is already active for {key}",
             ) from err
 
+    def record_report(
+        self, incident_id: int, at: datetime, actor: str, reason: str
+    ) -> IncidentUpdate:
+        """Put a citizen report that corroborates the incident on its timeline (kind
+        `report`; the workflow does not move), so the operator is told."""
+        with self._sessions() as session, session.begin():
+            row = session.get(IncidentRow, incident_id, with_for_update=True)
+            if row is None:
+                raise IncidentNotFound(incident_id)
+            p = _Pending(row, self._clock.now())
+            state = row.workflow_state.value
+            p.add(EventKind.REPORT, state, state, at=at, actor=actor, reason=reason)
+            session.flush()
+            return _result(UpdateKind.UPDATED, p)
+
     # -- escalation ---------------------------------------------------------------------
 
     def overdue_unacknowledged(self, now: datetime, below_level: int) -> list[Incident]:

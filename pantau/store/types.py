@@ -33,6 +33,7 @@ class EventKind(StrEnum):
     WORKFLOW = "workflow"  # what people did
     SEVERITY = "severity"
     SLA = "sla"  # due times set or tightened
+    REPORT = "report"  # a citizen report attached to the incident (0005)
 
 
 class UpdateKind(StrEnum):

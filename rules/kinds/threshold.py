@@ -29,7 +29,8 @@ class ThresholdEvaluator(PerDeviceEvaluator):
         self.above = rule.direction == "above"
         self.higher_is_worse = self.above
         steps = sorted(rule.steps, key=lambda s: s.severity)
-        self.levels: dict[str, tuple[float, float, list[tuple[Severity, float, float]]]] = {}
+        # Per device: raise, clear, and each step's (severity, level, clear, level name).
+        self.levels: dict[str, tuple[float, float, list[tuple[Severity, float, float, str]]]] = {}
         for d in self.devices.values():
             raise_v = resolve_level(rule.raise_level, d)
             clear_v = resolve_level(rule.clear_level, d)
@@ -40,7 +41,7 @@ class ThresholdEvaluator(PerDeviceEvaluator):
                 at = resolve_level(s.at, d)
                 back = resolve_level(s.clear, d) if s.clear is not None else at
                 if at is not None and back is not None:
-                    resolved.append((s.severity, at, back))
+                    resolved.append((s.severity, at, back, _named(s.at)))
             self.levels[d.id] = (raise_v, clear_v, resolved)
         self.means: dict[str, Mean] = {}
 
@@ -68,7 +69,7 @@ class ThresholdEvaluator(PerDeviceEvaluator):
             s.severity = rule.severity
         else:
             severity = rule.severity
-            for step_sev, at, back in steps:
+            for step_sev, at, back, _ in steps:
                 held = s.severity >= step_sev and not (v < back if self.above else v > back)
                 if self.beyond(v, at) or held:
                     severity = max(severity, step_sev)
@@ -77,17 +78,35 @@ class ThresholdEvaluator(PerDeviceEvaluator):
         def reason() -> str:
             unit = self.units.get(rule.metric, "")
             sign = ">=" if self.above else "<="
+            back_sign = "<" if self.above else ">"
             if rule.mean_over is not None:
                 unit += f" ({minutes(rule.mean_over)} mean)"
             if state is S.CLEARED or state is S.RECOVERING:
-                back_sign = "<" if self.above else ">"
                 return (
                     f"{rule.metric} {v:g} {unit} {back_sign} clear {clear_v:g} {unit}"
                     f" at {device.id}"
                 )
-            return (
-                f"{rule.metric} {v:g} {unit} {sign} raise {raise_v:g} {unit} at {device.id}"
-                f" ({s.severity.name.lower()}, hold {minutes(rule.raise_for)})"
+            # Name the level of the severity reached, not the rule's first one: an awas
+            # reads "... >= awas 310 cm (levels.danger_cm)", not the waspada level.
+            sev = s.severity.name.lower()
+            step = next(((at, back, e) for sv, at, back, e in steps if sv == s.severity), None)
+            if step is None:
+                return (
+                    f"{rule.metric} {v:g} {unit} {sign} {sev} {raise_v:g} {unit}"
+                    f"{_named(rule.raise_level)} at {device.id} (hold {minutes(rule.raise_for)})"
+                )
+            at, back, expr = step
+            if self.beyond(v, at):
+                return f"{rule.metric} {v:g} {unit} {sign} {sev} {at:g} {unit}{expr} at {device.id}"
+            named = f": {expr.strip(' ()')}" if expr else ""
+            return (  # between the step's clear and its level: the step holds
+                f"{rule.metric} {v:g} {unit} {sign} {sev} clear {back:g} {unit} at {device.id}:"
+                f" still {sev} (its level {at:g} {unit}{named})"
             )
 
         return self.judged(reading, device, before, reason)
+
+
+def _named(level: float | str) -> str:
+    """ " (levels.danger_cm)" for a level named in the device's registry entry."""
+    return f" ({level})" if isinstance(level, str) else ""

@@ -11,8 +11,10 @@ config/cameras.yaml, so `pantau vision` runs on them unchanged.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import math
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -92,7 +94,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             else RoadScene(lighting=args.lighting, rain=args.rain, vehicles=street(i), seed=i)
         )
         feeds[camera.id] = CameraFeed(scene, camera.sample_fps)
-    server = CameraServer(feeds, args.port)
+    try:
+        server = CameraServer(feeds, args.port)
+    except OSError as err:
+        if err.errno != errno.EADDRINUSE:
+            raise
+        print(
+            f"simulators.camera: port {args.port} is already in use (another camera simulator"
+            " running?): stop that process, or choose a free port with --port",
+            file=sys.stderr,
+        )
+        return 2
 
     def started() -> None:
         log.info(

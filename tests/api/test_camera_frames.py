@@ -97,7 +97,7 @@ def test_frames_of_an_incident_are_listed_and_served_to_staff_only(ctx: ApiConte
             first_at=flood_at,
             last_at=flood_at + timedelta(minutes=1),
         ),
-        reason="water_depth 61 cm >= raise 60 cm at cam-flood-babakan",
+        reason="water_depth 61 cm >= waspada 60 cm (levels.flood_depth_cm) at cam-flood-babakan",
     )
     inc = ctx.store.apply(change).incident
     assert inc is not None

@@ -83,10 +83,12 @@ def test_public_feeds(world: World) -> None:
     assert -6.4 < lat < -6.0 and 106.5 < lon < 106.8
     # Resolved incidents leave the feeds.
     ops = world.headers("ops")
-    world.client.post(
+    assert world.client.post(f"/incidents/{world.ciledug.id}/acknowledge", headers=ops).is_success
+    resolved = world.client.post(
         f"/incidents/{world.ciledug.id}/resolve",
-        json={"code": "receded", "note": "surut"},
+        json={"code": "fixed", "note": "pompa dinyalakan", "condition_reason": "air turun"},
         headers=ops,
     )
+    assert resolved.status_code == 200
     assert world.client.get(f"/feeds/cap/{world.ciledug.id}.xml").status_code == 404
     assert len(world.client.get("/feeds/incidents.geojson").json()["features"]) == 2

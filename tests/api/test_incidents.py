@@ -82,11 +82,16 @@ def test_workflow_and_invalid_moves(any_world: World) -> None:
         "from_state": "on_site",
         "to_state": "closed",
     }
-    r = w.client.post(
-        f"{base}/resolve", json={"code": "fixed", "note": "pump restarted"}, headers=crew
-    )
+    fixed = {"code": "fixed", "note": "pump restarted"}
+    # The data still says flood: resolving owes a reason, kept on the timeline.
+    assert w.client.post(f"{base}/resolve", json=fixed, headers=crew).status_code == 409
+    why = {**fixed, "condition_reason": "level falling"}
+    r = w.client.post(f"{base}/resolve", json=why, headers=crew)
     assert r.status_code == 200
-    assert r.json()["resolution"] == {"code": "fixed", "note": "pump restarted"}
+    assert r.json()["resolution"] == {
+        "code": "fixed",
+        "note": "pump restarted; resolved while the condition is still active: level falling",
+    }
     assert (
         w.client.post(
             f"{base}/resolve", json={"code": "bogus", "note": "x"}, headers=crew
@@ -123,6 +128,7 @@ def test_workflow_and_invalid_moves(any_world: World) -> None:
         ("transition:dispatched", "allowed"),
         ("transition:on_site", "allowed"),
         ("transition:closed", "denied"),
+        ("transition:resolved", "denied"),
         ("transition:resolved", "allowed"),
         ("transition:closed", "denied"),
         ("transition:closed", "allowed"),

@@ -3,6 +3,7 @@ presence, evidence series on the incident detail, and the KPI series published b
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,6 +14,7 @@ from pydantic import SecretStr
 
 from api.app import create_app
 from api.context import ApiContext, build_context
+from api.kpi_queries import sensor_availability
 from api.principal import Role
 from pantau.incidents import WorkflowState
 from pantau.influx.query import InfluxQL
@@ -88,6 +90,12 @@ def test_availability_evidence_and_publish(ctx: ApiContext, settings: Settings) 
         assert k["sla_compliance_pct"] == 100.0  # ack by +10, resolve by +240
         assert k["detection_delay_minutes"]["mean"] == 5.0
         assert k["camera_availability_pct"] is None  # no camera in kel-paninggilan
+        # By hand: every KPI with a value scores 100 (targets in config/kpi.yaml) but
+        # sensors, 100 x 30 / 95 = 31.58 (weight 1); cameras have no value, so their
+        # weight is left out: (2+2+3+1+1) x 100 + 31.58 over 10 = 93.16 (not 84.69,
+        # the score with cameras counted as 0 over 11).
+        assert k["score"] == 93.16
+        assert "camera_availability_pct" not in k["subscores"]
         babakan = {**params, "id": "kel-babakan"}
         cams = client.get("/kpi", params=babakan, headers=h).json()
         assert cams["camera_availability_pct"] == pytest.approx(50.0)
@@ -112,6 +120,42 @@ def test_availability_evidence_and_publish(ctx: ApiContext, settings: Settings) 
         "SELECT incidents, sla_compliance_pct FROM kpi WHERE \"id\" = 'kec-ciledug'"
     )
     assert len(rows) == 1 and rows[0]["incidents"] == 1.0 and rows[0]["sla_compliance_pct"] == 100.0
+
+
+def test_availability_counts_a_device_from_its_commissioning(
+    ctx: ApiContext, settings: Settings
+) -> None:
+    """February 2026 by hand: 28 days = 2 419 200 s; at most 2000 buckets per device
+    gives 1210 s, rounded up to whole minutes: 1260 s (21 min), so 1920 buckets. The
+    rain gauge is in service all month and reports in every bucket (1920 of 1920). The
+    station is commissioned on 15 February 00:00, 14 days in = bucket 960, so it owes
+    960 buckets; it reports in its first 7 days (480), once before it was commissioned
+    (a test reading, not counted) and never after. (1920 + 480) / (1920 + 960) =
+    83.33 %; counted over the whole month it would be (1920 + 481) / 3840 = 62.53 %."""
+    start, end = datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC)
+    bucket = timedelta(seconds=1260)
+    commissioned = datetime(2026, 2, 15, tzinfo=UTC)
+    gauge = dataclasses.replace(CITY.devices["rg-paninggilan-034"], in_service_from=None)
+    station = dataclasses.replace(CITY.devices["wl-paninggilan-067"], in_service_from=commissioned)
+    lines = [
+        f"rainfall_rate,device={gauge.id} value=1.0 {_ms(start + i * bucket + M)}"
+        for i in range(1920)
+    ] + [
+        f"water_level,device={station.id} value=120.0 {_ms(start + i * bucket + M)}"
+        for i in [100, *range(960, 1440)]
+    ]
+    writer = make_writer(settings.influx)
+    writer.write(lines)
+    writer.close()
+    assert sensor_availability(ctx, [gauge, station], start, end) == pytest.approx(
+        100 * 2400 / 2880
+    )
+    assert sensor_availability(ctx, [station], start, end) == pytest.approx(50.0)
+    always = dataclasses.replace(station, in_service_from=None)
+    assert sensor_availability(ctx, [gauge, always], start, end) == pytest.approx(100 * 2401 / 3840)
+    # Commissioned after the period: nothing in service is "-", not 0 %.
+    later = dataclasses.replace(station, in_service_from=end + timedelta(days=1))
+    assert sensor_availability(ctx, [later], start, end) is None
 
 
 M = timedelta(minutes=1)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Dialog, Page, expect, sync_playwright
 
 from api.app import create_app
 from pantau.incidents import Severity, WorkflowState
@@ -62,6 +62,24 @@ def test_crew_page_acknowledge_on_site_resolve(
         card.locator('[data-field="code"]').select_option("receded")
         card.locator('[data-field="note"]').fill("air surut, saluran dibersihkan")
         page.screenshot(path=str(tmp_path / "crew-before-resolve.png"), full_page=True)
+        # One tap does not resolve: the page asks to confirm, then (the water level is
+        # still above the line) why it is resolved anyway. Declining keeps it open.
+        dialogs: list[tuple[str, str]] = []
+
+        def decline(d: Dialog) -> None:
+            dialogs.append((d.type, d.message))
+            d.dismiss()
+
+        page.once("dialog", decline)
+        card.locator('[data-action="resolve"]').click()
+        expect(card).to_have_attribute("data-state", "on_site")
+        answers = iter(["", "saluran sudah dibersihkan, air turun"])
+
+        def answer(d: Dialog) -> None:
+            dialogs.append((d.type, d.message))
+            d.accept(next(answers))
+
+        page.on("dialog", answer)
         card.locator('[data-action="resolve"]').click()
         expect(card).to_have_count(0)
         expect(cards).to_have_count(1)
@@ -73,8 +91,15 @@ def test_crew_page_acknowledge_on_site_resolve(
         ("acknowledged", "crew:barat", "acknowledged"),
         ("dispatched", "crew:barat", "dispatched bpbd-barat-pagi"),
         ("on_site", "crew:barat", "crew on site"),
-        ("resolved", "crew:barat", "receded: air surut, saluran dibersihkan"),
+        (
+            "resolved",
+            "crew:barat",
+            "receded: air surut, saluran dibersihkan; resolved while the condition is "
+            "still active: saluran sudah dibersihkan, air turun",
+        ),
     ]
+    assert [t for t, _ in dialogs] == ["confirm", "confirm", "prompt"]
+    assert dialogs[-1][1].startswith("Data sensor masih menunjukkan kondisi aktif")
     assert (tmp_path / "crew.png").stat().st_size > 5_000
 
 
