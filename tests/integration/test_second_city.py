@@ -175,6 +175,15 @@ hazards:
     waspada: {ack_minutes: 15, resolve_minutes: 240}
 """
 
+CAP_YAML = """\
+hazards:
+  flood: {instruction: Jauhi genangan dan ikuti arahan petugas., expires_hours: 6}
+  heavy_rain: {instruction: Kurangi aktivitas di luar ruangan., expires_hours: 3}
+  pump_failure: {instruction: Waspadai kenaikan air di sekitar rumah pompa., expires_hours: 6}
+  road_damage: {instruction: Hindari ruas jalan yang rusak., expires_hours: 24}
+  traffic_jam: {instruction: Gunakan jalur alternatif., expires_hours: 2}
+"""
+
 KPI_YAML = """\
 availability_bucket_minutes: 10
 targets:
@@ -235,6 +244,7 @@ def write_config(config: Path) -> Path:
         "rules.yaml": RULES_YAML,
         "sla.yaml": SLA_YAML,
         "kpi.yaml": KPI_YAML,
+        "cap.yaml": CAP_YAML,
     }.items():
         (config / name).write_text(text, encoding="utf-8")
     # Devices placed in the city's own kelurahan by the placement tool.
@@ -419,8 +429,15 @@ def test_a_second_city_runs_from_its_config_alone(
         # The storm's incidents, and the citizen's if it was opened in the same local month.
         reported = datetime.now(city.facts.time_zone).strftime("%Y-%m") == month
         assert kota["incidents"] == len(incidents) + reported
-        resolved = json.loads(after["/incidents?limit=500"])["data"]
-        assert {i["workflow_state"] for i in resolved if i["routed_crew_id"]} == {"resolved"}
+        answered = [i for i in json.loads(after["/incidents?limit=500"])["data"]]
+        # The crews resolve what has cleared and stay on site where it is still active.
+        states = {
+            (i["condition_state"] == "active", i["workflow_state"])
+            for i in answered
+            if i["routed_crew_id"]
+        }
+        assert states <= {(False, "resolved"), (True, "on_site")}, states
+        assert (False, "resolved") in states
     finally:
         mqtt.close()
     messages = mqtt.snapshot()
