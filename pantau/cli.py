@@ -48,8 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    # Alembic announces its plugins at INFO on every start: noise to an operator.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # Alembic announces its plugins at INFO on every start: noise to an operator (its
+    # migration lines stay).
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     module = importlib.import_module(COMMANDS[name][0])
     try:
         code: int = module.main(rest)
