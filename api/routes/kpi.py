@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Annotated, Any, Literal, NoReturn
 
@@ -15,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 from api.audit import Outcome
 from api.context import ApiContext
 from api.deps import Ctx, CurrentPrincipal, unprocessable
-from api.kpi import Kpis, Stat
+from api.kpi import Kpis
 from api.kpi_queries import (
     Scope,
     ScopeError,
@@ -43,38 +44,14 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-class StatOut(BaseModel):
-    model_config = ConfigDict(frozen=True)
-    count: int
-    mean: float | None
-    p90: float | None
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KpiOut(Kpis):
+    """One scope's KPIs as the API answers them (JSON, CSV, the monthly report): the
+    `Kpis` of api/kpi.py, written once, plus which scope they are of."""
 
-
-class KpiOut(BaseModel):
-    model_config = ConfigDict(frozen=True)
     scope: ScopeKind
     id: str
     name: str
-    start: datetime
-    end: datetime
-    as_of: datetime
-    incidents: int
-    by_hazard: dict[str, int]
-    by_severity: dict[str, int]
-    ack_minutes: StatOut
-    resolve_minutes: StatOut
-    sla_met: int
-    sla_missed: int
-    sla_pending: int
-    sla_compliance_pct: float | None
-    backlog: int
-    reopened: int
-    reopen_rate_pct: float | None
-    detection_delay_minutes: StatOut
-    sensor_availability_pct: float | None
-    camera_availability_pct: float | None
-    score: float | None
-    subscores: dict[str, float]
 
 
 class KpiReport(BaseModel):
@@ -88,10 +65,6 @@ class Published(BaseModel):
     points: int
 
 
-def _stat(s: Stat) -> StatOut:
-    return StatOut(count=s.count, mean=s.mean, p90=s.p90)
-
-
 def kpi_out(ctx: ApiContext, scope: Scope, k: Kpis) -> KpiOut:
     if scope.kind in {ScopeKind.AGENCY}:
         name = ctx.city.agencies[scope.id].short
@@ -99,31 +72,8 @@ def kpi_out(ctx: ApiContext, scope: Scope, k: Kpis) -> KpiOut:
         name = scope.id
     else:
         name = ctx.geo.name(scope.id)
-    return KpiOut(
-        scope=scope.kind,
-        id=scope.id,
-        name=name,
-        start=k.start,
-        end=k.end,
-        as_of=k.as_of,
-        incidents=k.incidents,
-        by_hazard=k.by_hazard,
-        by_severity=k.by_severity,
-        ack_minutes=_stat(k.ack_minutes),
-        resolve_minutes=_stat(k.resolve_minutes),
-        sla_met=k.sla_met,
-        sla_missed=k.sla_missed,
-        sla_pending=k.sla_pending,
-        sla_compliance_pct=k.sla_compliance_pct,
-        backlog=k.backlog,
-        reopened=k.reopened,
-        reopen_rate_pct=k.reopen_rate_pct,
-        detection_delay_minutes=_stat(k.detection_delay_minutes),
-        sensor_availability_pct=k.sensor_availability_pct,
-        camera_availability_pct=k.camera_availability_pct,
-        score=k.score,
-        subscores=k.subscores,
-    )
+    values: dict[str, Any] = {f.name: getattr(k, f.name) for f in fields(k)}
+    return KpiOut(scope=scope.kind, id=scope.id, name=name, **values)
 
 
 def _period(
