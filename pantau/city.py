@@ -105,6 +105,8 @@ def load_city(config_dir: Path | None = None) -> City:
             kecamatan_id=kel.parent_id,
             metrics=kind.metrics,
             levels=m.levels,
+            gateway=m.gateway,
+            uploads_every_s=m.uploads_every_s,
         )
     if errors:
         raise ConfigErrors(errors)

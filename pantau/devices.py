@@ -40,6 +40,16 @@ class DeviceModel(BaseModel):
     location: tuple[float, float] = Field(description="[lon, lat] in WGS 84")
     name: str = Field(default="", description="human label, e.g. the street or channel")
     levels: Levels | None = Field(default=None, description="water-level stations only")
+    gateway: str | None = Field(
+        default=None,
+        pattern=DEVICE_ID_PATTERN,
+        description="the gateway it reports through: its source of event time (rules)",
+    )
+    uploads_every_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="store-and-forward: it uploads its readings in batches this often (s)",
+    )
 
 
 class AgencyModel(BaseModel):
@@ -76,6 +86,10 @@ class Device:
     kecamatan_id: str
     metrics: tuple[str, ...]
     levels: Levels | None
+    # Where its event time comes from (rules.engine): its gateway when it has one, and
+    # how long its readings may wait on the device before an upload.
+    gateway: str | None = None
+    uploads_every_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
