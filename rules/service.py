@@ -65,7 +65,7 @@ from pantau.zoneindex import ZoneIndex
 from rules.cameras import CameraReadings, read_camera_history, rules_city
 from rules.engine import RuleEngine
 from rules.escalation import escalate_due
-from rules.gaps import UplinkGaps
+from rules.gaps import UplinkGaps, input_quality_line
 from rules.history import latest_time, read_readings
 from rules.metrics import RulesMetrics
 from rules.notify import NotifierThread, WebhookConfig
@@ -99,6 +99,9 @@ class RulesStats:
     reloads: int = 0
     reload_errors: int = 0
     rebuilt_readings: int = 0
+    late: int = 0  # readings behind their kecamatan's event time, judged (rules.engine)
+    too_old: int = 0  # past the horizon: reported as data_quality, not judged
+    stale: int = 0  # behind their own series: reported as data_quality
     uplink_gaps: int = 0  # seq gaps found (rules.gaps); missing uplinks in them:
     uplinks_missing: int = 0
     alerts_by_crew: dict[str, int] = field(default_factory=dict)
@@ -248,6 +251,7 @@ class RulesService:
                     changes += self._maybe_reload(force=self._reload_requested.is_set())
                     next_reload_check = now + self._config.reload_check_s
                 self._apply(changes)
+                self._report_quality()
                 self._ack(batch)
                 self._serve_requests()
         except Stopping:
@@ -304,6 +308,19 @@ class RulesService:
             self.stats.uplink_gaps, self.stats.uplinks_missing = self._gaps.gaps, self._gaps.missing
         return out
 
+    def _report_quality(self) -> None:
+        """What the engine reported instead of judging: data_quality points, counters."""
+        stats, engine = self.stats, self._engine.stats
+        stats.late, stats.too_old, stats.stale = engine.late, engine.too_old, engine.stale
+        reported = self._engine.drain_quality()
+        if reported:
+            self._gaps.queue(
+                [input_quality_line(q.kind, q.subject, q.at, q.detail) for q in reported]
+            )
+            for q in reported:
+                if q.kind in ("source_idle", "source_back"):
+                    log.info("source %s: %s (%s)", q.subject, q.kind, q.detail)
+
     def _serve_requests(self) -> None:
         if self._inbox:  # serve once all that was received so far is processed
             return
@@ -346,6 +363,16 @@ class RulesService:
             update = self._store.apply(change, compose=self._composer(change))
             if update.kind is UpdateKind.OPENED:
                 self.stats.opened += 1
+                # Device time -> opening: near zero in order, the wait of a late reading.
+                delay = (self._clock.now() - change.at).total_seconds()
+                self.metrics.detection.observe(max(delay, 0.0))
+                if delay > self._rules.lateness.total_seconds():
+                    log.info(
+                        "%s in %s opened %.0f s after its device time (late readings)",
+                        change.key.rule_id,
+                        change.key.zone_id,
+                        delay,
+                    )
             if update.outbox:
                 self._outbox_dirty = True
             inc = update.incident
