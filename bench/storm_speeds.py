@@ -166,6 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tempfile.TemporaryDirectory(prefix="pantau-speeds-stack-") as tmp,
         LocalStack(Path(tmp)) as stack,
     ):
+        stack.create_database("pantau")  # the services' metrics and data_quality points
         settings = stack.settings()
         n = 0
         for loop in range(loops):

@@ -60,6 +60,9 @@ class SimMessage:
     """One MQTT publish of a device (through its gateway)."""
 
     sim_time: datetime  # true simulated time of sending (device clocks may be skewed)
+    # True simulated time of the measurement: sim_time unless the message was held back
+    # (store and forward, an uplink outage).
+    taken_at: datetime
     device_id: str  # the sending device; its gateway publishes the message
     gateway_id: str
     topic: str
@@ -175,6 +178,7 @@ class FleetStream:
                     j,
                     seq=seq,
                     sim_time=sim_time,
+                    taken_at=datetime.fromtimestamp(start_s + off, UTC),
                     senml=senml,
                     labels=labels,
                     topics=topics,
@@ -182,7 +186,8 @@ class FleetStream:
                 )
                 continue
 
-            device_time = sim_time if send == off else datetime.fromtimestamp(start_s + off, UTC)
+            taken_at = sim_time if send == off else datetime.fromtimestamp(start_s + off, UTC)
+            device_time = taken_at
             refused = False
             if active:
                 for f in active:
@@ -199,6 +204,7 @@ class FleetStream:
                 payload = encode_native(device_id, seq, device_time, samples)
             yield SimMessage(
                 sim_time=sim_time,
+                taken_at=taken_at,
                 device_id=device_id,
                 gateway_id=track.gateway_id,
                 topic=dev.topic,
@@ -341,6 +347,7 @@ class _DeviceState:
         *,
         seq: int,
         sim_time: datetime,
+        taken_at: datetime,
         senml: bool,
         labels: tuple[str, ...],
         topics: Topics,
@@ -361,6 +368,7 @@ class _DeviceState:
         bad = malformed(reason, self.variant[j], ctx, topics, catalogue)
         return SimMessage(
             sim_time=sim_time,
+            taken_at=taken_at,
             device_id=track.device.id,
             gateway_id=track.gateway_id,
             topic=bad.topic,
