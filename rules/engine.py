@@ -135,6 +135,7 @@ class _Partition:
     started: bool = False  # evaluators know the partition's first event time
     due: dict[str, datetime] = field(default_factory=dict)  # rule id -> next deadline
     floor: _Source | None = None  # the active source furthest behind
+    target: datetime | None = None  # where the watermark is going (settle moves it)
 
 
 def _within(rule: Rule, kecamatan: str, parent: dict[str, str | None]) -> Rule | None:
@@ -169,6 +170,7 @@ class RuleEngine:
         self._applied: dict[_Series, datetime] = {}  # series -> last time applied locally
         self._front: datetime | None = None  # the newest event time seen
         self._quality: list[DataQuality] = []
+        self._pending: dict[str, _Partition] = {}  # partitions with a target to reach
         self.stats = EngineStats()
         for rule in rules.rules:
             for p in self._partitions.values():
@@ -198,6 +200,11 @@ class RuleEngine:
     def ingest(self, readings: Iterable[Reading]) -> list[ConditionChange]:
         """Series-local changes first (as the readings arrive), then what the kecamatans'
         watermarks passed."""
+        return self.take(readings) + self.settle()
+
+    def take(self, readings: Iterable[Reading]) -> list[ConditionChange]:
+        """The readings' series-local changes (crew alerts: publish them first); the
+        watermark kinds' work waits for `settle`."""
         out: list[ConditionChange] = []
         touched: dict[str, _Partition] = {}
         heard_at = self._clock.now()
@@ -248,7 +255,7 @@ class RuleEngine:
             self.stats.late += late
             self._heard(r, heard_at, touched)
         for p in touched.values():
-            out += self._follow(p)
+            self._follow(p)
         return out
 
     def _heard(self, r: Reading, at: datetime, touched: dict[str, _Partition]) -> None:
@@ -270,7 +277,7 @@ class RuleEngine:
                 if p.floor is None or p.floor is src:
                     touched[p.id] = p
 
-    def _follow(self, p: _Partition) -> list[ConditionChange]:
+    def _follow(self, p: _Partition) -> None:
         """Advance a kecamatan to its slowest active source, less the lateness."""
         floor: _Source | None = None
         for s in p.sources:
@@ -281,9 +288,27 @@ class RuleEngine:
             ):
                 floor = s
         p.floor = floor
-        if floor is None or floor.progress is None:
-            return []
-        return self._advance(p, floor.progress - self._settings.lateness)
+        if floor is not None and floor.progress is not None:
+            self._aim(p, floor.progress - self._settings.lateness)
+
+    def _aim(self, p: _Partition, to: datetime) -> None:
+        if (p.watermark is None or to > p.watermark) and (p.target is None or to > p.target):
+            p.target = to
+            self._pending[p.id] = p
+
+    def settle(self, budget: int | None = None) -> list[ConditionChange]:
+        """Move the kecamatans' watermarks towards their targets, feeding at most about
+        `budget` buffered readings to the watermark kinds (None: all): a kecamatan
+        released by an idle source may hold minutes of readings, and the crew alerts of
+        the next batch should not wait for all of them."""
+        out: list[ConditionChange] = []
+        left = [budget]
+        for p in list(self._pending.values()):
+            if p.target is not None:
+                out += self._advance(p, p.target, left)
+            if p.target is None:
+                del self._pending[p.id]
+        return out
 
     def _feed(self, p: _Partition, r: Reading, device: Device) -> list[ConditionChange]:
         out: list[ConditionChange] = []
@@ -301,12 +326,11 @@ class RuleEngine:
     def advance_watermark(self, to: datetime) -> list[ConditionChange]:
         """Process everything before `to` in every kecamatan (a flush: the end of a
         replay, a backtest); a watermark never moves back."""
-        out: list[ConditionChange] = []
         for p in self._partitions.values():
-            out += self._advance(p, to)
-        return out
+            self._aim(p, to)
+        return self.settle()
 
-    def tick(self) -> list[ConditionChange]:
+    def tick(self, budget: int | None = None) -> list[ConditionChange]:
         """Move event time with the injected clock: sources silent past their allowance
         stop holding their kecamatan back; a kecamatan nobody has spoken in yet follows
         the clock (a silent fleet still ages); one whose every source went silent follows
@@ -319,27 +343,36 @@ class RuleEngine:
             if s.active and s.heard is not None and now - s.heard > s.allowance:
                 s.active = False
                 self._report("source_idle", s.id, s.progress or now, f"silent since {s.heard}")
-        out: list[ConditionChange] = []
         lateness = self._settings.lateness
         for p in self._partitions.values():
-            out += self._follow(p)
+            self._follow(p)
             if p.floor is None:
                 # Every source silent at once, and more than one device behind them:
                 # an uplink outage (its backlog may come), not every sensor dead.
                 heard = any(s.heard is not None for s in p.sources)
                 shared = sum(s.devices for s in p.sources) > 1
                 grace = self._settings.outage_grace if heard and shared else timedelta(0)
-                out += self._advance(p, now - lateness - grace)
-        return out
+                self._aim(p, now - lateness - grace)
+        return self.settle(budget)
 
-    def _advance(self, p: _Partition, to: datetime) -> list[ConditionChange]:
+    def _advance(
+        self, p: _Partition, to: datetime, left: list[int | None]
+    ) -> list[ConditionChange]:
+        """Process p's buffer up to `to` (its target is met), or until `left[0]` readings
+        are spent (the watermark stops at the last one processed, the target stays)."""
         if p.watermark is not None and to <= p.watermark:
+            p.target = None
             return []
         out: list[ConditionChange] = []
         if not p.started and not p.buffer:
             self._start(p, to)  # a kecamatan that never said anything still ages
         while p.buffer and p.buffer[0][0] < to:
+            if left[0] is not None:
+                if left[0] <= 0:
+                    return out
+                left[0] -= 1
             _, _, _, r = heapq.heappop(p.buffer)
+            p.watermark = r.time
             if not p.started:
                 # The earliest reading that is not late: the same whatever the arrival
                 # order, so absence baselines do not depend on it.
@@ -350,7 +383,7 @@ class RuleEngine:
             if last is None or r.time > last:
                 out += self._feed(p, r, self._city.devices[r.device_id])
         out += self._fire_deadlines(p, before=to)
-        p.watermark = to
+        p.watermark, p.target = to, None
         return out
 
     def _start(self, p: _Partition, at: datetime) -> None:
