@@ -1,58 +1,97 @@
-"""The rule engine: readings in, ConditionChanges out, on event time.
+"""The rule engine: readings in, ConditionChanges out, on event time, per source.
 
-Two paths, chosen per rule kind (`Evaluator.series_local`):
+Why (issue 18): the engine used to run on one watermark, the fleet's latest event time
+less a fixed lateness (2 min), and dropped every reading older than it. A GSM logger
+uploading every 10 minutes, a gateway delivering its backlog after an outage, a device
+whose clock runs slow: their valid readings were stored and never judged (missed
+floods), and their silence was judged by the city's clock (false "sensor offline"). In
+an accelerated replay 2 minutes of device time are a fraction of a second, so a busy
+machine lost readings too (the demo raised 164 incidents instead of 126 once).
+
+**Sources and kecamatans.** Event time advances per *source*: a device, or the gateway
+the registry says it reports through (`gateway`). Rule state never crosses a kecamatan
+(zones are kelurahan or kecamatan, flatline peers share a zone, a cross-check pair lives
+in its camera's kecamatan), so every rule has one instance per kecamatan (a
+*partition*), and each kecamatan has its own watermark: the progress (latest event
+time) of its slowest *active* source, less `lateness` (reordering within one source).
+One slow logger holds back only its own kecamatan's watermark kinds, by at most its
+upload interval, never the city's, and never any series-local alert.
+
+**Idleness.** A source is active from its first reading until it has been silent (on
+the engine's clock, checked in `tick`) for its slowest device's report interval or
+declared upload interval (`uploads_every_s`) plus `idle_after`; then it stops holding
+its kecamatan back (as Flink and Beam mark idle inputs) and a `source_idle` data-quality
+event is reported; its next reading makes it active again (`source_back`). A kecamatan
+whose every source is silent, with more than one device behind them, is an uplink
+outage, not every sensor dead: it follows the clock `outage_grace` (45 min) late, so a
+gateway's backlog delivered within that is judged exactly and nobody is declared
+offline; a lone silent device follows the clock at once (`sensor-offline` as before).
+A kecamatan nobody has spoken in yet follows the clock (a silent fleet still ages).
+Without a clock that moves (a replay as fast as possible, a backtest, the tests), no
+source is ever idle: every kecamatan waits for all its sources, and the result is that
+of the ordered stream, whatever the speed and the load.
+
+**Two paths**, chosen per rule kind (`Evaluator.series_local`):
 
 - **Series-local kinds** (threshold incl. steps and holds, rate of change, flatline
   without peers: a device's verdict depends on its own series only) get a reading as
-  soon as it arrives *in order for its series* (device, metric): its time is after
-  the last one applied to that series. Devices report in real time, so a crew alert
-  leaves as soon as the reading that completes a hold is in, not a lateness bound
-  later. Each series is applied in event-time order, so a device's verdicts are those
-  of the ordered stream whatever the order *between* devices.
+  soon as it arrives *in order for its series* (device, metric), however late it is for
+  the kecamatan: a crew alert leaves as soon as the reading that completes a hold is in,
+  and a logger's batch or a gateway's backlog completes its holds on arrival (the
+  change's `at` is the device time; the service records the detection delay).
+  `take` returns these changes; the service stores and publishes them before the
+  watermark kinds' work (`settle`, bounded per turn), so alerts never queue behind a
+  kecamatan catching up.
 - **Watermark kinds** (absence, zone aggregate, composite, flatline with moving peers,
-  cross-check: they compare devices or judge silence) see every accepted reading in event-time order
-  (time, device, metric) once the watermark (the latest event time seen across the
-  fleet, ignoring the few devices most ahead, minus the allowed lateness) has passed it,
-  so their results do not depend on arrival order at all. Deadlines (absence, no data)
-  fire in event-time order among those readings, so an accelerated replay behaves
-  exactly like real time.
+  cross-check: they compare devices or judge silence) see every reading of their
+  kecamatan in event-time order (time, device, metric) once its watermark has passed
+  it, so their results do not depend on arrival order. Deadlines (absence, no data)
+  fire in event-time order among those readings, so a device's silence is judged
+  against its own source's progress: a logger between uploads or a gateway in an outage
+  holds its kecamatan instead of being declared silent.
 
-Why not everything on the watermark (the first design): every alert then waited for
-the lateness bound (2 min) by construction. Why not everything on arrival: k-of-n and
-composite verdicts, and silence, would then depend on which device's message came
-first. The split keeps the cross-device kinds exactly deterministic and makes the
-per-device kinds (the fast alerts: water levels, rain) immediate. The backtest, which
-has no alert to hurry, runs every kind on the watermark (`series_local=False`), so its
-result never depends on the order of the stored readings.
+Why not everything on the watermark: every alert would wait for the slowest source.
+Why not everything on arrival: k-of-n and composite verdicts, and silence, would depend
+on which device's message came first. The backtest, which has no alert to hurry, runs
+every kind on the watermark (`series_local=False`).
 
-The price, and what is defined for it:
+Nothing is dropped silently:
 
-- A reading older than its series' last applied reading but not older than the
-  watermark (*reordered*: it was overtaken within the lateness bound) cannot be
-  applied to series-local state retroactively. It goes to the watermark kinds only and
-  is counted in `EngineStats.reordered`. So under reordering a series-local verdict can
-  miss one reading (a hold may end a reading later, a one-reading peak may be lost);
-  per series nothing else changes, and nothing is ever applied twice.
-- A second copy of a reading (QoS 1 redelivery) is dropped whole: a copy of a buffered
-  reading is a duplicate, a copy older than the watermark is late; a series-local
-  evaluator never sees a time twice because it only takes times after the last applied.
-  So duplicates never open an extra incident.
+- A reading behind its kecamatan's watermark but after its series' last judged
+  reading (*late*: its source was idle and came back with a backlog, or its kecamatan
+  followed the clock) is fed to the watermark kinds at once, against their current
+  state, and counted (`EngineStats.late`). Exact for absence (it proves the device
+  alive); for k-of-n and composites it is judged at its time but on the others' state
+  of now. This is the price of idleness, and only a clock that moves makes it happen.
+- A reading not after its series' last judged reading, behind the watermark (*stale*: a
+  redelivered copy, or a reading overtaken in its own series by more than the
+  lateness) cannot be applied in order by anything: counted and reported (`stale`).
+  A second copy still buffered is a duplicate, dropped whole.
+- A reading older than the newest event time by more than `horizon` (24 h) is past any
+  rule's state: counted and reported (`too_old`), not judged.
+
+Reports (`drain_quality`) become `data_quality` points in InfluxDB (rules.service).
+
+Known limits:
+
+- Under reordering within a series, a series-local verdict can miss one reading
+  (counted in `reordered`).
+- A device's own silence deadline (`no_data_after`) fires when its kecamatan's watermark
+  passes it or when its next reading shows it passed. In the second case the zone key is
+  judged against the other devices' *current* verdicts: when every device of a zone was
+  silent (a dropout), a replay as fast as possible keeps the zone ACTIVE where real time
+  turns it NO_DATA and back (the store keeps its one incident open; the incident set,
+  keys and severities, is the same). A fix would judge zones on each device's verdict as
+  of the deadline (a short verdict history per series).
+- A source never heard from does not hold its kecamatan back, so its first reading may
+  be late (judged on the late path); a kecamatan that an undeclared slow source
+  (a logger without `uploads_every_s`) shares with live ones judges its cross-device
+  rules on the late path. Declare loggers and gateways in the registry.
+- A silent kecamatan's absence incidents come `outage_grace` late (the "source_idle"
+  data-quality events say so at once); a single device is never taken for an outage.
 - Series-local changes of different devices of one zone key interleave in arrival
   order, so the zone key's change list (not its incidents) can differ from the ordered
   stream's when devices' messages overtake each other.
-- A device's own silence deadline (`no_data_after`) fires when the watermark passes it
-  or when the device's next reading shows it passed, whichever comes first; the verdict
-  (no data at the deadline) is the same either way. Known limit: when the watermark
-  fires it, the zone key is judged against the other devices' *current* verdicts, which
-  are up to the lateness ahead of the deadline. Seen once: storm-karawaci over 120
-  minutes, delivered twice and 10 % shuffled (seed 0), gives `heavy-rain` in
-  kec-periuk a NO_DATA and a second ACTIVE where the ordered stream stays ACTIVE (the
-  store keeps one incident: its workflow is still open); over the first 50 minutes
-  eight seeds give identical incidents. A fix would judge zones on each device's
-  verdict as of the deadline (a short verdict history per series).
-
-A reading older than the watermark already processed is too late and is dropped from
-both paths (counted).
 """
 
 from __future__ import annotations
