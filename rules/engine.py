@@ -20,8 +20,8 @@ upload interval, never the city's, and never any series-local alert.
 **Idleness.** A source is active from its first reading until it has been silent (on
 the engine's clock, checked in `tick`) for its slowest device's report interval or
 declared upload interval (`uploads_every_s`) plus `idle_after`; then it stops holding
-its kecamatan back (as Flink and Beam mark idle inputs) and a `source_idle` data-quality
-event is reported; its next reading makes it active again (`source_back`). A kecamatan
+its kecamatan back (as Flink and Beam mark idle inputs) and `source_idle` is reported
+(the service logs it and counts it); its next reading makes it active again (`source_back`). A kecamatan
 whose every source is silent, with more than one device behind them, is an uplink
 outage, not every sensor dead: it follows the clock `outage_grace` (45 min) late, so a
 gateway's backlog delivered within that is judged exactly and nobody is declared
@@ -87,8 +87,8 @@ Known limits:
   be late (judged on the late path); a kecamatan that an undeclared slow source
   (a logger without `uploads_every_s`) shares with live ones judges its cross-device
   rules on the late path. Declare loggers and gateways in the registry.
-- A silent kecamatan's absence incidents come `outage_grace` late (the "source_idle"
-  data-quality events say so at once); a single device is never taken for an outage.
+- A silent kecamatan's absence incidents come `outage_grace` late (`source_idle` is
+  logged at once); a single device is never taken for an outage.
 - Series-local changes of different devices of one zone key interleave in arrival
   order, so the zone key's change list (not its incidents) can differ from the ordered
   stream's when devices' messages overtake each other.

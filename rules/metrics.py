@@ -25,7 +25,12 @@ DETECTION_BUCKETS = (1.0, 5.0, 30.0, 60.0, 180.0, 600.0, 1800.0, 3600.0, 21600.0
 
 
 class RulesMetrics:
-    def __init__(self, settings: Settings, backlog: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        backlog: Callable[[], int],
+        sources_idle: Callable[[], int] = lambda: 0,
+    ) -> None:
         self.service = ServiceMetrics("rules", settings.metrics)
         m = self.service
         self.messages = m.counter("messages", "MQTT messages judged and acknowledged")
@@ -38,6 +43,7 @@ class RulesMetrics:
             "alerts stored and published)",
         )
         m.gauge("backlog_messages", "messages received, not yet judged", backlog)
+        m.gauge("sources_idle", "sources silent past their interval + idle_after", sources_idle)
         self.late = m.counter("readings_late", "readings behind their kecamatan, still judged")
         self.too_old = m.counter("readings_too_old", "readings past the horizon: reported only")
         self.stale = m.counter("readings_stale", "readings behind their own series: reported only")

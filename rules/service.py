@@ -79,9 +79,10 @@ POLL_S = 0.002  # an idle worker looks at the inbox this often
 REDELIVERY_WAIT_S = 2.0  # at a start, how long a persistent session's backlog may take
 PEEK_MESSAGES = 200  # redelivered messages looked at for the earliest pending reading
 STOP_GRACE_S = 3.0  # for PUBACKs in flight when stopping
-# Buffered readings the watermark kinds take per turn beyond twice the batch: a
+# Buffered readings the watermark kinds take per turn beyond twice the batch (a few
+# ms: an alert arriving meanwhile waits for them); a
 # kecamatan an idle source held back catches up over a few turns, not in one stall.
-SETTLE_BUDGET = 2000
+SETTLE_BUDGET = 200
 
 
 class Stopping(Exception):
@@ -105,6 +106,7 @@ class RulesStats:
     late: int = 0  # readings behind their kecamatan's event time, judged (rules.engine)
     too_old: int = 0  # past the horizon: reported as data_quality, not judged
     stale: int = 0  # behind their own series: reported as data_quality
+    sources_idle: int = 0  # sources no longer holding their kecamatan back
     uplink_gaps: int = 0  # seq gaps found (rules.gaps); missing uplinks in them:
     uplinks_missing: int = 0
     alerts_by_crew: dict[str, int] = field(default_factory=dict)
@@ -173,7 +175,9 @@ class RulesService:
             clock=self._clock,
         )
         self._inbox = self._session.inbox
-        self.metrics = RulesMetrics(settings, lambda: len(self._inbox))
+        self.metrics = RulesMetrics(
+            settings, lambda: len(self._inbox), lambda: self.stats.sources_idle
+        )
         self._client = self._session.client  # incident events and alerts go out on it
         self._worker = threading.Thread(target=self._run, name="rules-worker", daemon=True)
         # Unsent outbox rows of an earlier run (a crash before the PUBACK) go out first.
@@ -316,17 +320,23 @@ class RulesService:
         return out
 
     def _report_quality(self) -> None:
-        """What the engine reported instead of judging: data_quality points, counters."""
+        """What the engine reported instead of judging: stale and too-old readings become
+        data_quality points; sources going idle and coming back are logged and counted
+        (frequent, and a write in the worker would delay the next alerts)."""
         stats, engine = self.stats, self._engine.stats
         stats.late, stats.too_old, stats.stale = engine.late, engine.too_old, engine.stale
         reported = self._engine.drain_quality()
-        if reported:
+        if not reported:
+            return
+        points = [q for q in reported if q.kind in ("too_old", "stale")]
+        if points:
             self._gaps.queue(
-                [input_quality_line(q.kind, q.subject, q.at, q.detail) for q in reported]
+                [input_quality_line(q.kind, q.subject, q.at, q.detail) for q in points]
             )
-            for q in reported:
-                if q.kind in ("source_idle", "source_back"):
-                    log.info("source %s: %s (%s)", q.subject, q.kind, q.detail)
+        for q in reported:
+            if q.kind in ("source_idle", "source_back"):
+                log.info("source %s: %s (%s)", q.subject, q.kind, q.detail)
+        stats.sources_idle = self._engine.sources_idle()
 
     def _serve_requests(self) -> None:
         if self._inbox:  # serve once all that was received so far is processed
