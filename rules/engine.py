@@ -17,16 +17,16 @@ time) of its slowest *active* source, less `lateness` (reordering within one sou
 One slow logger holds back only its own kecamatan's watermark kinds, by at most its
 upload interval, never the city's, and never any series-local alert.
 
-**Idleness.** A source is active from its first reading until it has been silent (on
-the engine's clock, checked in `tick`) for its slowest device's report interval or
-declared upload interval (`uploads_every_s`) plus `idle_after`; then it stops holding
-its kecamatan back (as Flink and Beam mark idle inputs) and `source_idle` is reported
-(the service logs it and counts it); its next reading makes it active again (`source_back`). A kecamatan
-whose every source is silent, with more than one device behind them, is an uplink
-outage, not every sensor dead: it follows the clock `outage_grace` (45 min) late, so a
-gateway's backlog delivered within that is judged exactly and nobody is declared
-offline; a lone silent device follows the clock at once (`sensor-offline` as before).
-A kecamatan nobody has spoken in yet follows the clock (a silent fleet still ages).
+**Idleness.** A source is active from its first reading until it has been silent (on the
+engine's clock, checked in `tick`) for its slowest device's report interval or declared
+upload interval (`uploads_every_s`) plus `idle_after`; then it stops holding its
+kecamatan back (as Flink and Beam mark idle inputs) and `source_idle` is reported (the
+service logs it and counts it); its next reading makes it active again (`source_back`).
+A kecamatan whose every source is silent, with more than one device behind them, is an
+uplink outage, not every sensor dead: it follows the clock `outage_grace` (45 min) late,
+so a gateway's backlog delivered within that is judged exactly and nobody is declared
+offline; a lone silent device follows the clock at once (`sensor-offline` as before). A
+kecamatan nobody has spoken in yet follows the clock (a silent fleet still ages).
 Without a clock that moves (a replay as fast as possible, a backtest, the tests), no
 source is ever idle: every kecamatan waits for all its sources, and the result is that
 of the ordered stream, whatever the speed and the load.
