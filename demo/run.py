@@ -54,11 +54,13 @@ from pantau.settings import ApiSettings, RulesSettings, Settings
 from pantau.store import IncidentStore
 from pantau.zoneindex import ZoneIndex
 from rules.routing import Router
+from rules.rulespec import load_rules
 from rules.service import RulesService, make_store
 from simulators.publisher import run_scenario
 from simulators.report import SimReport
 from simulators.scenario import Scenario, find_scenario, load_scenario
 from simulators.simclock import anchored_start
+from testkit.truth import Observed, ground_truth
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +123,8 @@ def main(argv: Sequence[str]) -> int:
             ingest, rules, store = played.ingest, played.rules, played.store
             print(_summary(city, settings, report, stored, ingest))
             print(_incidents(city, zones, store, rules) if judged else "Rules did not finish.")
+            if judged:
+                print(_oracle_line(city, scenario, settings, report, store))
             store.close()
             # The simulated fleet went into service when the storm began: a month's
             # availability does not count the days before it existed.
@@ -251,6 +255,19 @@ def _wait_until_judged(rules: RulesService, report: SimReport, timeout_s: float)
     while rules.stats.messages < report.messages and time.monotonic() < deadline:
         time.sleep(0.5)
     return rules.advance_to(report.end, max(1.0, deadline - time.monotonic()))
+
+
+def _oracle_line(
+    city: City, scenario: Scenario, settings: Settings, report: SimReport, store: IncidentStore
+) -> str:
+    """Whether the incidents are exactly what the devices measured (testkit.truth)."""
+    rules = load_rules(settings.config_dir / "rules.yaml", city)
+    truth = ground_truth(city, scenario, rules, report.end, start=report.start)
+    verdict = truth.check(Observed(i.key, i.opened_at, i.severity_max) for i in store.active())
+    said = verdict.summary().splitlines()[0]
+    if verdict.exact:
+        return f"Oracle       the incidents match the ground truth: {said}"
+    return f"Oracle       the incidents do NOT match the ground truth: {said}"
 
 
 def _incidents(city: City, zones: ZoneIndex, store: IncidentStore, rules: RulesService) -> str:

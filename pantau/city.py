@@ -153,6 +153,8 @@ def load_city(config_dir: Path | None = None) -> City:
             metrics=kind.metrics,
             levels=m.levels,
             in_service_from=in_service_from(m.commissioned),
+            gateway=m.gateway,
+            uploads_every_s=m.uploads_every_s,
         )
     if errors:
         raise ConfigErrors(errors)

@@ -61,6 +61,16 @@ class DeviceModel(BaseModel):
     name: str = Field(default="", description="human label, e.g. the street or channel")
     levels: Levels | None = Field(default=None, description="water-level stations only")
     commissioned: Commissioned = None
+    gateway: str | None = Field(
+        default=None,
+        pattern=DEVICE_ID_PATTERN,
+        description="the gateway it reports through: its source of event time (rules)",
+    )
+    uploads_every_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="store-and-forward: it uploads its readings in batches this often (s)",
+    )
 
 
 class AgencyModel(BaseModel):
@@ -99,6 +109,10 @@ class Device:
     metrics: tuple[str, ...]
     levels: Levels | None
     in_service_from: datetime | None = None  # None: in service before any period asked about
+    # Where its event time comes from (rules.engine): its gateway when it has one, and
+    # how long its readings may wait on the device before an upload.
+    gateway: str | None = None
+    uploads_every_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

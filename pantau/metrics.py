@@ -91,9 +91,11 @@ class ServiceMetrics:
         gauge.set_function(read)
         return gauge
 
-    def latency(self, name: str, help_: str) -> Histogram:
+    def latency(
+        self, name: str, help_: str, buckets: Sequence[float] = LATENCY_BUCKETS
+    ) -> Histogram:
         return Histogram(
-            self._prefix + name + "_seconds", help_, registry=self.registry, buckets=LATENCY_BUCKETS
+            self._prefix + name + "_seconds", help_, registry=self.registry, buckets=buckets
         )
 
     # --- exposure -------------------------------------------------------------------

@@ -169,6 +169,16 @@ def data_quality_line(gap: Gap) -> str:
     )
 
 
+def input_quality_line(kind: str, subject: str, at: datetime, detail: str) -> str:
+    """One point per thing the rule engine reported instead of judging (rules.engine:
+    too_old, stale, source_idle, source_back), at its event time."""
+    detail = detail.replace("\\", "\\\\").replace('"', '\\"')
+    return (
+        f"{MEASUREMENT},device={tag_value(subject)},kind={kind},cause=rules"
+        f' detail="{detail}" {int(at.timestamp() * 1000)}'
+    )
+
+
 @dataclass(slots=True)
 class _ZoneGap:
     devices: set[str] = field(default_factory=set)
@@ -274,6 +284,10 @@ class UplinkGaps:
                 gap.next_seq - 1,
                 gap.cause,
             )
+
+    def queue(self, lines: Sequence[str]) -> None:
+        """Other data_quality points, written with the next batch of gaps."""
+        self._pending += lines
 
     def changes(self, now: datetime) -> list[ConditionChange]:
         """The verdicts of the gaps found since the last call (and the clearing ones

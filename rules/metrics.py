@@ -5,6 +5,7 @@ is stored and published."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
@@ -18,8 +19,18 @@ if TYPE_CHECKING:
     from rules.service import RulesStats
 
 
+# Seconds: in order an alert leaves within a second; a logger's batch or a gateway's
+# backlog is minutes late.
+DETECTION_BUCKETS = (1.0, 5.0, 30.0, 60.0, 180.0, 600.0, 1800.0, 3600.0, 21600.0, math.inf)
+
+
 class RulesMetrics:
-    def __init__(self, settings: Settings, backlog: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        backlog: Callable[[], int],
+        sources_idle: Callable[[], int] = lambda: 0,
+    ) -> None:
         self.service = ServiceMetrics("rules", settings.metrics)
         m = self.service
         self.messages = m.counter("messages", "MQTT messages judged and acknowledged")
@@ -32,6 +43,16 @@ class RulesMetrics:
             "alerts stored and published)",
         )
         m.gauge("backlog_messages", "messages received, not yet judged", backlog)
+        m.gauge("sources_idle", "sources silent past their interval + idle_after", sources_idle)
+        self.late = m.counter("readings_late", "readings behind their kecamatan, still judged")
+        self.too_old = m.counter("readings_too_old", "readings past the horizon: reported only")
+        self.stale = m.counter("readings_stale", "readings behind their own series: reported only")
+        self.detection = m.latency(
+            "detection_delay",
+            "device time of the reading that opened an incident to its opening (a late "
+            "reading's delay shows here)",
+            buckets=DETECTION_BUCKETS,
+        )
         self._influx = settings.influx
         self._writer: InfluxWriter | None = None
         self._seen: dict[str, int] = {}
@@ -54,6 +75,9 @@ class RulesMetrics:
             (self.readings, "readings", stats.readings),
             (self.opened, "opened", stats.opened),
             (self.alerts, "alerts", stats.alerts_published),
+            (self.late, "late", stats.late),
+            (self.too_old, "too_old", stats.too_old),
+            (self.stale, "stale", stats.stale),
         ):
             counter.inc(max(value - self._seen.get(key, 0), 0))
             self._seen[key] = value

@@ -273,7 +273,25 @@ RULE_KINDS = (
 
 class RulesFile(_Strict):
     lateness: Duration = Field(
-        default=timedelta(minutes=2), description="how late a reading may arrive (event time)"
+        default=timedelta(minutes=2),
+        description="how far a source's readings may overtake each other (event time)",
+    )
+    idle_after: Duration = Field(
+        default=timedelta(minutes=2),
+        gt=timedelta(0),
+        description="a source silent this long (wall clock) beyond its report or upload "
+        "interval no longer holds its kecamatan's event time back",
+    )
+    outage_grace: Duration = Field(
+        default=timedelta(minutes=45),
+        ge=timedelta(0),
+        description="a kecamatan whose every source is silent is judged this much later "
+        "than the wall clock: a gateway outage is not every sensor offline",
+    )
+    horizon: Duration = Field(
+        default=timedelta(hours=24),
+        gt=timedelta(0),
+        description="a reading older than the newest event time by more is reported, not judged",
     )
     rules: tuple[Rule, ...] = Field(default=(), description="the rules")
 
@@ -282,6 +300,9 @@ class RulesFile(_Strict):
 class RuleSet:
     lateness: timedelta
     rules: tuple[Rule, ...]
+    idle_after: timedelta = timedelta(minutes=2)
+    outage_grace: timedelta = timedelta(minutes=45)
+    horizon: timedelta = timedelta(hours=24)
 
 
 def load_rules(path: Path, city: City) -> RuleSet:
@@ -294,7 +315,7 @@ def load_rules(path: Path, city: City) -> RuleSet:
     errors = check_rules(model, city, doc)
     if errors:
         raise ConfigErrors(errors)
-    return RuleSet(model.lateness, model.rules)
+    return RuleSet(model.lateness, model.rules, model.idle_after, model.outage_grace, model.horizon)
 
 
 def _located(doc: LocatedYaml, e: Any) -> ConfigError:

@@ -65,7 +65,7 @@ from pantau.zoneindex import ZoneIndex
 from rules.cameras import CameraReadings, read_camera_history, rules_city
 from rules.engine import RuleEngine
 from rules.escalation import escalate_due
-from rules.gaps import UplinkGaps
+from rules.gaps import UplinkGaps, input_quality_line
 from rules.history import latest_time, read_readings
 from rules.metrics import RulesMetrics
 from rules.notify import NotifierThread, WebhookConfig
@@ -79,6 +79,10 @@ POLL_S = 0.002  # an idle worker looks at the inbox this often
 REDELIVERY_WAIT_S = 2.0  # at a start, how long a persistent session's backlog may take
 PEEK_MESSAGES = 200  # redelivered messages looked at for the earliest pending reading
 STOP_GRACE_S = 3.0  # for PUBACKs in flight when stopping
+# Buffered readings the watermark kinds take per turn beyond twice the batch (a few
+# ms: an alert arriving meanwhile waits for them); a
+# kecamatan an idle source held back catches up over a few turns, not in one stall.
+SETTLE_BUDGET = 200
 
 
 class Stopping(Exception):
@@ -99,6 +103,10 @@ class RulesStats:
     reloads: int = 0
     reload_errors: int = 0
     rebuilt_readings: int = 0
+    late: int = 0  # readings behind their kecamatan's event time, judged (rules.engine)
+    too_old: int = 0  # past the horizon: reported as data_quality, not judged
+    stale: int = 0  # behind their own series: reported as data_quality
+    sources_idle: int = 0  # sources no longer holding their kecamatan back
     uplink_gaps: int = 0  # seq gaps found (rules.gaps); missing uplinks in them:
     uplinks_missing: int = 0
     alerts_by_crew: dict[str, int] = field(default_factory=dict)
@@ -169,7 +177,9 @@ class RulesService:
             clock=self._clock,
         )
         self._inbox = self._session.inbox
-        self.metrics = RulesMetrics(settings, lambda: len(self._inbox))
+        self.metrics = RulesMetrics(
+            settings, lambda: len(self._inbox), lambda: self.stats.sources_idle
+        )
         self._client = self._session.client  # incident events and alerts go out on it
         self._worker = threading.Thread(target=self._run, name="rules-worker", daemon=True)
         # Unsent outbox rows of an earlier run (a crash before the PUBACK) go out first.
@@ -239,17 +249,22 @@ class RulesService:
             while not self._stop.is_set():
                 batch = self._collect()
                 readings = self._decode(batch)
-                changes = self._engine.ingest(readings)
+                # Series-local verdicts (the crew alerts) are stored and published
+                # before the watermark kinds catch up, which is bounded per turn.
+                self._apply(self._engine.take(readings))
+                budget = SETTLE_BUDGET + 2 * len(readings)
+                changes = self._engine.settle(budget)
                 changes += self._gaps.changes(self._clock.now())
                 now = time.monotonic()
                 if tick_every > 0 and now >= next_tick:
-                    changes += self._engine.tick()
+                    changes += self._engine.tick(budget)
                     self._escalate()
                     next_tick = now + tick_every
                 if self._reload_requested.is_set() or now >= next_reload_check:
                     changes += self._maybe_reload(force=self._reload_requested.is_set())
                     next_reload_check = now + self._config.reload_check_s
                 self._apply(changes)
+                self._report_quality()
                 self._ack(batch)
                 self._serve_requests()
         except Stopping:
@@ -306,6 +321,25 @@ class RulesService:
             self.stats.uplink_gaps, self.stats.uplinks_missing = self._gaps.gaps, self._gaps.missing
         return out
 
+    def _report_quality(self) -> None:
+        """What the engine reported instead of judging: stale and too-old readings become
+        data_quality points; sources going idle and coming back are logged and counted
+        (frequent, and a write in the worker would delay the next alerts)."""
+        stats, engine = self.stats, self._engine.stats
+        stats.late, stats.too_old, stats.stale = engine.late, engine.too_old, engine.stale
+        reported = self._engine.drain_quality()
+        if not reported:
+            return
+        points = [q for q in reported if q.kind in ("too_old", "stale")]
+        if points:
+            self._gaps.queue(
+                [input_quality_line(q.kind, q.subject, q.at, q.detail) for q in points]
+            )
+        for q in reported:
+            if q.kind in ("source_idle", "source_back"):
+                log.info("source %s: %s (%s)", q.subject, q.kind, q.detail)
+        stats.sources_idle = self._engine.sources_idle()
+
     def _serve_requests(self) -> None:
         if self._inbox:  # serve once all that was received so far is processed
             return
@@ -348,6 +382,16 @@ class RulesService:
             update = self._store.apply(change, compose=self._composer(change))
             if update.kind is UpdateKind.OPENED:
                 self.stats.opened += 1
+                # Device time -> opening: near zero in order, the wait of a late reading.
+                delay = (self._clock.now() - change.at).total_seconds()
+                self.metrics.detection.observe(max(delay, 0.0))
+                if delay > self._rules.lateness.total_seconds():
+                    log.info(
+                        "%s in %s opened %.0f s after its device time (late readings)",
+                        change.key.rule_id,
+                        change.key.zone_id,
+                        delay,
+                    )
             if update.outbox:
                 self._outbox_dirty = True
             inc = update.incident

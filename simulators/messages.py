@@ -8,6 +8,7 @@ directly; publisher.run_scenario sends the same stream over MQTT.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -37,6 +38,7 @@ from simulators.fleet import (
 )
 from simulators.reasons import Reason
 from simulators.scenario import (
+    DELAYS,
     ClockSkew,
     Drift,
     Dropout,
@@ -44,7 +46,9 @@ from simulators.scenario import (
     Malformed,
     Scenario,
     Spike,
+    StoreAndForward,
     Stuck,
+    UplinkOutage,
 )
 from simulators.seeding import Stream, device_rng
 
@@ -56,6 +60,9 @@ class SimMessage:
     """One MQTT publish of a device (through its gateway)."""
 
     sim_time: datetime  # true simulated time of sending (device clocks may be skewed)
+    # True simulated time of the measurement: sim_time unless the message was held back
+    # (store and forward, an uplink outage).
+    taken_at: datetime
     device_id: str  # the sending device; its gateway publishes the message
     gateway_id: str
     topic: str
@@ -129,20 +136,29 @@ class FleetStream:
             [np.full(len(t.offsets_s), i, dtype=np.int64) for i, t in enumerate(self.tracks)]
         )
         index = np.concatenate([np.arange(len(t.offsets_s)) for t in self.tracks])
-        order = np.lexsort((owner, offsets))  # by time, then device id
+        # When each report leaves (store-and-forward, an uplink outage hold it back);
+        # its readings keep the time they were taken.
+        sends = np.concatenate(
+            [_send_offsets(t.offsets_s, d.faults) for t, d in zip(self.tracks, devs, strict=True)]
+        )
+        order = np.lexsort((owner, offsets, sends))  # by send time, sample time, device id
         start_s = int(scenario.start.timestamp())
         senml_share = scenario.senml_fraction
         base_rate = scenario.malformed_rate
         no_labels: tuple[str, ...] = ()
 
-        for off, d, j in zip(
-            offsets[order].tolist(), owner[order].tolist(), index[order].tolist(), strict=True
+        for send, off, d, j in zip(
+            sends[order].tolist(),
+            offsets[order].tolist(),
+            owner[order].tolist(),
+            index[order].tolist(),
+            strict=True,
         ):
             dev = devs[d]
             track = dev.track
             device_id = track.device.id
             seq = track.first_seq + j
-            sim_time = datetime.fromtimestamp(start_s + off, UTC)
+            sim_time = datetime.fromtimestamp(start_s + send, UTC)
             active = [f for f in dev.faults if f.active(off)] if dev.faults else None
             labels = tuple(sorted({_label(f) for f in active})) if active else no_labels
             if active and "dropout" in labels:
@@ -162,6 +178,7 @@ class FleetStream:
                     j,
                     seq=seq,
                     sim_time=sim_time,
+                    taken_at=datetime.fromtimestamp(start_s + off, UTC),
                     senml=senml,
                     labels=labels,
                     topics=topics,
@@ -169,7 +186,8 @@ class FleetStream:
                 )
                 continue
 
-            device_time = sim_time
+            taken_at = sim_time if send == off else datetime.fromtimestamp(start_s + off, UTC)
+            device_time = taken_at
             refused = False
             if active:
                 for f in active:
@@ -186,6 +204,7 @@ class FleetStream:
                 payload = encode_native(device_id, seq, device_time, samples)
             yield SimMessage(
                 sim_time=sim_time,
+                taken_at=taken_at,
                 device_id=device_id,
                 gateway_id=track.gateway_id,
                 topic=dev.topic,
@@ -221,7 +240,25 @@ def _label(f: Fault) -> str:
         Drift: "drift",
         ClockSkew: "clock_skew",
         Malformed: "malformed",
+        StoreAndForward: "store_and_forward",
+        UplinkOutage: "uplink_outage",
     }[type(f)]
+
+
+def _send_offsets(offsets_s: list[int], faults: tuple[Fault, ...]) -> np.ndarray:
+    """Seconds after the start at which each report is sent (a delay fault holds it)."""
+    taken = np.asarray(offsets_s, dtype=np.int64)
+    send = taken.copy()
+    for f in faults:
+        if not isinstance(f, DELAYS):
+            continue
+        held = (taken >= f.start_s) & (taken < f.end_s)
+        if isinstance(f, StoreAndForward):
+            upload = [math.ceil(f.upload_at(float(t))) for t in taken[held].tolist()]
+            send[held] = np.maximum(send[held], np.asarray(upload, dtype=np.int64))
+        else:
+            send[held] = np.maximum(send[held], math.ceil(f.end_s))
+    return send
 
 
 @dataclass(slots=True)
@@ -310,6 +347,7 @@ class _DeviceState:
         *,
         seq: int,
         sim_time: datetime,
+        taken_at: datetime,
         senml: bool,
         labels: tuple[str, ...],
         topics: Topics,
@@ -330,6 +368,7 @@ class _DeviceState:
         bad = malformed(reason, self.variant[j], ctx, topics, catalogue)
         return SimMessage(
             sim_time=sim_time,
+            taken_at=taken_at,
             device_id=track.device.id,
             gateway_id=track.gateway_id,
             topic=bad.topic,

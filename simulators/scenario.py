@@ -21,6 +21,7 @@ Example (see simulators/scenarios/ for complete ones)::
         ends: 1h45m
     faults:
       - kind: stuck                     # dropout | stuck | spike | drift | clock_skew | malformed
+                                        # | store_and_forward (every: 10m) | uplink_outage
         devices: [wl-cimone-015]        # or a group: kinds and/or zone
         from: 30m
         until: 1h30m
@@ -33,6 +34,7 @@ file and line, like every other config error.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -178,6 +180,20 @@ class ClockSkewModel(_FaultBase):
         )
 
 
+class StoreAndForwardModel(_FaultBase):
+    """A logger that keeps its readings and uploads them in a batch every `every`."""
+
+    kind: Literal["store_and_forward"]
+    every: Seconds = Field(gt=0, description="upload interval, e.g. 10m")
+
+
+class UplinkOutageModel(_FaultBase):
+    """The uplink (a gateway) is down from `from` to `until`; the devices keep their
+    readings and deliver the backlog when it is back. Unlike `dropout`, nothing is lost."""
+
+    kind: Literal["uplink_outage"]
+
+
 class MalformedModel(_FaultBase):
     kind: Literal["malformed"]
     rate: float = Field(default=1.0, gt=0, le=1, description="share of messages malformed")
@@ -185,11 +201,29 @@ class MalformedModel(_FaultBase):
 
 
 FaultModel = Annotated[
-    DropoutModel | StuckModel | SpikeModel | DriftModel | ClockSkewModel | MalformedModel,
+    DropoutModel
+    | StuckModel
+    | SpikeModel
+    | DriftModel
+    | ClockSkewModel
+    | MalformedModel
+    | StoreAndForwardModel
+    | UplinkOutageModel,
     Field(discriminator="kind"),
 ]
 _FAULT: TypeAdapter[FaultModel] = TypeAdapter(FaultModel)
-_FAULT_KINDS = frozenset({"dropout", "stuck", "spike", "drift", "clock_skew", "malformed"})
+_FAULT_KINDS = frozenset(
+    {
+        "dropout",
+        "stuck",
+        "spike",
+        "drift",
+        "clock_skew",
+        "malformed",
+        "store_and_forward",
+        "uplink_outage",
+    }
+)
 
 
 class ScenarioFile(_Strict):
@@ -280,7 +314,23 @@ class Malformed(FaultWindow):
     reasons: tuple[Reason, ...]
 
 
-Fault = Dropout | Stuck | Spike | Drift | ClockSkew | Malformed
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreAndForward(FaultWindow):
+    every_s: float
+
+    def upload_at(self, offset_s: float) -> float:
+        """When a reading taken at `offset_s` leaves the device: the next upload."""
+        return self.start_s + math.ceil((offset_s - self.start_s) / self.every_s) * self.every_s
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UplinkOutage(FaultWindow):
+    pass
+
+
+Fault = Dropout | Stuck | Spike | Drift | ClockSkew | Malformed | StoreAndForward | UplinkOutage
+# Faults that delay a message (its readings keep their device time) instead of changing it.
+DELAYS = (StoreAndForward, UplinkOutage)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -413,6 +463,10 @@ def _fault(f: _FaultBase, devices: frozenset[str], duration_s: float) -> Fault:
             )
         case ClockSkewModel():
             return ClockSkew(devices=devices, start_s=start, end_s=end, offset_s=f.offset)
+        case StoreAndForwardModel():
+            return StoreAndForward(devices=devices, start_s=start, end_s=end, every_s=f.every)
+        case UplinkOutageModel():
+            return UplinkOutage(devices=devices, start_s=start, end_s=end)
         case MalformedModel():
             return Malformed(
                 devices=devices, start_s=start, end_s=end, rate=f.rate, reasons=tuple(f.reasons)

@@ -52,7 +52,7 @@ from rules.rulespec import (
 )
 from simulators.fleet import TIP_MM
 from simulators.messages import FleetStream
-from simulators.scenario import Scenario, Stuck
+from simulators.scenario import DELAYS, Scenario, StoreAndForward, Stuck
 
 FloatArray = np.ndarray
 RATE_MARGIN_PER_MIN = 0.25  # a rise per minute over >= 5 min of readings with 0.3 cm noise
@@ -319,10 +319,22 @@ class _Oracle:
         )
         heard: dict[str, list[float]] = defaultdict(list)
         stream = FleetStream(city, scenario, start=start, noisy=False)
+        held = max(
+            (
+                f.every_s if isinstance(f, StoreAndForward) else f.end_s - f.start_s
+                for f in scenario.faults
+                if isinstance(f, DELAYS)
+            ),
+            default=0.0,
+        )
         for msg in stream:
             when = msg.reading_time.timestamp()
-            if msg.sim_time.timestamp() >= self.end:
-                break
+            # What the devices measured before the end, however late it is delivered
+            # (a logger's last batch leaves at the end or after it).
+            if msg.taken_at.timestamp() >= self.end:
+                if msg.sim_time.timestamp() >= self.end + held:
+                    break
+                continue
             if msg.metrics:
                 heard[msg.device_id].append(when)
             for metric, value in zip(msg.metrics, msg.values, strict=True):

@@ -195,17 +195,92 @@ def test_duplicates_and_shuffle_within_lateness_change_nothing(city: City) -> No
     # reading overtaken in its own series reaches the watermark rules only.)
     assert incidents(got) == incidents(expected)
     assert eng.stats.accepted == len(ordered)
-    assert eng.stats.duplicates + eng.stats.late == len(ordered)
+    assert eng.stats.duplicates + eng.stats.stale == len(ordered)
 
 
-def test_a_too_late_reading_is_ignored(tmp_path: Path, city: City) -> None:
+def test_a_reading_overtaken_in_its_own_series_is_reported_stale(
+    tmp_path: Path, city: City
+) -> None:
     dev = station(city)
     eng = engine(city, ruleset(tmp_path, city, FLOOD))
     run(eng, [reading(dev.id, "water_level", 50, i) for i in range(30)])
     assert eng.watermark == at(29) - timedelta(minutes=2)
-    late = [reading(dev.id, "water_level", 500, m) for m in (10, 11, 12, 13, 14)]
-    assert run(eng, late, until=60) == []
-    assert eng.stats.late == 5
+    # Its own later readings are judged already: nothing can apply these in order.
+    old = [reading(dev.id, "water_level", 500, m) for m in (10, 11, 12, 13, 14)]
+    assert run(eng, old, until=60) == []
+    assert eng.stats.stale == 5
+    assert [q.kind for q in eng.drain_quality()] == ["stale"] * 5
+
+
+def test_a_gateway_backlog_is_judged_and_its_devices_are_not_offline(city: City) -> None:
+    """A kecamatan's whole uplink silent for 30 minutes, then its backlog: the flood it
+    saw opens (late, at its device time), nobody is declared offline, and the other
+    kecamatans' rules do not wait for it."""
+    rules = load_rules(DEFAULT, city)
+    wl = station(city)
+    assert wl.levels is not None
+    high = wl.levels.alert_cm + 20
+    behind = sorted(d.id for d in city.devices.values() if d.kecamatan_id == wl.kecamatan_id)
+    elsewhere = sorted(
+        d.id
+        for d in city.devices.values()
+        if d.kecamatan_id != wl.kecamatan_id and d.kind == "water_level_station"
+    )[:20]
+    clock = ManualClock(at(0))
+    eng = RuleEngine(city, rules, clock)
+    changes: list[ConditionChange] = []
+    held: list[Reading] = []
+
+    def minute_of(i: int) -> list[Reading]:
+        out = [reading(d, "water_level", 50, i) for d in elsewhere]
+        for d in behind:
+            dev = city.devices[d]
+            value = high if d == wl.id and i >= 35 else 50
+            out += [reading(d, m, value if m == "water_level" else 80, i) for m in dev.metrics]
+        return out
+
+    for i in range(90):
+        clock.set(at(i))
+        batch = minute_of(i)
+        mine = [r for r in batch if r.device_id in behind]
+        if 30 <= i < 60:  # the gateway is silent: its readings wait on it
+            held += mine
+            batch = [r for r in batch if r.device_id not in behind]
+        elif i == 60:
+            batch = held + batch  # the backlog first, then the live minute
+        changes += eng.ingest(batch)
+        changes += eng.tick()
+    opened = [c for c in changes if c.state is S.ACTIVE]
+    flood = [
+        c for c in opened if c.key == DedupKey("flood-water-level", wl.kelurahan_id, Hazard.FLOOD)
+    ]
+    # Its hold (2 min) completes at device time 37, judged when the backlog came.
+    assert flood and flood[0].at == at(37)
+    # (Kecamatans with devices this test never plays do go offline: they are silent.)
+    offline = [
+        c
+        for c in opened
+        if c.key.hazard is Hazard.SENSOR_OFFLINE
+        and c.evidence is not None
+        and set(c.evidence.device_ids) & set(behind + elsewhere)
+    ]
+    assert offline == [], offline
+    assert eng.stats.stale == 0 and eng.stats.too_old == 0
+    kinds = [q.kind for q in eng.drain_quality()]
+    assert "source_idle" in kinds and "source_back" in kinds
+    # The rest of the city was not held back by the silent kecamatan.
+    assert eng.watermark is not None
+
+
+def test_a_reading_past_the_horizon_is_reported_not_judged(tmp_path: Path, city: City) -> None:
+    dev = station(city)
+    other = city.devices["wl-babakan-002"]
+    eng = engine(city, ruleset(tmp_path, city, FLOOD))
+    run(eng, [reading(other.id, "water_level", 50, 60 * 25)])
+    assert run(eng, [reading(dev.id, "water_level", 500, m) for m in range(10)]) == []
+    assert eng.stats.too_old == 10
+    reported = eng.drain_quality()
+    assert [(q.kind, q.subject) for q in reported] == [("too_old", dev.id)] * 10
 
 
 def test_a_silent_sensor_gives_one_offline_change_and_clears(city: City) -> None:
