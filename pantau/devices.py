@@ -41,6 +41,16 @@ class DeviceModel(BaseModel):
     location: tuple[float, float] = Field(description="[lon, lat] in WGS 84")
     name: str = Field(default="", description="human label, e.g. the street or channel")
     levels: Levels | None = Field(default=None, description="water-level stations only")
+    senml_name: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9\-:./_]*$",
+        description="the SenML base name the device sends (RFC 8428 4.5.1), e.g. "
+        "urn:dev:ow:10e2073a01080063:",
+    )
+    senml_aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description="SenML name (after the base name, or whole) -> a metric of its kind",
+    )
 
 
 class AgencyModel(BaseModel):
@@ -78,6 +88,8 @@ class Device:
     kecamatan_id: str
     metrics: tuple[str, ...]
     levels: Levels | None
+    senml_name: str | None = None
+    senml_aliases: tuple[tuple[str, str], ...] = ()  # SenML name -> metric
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
