@@ -201,6 +201,7 @@ class IngestService:
             while True:
                 batch = _Batch()
                 deadline = None
+                http_waiting = False
                 while len(batch.lines) < max_points:
                     if deadline is not None and time.monotonic() >= deadline:
                         break
@@ -209,6 +210,8 @@ class IngestService:
                     except IndexError:
                         if deadline is None and self._stop.is_set():
                             return
+                        if http_waiting:  # a request waits: nothing more to group, go
+                            break
                         time.sleep(POLL_S)
                         continue
                     if deadline is None:
@@ -221,6 +224,7 @@ class IngestService:
                     batch.rejections.extend(outcome.rejections)
                     if isinstance(item, HttpInbound):
                         item.waiter.outcome = outcome
+                        http_waiting = True
                 if not self._hand_over(batch):
                     return
         finally:
