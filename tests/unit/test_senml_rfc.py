@@ -21,6 +21,7 @@ import cbor2
 import pytest
 import yaml
 
+from ingest.pipeline import Pipeline
 from pantau.city import City, load_city
 from pantau.device_messages import DeviceMessageReader, ReadOutcome
 from pantau.errors import ConfigErrors, RejectedInput
@@ -393,3 +394,19 @@ def test_a_pack_is_refused_whole_only_for_pack_faults() -> None:
     with pytest.raises(RejectedInput) as info:
         resolved_form([{"n": "x", "v": 1, "must_": 1}], NOW)
     assert info.value.reason == "invalid_payload"
+
+
+def test_senml_cbor_and_json_packs_share_the_device_budget(city: City) -> None:
+    """Whatever the form, a device gets `rate_limit_factor` messages per report interval
+    of its own clock; the rest is dead-lettered as rate_limited."""
+    topics = Topics("t")
+    pipeline = Pipeline(city, topics, IngestSettings(rate_limit_factor=2))
+    pack = [{-2: f"{STATION}/", -3: NOW.timestamp() - 30, 0: "battery", 2: 80}]
+    forms = [
+        (cbor2.dumps(pack), "application/senml+cbor"),
+        (json.dumps([{"n": "battery", "v": 81, "t": -20}]).encode(), "application/senml+json"),
+        (cbor2.dumps(pack), "application/senml+cbor"),
+    ]
+    outcomes = [pipeline.handle(topics.sensor_up(STATION), p, c, NOW) for p, c in forms]
+    assert [len(o.lines) for o in outcomes] == [1, 1, 0]
+    assert [r.reason for r in outcomes[2].rejections] == ["rate_limited"]
