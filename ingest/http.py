@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Annotated
 
 import anyio.to_thread
@@ -140,12 +141,11 @@ class HttpIntake:
 
     def start(self, timeout: float = 10.0) -> None:
         self._thread.start()
-        deadline = threading.Event()
-        for _ in range(int(timeout / 0.05)):
-            if self._server.started:
-                return
-            deadline.wait(0.05)
-        raise RuntimeError("the HTTP intake did not start")
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("the HTTP intake did not start (port in use?)")
+            time.sleep(0.05)
 
     def stop(self) -> None:
         self._server.should_exit = True
