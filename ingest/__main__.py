@@ -1,22 +1,31 @@
-"""`pantau ingest`: run the ingest service until SIGTERM / Ctrl-C."""
+"""`pantau ingest`: run the ingest service until SIGTERM / Ctrl-C.
+
+pantau ingest                  # MQTT in; with PANTAU_INGEST__HTTP_PORT also HTTP in
+pantau ingest token DEVICE     # a new HTTP token for DEVICE (printed once; rotates)
+"""
 
 from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from collections.abc import Sequence
 
+from ingest.http import HttpIntake, WithHttpIntake
 from ingest.service import IngestService
+from ingest.tokens import DeviceTokens
 from pantau.cameras import load_cameras
 from pantau.city import load_city
 from pantau.influx.writers import V1Writer, WriteUnavailable, make_writer
-from pantau.lifecycle import run_until_signalled
+from pantau.lifecycle import Service, run_until_signalled
 from pantau.settings import Settings
 
 log = logging.getLogger("ingest")
 
 
 def main(argv: Sequence[str]) -> int:
+    if argv[:1] == ["token"]:
+        return token(argv[1:])
     parser = argparse.ArgumentParser(
         prog="pantau ingest",
         description="Consume {root}/sensors/+/up and {root}/cameras/+/analysis|status, "
@@ -36,6 +45,12 @@ def main(argv: Sequence[str]) -> int:
             # by whoever provisions it, or on our next start.
             log.warning("could not create database %r yet: %s", settings.influx.database, err)
     service = IngestService(settings, city, writer, cameras=cameras)
+    port = settings.ingest.http_port
+    runner: Service = (
+        service
+        if port is None
+        else WithHttpIntake(service, HttpIntake(service, settings.ingest, port))
+    )
 
     def started() -> None:
         log.info(
@@ -48,8 +63,10 @@ def main(argv: Sequence[str]) -> int:
             settings.influx.api.value,
             settings.influx.database,
         )
+        if port is not None:
+            log.info("HTTP intake on http://%s:%d/ingest/{device}", settings.ingest.http_host, port)
 
-    run_until_signalled(service, started=started)
+    run_until_signalled(runner, started=started)
     stats = service.stats
     log.info(
         "stopped: %d messages, %d readings written, rejected %s",
@@ -57,4 +74,23 @@ def main(argv: Sequence[str]) -> int:
         stats.readings_written,
         dict(stats.rejected),
     )
+    return 0
+
+
+def token(argv: Sequence[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="pantau ingest token",
+        description="Make a new HTTP intake token for a device and print it once; the "
+        "device's previous token stops working (only hashes are stored).",
+    )
+    parser.add_argument("device", help="a device id of config/devices.yaml")
+    args = parser.parse_args(argv)
+    settings = Settings()
+    city = load_city(settings.config_dir)
+    if args.device not in city.devices:
+        print(
+            f"pantau ingest token: {args.device!r} is not in the device registry", file=sys.stderr
+        )
+        return 2
+    print(DeviceTokens(settings.ingest.http_tokens).rotate(args.device))
     return 0

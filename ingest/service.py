@@ -31,7 +31,7 @@ from paho.mqtt.properties import Properties
 from ingest import deadletter
 from ingest.deadletter import Rejection
 from ingest.metrics import IngestMetrics
-from ingest.pipeline import Pipeline
+from ingest.pipeline import Outcome, Pipeline
 from ingest.spool import Chunk, Spool
 from pantau.cameras import Camera
 from pantau.city import City
@@ -49,6 +49,23 @@ BACKOFF_MAX_S = 30.0
 
 class Stopping(Exception):
     """The service is stopping: leave the batch unacknowledged for redelivery."""
+
+
+@dataclass(slots=True)
+class HttpWaiter:
+    """What an HTTP request waits for: its outcome, once spooled and dead-lettered."""
+
+    done: threading.Event = field(default_factory=threading.Event)
+    outcome: Outcome | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HttpInbound(Inbound):
+    """A message POSTed to the HTTP intake (ingest.http): it takes the MQTT messages' way
+    through decoding, the budget, the spool and the dead letters; QoS 0, so nothing is
+    acknowledged to the broker for it."""
+
+    waiter: HttpWaiter = field(default_factory=HttpWaiter)
 
 
 @dataclass(slots=True)
@@ -153,6 +170,26 @@ class IngestService:
             # A default spool is per destination (tests make many): leave no empty ones.
             shutil.rmtree(self.spool.directory, ignore_errors=True)
 
+    def submit(
+        self, device_id: str, payload: bytes, content_type: str | None, timeout: float
+    ) -> Outcome | None:
+        """One HTTP message through the MQTT messages' path; its outcome once its readings
+        are in the spool and its dead letters published, or None if that took longer than
+        `timeout` or ingest is saturated (the caller answers 503: try again)."""
+        if self._stop.is_set() or len(self._session.inbox) >= self._settings.ingest.receive_maximum:
+            return None
+        item = HttpInbound(
+            generation=-1,
+            mid=0,
+            qos=0,
+            topic=self._topics.sensor_up(device_id),
+            payload=payload,
+            content_type=content_type,
+            received_at=self._clock.now(),
+        )
+        self._session.inbox.append(item)
+        return item.waiter.outcome if item.waiter.done.wait(timeout) else None
+
     # --- decoder thread -------------------------------------------------------------------
     def _decode(self) -> None:
         """Decode, validate and batch; hand full batches to the spool thread, so the next
@@ -164,6 +201,7 @@ class IngestService:
             while True:
                 batch = _Batch()
                 deadline = None
+                http_waiting = False
                 while len(batch.lines) < max_points:
                     if deadline is not None and time.monotonic() >= deadline:
                         break
@@ -172,6 +210,8 @@ class IngestService:
                     except IndexError:
                         if deadline is None and self._stop.is_set():
                             return
+                        if http_waiting:  # a request waits: nothing more to group, go
+                            break
                         time.sleep(POLL_S)
                         continue
                     if deadline is None:
@@ -182,6 +222,9 @@ class IngestService:
                     )
                     batch.lines.extend(outcome.lines)
                     batch.rejections.extend(outcome.rejections)
+                    if isinstance(item, HttpInbound):
+                        item.waiter.outcome = outcome
+                        http_waiting = True
                 if not self._hand_over(batch):
                     return
         finally:
@@ -226,6 +269,9 @@ class IngestService:
                         raise Stopping from err
         self._publish_dead_letters(batch.rejections, self._stop)
         self._session.ack(batch.items)
+        for item in batch.items:
+            if isinstance(item, HttpInbound):  # durable now: the request may answer
+                item.waiter.done.set()
         self.stats.messages += len(batch.items)
         self.stats.readings_spooled += len(batch.lines)
         self.stats.batches += 1

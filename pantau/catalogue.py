@@ -19,6 +19,16 @@ from pantau.yamlconf import LocatedYaml, load_model
 MetricName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,47}$")]
 
 
+class SumModel(BaseModel):
+    """A SenML sum is the value integrated over seconds (RFC 8428 4.2): e.g. a rain gauge's
+    sum of mm/h over s is stored as `rainfall` in mm with factor 1/3600."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    metric: MetricName
+    factor: float = Field(gt=0, description="canonical unit x s -> the sum metric's unit")
+
+
 class MetricModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -29,9 +39,19 @@ class MetricModel(BaseModel):
         description="other SenML units a device may send, each with its factor to `unit`",
     )
     description: str = Field(min_length=1)
+    states: dict[str, float] = Field(
+        default_factory=dict,
+        description="SenML string values (vs) this metric takes, each with its stored value",
+    )
+    sum: SumModel | None = Field(
+        default=None, description="where a SenML sum (s) of this metric is stored"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> MetricModel:
+        outside = [s for s, v in self.states.items() if not self.valid[0] <= v <= self.valid[1]]
+        if outside:
+            raise ValueError(f"states {outside} lie outside the valid range")
         for unit in (self.unit, *self.also_accepts):
             if not is_senml_unit(unit):
                 raise ValueError(f"unit {unit!r} is not a SenML unit (RFC 8428 / RFC 8798)")
@@ -62,6 +82,9 @@ class CatalogueFile(BaseModel):
             unknown = [m for m in spec.metrics if m not in self.metrics]
             if unknown:
                 raise ValueError(f"device kind {kind!r} names unknown metrics {unknown}")
+        for name, metric in self.metrics.items():
+            if metric.sum is not None and metric.sum.metric not in self.metrics:
+                raise ValueError(f"metric {name!r} sums into unknown metric {metric.sum.metric!r}")
         return self
 
 
@@ -73,6 +96,9 @@ class MetricSpec:
     valid_max: float
     factors: dict[str, float]  # unit -> factor to the canonical unit (canonical: 1.0)
     description: str
+    states: dict[str, float]  # SenML string value -> stored value
+    sum_metric: str | None = None  # where a SenML sum goes, in canonical unit x s ...
+    sum_factor: float = 1.0  # ... times this factor
 
     def to_canonical(self, value: float, unit: str | None) -> float | None:
         """`value` converted to the canonical unit, or None if `unit` is not accepted."""
@@ -106,6 +132,9 @@ def catalogue_from_model(model: CatalogueFile) -> Catalogue:
             valid_max=m.valid[1],
             factors={m.unit: 1.0, **m.also_accepts},
             description=m.description,
+            states=dict(m.states),
+            sum_metric=m.sum.metric if m.sum else None,
+            sum_factor=m.sum.factor if m.sum else 1.0,
         )
         for name, m in model.metrics.items()
     }

@@ -14,19 +14,20 @@ from typing import TypeVar
 
 import numpy as np
 
-from pantau.catalogue import Catalogue, load_catalogue
+from pantau.catalogue import Catalogue, DeviceKind, load_catalogue
 from pantau.cityfacts import CityFacts, load_city_facts
 from pantau.devices import (
     AgenciesFile,
     Agency,
     Device,
+    DeviceModel,
     DevicesFile,
     default_config_dir,
     in_service_from,
 )
 from pantau.errors import ConfigError, ConfigErrors
 from pantau.incidents import Hazard
-from pantau.yamlconf import load_model
+from pantau.yamlconf import LocatedYaml, load_model
 from pantau.zoneindex import ZoneIndex
 from pantau.zones import ZoneSet, load_zones
 
@@ -81,6 +82,36 @@ def load_agencies(path: Path) -> tuple[dict[str, Agency], dict[Hazard, str]]:
     return agencies, dict(model.hazards)
 
 
+def _senml_errors(
+    doc: LocatedYaml,
+    here: tuple[str | int, ...],
+    m: DeviceModel,
+    kind: DeviceKind | None,
+    senml_names: dict[str, str],
+) -> list[ConfigError]:
+    """A SenML base name names one device; aliases name metrics of its kind."""
+    errors = []
+    if m.senml_name is not None:
+        other = senml_names.setdefault(m.senml_name, m.id)
+        if other != m.id:
+            errors.append(
+                doc.error(
+                    (*here, "senml_name"), f"SenML name {m.senml_name!r} is also device {other!r}'s"
+                )
+            )
+    if kind is not None:
+        errors += [
+            doc.error(
+                (*here, "senml_aliases", alias),
+                f"{metric!r} is not a metric of a {m.kind} "
+                f"(expected one of {', '.join(kind.metrics)})",
+            )
+            for alias, metric in m.senml_aliases.items()
+            if metric not in kind.metrics
+        ]
+    return errors
+
+
 def load_city(config_dir: Path | None = None) -> City:
     config_dir = config_dir or default_config_dir()
     errors: list[ConfigError] = []
@@ -117,6 +148,7 @@ def load_city(config_dir: Path | None = None) -> City:
     index = ZoneIndex(zones)
     kelurahan = [index.kelurahan[k] if k >= 0 else None for k in index.kelurahan_of(lons, lats)]
     devices: dict[str, Device] = {}
+    senml_names: dict[str, str] = {}  # SenML base name -> device id: one device each
     for i, (m, kel) in enumerate(zip(models, kelurahan, strict=True)):
         here = ("devices", i)
         kind = catalogue.kinds.get(m.kind)
@@ -139,6 +171,7 @@ def load_city(config_dir: Path | None = None) -> City:
             )
         if m.kind in KINDS_WITH_LEVELS and m.levels is None:
             errors.append(doc.error(here, f"a {m.kind} needs `levels` (Siaga alert/danger)"))
+        errors += _senml_errors(doc, here, m, kind, senml_names)
         if kind is None or kel is None or kel.parent_id is None:
             continue
         devices[m.id] = Device(
@@ -155,6 +188,8 @@ def load_city(config_dir: Path | None = None) -> City:
             in_service_from=in_service_from(m.commissioned),
             gateway=m.gateway,
             uploads_every_s=m.uploads_every_s,
+            senml_name=m.senml_name,
+            senml_aliases=tuple(m.senml_aliases.items()),
         )
     if errors:
         raise ConfigErrors(errors)

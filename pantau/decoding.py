@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
+from pantau import senml
 from pantau.errors import RejectedInput
 from pantau.registry import Registry
-from pantau.wire import SENML_CONTENT_TYPE
+from pantau.senml import NO_NAMES, SenmlNames
+from pantau.wire import SENML_CBOR_CONTENT_TYPE, SENML_CONTENT_TYPE
 
-# RFC 8428 4.5.3: times below 2**28 s are relative to "now" (the time of receipt).
-SENML_RELATIVE_LIMIT = 2**28
-MAX_RECORDS = 1000  # one message; more is a misbehaving device, not a sensor
+SENML_RELATIVE_LIMIT = senml.RELATIVE_LIMIT
+MAX_RECORDS = senml.MAX_RECORDS
 
 
 class RawReading(NamedTuple):
@@ -33,27 +32,39 @@ class RawReading(NamedTuple):
 
     device_id: str
     metric: str
-    value: float
+    value: float | str  # a string (SenML vs) is a state the catalogue may map to a number
     unit: str | None
     time: datetime
     seq: int | None
+    record: int | None = None  # the SenML record it came from, for the reason of a rejection
+    is_sum: bool = False  # a SenML sum (s): the value's integral over time (RFC 8428 4.2)
 
 
-Decoder = Callable[[str, bytes, datetime], list[RawReading]]
+class Decoder(Protocol):
+    def __call__(
+        self, device_id: str, payload: bytes, received_at: datetime, names: SenmlNames = ...
+    ) -> list[RawReading | RejectedInput]: ...
+
+
 DECODERS: Registry[Decoder] = Registry("decoder")
+_BY_CONTENT_TYPE = {SENML_CONTENT_TYPE: "senml", SENML_CBOR_CONTENT_TYPE: "senml_cbor"}
 
 
 def decode(
-    device_id: str, payload: bytes, received_at: datetime, content_type: str | None
-) -> list[RawReading]:
-    """Pick the decoder by MQTT v5 content type, else by the JSON's outer shape."""
-    if content_type == SENML_CONTENT_TYPE:
-        name = "senml"
-    elif content_type in (None, "", "application/json"):
+    device_id: str,
+    payload: bytes,
+    received_at: datetime,
+    content_type: str | None,
+    names: SenmlNames = NO_NAMES,
+) -> list[RawReading | RejectedInput]:
+    """Pick the decoder by content type, else by the JSON's outer shape. A rejection in
+    the list refuses one record; a message that cannot be decoded raises RejectedInput."""
+    name = _BY_CONTENT_TYPE.get(content_type or "")
+    if name is None:
+        if content_type not in (None, "", "application/json"):
+            raise RejectedInput("invalid_payload", f"unsupported content type {content_type!r}")
         name = "senml" if payload.lstrip()[:1] == b"[" else "native"
-    else:
-        raise RejectedInput("invalid_payload", f"unsupported content type {content_type!r}")
-    return DECODERS.get(name)(device_id, payload, received_at)
+    return DECODERS.get(name)(device_id, payload, received_at, names)
 
 
 def _parse_json(payload: bytes) -> Any:
@@ -127,7 +138,9 @@ def _str(value: Any, what: str) -> str:
 
 
 @DECODERS.register("native")
-def decode_native(device_id: str, payload: bytes, received_at: datetime) -> list[RawReading]:
+def decode_native(
+    device_id: str, payload: bytes, received_at: datetime, names: SenmlNames = NO_NAMES
+) -> list[RawReading | RejectedInput]:
     body = _parse_json(payload)
     if not isinstance(body, dict):
         raise RejectedInput("invalid_payload", "native payload must be a JSON object")
@@ -152,7 +165,7 @@ def decode_native(device_id: str, payload: bytes, received_at: datetime) -> list
         raise RejectedInput("invalid_payload", "readings must be a non-empty list")
     if len(readings) > MAX_RECORDS:
         raise RejectedInput("invalid_payload", f"more than {MAX_RECORDS} readings in one message")
-    out: list[RawReading] = []
+    out: list[RawReading | RejectedInput] = []
     for i, item in enumerate(readings):
         if not isinstance(item, dict):
             raise RejectedInput("invalid_payload", f"readings[{i}] must be an object")
@@ -177,103 +190,63 @@ def decode_native(device_id: str, payload: bytes, received_at: datetime) -> list
     return out
 
 
-@dataclass(slots=True)
-class _SenmlBase:
-    """Base fields in force: each base field applies to the records after it (RFC 8428 4.1)."""
-
-    name: str = ""
-    time: float = 0.0
-    unit: str | None = None
-    value: float = 0.0
-
-
 @DECODERS.register("senml")
-def decode_senml(device_id: str, payload: bytes, received_at: datetime) -> list[RawReading]:
-    """RFC 8428 JSON: base fields carry forward, names are bn+n, times bt+t (relative < 2**28)."""
-    pack = _parse_json(payload)
-    if not isinstance(pack, list) or not pack:
-        raise RejectedInput("invalid_payload", "SenML pack must be a non-empty JSON array")
-    if len(pack) > MAX_RECORDS:
-        raise RejectedInput("invalid_payload", f"more than {MAX_RECORDS} records in one pack")
-    base = _SenmlBase()
-    out: list[RawReading] = []
-    for i, record in enumerate(pack):
-        if not isinstance(record, dict):
-            raise RejectedInput("invalid_payload", f"record {i} must be an object")
-        reading = _senml_record(i, record, base, device_id, received_at)
-        if reading is not None:
-            out.append(reading)
-    if not out:
-        raise RejectedInput("invalid_payload", "SenML pack carries no values")
+def decode_senml(
+    device_id: str, payload: bytes, received_at: datetime, names: SenmlNames = NO_NAMES
+) -> list[RawReading | RejectedInput]:
+    """RFC 8428 JSON, record by record (pantau.senml)."""
+    return _senml_readings(device_id, senml.resolve(_parse_json(payload)), received_at, names)
+
+
+@DECODERS.register("senml_cbor")
+def decode_senml_cbor(
+    device_id: str, payload: bytes, received_at: datetime, names: SenmlNames = NO_NAMES
+) -> list[RawReading | RejectedInput]:
+    """RFC 8428 section 6 CBOR: the same records with integer labels."""
+    return _senml_readings(device_id, senml.resolve(senml.load_cbor(payload)), received_at, names)
+
+
+def _senml_readings(
+    device_id: str,
+    records: list[senml.Record | RejectedInput],
+    received_at: datetime,
+    names: SenmlNames,
+) -> list[RawReading | RejectedInput]:
+    out: list[RawReading | RejectedInput] = []
+    for record in records:
+        if isinstance(record, RejectedInput):
+            out.append(record)
+            continue
+        try:
+            out.extend(_senml_record(device_id, record, received_at, names))
+        except RejectedInput as err:
+            out.append(err)
     return out
 
 
-_BASE_KEYS = frozenset({"bn", "bt", "bu", "bv", "bver"})
-_VALUE_KEYS = frozenset({"v", "vb", "vs", "vd", "s"})
-_KNOWN_KEYS = _BASE_KEYS | _VALUE_KEYS | {"bs", "n", "u", "t", "ut"}
-
-
 def _senml_record(
-    i: int, record: dict[str, Any], base: _SenmlBase, device_id: str, received_at: datetime
-) -> RawReading | None:
-    keys = record.keys()
-    if not keys <= _KNOWN_KEYS:
-        # RFC 8428 4.4: an unknown field ending in "_" must be understood -> reject the
-        # pack. Other unknown fields may be ignored.
-        must_understand = [k for k in keys if k.endswith("_")]
-        if must_understand:
-            raise RejectedInput(
-                "invalid_payload", f"record {i}: unsupported fields {must_understand}"
-            )
-    if not _BASE_KEYS.isdisjoint(keys):
-        _update_base(i, record, base)
-    value_keys = keys & _VALUE_KEYS
-    if not value_keys:
-        if "n" in record:  # a named record must carry a value (RFC 8428 4.3)
-            raise RejectedInput("invalid_payload", f"record {i} has a name but no value")
-        return None  # a base-only record
-    if len(value_keys) > 1:
-        raise RejectedInput(
-            "invalid_payload", f"record {i} has several values {sorted(value_keys)}"
-        )
-    name = base.name + (_str(record["n"], f"record {i}.n") if "n" in record else "")
-    device, _, metric = name.rpartition("/")
-    if not metric:
-        raise RejectedInput("invalid_payload", f"record {i} has no name")
-    if device and device.removeprefix("urn:dev:") != device_id:
-        raise RejectedInput(
-            "device_mismatch", f"record {i} names {device!r} on topic of {device_id!r}"
-        )
-    if "v" in record:
-        value = base.value + _number(record["v"], f"record {i}.v")
-    elif "vb" in record and isinstance(record["vb"], bool):
-        value = 1.0 if record["vb"] else 0.0
-    elif "vb" in record:
-        raise RejectedInput("invalid_payload", f"record {i}.vb must be a boolean")
-    else:
-        raise RejectedInput("invalid_payload", f"record {i}: only numeric and boolean values")
-    t = base.time + (_number(record["t"], f"record {i}.t") if "t" in record else 0.0)
-    if t < SENML_RELATIVE_LIMIT:
+    device_id: str, r: senml.Record, received_at: datetime, names: SenmlNames
+) -> list[RawReading]:
+    i = r.at
+    metric = names.metric(device_id, r.name, i)
+    if r.kind == "vd":  # opaque bytes: no catalogue metric is a blob
+        raise RejectedInput("unsupported_value", f"record {i}: data values (vd) carry no reading")
+    if r.time < SENML_RELATIVE_LIMIT:
         try:  # a large negative relative time leaves datetime's range (found by atheris)
-            time = received_at + timedelta(seconds=t)
+            time = received_at + timedelta(seconds=r.time)
         except OverflowError as err:
             raise RejectedInput(
-                "bad_timestamp", f"record {i} time {t!r} s from now is not a representable time"
+                "bad_timestamp",
+                f"record {i} time {r.time!r} s from now is not a representable time",
             ) from err
     else:
-        time = _epoch(t, f"record {i} time")
-    unit = _str(record["u"], f"record {i}.u") if "u" in record else base.unit
-    return RawReading(device_id, metric, value, unit, time, None)
-
-
-def _update_base(i: int, record: dict[str, Any], base: _SenmlBase) -> None:
-    if "bver" in record and record["bver"] != 10:
-        raise RejectedInput("invalid_payload", f"record {i}: unsupported SenML version")
-    if "bn" in record:
-        base.name = _str(record["bn"], f"record {i}.bn")
-    if "bt" in record:
-        base.time = _number(record["bt"], f"record {i}.bt")
-    if "bu" in record:
-        base.unit = _str(record["bu"], f"record {i}.bu")
-    if "bv" in record:
-        base.value = _number(record["bv"], f"record {i}.bv")
+        time = _epoch(r.time, f"record {i} time")
+    out = []
+    if r.kind is not None:
+        value = r.value
+        # strings are judged by the validator (catalogue states); booleans are 1 / 0
+        number: float | str = float(value) if isinstance(value, bool | float) else str(value)
+        out.append(RawReading(device_id, metric, number, r.unit, time, None, i))
+    if r.sum is not None:
+        out.append(RawReading(device_id, metric, r.sum, r.unit, time, None, i, True))
+    return out

@@ -15,6 +15,7 @@ from pantau.city import City
 from pantau.decoding import decode
 from pantau.errors import RejectedInput
 from pantau.readings import Reading
+from pantau.senml import SenmlNames
 from pantau.settings import IngestSettings
 from pantau.topics import Topics
 from pantau.validation import Validator
@@ -28,12 +29,15 @@ class ReadOutcome:
 
 
 class DeviceMessageReader:
-    """Decode and validate device messages. A bad reading in a SenML pack rejects that
-    reading only; a message that cannot be decoded is rejected whole."""
+    """Decode and validate device messages. A bad record of a SenML pack rejects that
+    record only; a message that cannot be decoded is rejected whole."""
 
     def __init__(self, city: City, topics: Topics, settings: IngestSettings) -> None:
         self._topics = topics
         self._max_bytes = settings.max_payload_bytes
+        self.names = SenmlNames.of(
+            {i: (d.senml_name, dict(d.senml_aliases)) for i, d in city.devices.items()}
+        )
         self.validator = Validator(
             city.catalogue,
             city.devices,
@@ -52,7 +56,7 @@ class DeviceMessageReader:
             if len(payload) > self._max_bytes:
                 raise RejectedInput("too_large", f"{len(payload)} bytes, limit {self._max_bytes}")
             self.validator.device(device_id)  # unknown devices are refused before decoding
-            raws = decode(device_id, payload, received_at, content_type)
+            raws = decode(device_id, payload, received_at, content_type, self.names)
         except RejectedInput as err:
             outcome.rejections.append(err)
             return outcome

@@ -71,6 +71,16 @@ class DeviceModel(BaseModel):
         gt=0,
         description="store-and-forward: it uploads its readings in batches this often (s)",
     )
+    senml_name: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9\-:./_]*$",
+        description="the SenML base name the device sends (RFC 8428 4.5.1), e.g. "
+        "urn:dev:ow:10e2073a01080063:",
+    )
+    senml_aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description="SenML name (after the base name, or whole) -> a metric of its kind",
+    )
 
 
 class AgencyModel(BaseModel):
@@ -113,6 +123,8 @@ class Device:
     # how long its readings may wait on the device before an upload.
     gateway: str | None = None
     uploads_every_s: float | None = None
+    senml_name: str | None = None
+    senml_aliases: tuple[tuple[str, str], ...] = ()  # SenML name -> metric
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

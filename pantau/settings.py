@@ -93,6 +93,21 @@ class IngestSettings(BaseModel):
         description="messages a device may send per report interval of its own clock "
         "(ingest.ratelimit); the rest is dead-lettered as rate_limited; 0: no limit",
     )
+    http_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="serve POST /ingest/{device} for HTTP loggers on this port (ingest.http); "
+        "unset: no HTTP",
+    )
+    http_host: str = Field(default="127.0.0.1", description="address the HTTP intake binds")
+    http_tokens: Path = Field(
+        default=Path("run/http-tokens.json"),
+        description="hashed per-device tokens of the HTTP intake (`pantau ingest token`)",
+    )
+    http_wait_s: float = Field(
+        default=10.0, gt=0, description="longest an HTTP request waits for the spool (then 503)"
+    )
 
     def spool_path(self, root: str, database: str) -> Path:
         """The spool belongs to one destination: another root or database, another spool."""

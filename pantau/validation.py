@@ -26,6 +26,7 @@ class Validator:
         self._devices = devices
         self._max_future_skew = max_future_skew
         self._max_age = max_age
+        self._metrics = catalogue.metrics
         # (device kind, metric) -> spec, for the metrics each kind may report
         self._specs: dict[tuple[str, str], MetricSpec] = {
             (kind.name, metric): catalogue.metrics[metric]
@@ -48,16 +49,28 @@ class Validator:
         raise AssertionError("readings() yields one result per input")
 
     def readings(
-        self, raws: Iterable[RawReading], received_at: datetime
+        self, raws: Iterable[RawReading | RejectedInput], received_at: datetime
     ) -> Iterator[Reading | RejectedInput]:
-        """Each reading of one message, in order: accepted, or the reason it is not."""
+        """Each reading of one message, in order: accepted, or the reason it is not (a
+        record the decoder refused passes through as its rejection)."""
         newest = received_at + self._max_future_skew
         oldest = received_at - self._max_age
         for raw in raws:
+            if isinstance(raw, RejectedInput):
+                yield raw
+                continue
             try:
                 yield self._check(raw, newest, oldest)
             except RejectedInput as err:
+                if raw.record is not None:  # say which record of the pack
+                    err = RejectedInput(err.reason, f"record {raw.record}: {err.detail}")
                 yield err
+
+    def _sum(self, spec: MetricSpec, value: float) -> tuple[MetricSpec, float]:
+        target = self._metrics.get(spec.sum_metric or "")
+        if target is None:
+            raise RejectedInput("unsupported_value", f"the catalogue stores no sum of {spec.name}")
+        return target, value * spec.sum_factor
 
     def _check(self, raw: RawReading, newest: datetime, oldest: datetime) -> Reading:
         device = self.device(raw.device_id)
@@ -68,7 +81,18 @@ class Validator:
                 f"{raw.metric!r} is not a metric of a {device.kind} "
                 f"(expected one of {', '.join(device.metrics)})",
             )
-        value = spec.to_canonical(raw.value, raw.unit)
+        if isinstance(raw.value, str):
+            value: float | None = spec.states.get(raw.value)
+            if value is None:
+                known = ", ".join(spec.states) or "none"
+                raise RejectedInput(
+                    "unsupported_value",
+                    f"{raw.metric} has no state {raw.value[:40]!r} (states: {known})",
+                )
+        else:
+            value = spec.to_canonical(raw.value, raw.unit)
+        if value is not None and raw.is_sum:
+            spec, value = self._sum(spec, value)
         if value is None:
             accepted = ", ".join(spec.factors)
             raise RejectedInput(
@@ -77,7 +101,7 @@ class Validator:
         if not spec.valid_min <= value <= spec.valid_max:
             raise RejectedInput(
                 "out_of_range",
-                f"{raw.metric} = {value:g} {spec.unit} outside "
+                f"{spec.name} = {value:g} {spec.unit} outside "
                 f"[{spec.valid_min:g}, {spec.valid_max:g}]",
             )
         if raw.time > newest:
@@ -93,7 +117,7 @@ class Validator:
             )
         return Reading(
             device_id=raw.device_id,
-            metric=raw.metric,
+            metric=spec.name,
             value=value,
             unit=spec.unit,
             time=raw.time,

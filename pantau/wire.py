@@ -19,8 +19,10 @@ Two forms are accepted; both carry device timestamps and units.
      {"n": "battery", "u": "%", "v": 88, "t": -10}]
 
 The SenML name is `bn + n`; its last `/`-separated part is the metric and anything
-before it must be the topic's device id (so `n` alone, without `bn`, is fine). Times
-are `bt + t`; values below 2**28 are relative to the time of receipt (RFC 8428 4.5.3).
+before it must be the topic's device id (so `n` alone, without `bn`, is fine), or the
+device's `senml_name` of the registry (pantau.senml.SenmlNames). Times are `bt + t`;
+values below 2**28 are relative to the time of receipt (RFC 8428 4.5.3). The same pack
+in CBOR (`application/senml+cbor`) is read too (pantau.senml).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from datetime import UTC, datetime
 
 NATIVE_CONTENT_TYPE = "application/json"
 SENML_CONTENT_TYPE = "application/senml+json"
+SENML_CBOR_CONTENT_TYPE = "application/senml+cbor"
 
 
 @dataclass(frozen=True, slots=True)

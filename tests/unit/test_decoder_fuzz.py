@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import cbor2
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, given, settings
 
@@ -17,7 +18,7 @@ from ingest.pipeline import Pipeline
 from pantau.city import City, load_city
 from pantau.settings import IngestSettings
 from pantau.topics import Topics
-from pantau.wire import SENML_CONTENT_TYPE
+from pantau.wire import SENML_CBOR_CONTENT_TYPE, SENML_CONTENT_TYPE
 
 CITY: City = load_city()
 TOPICS = Topics("fuzz")
@@ -59,10 +60,35 @@ native_bodies = st.fixed_dictionaries(
         | json_values,
     },
 )
+SENML_LABELS = ["bn", "bt", "bu", "bv", "bs", "bver", "n", "u", "v", "vb", "vs", "vd", "s", "t"]
+SENML_LABELS += ["ut", "x_"]
 senml_packs = st.lists(
     st.dictionaries(
-        st.sampled_from(["bn", "bt", "bu", "n", "u", "v", "vb", "vs", "t", "s"]),
-        st.just(f"{DEVICE}/") | st.just("rssi") | json_values,
+        st.sampled_from(SENML_LABELS),
+        st.just(f"{DEVICE}/") | st.just("rssi") | st.just(f"urn:dev:{DEVICE}/") | json_values,
+        max_size=6,
+    ),
+    max_size=5,
+)
+# CBOR adds what JSON cannot say: byte strings, integer labels, tags (decimal fractions,
+# dates), undefined, very large integers; labels from Table 4 plus strings and nonsense.
+cbor_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.decimals(allow_nan=False, allow_infinity=False, places=3)
+    | st.text(max_size=20)
+    | st.binary(max_size=20)
+    | st.just(f"{DEVICE}/")
+    | st.just("rssi"),
+    lambda children: st.lists(children, max_size=4),
+    max_leaves=20,
+)
+cbor_packs = st.lists(
+    st.dictionaries(
+        st.sampled_from([-6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 99, "v", "x_"]),
+        cbor_values,
         max_size=6,
     ),
     max_size=5,
@@ -86,7 +112,10 @@ fuzz = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCh
 
 
 @fuzz
-@given(st.binary(max_size=2000), st.sampled_from([None, "application/json", SENML_CONTENT_TYPE]))
+@given(
+    st.binary(max_size=2000),
+    st.sampled_from([None, "application/json", SENML_CONTENT_TYPE, SENML_CBOR_CONTENT_TYPE]),
+)
 def test_any_bytes(payload: bytes, content_type: str | None) -> None:
     handle(payload, content_type)
 
@@ -119,3 +148,21 @@ def test_a_native_epoch_time_beyond_any_float_is_a_bad_timestamp_not_a_crash() -
     outcome = PIPELINE.handle(TOPICS.sensor_up(DEVICE), dumps(body), None, NOW)
     assert [r.reason for r in outcome.rejections] == ["bad_timestamp"]
     assert not outcome.lines
+
+
+@fuzz
+@given(st.binary(max_size=2000))
+def test_any_bytes_as_senml_cbor(payload: bytes) -> None:
+    handle(payload, SENML_CBOR_CONTENT_TYPE)
+
+
+@fuzz
+@given(cbor_packs)
+def test_senml_cbor_packs_with_any_field_types(pack: list[dict[object, object]]) -> None:
+    handle(cbor2.dumps(pack), SENML_CBOR_CONTENT_TYPE)
+
+
+@fuzz
+@given(cbor_values)
+def test_senml_cbor_of_any_shape(value: object) -> None:
+    handle(cbor2.dumps(value), SENML_CBOR_CONTENT_TYPE)
