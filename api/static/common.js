@@ -4,6 +4,27 @@
 const Pantau = {
   token: sessionStorage.getItem("pantau-token"),
 
+  // The page's login form (#login, #username, #password, #login-error): on success, or
+  // with a token kept from before, `start` shows the page.
+  loginForm(start) {
+    document.getElementById("login").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      try {
+        await this.login(document.getElementById("username").value, document.getElementById("password").value);
+        await start();
+      } catch (e) {
+        document.getElementById("login-error").textContent = e.message;
+        if (e.retryAfter) {
+          // The button waits as long as the server will: pressing earlier only fails.
+          const button = document.querySelector("#login button");
+          button.disabled = true;
+          setTimeout(() => (button.disabled = false), e.retryAfter * 1000);
+        }
+      }
+    });
+    if (this.token) start().catch(() => this.logout());
+  },
+
   async login(username, password) {
     const body = new URLSearchParams({ username, password });
     const r = await fetch("/auth/token", { method: "POST", body });

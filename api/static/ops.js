@@ -72,19 +72,4 @@ async function start() {
   Pantau.stream(soon, (up) => (document.getElementById("live").textContent = up ? "● langsung" : "○ terputus"));
 }
 
-document.getElementById("login").addEventListener("submit", async (ev) => {
-  ev.preventDefault();
-  try {
-    await Pantau.login(document.getElementById("username").value, document.getElementById("password").value);
-    await start();
-  } catch (e) {
-    document.getElementById("login-error").textContent = e.message;
-    if (e.retryAfter) {
-      // The button waits as long as the server will: pressing earlier only fails.
-      const button = document.querySelector("#login button");
-      button.disabled = true;
-      setTimeout(() => (button.disabled = false), e.retryAfter * 1000);
-    }
-  }
-});
-if (Pantau.token) start().catch(() => Pantau.logout());
+Pantau.loginForm(start);
