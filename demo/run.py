@@ -272,14 +272,15 @@ def _oracle_line(
         for r in rules.rules
         if r.kind == "cross_check" or set(r.applies_to.kinds) & set(CAMERA_KINDS.values())
     }
+    active = store.active()
     sensors = [
         i
-        for i in store.active()
+        for i in active
         if i.key.rule_id not in on_cameras and i.key.hazard is not Hazard.CAMERA_FAULT
     ]
     verdict = truth.check(Observed(i.key, i.opened_at, i.severity_max) for i in sensors)
     said = verdict.summary().splitlines()[0]
-    left_out = len(store.active()) - len(sensors)
+    left_out = len(active) - len(sensors)
     match = "match" if verdict.exact else "do NOT match"
     return (
         f"Oracle       the sensors' incidents {match} the ground truth: {said}"
