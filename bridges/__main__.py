@@ -18,6 +18,7 @@ from pathlib import Path
 from bridges.lorawan import LorawanTranslator, load_lorawan
 from bridges.relay import Relay, Translator
 from bridges.source import SourceBroker, SourceConsumer
+from bridges.sparkplug import SparkplugTranslator, load_sparkplug
 from pantau.city import load_city
 from pantau.clock import SystemClock
 from pantau.influx.writers import make_writer
@@ -34,7 +35,7 @@ def main(argv: Sequence[str]) -> int:
         description="Relay a LoRaWAN network server's uplinks or Sparkplug B edge nodes "
         "into Pantau's device topics. Pantau's broker and InfluxDB come from PANTAU_*.",
     )
-    parser.add_argument("protocol", choices=["lorawan"])
+    parser.add_argument("protocol", choices=["lorawan", "sparkplug"])
     parser.add_argument("--config", type=Path, help="default: <config_dir>/<protocol>.yaml")
     args = parser.parse_args(argv)
     settings = Settings()
@@ -67,7 +68,9 @@ def build(protocol: str, config: Path | None, settings: Settings) -> Relay:
         translator = LorawanTranslator(lorawan, city, topics)
         broker = lorawan.network_server.broker
     else:
-        raise ValueError(f"no bridge for {protocol!r}")
+        sparkplug = load_sparkplug(path, city)
+        translator = SparkplugTranslator(sparkplug, city, topics)
+        broker = sparkplug.broker
     clock = SystemClock()
     source = SourceConsumer(broker, translator.filters, clock, dict(os.environ))
     return Relay(
