@@ -298,3 +298,34 @@ def test_a_bad_config_fails_at_start_with_file_and_line(
     assert "lorawan.yaml:" in message
     assert "'no-such-device' is not in the registry" in message
     assert "'gate_opening' is not a metric of a pump_station" in message
+
+
+def test_bridged_uplinks_are_held_to_the_device_budget(
+    settings: Settings, city: City, netserver: Mosquitto, tmp_path: Path, topic_root: str
+) -> None:
+    """The budget is ingest's, per device, whatever path the reading took: a device that
+    uplinks faster than its kind allows is dead-lettered as rate_limited."""
+    settings.ingest.rate_limit_factor = 2  # two messages per report interval (60 s)
+    service = IngestService(settings, city, make_writer(settings.influx))
+    service.start()
+    assert service.wait_subscribed(10)
+    dead = Collector(settings.mqtt, Topics(settings.mqtt.root).deadletter("rate_limited"))
+    config = write_config(tmp_path / "lorawan.yaml", netserver, "chirpstack", f"cs-{topic_root}")
+    relay = start_bridge(settings, config)
+    server = Publisher(ns_settings(netserver))
+    t0 = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=3)
+    try:
+        for i in range(4):
+            up = ns.chirpstack_up(STATION_EUI, t0 + timedelta(seconds=i), 20 + i, {"level_cm": 60})
+            server.publish(ns.chirpstack_topic(STATION_EUI, "up"), up)
+        server.flush()
+        wait_for(lambda: len(dead.snapshot()) == 2, 30, "two uplinks over the budget")
+        letter = deadletter.decode(bytes(dead.snapshot()[0].payload))
+        assert letter.topic == Topics(settings.mqtt.root).sensor_up(STATION)
+        assert "over its budget" in letter.detail
+        wait_for(lambda: len(query(settings, "SELECT value FROM water_level")) == 2, 30, "two")
+    finally:
+        server.close()
+        relay.stop()
+        dead.close()
+        service.stop()
