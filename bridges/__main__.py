@@ -77,6 +77,7 @@ def build(protocol: str, config: Path | None, settings: Settings) -> Relay:
         source,
         translator,
         settings.mqtt,
-        f"{broker.client_id}-out",
+        # With broker accounts the client id is the username (pantau-lorawan, -sparkplug).
+        settings.mqtt.username or f"{broker.client_id}-out",
         make_writer(settings.influx),
     )

@@ -19,6 +19,7 @@ from pantau.errors import ConfigError, ConfigErrors, UserError
 COMMANDS: dict[str, tuple[str, str]] = {
     "check-config": ("pantau.check_config", "validate config/ and print what it holds"),
     "ingest": ("ingest.__main__", "MQTT readings -> validation -> InfluxDB"),
+    "bridge": ("bridges.__main__", "LoRaWAN network servers, Sparkplug B -> device topics"),
     "rules": ("rules.__main__", "MQTT readings -> rules -> incidents, crew alerts"),
     "vision": ("vision.__main__", "CCTV frames -> analyses (health, traffic, water depth) -> MQTT"),
     "api": ("api.__main__", "HTTP API: incidents, crew workflow, KPIs, feeds, web pages"),

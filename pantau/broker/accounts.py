@@ -2,9 +2,10 @@
 
 - every registered device publishes its own readings and status, and reads nothing;
 - a kecamatan gateway publishes for the devices registered in its kecamatan;
-- ingest, rules, vision, api and the simulator have their own service accounts with the
-  topics their stage needs; `pantau-admin` (registry tooling) may clear devices' retained
-  status; each crew and supervisor reads its own alert topic.
+- ingest, rules, vision, api, the device bridges (pantau-lorawan, pantau-sparkplug) and
+  the simulator have their own service accounts with the topics their stage needs;
+  `pantau-admin` (registry tooling) may clear devices' retained status; each crew and
+  supervisor reads its own alert topic.
 
 Usernames are the registry's ids, which never contain `+`, `#` or `/`
 (pantau.topics.is_valid_device_id); anything else is refused here.
@@ -67,6 +68,16 @@ def service_accounts(t: Topics) -> list[Account]:
         # malformed traffic (unknown devices, bad topics) that ingest must dead-letter.
         Account("pantau-sim", "service", writes=(f"{r}/sensors/#", f"{r}/devices/#")),
         Account("pantau-admin", "service", writes=(f"{r}/devices/#",)),
+        # The device bridges (bridges/) publish for the LoRaWAN and Sparkplug devices
+        # their config maps: readings, statuses, and the dead letters of what they refuse.
+        *(
+            Account(
+                f"pantau-{protocol}",
+                "service",
+                writes=(t.all_sensor_up, f"{r}/devices/+/status", f"{r}/deadletter/#"),
+            )
+            for protocol in ("lorawan", "sparkplug")
+        ),
     ]
 
 

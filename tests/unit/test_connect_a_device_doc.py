@@ -8,6 +8,7 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bridges.lorawan import LorawanTranslator, load_lorawan
 from ingest.pipeline import Outcome, Pipeline
 from pantau.city import load_city
 from pantau.settings import IngestSettings
@@ -78,3 +79,27 @@ def test_curl_example_body_is_accepted() -> None:
     out = handle("wl-alam-jaya-001", body.group(1).encode(), "application/json")
     assert len(out.lines) == 1 and not out.rejections
     assert "/ingest/wl-alam-jaya-001" in curl
+
+
+def lorawan_readings(kind: str, topic: str, body: dict[str, object]) -> list[str]:
+    city = load_city()
+    config = load_lorawan(Path("config/lorawan.yaml"), city)
+    server = config.network_server.model_copy(update={"kind": kind})
+    translator = LorawanTranslator(
+        config.model_copy(update={"network_server": server}), city, TOPICS
+    )
+    out = translator.translate(topic, json.dumps(body).encode(), RECEIVED)
+    assert not out.rejections
+    (pack,) = out.publishes
+    handled = PIPELINE.handle(pack.topic, pack.payload, pack.content_type, RECEIVED)
+    assert not handled.rejections and pack.topic == TOPICS.sensor_up("wl-alam-jaya-001")
+    return [line.split(" ")[0].split(",")[0] + " " + line.split(" ")[1] for line in handled.lines]
+
+
+def test_lorawan_examples_give_the_readings_the_page_names() -> None:
+    expected = ["water_level value=132.0", "battery value=87.0", "rssi value=-97.0"]
+    chirpstack = JSON[2]
+    topic = "application/1/device/0004a30b001c0530/event/up"
+    assert lorawan_readings("chirpstack", topic, chirpstack) == expected
+    tts = JSON[3]
+    assert lorawan_readings("tts", "v3/drainage@tangerang/devices/level-1/up", tts) == expected
