@@ -8,6 +8,7 @@ each record on its own, so one bad field of an uplink costs that field only.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -95,8 +96,13 @@ def link_line(
     ]
     if not parts:
         return None
-    tags = f"{series_key(device)},network={tag_value(network)}"
-    return f"{DEVICE_LINK}{tags} {','.join(parts)} {millis(when)}"
+    return f"{DEVICE_LINK}{_link_tags(device, network)} {','.join(parts)} {millis(when)}"
+
+
+@functools.cache
+def _link_tags(device: Device, network: str) -> str:
+    """Per device and network (the registry is fixed for a process's life)."""
+    return f"{series_key(device)},network={tag_value(network)}"
 
 
 def gap_line(

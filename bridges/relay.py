@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -108,8 +108,17 @@ class Relay:
         self._stop = threading.Event()
         self._connected = threading.Event()
         self.client = make_client(pantau, client_id, manual_ack=False)
-        self.client.on_connect = lambda *a: self._connected.set()
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = lambda *_: self._connected.clear()
         self._thread = threading.Thread(target=self._run, name="bridge-relay", daemon=True)
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, *_: Any
+    ) -> None:
+        if reason.is_failure:
+            log.error("Pantau's broker refused the bridge: %s", reason)
+        else:
+            self._connected.set()
 
     def start(self) -> None:
         self.client.connect_async(
