@@ -83,6 +83,7 @@ class SourceConsumer:
         self._v5 = broker.protocol == "5"
         self.inbox: deque[SourceMessage] = deque()
         self.connects = 0
+        self.received = 0  # messages taken from the source broker (acknowledged or not)
         self._generation = 0
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
@@ -172,6 +173,7 @@ class SourceConsumer:
             log.warning("source broker connection lost: %s", reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self.received += 1
         self.inbox.append(
             SourceMessage(
                 self._generation,
