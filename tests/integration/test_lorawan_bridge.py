@@ -11,19 +11,24 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as mqtt
 import pytest
 import yaml
+from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import SecretStr
 
 from bridges.__main__ import build
 from bridges.relay import Relay
 from ingest.service import IngestService
 from pantau import deadletter
+from pantau.broker.passwords import hash_password
 from pantau.city import City, load_city
 from pantau.errors import ConfigErrors
 from pantau.influx.query import InfluxQL
 from pantau.influx.writers import make_writer
-from pantau.local.mosquitto import Mosquitto
+from pantau.local.mosquitto import Mosquitto, MosquittoOptions
 from pantau.local.ports import free_port
+from pantau.mqtt import apply_credentials
 from pantau.settings import MqttSettings, Settings
 from pantau.topics import Topics
 from testkit import netservers as ns
@@ -329,3 +334,60 @@ def test_bridged_uplinks_are_held_to_the_device_budget(
         relay.stop()
         dead.close()
         service.stop()
+
+
+def test_the_bridge_signs_in_with_its_own_account_on_the_network_servers_broker(
+    settings: Settings,
+    ingest: IngestService,
+    tmp_path: Path,
+    topic_root: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The password comes from the variable `password_env` names; a wrong one is refused
+    by the broker and the bridge takes nothing."""
+    passwd = tmp_path / "passwd"
+    passwd.write_text(
+        f"pantau-bridge:{hash_password('bridge-secret')}\nchirpstack:{hash_password('ns')}\n"
+    )
+    broker = Mosquitto(
+        tmp_path / "secured", free_port(), options=MosquittoOptions(password_file=passwd)
+    )
+    broker.start()
+    try:
+        path = write_config(tmp_path / "l.yaml", broker, "chirpstack", f"cs-{topic_root}")
+        doc = yaml.safe_load(path.read_text())
+        doc["network_server"]["broker"] |= {
+            "username": "pantau-bridge",
+            "password_env": "PANTAU_TEST_NS_PASSWORD",
+        }
+        path.write_text(yaml.safe_dump(doc))
+        monkeypatch.setenv("PANTAU_TEST_NS_PASSWORD", "wrong")
+        refused = build("lorawan", path, settings)
+        refused.start()
+        assert not refused.source.wait_subscribed(3)
+        refused.stop()
+
+        monkeypatch.setenv("PANTAU_TEST_NS_PASSWORD", "bridge-secret")
+        relay = start_bridge(settings, path)
+        server = MqttSettings(
+            host=broker.host, port=broker.port, username="chirpstack", password=SecretStr("ns")
+        )
+        publisher = mqtt.Client(CallbackAPIVersion.VERSION2, "chirpstack")
+        apply_credentials(publisher, server)
+        publisher.connect(broker.host, broker.port)
+        publisher.loop_start()
+        when = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+        info = publisher.publish(
+            ns.chirpstack_topic(STATION_EUI, "up"),
+            ns.chirpstack_up(STATION_EUI, when, 1, {"level_cm": 42}),
+            qos=1,
+        )
+        info.wait_for_publish(10)
+        assert info.is_published()
+        wait_for(lambda: bool(query(settings, "SELECT value FROM water_level")), 30, "stored")
+        assert query(settings, "SELECT value FROM water_level")[0]["value"] == 42.0
+        publisher.disconnect()
+        publisher.loop_stop()
+        relay.stop()
+    finally:
+        broker.stop()
