@@ -18,7 +18,7 @@ from pathlib import Path
 from bridges.lorawan import LorawanTranslator, load_lorawan
 from bridges.relay import Relay, Translator
 from bridges.source import SourceBroker, SourceConsumer
-from bridges.sparkplug import SparkplugTranslator, load_sparkplug
+from bridges.sparkplug import SparkplugTranslator, host_presence, load_sparkplug
 from pantau.city import load_city
 from pantau.clock import SystemClock
 from pantau.influx.writers import make_writer
@@ -63,6 +63,8 @@ def build(protocol: str, config: Path | None, settings: Settings) -> Relay:
     path = config or settings.config_dir / f"{protocol}.yaml"
     translator: Translator
     broker: SourceBroker
+    clock = SystemClock()
+    presence = None
     if protocol == "lorawan":
         lorawan = load_lorawan(path, city)
         translator = LorawanTranslator(lorawan, city, topics)
@@ -71,8 +73,8 @@ def build(protocol: str, config: Path | None, settings: Settings) -> Relay:
         sparkplug = load_sparkplug(path, city)
         translator = SparkplugTranslator(sparkplug, city, topics)
         broker = sparkplug.broker
-    clock = SystemClock()
-    source = SourceConsumer(broker, translator.filters, clock, dict(os.environ))
+        presence = host_presence(sparkplug, clock.now())
+    source = SourceConsumer(broker, translator.filters, clock, dict(os.environ), presence)
     return Relay(
         source,
         translator,

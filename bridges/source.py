@@ -61,6 +61,17 @@ class SourceBroker(BaseModel):
 
 
 @dataclass(frozen=True, slots=True)
+class Presence:
+    """Retained messages that tell the source the bridge is there: `online` after each
+    subscription, `offline` as the Last Will and before a clean disconnect (Sparkplug's
+    host application STATE)."""
+
+    topic: str
+    online: bytes
+    offline: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class SourceMessage:
     generation: int  # connection number: a mid is only valid on its own connection
     mid: int
@@ -75,7 +86,12 @@ class SourceConsumer:
     `inbox`; `ack` acknowledges in arrival order, on the connection they came on."""
 
     def __init__(
-        self, broker: SourceBroker, filters: Iterable[str], clock: Clock, environ: dict[str, str]
+        self,
+        broker: SourceBroker,
+        filters: Iterable[str],
+        clock: Clock,
+        environ: dict[str, str],
+        presence: Presence | None = None,
     ) -> None:
         self._broker = broker
         self._filters = [(f, 1) for f in filters]
@@ -95,6 +111,9 @@ class SourceConsumer:
             manual_ack=True,
         )
         apply_credentials(self.client, broker.mqtt(environ))
+        self._presence = presence
+        if presence is not None:
+            self.client.will_set(presence.topic, presence.offline, qos=1, retain=True)
         self.client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
@@ -112,6 +131,9 @@ class SourceConsumer:
         self.client.loop_start()
 
     def stop(self) -> None:
+        if self._presence is not None and self.client.is_connected():
+            p = self._presence
+            self.client.publish(p.topic, p.offline, qos=1, retain=True).wait_for_publish(5)
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -157,8 +179,10 @@ class SourceConsumer:
         refused = [r for r in reasons if r.is_failure]
         if refused:
             log.error("subscription refused by the source broker: %s", refused)
-        else:
-            self._subscribed.set()
+            return
+        if self._presence is not None:  # after subscribing: nothing is missed in between
+            client.publish(self._presence.topic, self._presence.online, qos=1, retain=True)
+        self._subscribed.set()
 
     def _on_disconnect(
         self,

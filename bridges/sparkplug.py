@@ -23,6 +23,7 @@ left alone: an edge node publishes far more tags than Pantau needs.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -33,7 +34,7 @@ from bridges import sparkplug_payload as sp
 from bridges.mapping import KindFields, check_fields, mapped
 from bridges.outputs import Value, gap_line, senml_pack, status
 from bridges.relay import Publish, Translation
-from bridges.source import SourceBroker
+from bridges.source import Presence, SourceBroker
 from pantau.city import City
 from pantau.deadletter import Rejection
 from pantau.devices import Device
@@ -62,6 +63,12 @@ class SparkplugFile(BaseModel):
     broker: SourceBroker
     groups: list[str] = Field(default=["+"], min_length=1, description="group ids to follow")
     rebirth_every_s: float = Field(default=10.0, gt=0)
+    host_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.-]{1,64}$",
+        description="publish the host application's STATE as this id (edge nodes that "
+        "wait for their primary host publish their births once it is online)",
+    )
     nodes: list[EdgeNode] = Field(min_length=1)
     metrics: KindFields = Field(description="device kind -> Sparkplug metric name -> metric")
 
@@ -292,6 +299,19 @@ def _time_or_receipt(m: _In) -> datetime:
         return sp.when(m.message, m.message, m.received_at)
     except RejectedInput:
         return m.received_at
+
+
+def host_presence(config: SparkplugFile, now: datetime) -> Presence | None:
+    """Sparkplug 3.0 host STATE: `spBv1.0/STATE/{host_id}`, retained JSON; the will
+    carries the birth's timestamp."""
+    if config.host_id is None:
+        return None
+    ms = int(now.timestamp() * 1000)
+    return Presence(
+        f"{sp.NAMESPACE}/STATE/{config.host_id}",
+        json.dumps({"online": True, "timestamp": ms}).encode(),
+        json.dumps({"online": False, "timestamp": ms}).encode(),
+    )
 
 
 def _scoped(device: str | None, name: str) -> str:

@@ -54,6 +54,7 @@ def bridge(settings: Settings, plant: Mosquitto, tmp_path: Path, group: str) -> 
     config["broker"] = {"host": plant.host, "port": plant.port, "client_id": f"sp-{group}"}
     config["groups"] = [group]
     config["nodes"][0]["group"] = group
+    config["host_id"] = f"pantau-{group}"
     path = tmp_path / "sparkplug.yaml"
     path.write_text(yaml.safe_dump(config))
     relay = build("sparkplug", path, settings)
@@ -163,3 +164,24 @@ def test_a_bridge_started_after_the_birth_asks_for_one(
     finally:
         node.stop()
         relay.stop()
+
+
+def test_the_host_application_state_is_online_while_the_bridge_runs(
+    settings: Settings, plant: Mosquitto, tmp_path: Path, topic_root: str
+) -> None:
+    """Sparkplug 3.0 edge nodes with a primary host publish their births once its STATE
+    says online: retained, after the bridge subscribed; offline again when it stops."""
+    state = f"spBv1.0/STATE/pantau-{topic_root}"
+    relay = bridge(settings, plant, tmp_path, topic_root)
+    watch = MqttSettings(host=plant.host, port=plant.port)
+    seen = Collector(watch, state)  # subscribes after: gets the retained one
+    try:
+        wait_for(lambda: bool(seen.snapshot()), 10, "the retained STATE")
+        online = json.loads(seen.snapshot()[0].payload)
+        assert online["online"] is True and online["timestamp"] > 0
+    finally:
+        relay.stop()
+    wait_for(lambda: len(seen.snapshot()) >= 2, 10, "STATE offline")
+    offline = json.loads(seen.snapshot()[-1].payload)
+    assert offline == {"online": False, "timestamp": online["timestamp"]}
+    seen.close()
