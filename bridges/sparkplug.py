@@ -17,8 +17,8 @@ message sequence number `seq` (0..255, one counter over all the node's messages)
 - a `seq` that is not the last + 1 (mod 256): a data-quality event in InfluxDB
   (`data_quality`, kind `seq_gap`, cause `sparkplug`) with the messages missed.
 
-Metrics the kind does not map, and Sparkplug devices the config does not name, are
-left alone: an edge node publishes far more tags than Pantau needs.
+Metrics the kind does not map, and edge nodes and Sparkplug devices the config does
+not name, are left alone: a plant's broker carries far more than Pantau needs.
 """
 
 from __future__ import annotations
@@ -117,8 +117,11 @@ class SparkplugTranslator:
                 self._registry[n.group, n.node, None] = city.devices[n.device]
             for sp_device, device_id in n.devices.items():
                 self._registry[n.group, n.node, sp_device] = city.devices[device_id]
+        # State is kept for the configured edge nodes only: bounded, whoever publishes.
+        self._configured = {(n.group, n.node) for n in config.nodes}
         self._nodes: dict[tuple[str, str], _Node] = {}
         self._rebirth_asked: dict[tuple[str, str], datetime] = {}
+        self.ignored = 0  # messages of edge nodes the config does not name
         self.gaps = 0
         self.rebirths = 0
 
@@ -137,6 +140,9 @@ class SparkplugTranslator:
             m.refuse(err)
             return m.out
         where = m.where
+        if where.node_key not in self._configured:
+            self.ignored += 1  # another system's edge node on the same broker
+            return m.out
         if where.kind == "NDEATH":
             self._death(m)
             return m.out

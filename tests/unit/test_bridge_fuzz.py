@@ -198,3 +198,11 @@ def test_sparkplug_any_message_sequence(messages: list[tuple[str, bytes]]) -> No
 @given(st.text(max_size=60), st.binary(max_size=40))
 def test_sparkplug_any_topic(topic: str, payload: bytes) -> None:
     check(SparkplugTranslator(SPARKPLUG, CITY, TOPICS).translate(topic, payload, NOW))
+
+
+def test_sparkplug_keeps_no_state_for_edge_nodes_it_does_not_know() -> None:
+    translator = SparkplugTranslator(SPARKPLUG, CITY, TOPICS)
+    for i in range(100):
+        out = translator.translate(f"spBv1.0/{GROUP}/NDATA/other-{i}", _payload([], 1, 1), NOW)
+        assert out == Translation()
+    assert translator.ignored == 100 and translator.rebirths == 0
