@@ -70,7 +70,7 @@ def load_lorawan(path: Path, city: City) -> LorawanFile:
     owners: dict[str, str] = {}
     for eui, device_id in config.devices.items():
         try:
-            key = normal_eui(eui, "DevEUI")
+            key = normal_eui(eui, f"{eui!r}")
         except RejectedInput as err:
             errors.append(doc.error(("devices", eui), err.detail))
             continue

@@ -6,6 +6,11 @@ shaped as the two servers document them (testkit.netservers)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +31,7 @@ from pantau.city import City, load_city
 from pantau.errors import ConfigErrors
 from pantau.influx.query import InfluxQL
 from pantau.influx.writers import make_writer
+from pantau.local import LocalStack
 from pantau.local.mosquitto import Mosquitto, MosquittoOptions
 from pantau.local.ports import free_port
 from pantau.mqtt import apply_credentials
@@ -391,3 +397,46 @@ def test_the_bridge_signs_in_with_its_own_account_on_the_network_servers_broker(
         relay.stop()
     finally:
         broker.stop()
+
+
+def test_pantau_bridge_lorawan_runs_until_sigterm(
+    stack: LocalStack,
+    settings: Settings,
+    ingest: IngestService,
+    netserver: Mosquitto,
+    tmp_path: Path,
+    topic_root: str,
+) -> None:
+    """The command itself: relays an uplink, stops cleanly on SIGTERM with its figures."""
+    config = write_config(tmp_path / "lorawan.yaml", netserver, "chirpstack", f"cli-{topic_root}")
+    env = {
+        **os.environ,
+        **stack.environment(),
+        "PANTAU_MQTT__ROOT": settings.mqtt.root,
+        "PANTAU_INFLUX__DATABASE": settings.influx.database,
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pantau.cli", "bridge", "lorawan", "--config", str(config)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        server = Publisher(ns_settings(netserver))
+        when = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+
+        def relayed() -> bool:  # before its first subscription an uplink has no session
+            server.publish(
+                ns.chirpstack_topic(STATION_EUI, "up"),
+                ns.chirpstack_up(STATION_EUI, when, 1, {"level_cm": 77}),
+            )
+            time.sleep(0.3)
+            return bool(query(settings, "SELECT value FROM water_level"))
+
+        wait_for(relayed, 60, "the command to relay an uplink")
+        server.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert b"stopped: RelayStats(messages=" in err
