@@ -8,6 +8,7 @@ COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --locked --no-dev --no-install-project
 COPY pantau ./pantau
 COPY ingest ./ingest
+COPY bridges ./bridges
 COPY vision ./vision
 COPY rules ./rules
 COPY api ./api

@@ -13,6 +13,7 @@ import os
 import re
 import secrets
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -256,3 +257,11 @@ def _volumes(spec: dict[str, Any]) -> list[dict[str, str]]:
             source, target = str(v).split(":")[:2]
             out.append({"source": source, "target": target})
     return out
+
+
+def test_the_image_copies_every_package_the_wheel_builds() -> None:
+    """`uv sync` in the image builds the wheel: a package missing from the COPY lines
+    (as `bridges` once was) fails the image build, not a test."""
+    wheel = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"]
+    copied = set(re.findall(r"^COPY (\w+) \./\1$", (ROOT / "Dockerfile").read_text(), re.M))
+    assert set(wheel["targets"]["wheel"]["packages"]) <= copied
