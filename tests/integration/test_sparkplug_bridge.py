@@ -27,6 +27,8 @@ from pantau.topics import Topics
 from simulators.sparkplug_station import PumpStationNode
 from testkit.mqtt import Collector, Publisher, wait_for
 
+CONFIG = Path(__file__).resolve().parents[2] / "config"
+
 pytestmark = pytest.mark.integration
 
 PUMP, OUTFALL = "ps-porisgaga-baru-001", "wl-alam-jaya-001"
@@ -50,7 +52,7 @@ def ingest(settings: Settings) -> Iterator[IngestService]:
 
 
 def bridge(settings: Settings, plant: Mosquitto, tmp_path: Path, group: str) -> Relay:
-    config = yaml.safe_load(Path("config/sparkplug.yaml").read_text())
+    config = yaml.safe_load((CONFIG / "sparkplug.yaml").read_text())
     config["broker"] = {"host": plant.host, "port": plant.port, "client_id": f"sp-{group}"}
     config["groups"] = [group]
     config["nodes"][0]["group"] = group

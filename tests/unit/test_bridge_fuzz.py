@@ -24,13 +24,15 @@ from pantau.topics import Topics
 from pantau.wire import SENML_CONTENT_TYPE
 from testkit import netservers as ns
 
+CONFIG = Path(__file__).resolve().parents[2] / "config"
+
 CITY: City = load_city()
 TOPICS = Topics("fuzz")
 NOW = datetime.now(UTC).replace(microsecond=0)
 PIPELINE = Pipeline(CITY, TOPICS, IngestSettings(rate_limit_factor=0))
 EUI = "0004a30b001c0530"
-LORAWAN = load_lorawan(Path("config/lorawan.yaml"), CITY)
-SPARKPLUG = load_sparkplug(Path("config/sparkplug.yaml"), CITY)
+LORAWAN = load_lorawan(CONFIG / "lorawan.yaml", CITY)
+SPARKPLUG = load_sparkplug(CONFIG / "sparkplug.yaml", CITY)
 FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 json_values = st.recursive(

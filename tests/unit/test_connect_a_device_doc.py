@@ -14,6 +14,8 @@ from pantau.city import load_city
 from pantau.settings import IngestSettings
 from pantau.topics import Topics
 
+CONFIG = Path(__file__).resolve().parents[2] / "config"
+
 DOC = (Path(__file__).resolve().parents[2] / "docs" / "connect-a-device.md").read_text()
 BLOCKS = re.findall(r"```(\w+)\n(.*?)```", DOC, re.S)
 JSON = [json.loads(body) for lang, body in BLOCKS if lang == "json"]
@@ -83,7 +85,7 @@ def test_curl_example_body_is_accepted() -> None:
 
 def lorawan_readings(kind: str, topic: str, body: dict[str, object]) -> list[str]:
     city = load_city()
-    config = load_lorawan(Path("config/lorawan.yaml"), city)
+    config = load_lorawan(CONFIG / "lorawan.yaml", city)
     server = config.network_server.model_copy(update={"kind": kind})
     translator = LorawanTranslator(
         config.model_copy(update={"network_server": server}), city, TOPICS
