@@ -190,7 +190,7 @@ class LorawanTranslator:
                 values.append(value)
         if up.rssi is not None and "rssi" in device.metrics:
             values.append(Value("rssi", up.rssi, "dBm"))
-        if not values and up.decoded is None:
+        if up.decoded is None:  # the link health is still worth keeping
             out.rejections.append(
                 refuse(
                     RejectedInput(

@@ -208,3 +208,13 @@ def test_sparkplug_keeps_no_state_for_edge_nodes_it_does_not_know() -> None:
         out = translator.translate(f"spBv1.0/{GROUP}/NDATA/other-{i}", _payload([], 1, 1), NOW)
         assert out == Translation()
     assert translator.ignored == 100 and translator.rebirths == 0
+
+
+def test_an_uplink_the_network_server_did_not_decode_is_dead_lettered_but_its_rssi_kept() -> None:
+    up = ns.chirpstack_up(EUI, NOW, 4, None)
+    out = chirpstack().translate(ns.chirpstack_topic(EUI, "up"), up, NOW)
+    assert [r.reason for r in out.rejections] == ["invalid_payload"]
+    assert "decoded nothing" in out.rejections[0].detail
+    (pack,) = out.publishes
+    assert [r["n"] for r in json.loads(pack.payload)] == ["rssi"]
+    assert out.lines[0].startswith("device_link,")
