@@ -64,6 +64,11 @@ class MqttSettings(BaseModel):
             parse_address(address)
         return value
 
+    def describe(self) -> str:
+        """For start-up logs: `a:1883,b:1883 (MQTT 3.1.1)`."""
+        nodes = ",".join(f"{h}:{p}" for h, p in self.addresses())
+        return f"{nodes} (MQTT {self.protocol.value})"
+
     def addresses(self) -> list[tuple[str, int]]:
         """The broker nodes in the order clients try them."""
         if not self.hosts:
