@@ -58,7 +58,8 @@ from testkit.mqtt import Collector
 from testkit.services import wait_until
 from testkit.truth import Observed, ground_truth
 
-pytestmark = pytest.mark.integration
+# The whole storm through a replicated broker: ~2.5 min on a loaded 2-core machine.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 REBUILD_WINDOW_S = 3 * 86400  # the scenario's event time is in the past
 CONNECTED = re.compile(r"connected to (\S+) \(MQTT")
