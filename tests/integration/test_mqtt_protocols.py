@@ -1,7 +1,7 @@
-"""ingest over MQTT 3.1.1 on the real Mosquitto, given a dead node first in its list:
-it connects to the next one, tells the payload forms apart without a content type,
-and its persistent session (clean_session false) keeps what is published while it is
-away."""
+"""ingest over MQTT 3.1.1 and 5 on the real Mosquitto, given a dead node first in its
+list: it connects to the next one, tells the payload forms apart without a content
+type, and its persistent session (clean_session / clean_start false) keeps what is
+published while it is away."""
 
 from __future__ import annotations
 
@@ -40,16 +40,15 @@ def stored(settings: Settings) -> int:
     return sum(int(str(r["count"])) for r in rows)
 
 
-def test_ingest_over_311_fails_over_sniffs_payloads_and_keeps_its_session(
-    settings: Settings, city: City
+@pytest.mark.parametrize("protocol", list(MqttProtocol))
+def test_ingest_fails_over_sniffs_payloads_and_keeps_its_session(
+    settings: Settings, city: City, protocol: MqttProtocol
 ) -> None:
     mqtt = settings.mqtt
     live = f"{mqtt.host}:{mqtt.port}"
     settings = settings.model_copy(
         update={
-            "mqtt": mqtt.model_copy(
-                update={"hosts": [dead_address(), live], "protocol": MqttProtocol.V311}
-            )
+            "mqtt": mqtt.model_copy(update={"hosts": [dead_address(), live], "protocol": protocol})
         }
     )
     topics = Topics(settings.mqtt.root)
@@ -69,7 +68,7 @@ def test_ingest_over_311_fails_over_sniffs_payloads_and_keeps_its_session(
                 return bytes(cbor2.dumps(pack))
 
     def publish(rounds: range) -> None:
-        publisher = Publisher(settings.mqtt)  # 3.1.1, also past the dead node
+        publisher = Publisher(settings.mqtt)  # same protocol, also past the dead node
         for i in rounds:
             for device in devices:
                 publisher.publish(topics.sensor_up(device), payload(i, device))
