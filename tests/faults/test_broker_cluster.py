@@ -184,7 +184,7 @@ def test_broker_node_sigkilled_mid_storm_loses_nothing(
 
         time.sleep(1.0)
         wait_until(idle, 120, "rules to take the backlog", poll=1.0)
-        assert rules.advance_to(report.end, 60)
+        assert rules.advance_to(report.end, 180)  # the whole storm settles: slow under load
         time.sleep(1.0)  # the last alerts' PUBLISHes reach the collector
         stored = stored_identities(settings)
     finally:
