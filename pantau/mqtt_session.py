@@ -91,6 +91,11 @@ class SessionConsumer:
         self.client.disconnect()
         self.client.loop_stop()
 
+    @property
+    def broker(self) -> str:
+        """host:port of the broker node of the current (or last) connection."""
+        return self.client.broker
+
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
 

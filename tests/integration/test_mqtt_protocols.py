@@ -13,8 +13,10 @@ import pytest
 
 from ingest.service import IngestService
 from pantau.city import City, load_city
+from pantau.clock import SystemClock
 from pantau.influx.query import InfluxQL
 from pantau.influx.writers import make_writer
+from pantau.mqtt_session import SessionConsumer
 from pantau.settings import MqttProtocol, Settings
 from pantau.topics import Topics
 from pantau.wire import Sample, encode_native, encode_senml
@@ -92,3 +94,27 @@ def test_ingest_fails_over_sniffs_payloads_and_keeps_its_session(
         again.stop()
     assert not ingest.stats.rejected and not again.stats.rejected  # every form understood
     assert again.stats.messages == 6 * len(devices)  # the session's backlog, once
+
+
+@pytest.mark.parametrize("protocol", list(MqttProtocol))
+def test_a_session_consumer_names_the_node_it_reached(
+    settings: Settings, protocol: MqttProtocol
+) -> None:
+    live = f"{settings.mqtt.host}:{settings.mqtt.port}"
+    dead = dead_address()
+    mqtt = settings.mqtt.model_copy(update={"hosts": [dead, live], "protocol": protocol})
+    consumer = SessionConsumer(
+        mqtt,
+        f"probe-{settings.mqtt.root}",
+        Topics(mqtt.root).all_sensor_up,
+        session_expiry_s=60,
+        receive_maximum=10,
+        clock=SystemClock(),
+    )
+    consumer.start()
+    try:
+        assert consumer.wait_subscribed(30)
+        assert consumer.broker == live  # past the dead node
+        assert consumer.client.failovers == 1
+    finally:
+        consumer.stop()
