@@ -54,10 +54,9 @@ def main(argv: Sequence[str]) -> int:
 
     def started() -> None:
         log.info(
-            "ingest: %d devices, MQTT %s:%d root %r -> InfluxDB %s (%s) db %r",
+            "ingest: %d devices, MQTT %s root %r -> InfluxDB %s (%s) db %r",
             len(city.devices),
-            settings.mqtt.host,
-            settings.mqtt.port,
+            settings.mqtt.describe(),
             settings.mqtt.root,
             settings.influx.url,
             settings.influx.api.value,

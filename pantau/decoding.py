@@ -57,13 +57,18 @@ def decode(
     content_type: str | None,
     names: SenmlNames = NO_NAMES,
 ) -> list[RawReading | RejectedInput]:
-    """Pick the decoder by content type, else by the JSON's outer shape. A rejection in
+    """Pick the decoder by content type, else by the payload's first byte (MQTT 3.1.1
+    has no content type): a CBOR array (0x80-0x9f, never the first byte of UTF-8 JSON)
+    is SenML CBOR, a JSON array SenML JSON, anything else native JSON. A rejection in
     the list refuses one record; a message that cannot be decoded raises RejectedInput."""
     name = _BY_CONTENT_TYPE.get(content_type or "")
     if name is None:
         if content_type not in (None, "", "application/json"):
             raise RejectedInput("invalid_payload", f"unsupported content type {content_type!r}")
-        name = "senml" if payload.lstrip()[:1] == b"[" else "native"
+        if not content_type and payload[:1] and 0x80 <= payload[0] <= 0x9F:
+            name = "senml_cbor"
+        else:
+            name = "senml" if payload.lstrip()[:1] == b"[" else "native"
     return DECODERS.get(name)(device_id, payload, received_at, names)
 
 

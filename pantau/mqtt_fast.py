@@ -32,6 +32,8 @@ from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.properties import Properties
 
+from pantau.mqtt_failover import FailoverClient
+
 _PUBACK = struct.Struct("!BBH")
 READ_CHUNK = 256 * 1024
 PACKETS_PER_PASS = 2000  # bound a pass so keepalive and writes still get their turn
@@ -172,7 +174,7 @@ def install_lean_properties() -> None:
             setattr(paho_packet, "Properties", LeanProperties)  # noqa: B010
 
 
-class BufferedClient(mqtt.Client):
+class BufferedClient(FailoverClient):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         install_lean_properties()
         super().__init__(*args, **kwargs)

@@ -1,10 +1,14 @@
-"""A persistent-session MQTT v5 subscriber that acknowledges only when told.
+"""A persistent-session MQTT subscriber (v5 or 3.1.1) that acknowledges only when told.
 
 Pantau's consumers of device topics (ingest, rules) both need the same guarantee: a
 QoS 1 message is acknowledged only after its work is durable (InfluxDB write, SQL
 commit), in arrival order, and only on the connection it arrived on (a message id is
 meaningless on the next connection: the broker redelivers instead). This class owns
 that plumbing; a service takes messages from `inbox` and calls `ack` when done.
+
+With several broker nodes (MqttSettings.hosts) a lost connection is resumed on the
+next node: same client id, no clean start, so a clustered broker hands over the
+session and what it queued; messages not yet acknowledged are redelivered there.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from pantau.clock import Clock
-from pantau.mqtt import connect_properties, content_type, make_client
+from pantau.mqtt import content_type, make_client
 from pantau.mqtt_fast import BufferedClient
 from pantau.settings import MqttSettings
 
@@ -43,7 +47,8 @@ class Inbound:
 class SessionConsumer:
     """Subscribes `topic_filter` (one or several) at QoS 1 on a persistent session;
     queues each message in `inbox` (a deque: append/popleft are atomic, cheaper than
-    queue.Queue at 10k msg/s; the MQTT v5 Receive Maximum bounds its length)."""
+    queue.Queue at 10k msg/s; the MQTT v5 Receive Maximum bounds its length, on 3.1.1
+    the broker's own in-flight limit does)."""
 
     def __init__(
         self,
@@ -69,19 +74,15 @@ class SessionConsumer:
         self._closing = False
         self._generation = 0
         self._ack_lock = threading.Lock()
-        self.client: BufferedClient = make_client(settings, client_id, manual_ack=True)
+        self.client: BufferedClient = make_client(settings, client_id, manual_ack=True, clean=False)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
 
     def start(self) -> None:
-        self.client.connect_async(
-            self._settings.host,
-            self._settings.port,
-            keepalive=self._settings.keepalive_s,
-            clean_start=False,
-            properties=connect_properties(self._session_expiry_s, self._receive_maximum),
+        self.client.start_async(
+            session_expiry_s=self._session_expiry_s, receive_maximum=self._receive_maximum
         )
         self.client.loop_start()
 
@@ -89,6 +90,11 @@ class SessionConsumer:
         self._closing = True
         self.client.disconnect()
         self.client.loop_stop()
+
+    @property
+    def broker(self) -> str:
+        """host:port of the broker node of the current (or last) connection."""
+        return self.client.broker
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
@@ -122,9 +128,9 @@ class SessionConsumer:
         self.connects += 1
         self.session_present = bool(flags.session_present)
         log.info(
-            "connected to %s:%s (session present: %s)",
-            self._settings.host,
-            self._settings.port,
+            "connected to %s (MQTT %s, session present: %s)",
+            self.client.broker,
+            self._settings.protocol.value,
             flags.session_present,
         )
         # Subscribing again on a resumed session is harmless and covers a lost session.

@@ -8,10 +8,10 @@ from __future__ import annotations
 import hashlib
 from enum import StrEnum
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from pantau.devices import default_config_dir
 from pantau.secrecy import weakness
@@ -22,11 +22,26 @@ class InfluxApi(StrEnum):
     V2 = "v2"  # /api/v2/write through influxdb-client (InfluxDB 2.x / 3.x)
 
 
+class MqttProtocol(StrEnum):
+    V5 = "5"
+    V311 = "3.1.1"  # what NATS' MQTT listener and most field devices speak
+
+
 class MqttSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     host: str = "127.0.0.1"
     port: int = Field(default=1883, ge=1, le=65535)
+    hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="host:port of every broker node, tried in turn when one fails "
+        "(PANTAU_MQTT__HOSTS=a:1883,b:1883); empty: host and port",
+    )
+    protocol: MqttProtocol = Field(
+        default=MqttProtocol.V5,
+        description="MQTT version of every Pantau client; 3.1.1 drops the v5-only "
+        "features (docs/operations.md#brokers)",
+    )
     username: str | None = None
     password: SecretStr | None = None
     root: str = Field(default="pantau", description="topic root")
@@ -34,6 +49,46 @@ class MqttSettings(BaseModel):
     tls_ca: Path | None = Field(
         default=None, description="CA certificate: connect with TLS and verify the broker"
     )
+
+    @field_validator("hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: object) -> object:
+        if isinstance(value, str):  # the environment's comma-separated form
+            return [h.strip() for h in value.split(",") if h.strip()]
+        return value
+
+    @field_validator("hosts")
+    @classmethod
+    def _check_hosts(cls, value: list[str]) -> list[str]:
+        for address in value:
+            parse_address(address)
+        return value
+
+    def describe(self) -> str:
+        """For start-up logs: `a:1883,b:1883 (MQTT 3.1.1)`."""
+        nodes = ",".join(f"{h}:{p}" for h, p in self.addresses())
+        return f"{nodes} (MQTT {self.protocol.value})"
+
+    def addresses(self) -> list[tuple[str, int]]:
+        """The broker nodes in the order clients try them."""
+        if not self.hosts:
+            return [(self.host, self.port)]
+        return [parse_address(a, self.port) for a in self.hosts]
+
+
+def parse_address(address: str, default_port: int = 1883) -> tuple[str, int]:
+    """`host:port`, `host` or `[v6 address]:port` -> (host, port); ValueError if not."""
+    host, sep, port_text = address.rpartition(":")
+    if not sep or (host.startswith("[") != host.endswith("]")) or ("]" in port_text):
+        host, port_text = address, ""  # no port, or a bare IPv6 address
+    host = host.strip("[]")
+    if not host or any(c.isspace() for c in host):
+        raise ValueError(f"broker address {address!r}: expected host:port")
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"broker address {address!r}: port must be 1..65535")
+    return host, int(port_text)
 
 
 class InfluxSettings(BaseModel):

@@ -55,12 +55,11 @@ def serve(argv: Sequence[str]) -> int:
 
     def started() -> None:
         log.info(
-            "rules: %s, %d devices, %d cameras, MQTT %s:%d root %r, store %s",
+            "rules: %s, %d devices, %d cameras, MQTT %s root %r, store %s",
             service.rules_path,
             len(city.devices),
             len(cameras),
-            settings.mqtt.host,
-            settings.mqtt.port,
+            settings.mqtt.describe(),
             settings.mqtt.root,
             store.engine.url.render_as_string(hide_password=True),
         )

@@ -444,7 +444,7 @@ class RulesService:
         while True:
             rows = self._store.unpublished(limit)
             if rows:
-                self._wait_published([self._publish(m.topic, m.payload, m.id) for m in rows])
+                self._publish_rows(rows)
                 self._store.mark_published([m.id for m in rows])
                 self._count_published(rows)
             if len(rows) < limit:
@@ -471,23 +471,37 @@ class RulesService:
         props.UserProperty = [(MESSAGE_ID_PROPERTY, str(message_id))]
         return self._client.publish(topic, payload, qos=1, properties=props)
 
-    def _wait_published(self, infos: Sequence[mqtt.MQTTMessageInfo]) -> None:
+    def _publish_rows(self, rows: Sequence[OutboxMessage]) -> None:
+        """Publish and wait for every PUBACK. A row published while the connection was
+        down (a broker restart, a failover to another node) is published again once it
+        is back: a copy under the same message id, which receivers dedupe on."""
+        pending = list(rows)
+        while pending:
+            infos = [(m, self._publish(m.topic, m.payload, m.id)) for m in pending]
+            pending = [m for m, info in infos if not self._wait_published(info)]
+            while pending and not self._session.wait_connected(1.0):
+                if self._stop.is_set():
+                    raise Stopping
+
+    def _wait_published(self, info: mqtt.MQTTMessageInfo) -> bool:
+        """True once the broker acknowledged it; False if it was never sent (no
+        connection: paho's is_published and wait_for_publish raise then, for good)."""
         # A stop still gives PUBACKs in flight a moment (STOP_GRACE_S), so a clean stop
         # marks what the broker took instead of leaving it to be sent again.
         give_up: float | None = None
-        for info in infos:
-            # Not acknowledged by the broker (e.g. it went away): paho resends on the
-            # reconnect; until then the inputs stay unacknowledged too.
-            while not info.is_published():
+        # Not acknowledged by the broker (e.g. it went away after the send): paho
+        # resends on the reconnect; until then the inputs stay unacknowledged too.
+        while True:
+            try:
+                if info.is_published():
+                    return True
                 if self._stop.is_set():
                     give_up = give_up or time.monotonic() + STOP_GRACE_S
                     if time.monotonic() >= give_up:
                         raise Stopping
-                try:
-                    info.wait_for_publish(timeout=0.2 if give_up else 1.0)
-                except (RuntimeError, ValueError):  # not connected
-                    if self._stop.wait(1.0):
-                        raise Stopping from None
+                info.wait_for_publish(timeout=0.2 if give_up else 1.0)
+            except (RuntimeError, ValueError):  # published while not connected
+                return False
 
     def _ack(self, batch: Sequence[Inbound]) -> None:
         self._session.ack(batch)

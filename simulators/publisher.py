@@ -1,19 +1,22 @@
-"""Publishing a scenario over MQTT v5, the way the field network does it: one client
-per gateway, one gateway per kecamatan.
+"""Publishing a scenario over MQTT (v5, or 3.1.1 as most field gateways), the way the
+field network does it: one client per gateway, one gateway per kecamatan.
 
 Why gateways and not 325 clients: the city's sensors are LoRaWAN / NB-IoT radios.
 The radio devices do not hold TCP sessions; a gateway (or the network server behind
 it) does, and forwards each device's uplink to `{root}/sensors/{device}/up`. That is
 also 13 sockets instead of 325, which keeps the broker and the benchmark honest. So:
 
-* each gateway connects with MQTT v5, clean start, and a Last Will: a retained
+* each gateway connects with MQTT v5 (or 3.1.1: MqttSettings.protocol), clean start,
+  to the first broker node that answers (MqttSettings.hosts; after a lost connection
+  the next one), with a Last Will: a retained
   `offline` status on `{root}/devices/{gateway}/status`, sent by the broker if the
   gateway drops off;
 * on connect it publishes, retained, an `online` birth status for itself and for
   each of its devices on `{root}/devices/{device}/status`, naming the gateway, so a
   consumer that sees the gateway's will knows which devices went dark with it;
 * uplinks are QoS 1 with the MQTT v5 content type (`application/json` or
-  `application/senml+json`); a device's messages always go through the same gateway,
+  `application/senml+json`; on 3.1.1 none: ingest tells them apart by the payload's
+  first byte); a device's messages always go through the same gateway,
   so its order is kept;
 * on a clean finish it publishes retained `offline` statuses ("simulation ended")
   and waits for every PUBACK before `run_scenario` returns.
@@ -37,14 +40,14 @@ from datetime import datetime
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from pantau.city import City
 from pantau.clock import Clock, SystemClock
-from pantau.mqtt import apply_credentials
+from pantau.mqtt_failover import FailoverClient
 from pantau.settings import MqttSettings
 from pantau.topics import Topics
 from pantau.wire import NATIVE_CONTENT_TYPE, SENML_CONTENT_TYPE, rfc3339
@@ -97,7 +100,7 @@ class GatewayPlan:
 
 
 class Gateway:
-    """One MQTT v5 client forwarding the uplinks of the devices of one kecamatan.
+    """One MQTT client forwarding the uplinks of the devices of one kecamatan.
 
     It has no network thread of its own: a GatewayLoop drives every gateway's socket
     from one thread (13 paho threads contending for the GIL were 3x slower).
@@ -120,12 +123,7 @@ class Gateway:
             NATIVE_CONTENT_TYPE: _properties(NATIVE_CONTENT_TYPE),
             SENML_CONTENT_TYPE: _properties(SENML_CONTENT_TYPE),
         }
-        client = paho.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=paho.MQTTv5,
-        )
-        apply_credentials(client, settings)
+        client = FailoverClient(settings, client_id, clean=True)
         will_props = Properties(PacketTypes.WILLMESSAGE)  # type: ignore[no-untyped-call]
         will_props.ContentType = NATIVE_CONTENT_TYPE
         # The will has no time: the broker sends it whenever it notices the loss.
@@ -196,13 +194,10 @@ class Gateway:
     # --- API ------------------------------------------------------------------------------
     def connect(self) -> None:
         """Open the TCP connection and send CONNECT; the CONNACK arrives in the loop."""
-        s = self._settings
         try:
-            self.client.connect(s.host, s.port, keepalive=s.keepalive_s, clean_start=True)
+            self.client.connect_any()
         except OSError as err:
-            raise PublishError(
-                f"gateway {self.plan.id}: cannot reach {s.host}:{s.port}: {err}"
-            ) from err
+            raise PublishError(f"gateway {self.plan.id}: {err}") from err
 
     def reconnect_if_lost(self, now: float) -> None:
         if (
@@ -213,7 +208,8 @@ class Gateway:
             return
         self._last_reconnect = now
         try:
-            # QoS 1 messages not yet acknowledged are sent again after the CONNACK.
+            # QoS 1 messages not yet acknowledged are sent again after the CONNACK; with
+            # several broker nodes this goes to the next one.
             self.client.reconnect()
         except OSError as err:
             log.warning("gateway %s: reconnect failed: %s", self.plan.id, err)

@@ -9,29 +9,26 @@ from collections.abc import Callable
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from pantau.mqtt_failover import FailoverClient
 from pantau.settings import MqttSettings
 
 
-def _client(prefix: str) -> mqtt.Client:
-    return mqtt.Client(
-        callback_api_version=CallbackAPIVersion.VERSION2,
-        client_id=f"{prefix}-{uuid.uuid4().hex[:8]}",
-        protocol=mqtt.MQTTv5,
-    )
+def _client(prefix: str, settings: MqttSettings) -> FailoverClient:
+    """A clean-session client on `settings` (protocol, every broker node)."""
+    return FailoverClient(settings, f"{prefix}-{uuid.uuid4().hex[:8]}", clean=True)
 
 
 class Publisher:
     """Publishes at QoS 1 and waits until the broker has acknowledged everything."""
 
     def __init__(self, settings: MqttSettings) -> None:
-        self._client = _client("test-pub")
+        self._client = _client("test-pub", settings)
         self._client.max_inflight_messages_set(1000)
         self._client.max_queued_messages_set(0)
-        self._client.connect(settings.host, settings.port)
+        self._client.connect_any()
         self._client.loop_start()
         self._infos: list[mqtt.MQTTMessageInfo] = []
 
@@ -65,10 +62,10 @@ class Collector:
         self.messages: list[mqtt.MQTTMessage] = []
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
-        self._client = _client("test-sub")
+        self._client = _client("test-sub", settings)
         self._client.on_message = self._on_message
         self._client.on_subscribe = lambda *_args: self._subscribed.set()
-        self._client.connect(settings.host, settings.port)
+        self._client.connect_any()
         self._client.subscribe(topic_filter, qos=1)
         self._client.loop_start()
         assert self._subscribed.wait(10), "subscription not acknowledged"

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 
 from pantau.devices import Device
 from pantau.influx.query import InfluxQL, quote_ident
 from pantau.local import LocalStack
+from pantau.mqtt_failover import FailoverClient
 from pantau.settings import Settings
 from pantau.topics import Topics
 from pantau.wire import Sample, encode_native
@@ -251,14 +251,10 @@ class FirstArrivals:
         self._lock = threading.Lock()
         self._since = time.monotonic()
         self.first: dict[str, float] = {}
-        self._client = paho.Client(
-            callback_api_version=CallbackAPIVersion.VERSION2,
-            client_id=f"arrivals-{settings.mqtt.root}",
-            protocol=paho.MQTTv5,
-        )
+        self._client = FailoverClient(settings.mqtt, f"arrivals-{settings.mqtt.root}", clean=True)
         self._client.on_message = self._on_message
         self._client.on_connect = lambda c, *_: c.subscribe(topic_filter, qos=0)
-        self._client.connect(settings.mqtt.host, settings.mqtt.port)
+        self._client.connect_any()
         self._client.loop_start()
 
     def reset(self) -> None:

@@ -54,10 +54,9 @@ def main(argv: Sequence[str]) -> int:
 
     def started() -> None:
         log.info(
-            "vision: %d cameras -> MQTT %s:%d root %r, evidence in %s",
+            "vision: %d cameras -> MQTT %s root %r, evidence in %s",
             len(cameras),
-            settings.mqtt.host,
-            settings.mqtt.port,
+            settings.mqtt.describe(),
             settings.mqtt.root,
             args.evidence_dir,
         )

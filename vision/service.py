@@ -77,9 +77,7 @@ class VisionService:
         ]
 
     def start(self) -> None:
-        self._client.connect_async(
-            self._settings.host, self._settings.port, keepalive=self._settings.keepalive_s
-        )
+        self._client.start_async()
         self._client.loop_start()
         for worker in self.workers:
             worker.start()

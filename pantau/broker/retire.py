@@ -3,8 +3,9 @@
 Removing a device from the password file stops its next login, but the broker still
 holds its persistent session (subscriptions, queued messages) and its retained status.
 So before the new files are loaded, each retired account logs in one last time with a
-clean start and a session expiry of 0 (the broker discards its session), and
-`pantau-admin` clears its retained status with an empty retained message.
+clean start and a session expiry of 0 (the broker discards its session; on MQTT 3.1.1
+a clean session does the same), and `pantau-admin` clears its retained status with an
+empty retained message. Any node of a cluster will do (MqttSettings.hosts).
 """
 
 from __future__ import annotations
@@ -14,12 +15,10 @@ import time
 import uuid
 from collections.abc import Iterable
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import SecretStr
 
 from pantau.broker.passwords import derive_password
-from pantau.mqtt import apply_credentials, connect_properties
+from pantau.mqtt_failover import FailoverClient
 from pantau.settings import MqttSettings
 from pantau.topics import Topics
 
@@ -27,32 +26,28 @@ log = logging.getLogger(__name__)
 TIMEOUT_S = 10.0
 
 
-def _client(settings: MqttSettings, username: str, secret: str, client_id: str) -> mqtt.Client:
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+def _client(settings: MqttSettings, username: str, secret: str, client_id: str) -> FailoverClient:
     login = settings.model_copy(
         update={"username": username, "password": SecretStr(derive_password(secret, username))}
     )
-    apply_credentials(client, login)
-    return client
+    return FailoverClient(login, client_id, clean=True)
 
 
-def _connect(client: mqtt.Client, settings: MqttSettings, clean: bool) -> None:
-    client.connect(
-        settings.host,
-        settings.port,
-        clean_start=clean,
-        properties=connect_properties(session_expiry_s=0, receive_maximum=1),
-    )
+def _connect(client: FailoverClient, settings: MqttSettings) -> None:
+    try:
+        client.connect_any(session_expiry_s=0, receive_maximum=1)
+    except OSError as err:
+        raise ConnectionError(str(err)) from err
     client.loop_start()
     try:
         if not _wait(client):
-            raise ConnectionError(f"{settings.host}:{settings.port} refused or did not answer")
+            raise ConnectionError(f"{settings.describe()} refused or did not answer")
     except BaseException:
         client.loop_stop()
         raise
 
 
-def _wait(client: mqtt.Client) -> bool:
+def _wait(client: FailoverClient) -> bool:
     deadline = time.monotonic() + TIMEOUT_S
     while not client.is_connected() and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -74,13 +69,13 @@ def retire(
     topics = Topics(settings.root)
     done = []
     admin = _client(settings, "pantau-admin", secret, f"pantau-admin-{uuid.uuid4().hex[:8]}")
-    _connect(admin, settings, clean=True)
+    _connect(admin, settings)
     try:
         for name in usernames:
             cid = (client_ids or {}).get(name, name)
             last = _client(settings, name, secret, cid)
             try:
-                _connect(last, settings, clean=True)  # drops the stored session
+                _connect(last, settings)  # drops the stored session
                 last.disconnect()
                 last.loop_stop()
             except ConnectionError:

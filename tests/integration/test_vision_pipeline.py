@@ -14,7 +14,7 @@ from pantau.cameras import load_cameras
 from pantau.city import City, load_city
 from pantau.influx.query import InfluxQL
 from pantau.influx.writers import make_writer
-from pantau.settings import Settings
+from pantau.settings import MqttProtocol, Settings
 from pantau.topics import Topics
 from simulators.camera.server import CameraServer
 from testkit.mqtt import Collector, wait_for
@@ -44,9 +44,14 @@ def values(settings: Settings, measurement: str, camera: str) -> list[float]:
     return [float(str(r["value"])) for r in rows]
 
 
+@pytest.mark.parametrize("protocol", list(MqttProtocol))
 def test_simulated_cameras_to_influxdb(
-    settings: Settings, city: City, server: CameraServer, tmp_path: Path
+    settings: Settings, city: City, server: CameraServer, tmp_path: Path, protocol: MqttProtocol
 ) -> None:
+    # MQTT 3.1.1 too: no content type, no v5 properties on analyses and camera states.
+    settings = settings.model_copy(
+        update={"mqtt": settings.mqtt.model_copy(update={"protocol": protocol})}
+    )
     registry = load_cameras(city)
     cameras = served_cameras(registry, server)
     ingest = IngestService(settings, city, make_writer(settings.influx), cameras=registry)
