@@ -14,7 +14,18 @@ from .context import ApiContext
 from .deps import CurrentPrincipal
 from .fastpath import CachedListings
 from .guards import BodyLimits, ClientAddress, SecurityHeaders, networks
-from .routes import auth, city, feeds, incidents, kpi, oversight, pages, reports, stream
+from .routes import (
+    auth,
+    city,
+    feeds,
+    incidents,
+    kpi,
+    oversight,
+    pages,
+    reports,
+    stream,
+    tracking,
+)
 from .routes.pages import STATIC
 
 DESCRIPTION = """Pantau's API for {city}: incidents and the crew workflow, zones
@@ -44,7 +55,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         redoc_url="/redoc" if public_docs else None,
     )
     app.state.ctx = ctx
-    for module in (auth, incidents, city, feeds, kpi, oversight, stream, reports, pages):
+    for module in (auth, incidents, city, feeds, kpi, oversight, stream, tracking, reports, pages):
         app.include_router(module.router)
     if not public_docs:
 
