@@ -110,9 +110,9 @@ def test_ratings_become_the_satisfaction_kpi(full_world: World) -> None:
         "AND time = $t",
         params={"t": month_start(month, w)},
     )
-    assert [(round(float(r["satisfaction_mean"]), 4), r["satisfaction_ratings"]) for r in rows] == [
-        (round(11 / 3, 4), 3.0)
-    ]
+    assert [
+        (round(float(str(r["satisfaction_mean"])), 4), r["satisfaction_ratings"]) for r in rows
+    ] == [(round(11 / 3, 4), 3.0)]
 
 
 def month_start(month: str, w: World) -> str:
