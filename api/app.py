@@ -22,6 +22,7 @@ from .routes import (
     kpi,
     oversight,
     pages,
+    public,
     reports,
     stream,
     tracking,
@@ -55,7 +56,19 @@ def create_app(ctx: ApiContext) -> FastAPI:
         redoc_url="/redoc" if public_docs else None,
     )
     app.state.ctx = ctx
-    for module in (auth, incidents, city, feeds, kpi, oversight, stream, tracking, reports, pages):
+    for module in (
+        auth,
+        incidents,
+        city,
+        feeds,
+        kpi,
+        oversight,
+        stream,
+        tracking,
+        reports,
+        public,
+        pages,
+    ):
         app.include_router(module.router)
     if not public_docs:
 
