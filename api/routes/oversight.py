@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
-from fastapi.responses import PlainTextResponse
+from fastapi import APIRouter, HTTPException, Query, Response, status
 from pydantic import BaseModel, ConfigDict
 
 from api import audit_report, signing
@@ -104,12 +103,15 @@ def signing_key(ctx: ApiContext) -> Any:
 
 @router.get(
     "/signing-key",
-    response_class=PlainTextResponse,
-    responses={503: {"model": Message}},
+    response_class=Response,
+    responses={
+        200: {"content": {"application/x-pem-file": {}}, "description": "the public key"},
+        503: {"model": Message},
+    },
     summary="The public key (PEM) that verifies signed KPI reports (public)",
 )
-def public_key(ctx: Ctx) -> str:
-    return signing.public_pem(signing_key(ctx))
+def public_key(ctx: Ctx) -> Response:
+    return Response(signing.public_pem(signing_key(ctx)), media_type="application/x-pem-file")
 
 
 @router.get(

@@ -108,8 +108,8 @@ def _file(body: bytes, media: str, name: str) -> Response:
 
 @router.get(
     "/season-report",
-    response_class=HTMLResponse,
-    responses=ERRORS,
+    response_class=Response,
+    responses={**ERRORS, 200: {"content": {"text/html": {}}, "description": "the report"}},
     summary="The flood season report (HTML, map inline) for a period",
 )
 async def season(ctx: Ctx, who: CurrentPrincipal, start: From, end: To) -> HTMLResponse:
