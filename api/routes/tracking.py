@@ -129,6 +129,21 @@ def _rate(ctx: ApiContext, body: RatingIn) -> TrackOut:
         )
     if done.rowcount != 1:  # type: ignore[attr-defined]
         raise HTTPException(409, "this report has already been rated")
+    # On the incident's timeline too (without the comment): hash-chained with the rest,
+    # and a new timeline event is what refreshes the cached KPIs and public page.
+    with ctx.readers() as session:
+        incident_id = session.scalar(
+            select(CitizenReportRow.incident_id).where(
+                CitizenReportRow.track_sha256 == tracking.digest(body.token)
+            )
+        )
+    if incident_id is not None:
+        ctx.store.record_report(
+            incident_id,
+            ctx.clock.now(),
+            "citizen",
+            f"citizen rating of report #{current.report_id}: {body.rating}/5",
+        )
     ctx.audit.record(
         None,
         "report:rated",

@@ -58,6 +58,12 @@ def test_track_then_rate_once(any_world: World) -> None:
     again = c.post("/reports/track/rating", json={**body, "rating": 5})
     assert again.status_code == 409 and "already" in again.json()["detail"]
     assert c.post("/reports/track/rating", json={**body, "rating": 6}).status_code == 422
+    # The rating is on the incident's timeline (hash-chained), the comment is not.
+    detail = w.ctx.store.get(filed["incident_id"])
+    assert detail is not None
+    reasons = [e.reason for e in detail.timeline]
+    assert f"citizen rating of report #{filed['report_id']}: 2/5" in reasons
+    assert not any("lambat" in r for r in reasons)
     # The public status never shows the comment; staff see it.
     assert "lambat" not in c.post("/reports/track", json={"token": token}).text
     assert c.get("/reports/ratings").status_code == 401
