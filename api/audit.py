@@ -1,5 +1,6 @@
 """The audit log: every workflow transition and every denial, appended, never changed
-(the migration's triggers refuse UPDATE and DELETE)."""
+(the migration's triggers refuse UPDATE and DELETE), each row hash-chained to the one
+before (pantau.store.chain) so that a change made around the triggers shows."""
 
 from __future__ import annotations
 
@@ -8,13 +9,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from pantau.clock import Clock
+from pantau.store import chain
 from pantau.store.api_tables import AuditRow
 
 from .principal import Principal
+
+# pg_advisory_xact_lock key of the audit chain ("PANTAUDT" as a 64-bit integer).
+CHAIN_LOCK = int.from_bytes(b"PANTAUDT", "big") >> 1
 
 
 class Outcome(StrEnum):
@@ -50,16 +55,36 @@ class AuditLog:
         subject: str | None = None,
     ) -> None:
         """Append one entry; `subject` names an unauthenticated caller (a failed login)."""
+        at = self._clock.now()
+        actor = who.actor if who is not None else f"anonymous:{subject or '-'}"
+        role = who.role.value if who is not None else "anonymous"
+        fields = chain.audit_fields(
+            at=at,
+            actor=actor,
+            role=role,
+            action=action,
+            incident_id=incident_id,
+            outcome=outcome.value,
+            detail=detail[:2000],
+        )
         with self._sessions() as session, session.begin():
+            # One writer at a time extends the chain: SQLite's BEGIN IMMEDIATE already
+            # serialises; PostgreSQL takes a transaction-scoped advisory lock.
+            if session.get_bind().dialect.name == "postgresql":
+                session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CHAIN_LOCK})
+            prev = session.scalar(select(AuditRow.row_hash).order_by(AuditRow.id.desc()).limit(1))
+            prev = prev or chain.GENESIS
             session.add(
                 AuditRow(
-                    at=self._clock.now(),
-                    actor=who.actor if who is not None else f"anonymous:{subject or '-'}",
-                    role=who.role.value if who is not None else "anonymous",
+                    at=at,
+                    actor=actor,
+                    role=role,
                     action=action,
                     incident_id=incident_id,
                     outcome=outcome.value,
                     detail=detail[:2000],
+                    prev_hash=prev,
+                    row_hash=chain.link(prev, fields),
                 )
             )
 

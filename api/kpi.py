@@ -35,6 +35,9 @@ presence (availability) stays over [start, min(end, as_of)).
 - camera availability %: likewise over the scope's cameras, a bucket counting when the
   camera stored at least one analysis that found no camera fault (a camera whose lens
   is covered or blurred still sends analyses, but the city cannot see through it).
+- citizen satisfaction (tingkat kepuasan masyarakat): the mean of the ratings (1-5)
+  citizens who reported an incident of the period gave its response, once resolved
+  (one rating per report); with the number of ratings. No rating: no value.
 - score 0-100: each KPI with a target scores s = min(100, 100 v / t) when higher is
   better; when lower is better s = 100 for v <= t, falling linearly to 0 at v = 2t.
   score = sum(w s) / sum(w) over the KPIs that have a value.
@@ -68,6 +71,9 @@ class IncidentFacts:
     sla_resolve_due: datetime
     reopen_count: int
     evidence_first_at: datetime | None  # None: no device evidence
+    zone_id: str = ""
+    agency: str | None = None
+    ratings: tuple[int, ...] = ()  # citizens' ratings (1-5) of the response, one per report
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +103,8 @@ class Kpis:
     detection_delay_minutes: Stat
     sensor_availability_pct: float | None
     camera_availability_pct: float | None
+    satisfaction_ratings: int = 0
+    satisfaction_mean: float | None = None
     score: float | None = None
     subscores: dict[str, float] = field(default_factory=dict)
 
@@ -165,6 +173,7 @@ def compute(
     )
     ever_resolved = [f for f in period if f.resolved_at is not None or f.reopen_count > 0]
     reopened = sum(1 for f in ever_resolved if f.reopen_count > 0)
+    ratings = [r for f in period for r in f.ratings]
     delays = [
         _minutes(f.evidence_first_at, f.opened_at)
         for f in period
@@ -189,6 +198,8 @@ def compute(
         detection_delay_minutes=stat(delays),
         sensor_availability_pct=availability_pct,
         camera_availability_pct=camera_availability_pct,
+        satisfaction_ratings=len(ratings),
+        satisfaction_mean=sum(ratings) / len(ratings) if ratings else None,
     )
 
 
@@ -201,6 +212,7 @@ def scored_values(k: Kpis) -> dict[str, float | None]:
         "sensor_availability_pct": k.sensor_availability_pct,
         "camera_availability_pct": k.camera_availability_pct,
         "detection_delay_minutes_mean": k.detection_delay_minutes.mean,
+        "satisfaction_mean": k.satisfaction_mean,
     }
 
 

@@ -18,6 +18,7 @@ ScoredKpi = Literal[
     "sensor_availability_pct",
     "camera_availability_pct",
     "detection_delay_minutes_mean",
+    "satisfaction_mean",
 ]
 
 

@@ -19,6 +19,7 @@ from pantau.devices import Device
 from pantau.influx.lineprotocol import tag_value
 from pantau.influx.query import InfluxQLError, quote_ident
 from pantau.influx.writers import WriteRejected, WriteUnavailable, make_writer
+from pantau.store.api_tables import CitizenReportRow
 from pantau.store.models import IncidentRow
 
 from .context import ApiContext
@@ -109,8 +110,20 @@ def facts(
         IncidentRow.reopen_count,
         IncidentRow.evidence_first_at,
         IncidentRow.evidence_device_ids,
+        IncidentRow.zone_id,
+        IncidentRow.agency,
     ).where(*where)
     with ctx.readers() as session:
+        ratings: dict[int, list[int]] = defaultdict(list)
+        rated = (
+            select(CitizenReportRow.incident_id, CitizenReportRow.rating)
+            .join(IncidentRow, IncidentRow.id == CitizenReportRow.incident_id)
+            .where(*where, CitizenReportRow.rating.is_not(None))
+            .order_by(CitizenReportRow.id)
+        )
+        for incident_id, rating in session.execute(rated):
+            if rating is not None:
+                ratings[incident_id].append(rating)
         return [
             IncidentFacts(
                 id=r.id,
@@ -124,6 +137,9 @@ def facts(
                 sla_resolve_due=r.sla_resolve_due,
                 reopen_count=r.reopen_count,
                 evidence_first_at=r.evidence_first_at if r.evidence_device_ids else None,
+                zone_id=r.zone_id,
+                agency=r.agency,
+                ratings=tuple(ratings.get(r.id, ())),
             )
             for r in session.execute(query)
         ]
@@ -371,6 +387,7 @@ def kpi_lines(rows: Iterable[tuple[Scope, str, Kpis]]) -> list[str]:
             "backlog": k.backlog,
             "sla_met": k.sla_met,
             "sla_missed": k.sla_missed,
+            "satisfaction_ratings": k.satisfaction_ratings,
         }
         fields.update({n: v for n, v in scored_values(k).items() if v is not None})
         if k.score is not None:

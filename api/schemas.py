@@ -252,3 +252,8 @@ class ReportOut(_Out):
     zone_name: str
     hazard: Hazard
     workflow_state: WorkflowState
+    tracking_token: str = Field(
+        description="the reporter's key to follow this report and rate the response: "
+        "shown once, never stored (Pantau keeps only its SHA-256)"
+    )
+    tracking_url: str = Field(description="the public page that shows the report's status")

@@ -73,6 +73,15 @@ def build(city: City) -> Dashboard:
         max=100,
         custom=BARS,
     )
+    # Issue 24: citizens' ratings of resolved reports (tingkat kepuasan masyarakat).
+    satisfaction = Panel(
+        title="Citizen satisfaction per agency (mean rating, 1-5)",
+        type="timeseries",
+        targets=(kpi("satisfaction_mean", "agency", "agency"),),
+        min=1,
+        max=5,
+        custom=BARS,
+    )
     ack = Panel(
         title="Time to acknowledge per agency (mean and p90)",
         type="timeseries",
@@ -133,7 +142,7 @@ def build(city: City) -> Dashboard:
         title="Pantau · Performance (e-Kinerja)",
         description="KPIs per agency, kecamatan and crew per month (published by the API), "
         "and the live backlog.",
-        panels=(score, sla, ack, resolve, kecamatan, availability, crews, backlog),
+        panels=(score, sla, satisfaction, ack, resolve, kecamatan, availability, crews, backlog),
         variables=(variables.agency(city), variables.kecamatan(city), CREW),
         tags=("pantau", "performance", "e-kinerja"),
         time_from="now-1y",

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("simulators.__main__", "simulated sensor fleet and scenarios"),
     "broker": ("pantau.broker.__main__", "broker accounts, password file and ACL from config/"),
     "services": ("pantau.local.__main__", "start local mosquitto + influxd on free ports"),
+    "audit": ("pantau.store.audit_cli", "verify the audit log's and timelines' hash chains"),
     "demo": ("demo.run", "the whole pipeline end to end on the storm scenario"),
 }
 

@@ -307,6 +307,16 @@ class ApiSettings(BaseModel):
         default=65536, ge=1024, description="Argon2id memory per password hash (RFC 9106)"
     )
     argon2_time_cost: int = Field(default=3, ge=1, description="Argon2id passes")
+    report_signing_key_file: Path | None = Field(
+        default=None,
+        description="PEM file of the Ed25519 private key that signs auditors' KPI reports "
+        "(PKCS#8, unencrypted); unset: signed reports answer 503",
+    )
+    track_rate_per_hour: int = Field(
+        default=120,
+        ge=1,
+        description="report tracking look-ups and ratings per client address per hour",
+    )
 
 
 class MetricsSettings(BaseModel):

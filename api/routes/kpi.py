@@ -76,7 +76,7 @@ def kpi_out(ctx: ApiContext, scope: Scope, k: Kpis) -> KpiOut:
     return KpiOut(scope=scope.kind, id=scope.id, name=name, **values)
 
 
-def _period(
+def period(
     ctx: ApiContext, month: str | None, start: datetime | None, end: datetime | None
 ) -> tuple[datetime, datetime]:
     try:
@@ -137,6 +137,7 @@ CSV_COLUMNS = [
     "sla_compliance_pct", "sla_met", "sla_missed", "sla_pending", "backlog", "reopened",
     "reopen_rate_pct", "detection_delay_minutes_mean", "detection_delay_minutes_p90",
     "sensor_availability_pct", "camera_availability_pct", "score",
+    "satisfaction_mean", "satisfaction_ratings",
 ]  # fmt: skip
 
 
@@ -154,6 +155,7 @@ def _csv_row(o: KpiOut) -> list[str]:
         str(o.backlog), str(o.reopened), num(o.reopen_rate_pct),
         num(o.detection_delay_minutes.mean), num(o.detection_delay_minutes.p90),
         num(o.sensor_availability_pct), num(o.camera_availability_pct), num(o.score),
+        num(o.satisfaction_mean), str(o.satisfaction_ratings),
     ]  # fmt: skip
 
 
@@ -190,7 +192,7 @@ def kpi(
     format: Literal["json", "csv"] = "json",
 ) -> Any:
     s = _scope(ctx, who, scope, id)
-    begin, finish = _period(ctx, month, start, end)
+    begin, finish = period(ctx, month, start, end)
     if followed_to is not None and (followed_to.tzinfo is None or followed_to < finish):
         raise unprocessable(("query", "followed_to"), "a time with a UTC offset, >= end")
     out = kpi_out(ctx, s, kpis_for(ctx, who, s, begin, finish, followed_to=followed_to))
@@ -211,7 +213,7 @@ def report(
     month: Annotated[str, Query(pattern=MONTH)],
     format: Literal["json", "csv"] = "json",
 ) -> Any:
-    begin, finish = _period(ctx, month, None, None)
+    begin, finish = period(ctx, month, None, None)
     rows = [kpi_out(ctx, s, kpis_for(ctx, who, s, begin, finish)) for s in report_scopes(ctx, who)]
     if format == "csv":
         return Response(
@@ -236,7 +238,7 @@ def publish_month(
     if who.role not in {Role.OPERATOR, Role.SUPERVISOR} or who.agency is not None:
         ctx.audit.record(who, "kpi:publish", Outcome.DENIED, f"role {who.role} may not publish")
         raise HTTPException(status.HTTP_403_FORBIDDEN, "operators and city supervisors publish")
-    begin, finish = _period(ctx, month, None, None)
+    begin, finish = period(ctx, month, None, None)
     rows = [(s, "month", kpis_for(ctx, who, s, begin, finish)) for s in report_scopes(ctx, who)]
     try:
         return Published(points=publish(ctx, rows))

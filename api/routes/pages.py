@@ -22,7 +22,7 @@ def root() -> RedirectResponse:
     return RedirectResponse("/app/ops")
 
 
-def _page(ctx: ApiContext, name: str) -> HTMLResponse:
+def render_page(ctx: ApiContext, name: str) -> HTMLResponse:
     facts = ctx.city.facts
     text = (STATIC / name).read_text(encoding="utf-8")
     for key, value in (("city", facts.display_name), ("time_zone", facts.time_zone.key)):
@@ -32,9 +32,9 @@ def _page(ctx: ApiContext, name: str) -> HTMLResponse:
 
 @router.get("/app/crew")
 def crew_page(ctx: Ctx) -> HTMLResponse:
-    return _page(ctx, "crew.html")
+    return render_page(ctx, "crew.html")
 
 
 @router.get("/app/ops")
 def ops_page(ctx: Ctx) -> HTMLResponse:
-    return _page(ctx, "ops.html")
+    return render_page(ctx, "ops.html")

@@ -6,7 +6,8 @@ corroboration; with none, it opens a "citizen-report" incident (severity info) t
 waits for an operator to verify it (acknowledge) or dismiss it (resolve as
 false_alarm). No name, phone or address is asked for; the client address is only held
 in memory for the rate limit; the photo is re-encoded without its metadata (api.photos),
-stored for staff and never served publicly.
+stored for staff and never served publicly. The reporter gets a tracking token (only
+its hash is kept) to follow the incident and rate the response (api.tracking).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
-from api import photos
+from api import photos, tracking
 from api.audit import Outcome
 from api.context import ApiContext
 from api.deps import Ctx, CurrentPrincipal, IncidentId, unprocessable
@@ -149,6 +150,7 @@ def file_report(ctx: ApiContext, new: NewReport) -> ReportOut:
     kecamatan_id = ctx.geo.kecamatan_of(kelurahan_id)
     zones = [kelurahan_id] + ([kecamatan_id] if kecamatan_id else [])
     now = ctx.clock.now()
+    token = tracking.new_token()
     incident = _matching(ctx, hazard, zones)
     outcome: Literal["corroborated", "opened"] = "corroborated"
     if incident is None:
@@ -184,6 +186,7 @@ def file_report(ctx: ApiContext, new: NewReport) -> ReportOut:
             photo_type=new.photo_type,
             incident_id=incident.id,
             outcome=outcome,
+            track_sha256=tracking.digest(token),
         )
         session.add(row)
         session.flush()
@@ -206,6 +209,8 @@ def file_report(ctx: ApiContext, new: NewReport) -> ReportOut:
         zone_name=ctx.geo.name(kelurahan_id),
         hazard=hazard,
         workflow_state=incident.workflow_state,
+        tracking_token=token,
+        tracking_url=tracking.page_url(token),
     )
 
 

@@ -9,7 +9,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .models import Base, UtcDateTime, _one_of
@@ -68,6 +78,10 @@ class AuditRow(Base):
     incident_id: Mapped[int | None] = mapped_column(Integer)
     outcome: Mapped[str] = mapped_column(String(16))
     detail: Mapped[str] = mapped_column(Text)
+    # The hash chain (migration 0008, pantau.store.chain): the previous row's hash and
+    # this row's.
+    prev_hash: Mapped[str] = mapped_column(String(64), server_default="")
+    row_hash: Mapped[str] = mapped_column(String(64), server_default="")
 
     __table_args__ = (
         _one_of("outcome", AUDIT_OUTCOMES),
@@ -92,8 +106,16 @@ class CitizenReportRow(Base):
     photo_type: Mapped[str | None] = mapped_column(String(64))
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"))
     outcome: Mapped[str] = mapped_column(String(16))
+    # Migration 0008: the SHA-256 of the reporter's tracking token (the token itself is
+    # only ever in the reporter's link), and the reporter's one rating of the response.
+    track_sha256: Mapped[str | None] = mapped_column(String(64))
+    rating: Mapped[int | None] = mapped_column(Integer)
+    rating_comment: Mapped[str | None] = mapped_column(Text)
+    rated_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
     __table_args__ = (
         _one_of("outcome", REPORT_OUTCOMES),
+        CheckConstraint("rating BETWEEN 1 AND 5", name="rating"),
+        Index("ix_citizen_reports_track_sha256", "track_sha256", unique=True),
         Index("ix_citizen_reports_incident_id", "incident_id"),
     )

@@ -180,6 +180,9 @@ class IncidentEventRow(Base):
     to_state: Mapped[str] = mapped_column(String(32))
     actor: Mapped[str] = mapped_column(String(128))
     reason: Mapped[str] = mapped_column(Text)
+    # The timeline's hash chain (migration 0008, pantau.store.chain).
+    prev_hash: Mapped[str] = mapped_column(String(64), server_default="")
+    row_hash: Mapped[str] = mapped_column(String(64), server_default="")
 
     incident: Mapped[IncidentRow] = relationship(back_populates="events")
 

@@ -30,6 +30,7 @@ from pantau.incidents import (
     WorkflowState,
 )
 
+from . import chain
 from .mapping import event_from_row, incident_from_row, outbox_from_row
 from .migrate import make_engine, migrate
 from .models import IncidentEventRow, IncidentRow, OutboxRow
@@ -82,9 +83,24 @@ class _Pending:
         reason: str,
     ) -> None:
         self.row.last_seq += 1
+        seq = self.row.last_seq
+        # Chained to the newest event (pantau.store.chain); the row is locked, so no
+        # other writer appends to this timeline meanwhile.
+        timeline = self.row.events
+        prev = timeline[-1].row_hash if timeline else self._genesis()
+        fields = chain.event_fields(
+            seq=seq,
+            at=at,
+            recorded_at=self.at_now,
+            kind=kind,
+            from_state=from_state,
+            to_state=to_state,
+            actor=actor,
+            reason=reason,
+        )
         self.events.append(
             IncidentEventRow(
-                seq=self.row.last_seq,
+                seq=seq,
                 at=at,
                 recorded_at=self.at_now,
                 kind=kind,
@@ -92,9 +108,15 @@ class _Pending:
                 to_state=to_state,
                 actor=actor,
                 reason=reason,
+                prev_hash=prev,
+                row_hash=chain.link(prev, fields),
             )
         )
-        self.row.events.append(self.events[-1])
+        timeline.append(self.events[-1])
+
+    def _genesis(self) -> str:
+        r = self.row
+        return chain.timeline_genesis(r.rule_id, r.zone_id, r.hazard, r.opened_at)
 
 
 class IncidentStore(OutboxQueue):

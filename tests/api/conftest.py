@@ -17,6 +17,7 @@ from pydantic import SecretStr
 from api.app import create_app
 from api.context import ApiContext, build_context
 from api.principal import Role
+from api.signing import write_new_key
 from pantau.city import load_city
 from pantau.incidents import (
     ConditionChange,
@@ -165,4 +166,6 @@ def full_world(
         url = f"sqlite:///{tmp_path}/pantau.db"
     else:
         url = request.getfixturevalue("postgres_url")
-    yield from make_world(url, settings)
+    key = tmp_path / "report-key.pem"  # signed KPI reports (api.signing)
+    write_new_key(key)
+    yield from make_world(url, settings, report_signing_key_file=key)

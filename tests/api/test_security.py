@@ -160,6 +160,7 @@ FILTERING = {
     ("GET", "/devices"),
     ("GET", "/auth/me"),
     ("GET", "/kpi/report"),
+    ("GET", "/reports/ratings"),
 }
 PUBLIC = {
     ("POST", "/auth/token"),
@@ -167,6 +168,11 @@ PUBLIC = {
     ("GET", "/feeds/incidents.geojson"),
     ("GET", "/feeds/cap.xml"),
     ("GET", "/feeds/cap/{incident_id}.xml"),
+    ("POST", "/reports/track"),
+    ("POST", "/reports/track/rating"),
+    ("GET", "/public/overview"),
+    ("GET", "/public/kelurahan.geojson"),
+    ("GET", "/audit/signing-key"),
 }
 
 
@@ -207,6 +213,16 @@ def test_each_protected_route_audits_an_out_of_scope_caller(world: World) -> Non
         ("GET", "/kpi"): (f"/kpi?scope=crew&id=bpbd-barat-pagi&month={MONTH}", None),
         ("POST", "/kpi/publish"): (f"/kpi/publish?month={MONTH}", None),
         ("GET", "/audit"): ("/audit", None),
+        ("GET", "/audit/verify"): ("/audit/verify", None),
+        ("GET", "/audit/kpi-report"): (f"/audit/kpi-report?month={MONTH}", None),
+        ("GET", "/planning/flood-hotspots"): (
+            "/planning/flood-hotspots?from=2026-01-01&to=2026-02-01",
+            None,
+        ),
+        ("GET", "/planning/season-report"): (
+            "/planning/season-report?from=2026-01-01&to=2026-02-01",
+            None,
+        ),
     }
     # Every API route (the schema lists them all; the pages are static and public).
     schema = c.get("/openapi.json").json()["paths"]
