@@ -143,7 +143,7 @@ def test_the_sdk_model_loads_every_dashboard(models: dict[str, dict[str, Any]]) 
         assert loaded.panels is not None and len(loaded.panels) == len(model["panels"])
         for panel in loaded.panels:
             assert isinstance(panel, sdk.Panel)
-            assert not isinstance(panel.options, dict), (name, panel.title, panel.type)
+            assert not isinstance(panel.options, dict), (name, panel.title, panel.type_val)
         back = json.loads(json.dumps(loaded, cls=JSONEncoder))
         assert back["timezone"] == model["timezone"]
         assert len(back["annotations"]["list"]) == len(model["annotations"]["list"])
@@ -154,6 +154,7 @@ def test_the_sdk_model_loads_every_dashboard(models: dict[str, dict[str, Any]]) 
             assert theirs["gridPos"] == mine["gridPos"], (name, mine["title"])
             assert [t["refId"] for t in theirs["targets"]] == [t["refId"] for t in mine["targets"]]
             assert theirs.get("transformations", []) == mine.get("transformations", [])
+            assert theirs.get("interval") == mine.get("interval")
             assert theirs["fieldConfig"]["overrides"] == mine["fieldConfig"]["overrides"]
             assert theirs["fieldConfig"]["defaults"].get("unit") == mine["fieldConfig"][
                 "defaults"
