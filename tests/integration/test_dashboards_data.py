@@ -20,9 +20,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
@@ -253,6 +255,52 @@ def test_every_variable_and_panel_returns_data_after_a_storm(run: Run) -> None:
     assert not empty, "no data for:\n" + "\n".join(empty)
     _check_the_wall_shows_the_storm(run, grafana, shown)
     _check_a_kecamatan_narrows_a_panel(run, storm)
+    _check_the_alert_rules(run, storm.end)
+
+
+ALERTS = Path(__file__).resolve().parents[2] / "deploy/grafana/provisioning/alerting/pantau.yaml"
+
+
+def _alert_query(uid: str) -> tuple[dict[str, Any], int]:
+    doc = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
+    rule = next(r for g in doc["groups"] for r in g["rules"] if r["uid"] == uid)
+    query = next(d for d in rule["data"] if d["refId"] == "A")
+    return query["model"], int(query["relativeTimeRange"]["from"])
+
+
+def _check_the_alert_rules(run: Run, storm_end: datetime) -> None:
+    """ "Data stopped" counts readings while the storm flows and finds none a day later
+    (no data: the rule fires); "crew alerts failing" counts a webhook given up on."""
+    model, seconds = _alert_query("pantau-data-stopped")
+
+    def readings(end: datetime) -> list[tuple[object, ...]]:
+        when = expand.TimeRange(end - timedelta(seconds=seconds), end)
+        return _influx_rows(run.influx, expand.influxql(model["query"], when, {}))
+
+    flowing = readings(storm_end)
+    assert flowing and sum(int(str(r[0])) for r in flowing) > 0
+    assert not readings(storm_end + timedelta(days=1))
+
+    model, seconds = _alert_query("pantau-crew-alerts-failing")
+    now = datetime.now(UTC)
+    when = expand.TimeRange(now - timedelta(seconds=seconds), now + timedelta(minutes=1))
+    sql = expand.sql(model["rawSql"], when, {})
+
+    def failing() -> int:
+        (row,) = _sql_rows(run.store.engine, sql)
+        return int(str(row[0]))
+
+    before = failing()
+    with run.store.engine.begin() as conn:
+        alert = conn.exec_driver_sql(
+            "SELECT id FROM outbox WHERE kind = 'alert' AND published_at IS NOT NULL"
+            " AND notify_state IS DISTINCT FROM 'failed' ORDER BY id DESC LIMIT 1"
+        ).scalar_one()
+        conn.exec_driver_sql(
+            "UPDATE outbox SET notify_state = 'failed', notify_error = 'HTTP 500',"
+            f" created_at = '{now.isoformat()}' WHERE id = {int(alert)}"
+        )
+    assert failing() == before + 1
 
 
 def _check_the_wall_shows_the_storm(

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import yaml
 from grafana_foundation_sdk.cog import plugins
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as sdk
@@ -22,7 +23,7 @@ from dashboards import city_overview, labels, siaga
 from dashboards.build import rendered
 from dashboards.catalog import build_all
 from pantau.city import City
-from testkit.grafana import Frame, GrafanaData, pinned_grafana_version
+from testkit.grafana import ROOT, Frame, GrafanaData, pinned_grafana_version
 
 GREY = labels.NO_DATA_COLOUR
 
@@ -267,3 +268,22 @@ def test_state_timelines_bucket_so_an_empty_bucket_means_silence(
         config = {"mappings": panel["fieldConfig"]["defaults"]["mappings"]}
         (shown,) = grafana.display(config, [None])
         assert (shown["text"], shown["color"]) == (labels.NO_DATA_TEXT, GREY), panel["title"]
+
+
+def test_alert_rules_are_provisioned_for_data_stopped_and_failing_crew_alerts() -> None:
+    path = ROOT / "deploy/grafana/provisioning/alerting/pantau.yaml"
+    datasources = yaml.safe_load(
+        (ROOT / "deploy/grafana/provisioning/datasources/pantau.yaml").read_text()
+    )
+    known = {d["uid"] for d in datasources["datasources"]} | {"__expr__"}
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    rules = {r["uid"]: r for g in doc["groups"] for r in g["rules"]}
+    assert set(rules) == {"pantau-data-stopped", "pantau-crew-alerts-failing"}
+    for uid, rule in rules.items():
+        refs = {d["refId"] for d in rule["data"]}
+        assert rule["condition"] in refs, uid
+        for d in rule["data"]:
+            assert d["datasourceUid"] in known, uid
+            assert d["model"].get("expression", "A") in refs, uid
+    # silence is the failure "data stopped" looks for: no result must fire it
+    assert rules["pantau-data-stopped"]["noDataState"] == "Alerting"
