@@ -14,7 +14,7 @@ from typing import Any
 
 from dashboards import labels, variables
 from dashboards.model import Dashboard, InfluxQuery, Panel, SqlQuery, Variable
-from dashboards.queries import ACTIVE
+from dashboards.queries import ACTIVE, incident_annotations
 from pantau.city import City
 from pantau.yamlconf import read_yaml
 
@@ -200,6 +200,12 @@ def build(city: City) -> Dashboard:
         panels=(month, score, sla, ack, resolve, p90, kecamatan, availability, crews, backlog),
         timezone=city.facts.time_zone.key,
         variables=(variables.agency(city), variables.kecamatan(city), CREW),
+        annotations=(
+            incident_annotations(
+                city,
+                zones="(z.kecamatan IN ($kecamatan) OR z.kecamatan = '') AND i.agency IN ($agency)",
+            ),
+        ),
         tags=("pantau", "performance", "e-kinerja"),
         time_from="now-1y",
         refresh="5m",

@@ -4,6 +4,7 @@ by reason, backlog, InfluxDB write latency, rule latency."""
 from __future__ import annotations
 
 from dashboards.model import Dashboard, InfluxQuery, Panel
+from dashboards.queries import incident_annotations
 from pantau.city import City
 
 
@@ -102,7 +103,11 @@ def build(city: City) -> Dashboard:
         description="Ingest rate, rejects by reason, backlog, InfluxDB write latency and "
         "rule latency, from Pantau's own metrics.",
         panels=(totals, rate, rejects, backlog, write, rule, rules_rate),
-        timezone=city.facts.time_zone.key,  # Pantau's own metrics carry no zones
+        timezone=city.facts.time_zone.key,
+        # every incident of the city: did a pipeline hiccup go with one?
+        annotations=(
+            incident_annotations(city, zones="TRUE"),
+        ),  # Pantau's own metrics carry no zones
         tags=("pantau", "pipeline"),
         time_from="now-1h",
         refresh="10s",

@@ -175,24 +175,26 @@ def _sql_literal(value: str | float) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def incident_annotations(city: City, hazards: tuple[str, ...] = ()) -> Annotation:
-    """Incidents of the selected zones (at Waspada or worse) that overlap the time range,
-    from opening to resolution, for every time series of a dashboard."""
+def incident_annotations(
+    city: City, hazards: tuple[str, ...] = (), *, zones: str = INCIDENT_FILTER
+) -> Annotation:
+    """Incidents (at Waspada or worse) that overlap the time range, from opening to
+    resolution, on every time series of a dashboard. `zones`: the filter on the
+    dashboard's variables (INCIDENT_FILTER: kecamatan, kelurahan, agency; "TRUE": all)."""
     where = (
         "i.severity_max >= 2 AND i.opened_at <= $__timeTo()"
         " AND COALESCE(i.resolved_at, i.closed_at, $__timeTo()) >= $__timeFrom()"
     )
     if hazards:
         where += " AND i.hazard IN ({})".format(", ".join(_sql_literal(h) for h in hazards))
-    query = SqlQuery(
-        ref_id="Anno",
-        sql=incidents_sql(
-            city,
-            "i.opened_at AS time, COALESCE(i.resolved_at, i.closed_at) AS timeend,"
-            f" '#' || i.id || ' ' || {labels.HAZARD_SQL} || ' ' || {labels.SEVERITY_SQL}"
-            " || ' - ' || z.name AS text, i.hazard AS tags",
-            where=where,
-            tail="ORDER BY i.opened_at",
-        ),
+    sql = incidents_sql(
+        city,
+        "i.opened_at AS time, COALESCE(i.resolved_at, i.closed_at) AS timeend,"
+        f" '#' || i.id || ' ' || {labels.HAZARD_SQL} || ' ' || {labels.SEVERITY_SQL}"
+        " || ' - ' || z.name AS text, i.hazard AS tags",
+        where=where,
+        tail="ORDER BY i.opened_at",
     )
-    return Annotation(name="Insiden", query=query, color="red")
+    if zones != INCIDENT_FILTER:
+        sql = sql.replace(f"WHERE {INCIDENT_FILTER}", f"WHERE {zones}")
+    return Annotation(name="Insiden", query=SqlQuery(ref_id="Anno", sql=sql), color="red")

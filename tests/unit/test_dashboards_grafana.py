@@ -104,9 +104,7 @@ def test_time_zone_links_and_annotations(city: City, models: dict[str, dict[str,
         assert model["timezone"] == city.facts.time_zone.key == "Asia/Jakarta", name
         (link,) = model["links"]
         assert link["includeVars"] and link["keepTime"], name
-        has_series = any(p["type"] in {"timeseries", "state-timeline"} for p in model["panels"])
-        zoned = "kecamatan" in [v["name"] for v in model["templating"]["list"]]
-        if has_series and zoned and name != "performance.json":
+        if any(p["type"] in {"timeseries", "state-timeline"} for p in model["panels"]):
             (incidents,) = model["annotations"]["list"]
             assert "FROM incidents" in incidents["target"]["rawSql"], name
             assert "$__timeTo()" in incidents["target"]["rawSql"]
