@@ -68,6 +68,11 @@ def build(city: City) -> Dashboard:
                 result_format="table",
             ),
         ),
+        overrides=(
+            labels.column("faults", "Gangguan"),
+            labels.column("path", "Gambar bukti"),
+            labels.column("camera", "Kamera"),
+        ),
         width=24,
     )
     faults = Panel(

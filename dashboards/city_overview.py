@@ -44,7 +44,7 @@ def open_incidents(city: City) -> SqlQuery:
         sql=incidents_sql(
             city,
             "i.id, i.severity_current AS severity, i.hazard, z.name AS zone,"
-            " COALESCE(NULLIF(z.kecamatan, ''), z.id) AS kecamatan, i.workflow_state AS workflow,"
+            " NULLIF(z.kecamatan, '') AS kecamatan, i.workflow_state AS workflow,"
             " i.assignee_crew_id AS crew, i.escalation_level AS escalation,"
             " CASE WHEN i.acknowledged_at IS NULL THEN"
             " EXTRACT(EPOCH FROM (i.sla_ack_due - $__timeTo()::timestamptz)) / 60 END"
