@@ -90,7 +90,6 @@ def build(city: City) -> Dashboard:
         repeat="station",
         custom={"lineWidth": 2},
         overrides=(_line(SIAGA_II, Severity.WASPADA), _line(SIAGA_I, Severity.AWAS)),
-        links=(links.station(),),
     )
     now = replace(siaga.stations_table(city), width=8, height=12)
     levels = Panel(

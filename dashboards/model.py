@@ -1,9 +1,10 @@
-"""Typed builders for Grafana dashboard JSON (schema of Grafana 10/11).
+"""Typed builders for Grafana dashboard JSON (schema version 41, Grafana 12/13).
 
-Plain frozen dataclasses rather than grafana-foundation-sdk: the SDK's latest release
-has no InfluxDB or PostgreSQL query types (every target here would be a hand-written
-variant anyway) and types geomap layers as loose dicts; our own small types keep the
-queries readable and let the tests run exactly what a panel holds.
+Plain frozen dataclasses rather than grafana-foundation-sdk's builders: the SDK has no
+InfluxDB or PostgreSQL query types (every target here would be a hand-written variant
+anyway) and types geomap layers as loose dicts; our own small types keep the queries
+readable and let the tests run exactly what a panel holds. The SDK's typed model is
+the check instead: tests/unit/test_dashboards_grafana.py loads every dashboard with it.
 """
 
 from __future__ import annotations
