@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 from datetime import datetime, timedelta
+
+from pantau.influx.query import InfluxQL
 
 from .context import ApiContext
 from .kpi_queries import Scope, ScopeKind, kpis_for, month_bounds, publish, report_scopes
@@ -56,7 +59,9 @@ class KpiPublisher:
     or the database away) is logged and the next turn tries again."""
 
     def __init__(self, ctx: ApiContext, every_s: float) -> None:
-        self._ctx = ctx
+        # Its own InfluxDB reader: the request threads' one keeps a single connection,
+        # and a turn beside them would make it open and discard connections.
+        self._ctx = replace(ctx, influx=InfluxQL.from_settings(ctx.settings.influx))
         self._every_s = every_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kpi-publisher", daemon=True)
@@ -70,6 +75,8 @@ class KpiPublisher:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
+        if self._ctx.influx is not None:
+            self._ctx.influx.close()
 
     @property
     def running(self) -> bool:
