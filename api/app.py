@@ -14,6 +14,7 @@ from .context import ApiContext
 from .deps import CurrentPrincipal
 from .fastpath import CachedListings
 from .guards import BodyLimits, ClientAddress, SecurityHeaders, networks
+from .kpi_publisher import KpiPublisher
 from .routes import (
     auth,
     city,
@@ -42,7 +43,16 @@ agency's incidents in its kecamatan; anything else answers 404."""
 def create_app(ctx: ApiContext) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        every = ctx.settings.api.kpi_publish_every_s
+        publisher = KpiPublisher(ctx, every) if every > 0 and ctx.influx is not None else None
+        if publisher is not None:
+            publisher.start()
+        app.state.kpi_publisher = publisher
+        try:
+            yield
+        finally:
+            if publisher is not None:
+                publisher.stop()
 
     # In production the schema and docs are for logged-in users only (they map the whole
     # attack surface); in development they are open, as usual.

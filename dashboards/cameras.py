@@ -9,8 +9,9 @@ raised a fault in `camera_evidence` (fields `faults`, `path`).
 
 from __future__ import annotations
 
+from dashboards import labels, links
 from dashboards.model import Dashboard, InfluxQuery, Panel, SqlQuery
-from dashboards.queries import TAGS, incidents_sql, series
+from dashboards.queries import TAGS, incident_annotations, incidents_sql, series
 from dashboards.variables import zone_variables
 from pantau.city import City
 
@@ -19,41 +20,46 @@ REGION_TAG = "region"
 
 # measure name -> (title, Grafana unit)
 HEALTH = {
-    "camera_sharpness": ("Sharpness (1 = as the reference frame)", "none"),
-    "camera_brightness": ("Brightness (0 black .. 1 white)", "none"),
-    "camera_frozen": ("Frozen picture", "s"),
-    "camera_occlusion": ("Occlusion (share of the view covered)", "percentunit"),
-    "camera_shift": ("View shift (share of the width)", "percentunit"),
+    "camera_sharpness": ("Ketajaman (1 = seperti gambar acuan)", "none"),
+    "camera_brightness": ("Kecerahan (0 hitam .. 1 putih)", "none"),
+    "camera_frozen": ("Gambar beku", "s"),
+    "camera_occlusion": ("Tertutup (bagian pandangan)", "percentunit"),
+    "camera_shift": ("Pandangan bergeser (bagian lebar)", "percentunit"),
 }
 
-
-ONLINE = (
-    {
-        "type": "value",
-        "options": {
-            "0": {"text": "offline", "color": "red"},
-            "1": {"text": "online", "color": "green"},
-        },
-    },
-)
+# Vision analyses a stream every few seconds: a 5-minute bucket without one means the
+# camera (or its vision worker) is silent. The camera state topic is written only on
+# change and vision has no Last Will, so a dead worker's last "online" would stay.
+BUCKET = "5m"
 
 
 def build(city: City) -> Dashboard:
-    online = Panel(
-        title="Camera stream online",
+    receiving = Panel(
+        title="Kamera menerima gambar (per 5 menit; abu-abu: tidak ada data)",
         type="state-timeline",
-        targets=(
-            series("camera_state", by=CAMERA_TAG, agg="last", fill="previous", field="online"),
+        targets=(series("camera_sharpness", by=CAMERA_TAG, agg="count", fill="null"),),
+        interval=BUCKET,
+        mappings=(
+            {
+                "type": "range",
+                "options": {
+                    "from": 1,
+                    "to": None,
+                    "result": {"text": "Menerima", "color": "green"},
+                },
+            },
+            # InfluxDB counts an empty bucket as 0: that is no data too
+            labels.value_map({"0": (labels.NO_DATA_TEXT, labels.NO_DATA_COLOUR)}),
+            labels.NO_DATA,
         ),
-        mappings=ONLINE,
         options={"showValue": "never", "mergeValues": True},
         width=24,
         height=6,
-        description="The vision worker's state of each stream (online, reconnecting = 0, "
-        "offline = 0), from the retained {root}/cameras/{id}/status.",
+        description="Analisis yang diterima dari tiap kamera. Tanpa analisis dalam 5 menit: "
+        "kamera atau pekerja vision-nya diam (abu-abu), bukan 'online'.",
     )
     evidence = Panel(
-        title="Faults raised, with their evidence frame",
+        title="Gangguan yang muncul, dengan gambar buktinya",
         type="table",
         targets=(
             InfluxQuery(
@@ -62,26 +68,26 @@ def build(city: City) -> Dashboard:
                 result_format="table",
             ),
         ),
+        overrides=(
+            labels.column("faults", "Gangguan"),
+            labels.column("path", "Gambar bukti"),
+            labels.column("camera", "Kamera"),
+        ),
         width=24,
     )
     faults = Panel(
-        title="Camera faults now",
+        title="Gangguan kamera (per 5 menit; abu-abu: tidak ada data)",
         type="state-timeline",
-        targets=(series("camera_fault", by=CAMERA_TAG, agg="max", fill="previous"),),
+        targets=(series("camera_fault", by=CAMERA_TAG, agg="max", fill="null"),),
+        interval=BUCKET,
         mappings=(
-            {
-                "type": "value",
-                "options": {
-                    "0": {"text": "ok", "color": "green"},
-                    "1": {"text": "fault", "color": "red"},
-                },
-            },
+            labels.value_map({"0": ("Normal", "green"), "1": ("Gangguan", "red")}),
+            labels.NO_DATA,
         ),
         options={"showValue": "never", "mergeValues": True},
         width=24,
         height=6,
-        description="1 while any fault (blur, dark, overexposed, frozen, occluded, shifted) "
-        "is raised on the camera's frames.",
+        description="Gangguan: buram, gelap, terlalu terang, beku, tertutup atau bergeser.",
     )
     health = tuple(
         Panel(
@@ -94,28 +100,28 @@ def build(city: City) -> Dashboard:
         for name, (title, unit) in HEALTH.items()
     )
     occupancy = Panel(
-        title="Region occupancy",
+        title="Keterisian wilayah",
         type="timeseries",
         targets=(series("region_occupancy", by=(CAMERA_TAG, REGION_TAG)),),
         unit="percentunit",
         width=8,
     )
     stopped = Panel(
-        title="Stopped traffic per lane",
+        title="Kendaraan berhenti per lajur",
         type="timeseries",
         targets=(series("stopped_traffic", by=(CAMERA_TAG, REGION_TAG), agg="max"),),
         unit="s",
         width=8,
     )
     depth = Panel(
-        title="Water depth read on the staff gauge",
+        title="Kedalaman air pada papan duga",
         type="timeseries",
         targets=(series("water_depth", by=CAMERA_TAG),),
         unit="lengthcm",
         width=8,
     )
     incidents = Panel(
-        title="Camera incidents",
+        title="Insiden kamera",
         type="table",
         targets=(
             SqlQuery(
@@ -129,13 +135,16 @@ def build(city: City) -> Dashboard:
                 )
             ),
         ),
+        overrides=labels.incident_columns(),
         width=24,
     )
     return Dashboard(
         uid="pantau-cameras",
-        title="Pantau · Cameras",
-        description="CCTV camera health and the vision analyses (FrameAnalysis measures).",
-        panels=(online, faults, *health, occupancy, stopped, depth, evidence, incidents),
-        variables=zone_variables(city),
+        title="Pantau · Kamera",
+        description="Kesehatan kamera CCTV dan hasil analisis vision (ukuran FrameAnalysis).",
+        panels=(receiving, faults, *health, occupancy, stopped, depth, evidence, incidents),
+        timezone=city.facts.time_zone.key,
+        variables=(*zone_variables(city), links.API),
+        annotations=(incident_annotations(city, ("camera_fault", "data_quality")),),
         tags=("pantau", "cameras"),
     )

@@ -1,21 +1,35 @@
-"""Drainage and flood: water level per station against its Siaga levels, rainfall, flow,
-pumps and gates, and the flood incidents."""
+"""Drainase dan banjir: each water-level station against its own Siaga levels, the
+stations now (worst first), rain as the rules judge it, flow, pumps and gates with
+silence shown as such, and the flood incidents."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from dashboards import labels, links, rain, siaga
 from dashboards.model import Dashboard, Panel, SqlQuery, Variable
-from dashboards.queries import ACTIVE, ZONE_TAGS, incidents_sql, series
+from dashboards.queries import ACTIVE, ZONE_TAGS, incident_annotations, incidents_sql, series
 from dashboards.variables import zone_variables
 from pantau.city import City
+from pantau.incidents import Severity
+
+FLOOD_HAZARDS = ("flood", "pump_failure", "heavy_rain")
+STATION_ONLY = "\"kind\" = 'water_level_station'"
 
 STATION = Variable(
     name="station",
-    label="Water-level station",
+    label="Stasiun tinggi air",
     # Pumps and gates report a water level too, but only stations have Siaga levels.
     query='SHOW TAG VALUES FROM "water_level" WITH KEY = "device" '
-    f"WHERE \"kind\" = 'water_level_station' AND {ZONE_TAGS}",
+    f"WHERE {STATION_ONLY} AND {ZONE_TAGS}",
     include_all=False,
 )
+
+SIAGA_II = "Siaga II (Waspada)"
+SIAGA_I = "Siaga I (Awas)"
+
+# Pumps and gates report every 60 s: a 5-minute bucket without a report means silence.
+BUCKET = "5m"
 
 
 def siaga_lines(city: City) -> SqlQuery:
@@ -30,7 +44,7 @@ def siaga_lines(city: City) -> SqlQuery:
         if d.levels is not None
     )
     sql = (
-        'SELECT t.time, s.alert_cm AS "Siaga II (waspada)", s.danger_cm AS "Siaga I (awas)"\n'
+        f'SELECT t.time, s.alert_cm AS "{SIAGA_II}", s.danger_cm AS "{SIAGA_I}"\n'
         f"FROM (VALUES\n    {values}) AS s(device, alert_cm, danger_cm)\n"
         "CROSS JOIN (VALUES ($__timeFrom()::timestamptz), ($__timeTo()::timestamptz))"
         " AS t(time)\n"
@@ -39,9 +53,32 @@ def siaga_lines(city: City) -> SqlQuery:
     return SqlQuery(ref_id="B", sql=sql, format="time_series")
 
 
+def _line(name: str, severity: Severity) -> labels.JSON:
+    colour = labels.SEVERITY[severity][1]
+    return labels.by_name(
+        name,
+        ("color", {"mode": "fixed", "fixedColor": colour}),
+        ("custom.lineStyle", {"fill": "dash", "dash": [10, 10]}),
+    )
+
+
+def _timeline(title: str, measurement: str, states: dict[str, tuple[str, str]]) -> Panel:
+    """Per device, its state per 5-minute bucket; an empty bucket is grey "no data"."""
+    return Panel(
+        title=title,
+        type="state-timeline",
+        targets=(series(measurement, agg="max", fill="null"),),
+        interval=BUCKET,
+        mappings=(labels.value_map(states), labels.NO_DATA),
+        options={"showValue": "never", "mergeValues": True, "rowHeight": 0.8},
+        width=12,
+        height=8,
+    )
+
+
 def build(city: City) -> Dashboard:
     station = Panel(
-        title="$station: water level against its Siaga levels",
+        title="$station: tinggi air terhadap batas Siaga-nya",
         type="timeseries",
         targets=(
             series("water_level", where='"device" =~ /^$station$/', fill="none"),
@@ -52,58 +89,52 @@ def build(city: City) -> Dashboard:
         unit="lengthcm",
         repeat="station",
         custom={"lineWidth": 2},
+        overrides=(_line(SIAGA_II, Severity.WASPADA), _line(SIAGA_I, Severity.AWAS)),
     )
+    now = replace(siaga.stations_table(city), width=8, height=12)
     levels = Panel(
-        title="Water level per station",
+        title="Tinggi air stasiun",
         type="timeseries",
-        targets=(series("water_level"),),
+        targets=(series("water_level", where=f"{STATION_ONLY} AND {ZONE_TAGS}"),),
         unit="lengthcm",
-        description="Each water-level station in the selected zones (cm above channel bed).",
+        width=16,
+        height=12,
+        options={"legend": {"showLegend": False}, "tooltip": {"mode": "multi", "sort": "desc"}},
+        description="Stasiun tinggi air di zona terpilih (cm di atas dasar saluran); pilih "
+        "satu kecamatan untuk sedikit garis, atau lihat tabel Stasiun vs Siaga.",
     )
-    rain = Panel(
-        title="Rainfall per gauge",
-        type="timeseries",
-        targets=(series("rainfall_rate"),),
-        unit="suffix: mm/h",
-        custom={"drawStyle": "bars", "fillOpacity": 60},
-    )
+    rain_now = rain.panel("device", legend=False)
     flow = Panel(
-        title="Flow per meter",
+        title="Debit per alat ukur",
         type="timeseries",
         targets=(series("flow"),),
         unit="flowcms",  # m3/s
+        options={"legend": {"showLegend": False}},
     )
-    pumps = Panel(
-        title="Pumps running",
-        type="state-timeline",
-        targets=(series("pump_running", agg="last", fill="previous"),),
-        mappings=(
-            {
-                "type": "value",
-                "options": {
-                    "0": {"text": "stopped", "color": "red"},
-                    "1": {"text": "running", "color": "green"},
-                },
-            },
-        ),
-        options={"showValue": "never", "mergeValues": True},
+    pumps = _timeline(
+        "Pompa (per 5 menit; abu-abu: tidak ada data)",
+        "pump_running",
+        {"0": ("Berhenti", "blue"), "1": ("Jalan", "green")},
     )
     gates = Panel(
-        title="Flood gate opening",
+        title="Bukaan pintu air (per 5 menit; putus: tidak ada data)",
         type="timeseries",
-        targets=(series("gate_opening", agg="last", fill="previous"),),
+        targets=(series("gate_opening", agg="last", fill="null"),),
+        interval=BUCKET,
         unit="percent",
         min=0,
         max=100,
+        custom={"spanNulls": False},
+        options={"legend": {"showLegend": False}},
     )
     incidents = Panel(
-        title="Flood and pump incidents (active)",
+        title="Insiden banjir, hujan dan pompa (aktif)",
         type="table",
         targets=(
             SqlQuery(
                 sql=incidents_sql(
                     city,
-                    "i.id, i.hazard, i.severity_current AS severity, z.name AS zone,"
+                    "i.id, i.severity_current AS severity, i.hazard, z.name AS zone,"
                     " i.evidence_device_ids AS devices, i.evidence_peak_value AS peak,"
                     " i.opened_at, i.workflow_state AS workflow",
                     where=f"i.hazard IN ('flood', 'pump_failure', 'heavy_rain') AND {ACTIVE}",
@@ -111,12 +142,17 @@ def build(city: City) -> Dashboard:
                 )
             ),
         ),
+        overrides=labels.incident_columns(),
+        width=24,
     )
     return Dashboard(
         uid="pantau-drainage",
-        title="Pantau · Drainage and flood",
-        description="Water levels against Siaga levels, rainfall, flow, pumps and gates.",
-        panels=(station, levels, rain, flow, pumps, gates, incidents),
-        variables=(*zone_variables(city), STATION),
+        title="Pantau · Drainase dan banjir",
+        description="Tinggi air terhadap batas Siaga tiap stasiun, hujan, debit, pompa dan "
+        "pintu air, insiden banjir.",
+        panels=(station, now, levels, rain_now, flow, pumps, gates, incidents),
+        timezone=city.facts.time_zone.key,
+        variables=(*zone_variables(city), STATION, links.API),
+        annotations=(incident_annotations(city, FLOOD_HAZARDS),),
         tags=("pantau", "drainage", "flood"),
     )

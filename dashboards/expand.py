@@ -2,7 +2,8 @@
 panel's query, so the queries can run against InfluxDB and PostgreSQL without Grafana
 (the dashboard tests do; so can an operator checking a data source).
 
-InfluxQL: `$timeFilter`, `$__interval`, `$__interval_ms`; a variable with one value is
+InfluxQL: `$timeFilter`, `$__interval`, `$__interval_ms`, and Grafana's global
+`${__from}` / `${__to}` (the range's ends in epoch ms); a variable with one value is
 that value, with several `(a|b)` (the dashboards use them inside /^...$/ regexes).
 SQL (PostgreSQL): `$__timeFilter(col)`, `$__timeFrom()`, `$__timeTo()`; a variable
 is a quoted list `'a','b'` for IN (...). Anything else that looks like a macro or a
@@ -43,11 +44,15 @@ class TimeRange:
 Values = Mapping[str, Sequence[str]]
 
 
-def influxql(query: str, when: TimeRange, variables: Values) -> str:
-    interval = when.interval()
+def influxql(
+    query: str, when: TimeRange, variables: Values, *, min_interval: str | None = None
+) -> str:
+    """`min_interval`: the panel's `interval` (Grafana's lower bound of $__interval)."""
+    interval = max(when.interval(), _duration(min_interval)) if min_interval else when.interval()
     out = query.replace("$timeFilter", f"time >= {_ms(when.start)}ms and time <= {_ms(when.end)}ms")
     out = out.replace("$__interval_ms", str(int(interval.total_seconds() * 1000)))
     out = out.replace("$__interval", f"{int(interval.total_seconds())}s")
+    out = out.replace("${__from}", str(_ms(when.start))).replace("${__to}", str(_ms(when.end)))
     return _variables(out, variables, _influx_value)
 
 
@@ -80,6 +85,16 @@ def _influx_value(values: Sequence[str]) -> str:
 
 def _sql_value(values: Sequence[str]) -> str:
     return ",".join("'" + v.replace("'", "''") + "'" for v in values)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(text: str) -> timedelta:
+    match = re.fullmatch(r"(\d+)([smhd])", text)
+    if match is None:
+        raise ExpandError(f"unsupported interval {text!r}")
+    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
 
 
 def _ms(when: datetime) -> int:

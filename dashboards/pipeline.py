@@ -4,6 +4,7 @@ by reason, backlog, InfluxDB write latency, rule latency."""
 from __future__ import annotations
 
 from dashboards.model import Dashboard, InfluxQuery, Panel
+from dashboards.queries import incident_annotations
 from pantau.city import City
 
 
@@ -25,9 +26,8 @@ def latency(service: str, metric: str) -> InfluxQuery:
 
 
 def build(city: City) -> Dashboard:
-    del city  # Pantau's own metrics carry no zones
     rate = Panel(
-        title="Ingest: readings and messages per second",
+        title="Ingest: bacaan dan pesan per detik",
         type="timeseries",
         targets=(
             counter_rate("ingest", "readings_written"),
@@ -42,14 +42,14 @@ def build(city: City) -> Dashboard:
         unit="reqps",
     )
     rejects = Panel(
-        title="Rejects by reason (dead letters per second)",
+        title="Ditolak menurut alasan (dead letter per detik)",
         type="timeseries",
         targets=(counter_rate("ingest", "rejected", by="reason"),),
         unit="reqps",
         custom={"drawStyle": "bars", "fillOpacity": 60, "stacking": {"mode": "normal"}},
     )
     backlog = Panel(
-        title="Backlog in hand (received, not yet acknowledged)",
+        title="Antrean di tangan (diterima, belum di-ack)",
         type="timeseries",
         targets=(
             InfluxQuery(
@@ -64,13 +64,13 @@ def build(city: City) -> Dashboard:
         "waits in the broker's persistent session.",
     )
     write = Panel(
-        title="InfluxDB write latency per batch",
+        title="Latensi tulis InfluxDB per batch",
         type="timeseries",
         targets=(latency("ingest", "influx_write"),),
         unit="s",
     )
     rule = Panel(
-        title="Rule latency: message arrival to acknowledgement (incidents and alerts out)",
+        title="Latensi aturan: pesan tiba sampai ack (insiden dan peringatan terkirim)",
         type="timeseries",
         targets=(latency("rules", "message_to_ack"),),
         unit="s",
@@ -78,13 +78,13 @@ def build(city: City) -> Dashboard:
         custom={"thresholdsStyle": {"mode": "dashed"}},
     )
     rules_rate = Panel(
-        title="Rules: readings judged per second",
+        title="Aturan: bacaan dinilai per detik",
         type="timeseries",
         targets=(counter_rate("rules", "readings"),),
         unit="reqps",
     )
     totals = Panel(
-        title="Since start",
+        title="Sejak mulai",
         type="stat",
         targets=(
             InfluxQuery(
@@ -99,10 +99,15 @@ def build(city: City) -> Dashboard:
     )
     return Dashboard(
         uid="pantau-pipeline",
-        title="Pantau · Pipeline health",
+        title="Pantau · Kesehatan pipeline",
         description="Ingest rate, rejects by reason, backlog, InfluxDB write latency and "
         "rule latency, from Pantau's own metrics.",
         panels=(totals, rate, rejects, backlog, write, rule, rules_rate),
+        timezone=city.facts.time_zone.key,
+        # every incident of the city: did a pipeline hiccup go with one?
+        annotations=(
+            incident_annotations(city, zones="TRUE"),
+        ),  # Pantau's own metrics carry no zones
         tags=("pantau", "pipeline"),
         time_from="now-1h",
         refresh="10s",

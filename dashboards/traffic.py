@@ -3,22 +3,30 @@ and the traffic and road-damage incidents."""
 
 from __future__ import annotations
 
-from dashboards.model import Dashboard, Panel, SqlQuery
-from dashboards.queries import ACTIVE, incidents_sql, series
+from dashboards import labels, links
+from dashboards.model import Dashboard, InfluxQuery, Panel, SqlQuery
+from dashboards.queries import (
+    ACTIVE,
+    NOW_WINDOW,
+    TAGS,
+    incident_annotations,
+    incidents_sql,
+    series,
+)
 from dashboards.variables import zone_variables
 from pantau.city import City
 
 
 def build(city: City) -> Dashboard:
     flow = Panel(
-        title="Traffic flow per kecamatan (mean of its counters)",
+        title="Arus lalu lintas per kecamatan (rata-rata penghitungnya)",
         type="timeseries",
         targets=(series("traffic_flow", by="kecamatan", agg="mean"),),
-        unit="suffix: veh/h",
-        description="Mean vehicles per hour of the counters in each kecamatan.",
+        unit="suffix:kend/jam",
+        description="Rata-rata kendaraan per jam dari penghitung di tiap kecamatan.",
     )
     speed = Panel(
-        title="Mean speed per counter",
+        title="Kecepatan rata-rata per penghitung",
         type="timeseries",
         targets=(series("speed"),),
         unit="velocitykmh",
@@ -26,20 +34,33 @@ def build(city: City) -> Dashboard:
         custom={"thresholdsStyle": {"mode": "dashed"}},
     )
     slowest = Panel(
-        title="Slowest counters now",
+        title="15 penghitung paling lambat sekarang",
         type="bargauge",
-        targets=(series("speed", agg="last", fill="none"),),
+        targets=(
+            InfluxQuery(
+                query='SELECT last("value") AS "speed" FROM "speed" '
+                f'WHERE {NOW_WINDOW} AND {TAGS} GROUP BY "device"',
+                result_format="table",
+            ),
+        ),
+        # Grafana keeps rows in query order; sort by speed, then keep the first 15.
+        transformations=(
+            {"id": "sortBy", "options": {"sort": [{"field": "speed", "desc": False}]}},
+            {"id": "limit", "options": {"limitField": 15}},
+        ),
         unit="velocitykmh",
         min=0,
         max=80,
         thresholds=((None, "red"), (15.0, "orange"), (30.0, "green")),
         options={
-            "reduceOptions": {"calcs": ["lastNotNull"], "limit": 15},
+            "reduceOptions": {"values": True, "calcs": [], "fields": "/^speed$/"},
             "orientation": "horizontal",
+            "displayMode": "basic",
         },
+        description="Kecepatan terakhir (10 menit) tiap penghitung, yang paling lambat di atas.",
     )
     occupancy = Panel(
-        title="Detector occupancy",
+        title="Okupansi detektor",
         type="timeseries",
         targets=(series("occupancy"),),
         unit="percent",
@@ -47,13 +68,13 @@ def build(city: City) -> Dashboard:
         max=100,
     )
     roughness = Panel(
-        title="Road roughness (IRI, m/km)",
+        title="Kekasaran jalan (IRI, m/km)",
         type="timeseries",
         targets=(series("road_roughness"),),
         thresholds=((None, "green"), (8.0, "orange"), (12.0, "red")),
     )
     potholes = Panel(
-        title="Pothole index",
+        title="Indeks lubang jalan",
         type="timeseries",
         targets=(series("pothole_index"),),
         unit="percentunit",
@@ -61,7 +82,7 @@ def build(city: City) -> Dashboard:
         max=1,
     )
     incidents = Panel(
-        title="Traffic and road incidents",
+        title="Insiden lalu lintas dan jalan",
         type="table",
         targets=(
             SqlQuery(
@@ -76,13 +97,16 @@ def build(city: City) -> Dashboard:
                 )
             ),
         ),
+        overrides=(*labels.incident_columns(), labels.column("active", "Aktif")),
         width=24,
     )
     return Dashboard(
         uid="pantau-traffic",
-        title="Pantau · Traffic and roads",
-        description="Flow, speed and occupancy on the counters; road-surface condition.",
+        title="Pantau · Lalu lintas dan jalan",
+        description="Arus, kecepatan dan okupansi penghitung; kondisi permukaan jalan.",
         panels=(flow, speed, slowest, occupancy, roughness, potholes, incidents),
-        variables=zone_variables(city),
+        timezone=city.facts.time_zone.key,
+        variables=(*zone_variables(city), links.API),
+        annotations=(incident_annotations(city, ("traffic_jam", "road_damage")),),
         tags=("pantau", "traffic"),
     )

@@ -31,7 +31,7 @@ def kelurahan(city: City) -> Variable:
 
 def agency(city: City) -> Variable:
     options = tuple(sorted((a.short, a.id) for a in city.agencies.values()))
-    return Variable(name="agency", label="Agency", options=options)
+    return Variable(name="agency", label="Dinas", options=options)
 
 
 def zone_variables(city: City) -> tuple[Variable, Variable, Variable]:

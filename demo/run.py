@@ -110,8 +110,11 @@ def main(argv: Sequence[str]) -> int:
                     # The storm's event time is in the past: judge it to its end explicitly
                     # instead of ticking with the wall clock.
                     "rules": RulesSettings(tick_interval_s=0),
-                    # A fresh signing key per run: tokens of an old demo never pass.
-                    "api": ApiSettings(jwt_secret=SecretStr(secrets.token_urlsafe(32))),
+                    # A fresh signing key per run: tokens of an old demo never pass. The
+                    # e-Kinerja series for Grafana, every minute (api/kpi_publisher.py).
+                    "api": ApiSettings(
+                        jwt_secret=SecretStr(secrets.token_urlsafe(32)), kpi_publish_every_s=60
+                    ),
                 }
             )
             zones = ZoneIndex.for_city(city)

@@ -292,6 +292,12 @@ class ApiSettings(BaseModel):
     body_min_rate: int = Field(
         default=16 * 1024, ge=1, description="slowest accepted upload, bytes per second"
     )
+    kpi_publish_every_s: float = Field(
+        default=0,
+        ge=0,
+        description="publish the e-Kinerja series (this month, and last month in its "
+        "first week) to InfluxDB this often, for Grafana; 0: only on POST /kpi/publish",
+    )
     cors_origins: list[str] = Field(
         default_factory=list,
         description="browser origins allowed to call the API cross-site; empty: none",

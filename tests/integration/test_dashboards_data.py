@@ -19,21 +19,26 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
 from api.context import build_context
 from api.kpi_queries import Scope, ScopeKind, kpis_for, month_bounds, publish, report_scopes
 from api.principal import Principal, Role
+from api.routes.reports import Category, NewReport, file_report
 from dashboards import expand
 from dashboards.build import GENERATED
 from dashboards.model import INFLUX, POSTGRES
 from ingest.service import IngestService
 from pantau.cameras import load_cameras
 from pantau.city import City, load_city
+from pantau.clock import ManualClock
 from pantau.frame_analysis import (
     ANALYSIS_CONTENT_TYPE,
     MEASURE_UNITS,
@@ -64,6 +69,7 @@ from rules.service import RulesService, make_store
 from simulators.publisher import run_scenario
 from simulators.report import SimReport
 from simulators.scenario import find_scenario, load_scenario
+from testkit.grafana import Frame, GrafanaData
 from testkit.mqtt import Publisher, wait_for
 
 pytestmark = pytest.mark.integration
@@ -186,21 +192,29 @@ def _has_latency(influx: InfluxQL) -> bool:
 
 
 def test_every_variable_and_panel_returns_data_after_a_storm(run: Run) -> None:
-    """...and a kecamatan chosen narrows what a panel shows."""
+    """...the annotations too; Grafana's own transformations (@grafana/data) turn the
+    wall's frames into what it shows; a kecamatan chosen narrows what a panel shows."""
     assert run.store.active(), "the storm slice opened no incident"
     assert run.rejected > 0, "the storm injects malformed payloads: rejects by reason"
     _add_cameras_incidents_and_crews(run)
     month = run.report.start.strftime("%Y-%m")
     _publish_kpis(run, month)
+    _file_citizen_report(run)
 
     month_start = month_bounds(month, run.city.facts.time_zone)[0]
     start = min(month_start, run.report.start) - timedelta(minutes=1)
-    when = expand.TimeRange(start, datetime.now(UTC) + timedelta(minutes=1))
+    # The wall as it looked just after the storm slice ("now" panels judge the last 10
+    # minutes before the range's end); Pantau's own metrics are stamped on the wall clock.
+    storm = expand.TimeRange(start, run.report.end + timedelta(minutes=2))
+    wall_clock = expand.TimeRange(start, datetime.now(UTC) + timedelta(minutes=1))
     engine = run.store.engine
+    grafana = GrafanaData()
     empty: list[str] = []
+    shown: dict[str, list[Frame]] = {}
     ran = 0
     for path in sorted(GENERATED.glob("*.json")):
         model: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        when = wall_clock if path.name == "pipeline.json" else storm
         values: dict[str, list[str]] = {}
         for var in model["templating"]["list"]:
             found = _variable_values(run, var, when, values)
@@ -208,27 +222,130 @@ def test_every_variable_and_panel_returns_data_after_a_storm(run: Run) -> None:
                 empty.append(f"{path.name}: variable ${var['name']}")
                 found = ["(none)"]
             # All selects every value; a single-value variable starts at the first
-            values[var["name"]] = found if var["includeAll"] else found[:1]
+            values[var["name"]] = found if var.get("includeAll") else found[:1]
+        for annotation in model["annotations"]["list"]:
+            ran += 1
+            rows = _sql_rows(engine, expand.sql(annotation["target"]["rawSql"], when, values))
+            if not rows:
+                empty.append(f"{path.name}: annotation {annotation['name']}")
         for panel in model["panels"]:
+            frames: list[Frame] = []
             for target in panel["targets"]:
                 ran += 1
                 where = f"{path.name}: {panel['title']} [{target['refId']}]"
                 if target["datasource"]["uid"] == INFLUX.uid:
-                    rows = _influx_rows(run.influx, expand.influxql(target["query"], when, values))
+                    query = expand.influxql(
+                        target["query"], when, values, min_interval=panel.get("interval")
+                    )
+                    rows = _influx_rows(run.influx, query)
+                    frames.append(_influx_frame(run.influx, query, target["refId"]))
                 else:
                     assert target["datasource"]["uid"] == POSTGRES.uid
-                    rows = _sql_rows(engine, expand.sql(target["rawSql"], when, values))
+                    sql = expand.sql(target["rawSql"], when, values)
+                    rows = _sql_rows(engine, sql)
+                    frames.append(_sql_frame(engine, sql, target["refId"]))
                 if not any(_has_data(row) for row in rows):
                     empty.append(where)
-    assert ran >= 40
+            if panel.get("transformations"):
+                out = grafana.transform(frames, panel["transformations"])
+                if not any(f.length for f in out):
+                    empty.append(f"{path.name}: {panel['title']} (after its transformations)")
+                shown[f"{path.name}: {panel['title']}"] = out
+    assert ran >= 60
     assert not empty, "no data for:\n" + "\n".join(empty)
-    _check_a_kecamatan_narrows_a_panel(run, when)
+    _check_the_wall_shows_the_storm(run, grafana, shown)
+    _check_a_kecamatan_narrows_a_panel(run, storm)
+    _check_the_alert_rules(run, storm.end)
+
+
+ALERTS = Path(__file__).resolve().parents[2] / "deploy/grafana/provisioning/alerting/pantau.yaml"
+
+
+def _alert_query(uid: str) -> tuple[dict[str, Any], int]:
+    doc = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
+    rule = next(r for g in doc["groups"] for r in g["rules"] if r["uid"] == uid)
+    query = next(d for d in rule["data"] if d["refId"] == "A")
+    return query["model"], int(query["relativeTimeRange"]["from"])
+
+
+def _check_the_alert_rules(run: Run, storm_end: datetime) -> None:
+    """ "Data stopped" counts readings while the storm flows and finds none a day later
+    (no data: the rule fires); "crew alerts failing" counts a webhook given up on."""
+    model, seconds = _alert_query("pantau-data-stopped")
+
+    def readings(end: datetime) -> list[tuple[object, ...]]:
+        when = expand.TimeRange(end - timedelta(seconds=seconds), end)
+        return _influx_rows(run.influx, expand.influxql(model["query"], when, {}))
+
+    flowing = readings(storm_end)
+    assert flowing and sum(int(str(r[0])) for r in flowing) > 0
+    assert not readings(storm_end + timedelta(days=1))
+
+    model, seconds = _alert_query("pantau-crew-alerts-failing")
+    now = datetime.now(UTC)
+    when = expand.TimeRange(now - timedelta(seconds=seconds), now + timedelta(minutes=1))
+    sql = expand.sql(model["rawSql"], when, {})
+
+    def failing() -> int:
+        (row,) = _sql_rows(run.store.engine, sql)
+        return int(str(row[0]))
+
+    before = failing()
+    with run.store.engine.begin() as conn:
+        alert = conn.exec_driver_sql(
+            "SELECT id FROM outbox WHERE kind = 'alert' AND published_at IS NOT NULL"
+            " AND notify_state IS DISTINCT FROM 'failed' ORDER BY id DESC LIMIT 1"
+        ).scalar_one()
+        conn.exec_driver_sql(
+            "UPDATE outbox SET notify_state = 'failed', notify_error = 'HTTP 500',"
+            f" created_at = '{now.isoformat()}' WHERE id = {int(alert)}"
+        )
+    assert failing() == before + 1
+
+
+def _check_the_wall_shows_the_storm(
+    run: Run, grafana: GrafanaData, shown: dict[str, list[Frame]]
+) -> None:
+    """The wall's station table has every registered station, a Karawaci station at
+    Waspada or worse on top (Grafana's own display of the index), and sorted worst
+    first; its device table has every pump, gate and camera, the silent ones first."""
+    wall = json.loads((GENERATED / "city-overview.json").read_text(encoding="utf-8"))
+    table = next(p for p in wall["panels"] if p["title"].startswith("Stasiun vs Siaga"))
+    (stations,) = [f for f in shown[f"city-overview.json: {table['title']}"] if f.length]
+    rows = stations.rows()
+    assert len(rows) == sum(1 for d in run.city.devices.values() if d.levels is not None)
+    index = [r["siaga"] for r in rows]
+    numbers = [float("-inf") if v == "-inf" else float(v) for v in index]
+    assert numbers == sorted(numbers, reverse=True)
+    top = rows[0]
+    assert run.city.devices[top["device"]].kecamatan_id == "kec-karawaci"
+    siaga = next(o for o in table["fieldConfig"]["overrides"] if o["matcher"]["options"] == "siaga")
+    config = {p["id"]: p["value"] for p in siaga["properties"]}
+    (display,) = grafana.display(
+        {"thresholds": config["thresholds"], "mappings": config["mappings"]}, [top["siaga"]]
+    )
+    assert display["text"] in {"Waspada (Siaga II)", "Awas (Siaga I)"}, display
+    level = top["level_cm"]
+    levels = run.city.devices[top["device"]].levels
+    assert levels is not None and level >= levels.alert_cm
+
+    devices = next(p for p in wall["panels"] if p["title"].startswith("Pompa, pintu air"))
+    (table_rows,) = [f for f in shown[f"city-overview.json: {devices['title']}"] if f.length]
+    kinds = {"pump_station", "flood_gate"}
+    registered = sum(1 for d in run.city.devices.values() if d.kind in kinds)
+    registered += len(load_cameras(run.city))
+    states = table_rows.fields["state"]
+    assert len(states) == registered
+    # the cameras that sent nothing are silent: no value, listed first
+    silent = len(load_cameras(run.city)) - len(CAMERAS)
+    assert states[:silent] == [None] * silent and None not in states[silent:]
+    assert set(states[silent:]) <= {10, 11, 20, 21, 30, 31}
 
 
 def _check_a_kecamatan_narrows_a_panel(run: Run, when: expand.TimeRange) -> None:
     """Choosing Ciledug, far from the storm, shows Ciledug's stations and no others."""
     drainage = json.loads((GENERATED / "drainage.json").read_text(encoding="utf-8"))
-    panel = next(p for p in drainage["panels"] if p["title"] == "Water level per station")
+    panel = next(p for p in drainage["panels"] if p["title"] == "Tinggi air stasiun")
     every = {
         "kecamatan": [z.id for z in run.city.zones.kecamatan],
         "kelurahan": [z.id for z in run.city.zones.kelurahan],
@@ -251,6 +368,8 @@ def _variable_values(
 ) -> list[str]:
     if var["type"] == "custom":
         return [str(o["value"]) for o in var["options"]]
+    if var["type"] == "textbox":
+        return [str(var["query"])]
     if var["datasource"]["uid"] == INFLUX.uid:
         return [
             str(r["value"]) for r in run.influx.rows(expand.influxql(var["query"], when, values))
@@ -266,6 +385,35 @@ def _influx_rows(influx: InfluxQL, query: str) -> list[tuple[object, ...]]:
         for series in influx.query(query)
         for row in _without_time(series.columns, series.values)
     ]
+
+
+def _influx_frame(influx: InfluxQL, query: str, ref_id: str) -> Frame:
+    """The frame Grafana's InfluxQL table format makes: Time, the tags, the columns."""
+    fields: dict[str, list[Any]] = {}
+    for series in influx.query(query):
+        for values in series.values:
+            row = dict(zip(series.columns, values, strict=True))
+            cells = {"Time": row.pop("time", None), **dict(series.tags), **row}
+            for name, value in cells.items():
+                fields.setdefault(name, []).append(value)
+    return Frame(ref_id, fields)
+
+
+def _sql_frame(engine: Engine, sql: str, ref_id: str) -> Frame:
+    with engine.connect() as conn:
+        result = conn.exec_driver_sql(sql)
+        columns = list(result.keys())
+        rows = result.all()
+    return Frame(ref_id, {c: [_plain(r[i]) for r in rows] for i, c in enumerate(columns)})
+
+
+def _plain(value: object) -> object:
+    """A value as JSON carries it into Grafana: times as epoch ms, numbers as floats."""
+    if isinstance(value, datetime):
+        return int(value.timestamp() * 1000)
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
 
 
 def _without_time(
@@ -324,6 +472,36 @@ def _add_cameras_incidents_and_crews(run: Run) -> None:
         resolved = min(acked + timedelta(minutes=40), datetime.now(UTC))
         run.store.transition(incident.id, WorkflowState.ACKNOWLEDGED, "crew:test", "on it", acked)
         run.store.transition(incident.id, WorkflowState.RESOLVED, "crew:test", "fixed", resolved)
+
+
+def _file_citizen_report(run: Run) -> None:
+    """A resident reports flooding in Karawaci during the storm: it backs the flood
+    incident the sensors opened there (a verified report, on the wall's map)."""
+    at = run.report.start + timedelta(minutes=50)
+    ctx = build_context(run.settings, city=run.city, clock=ManualClock(at))
+    flood = next(
+        i
+        for i in run.store.active()
+        if i.key.hazard is Hazard.FLOOD and i.key.zone_id.startswith("kel-")
+    )
+    kelurahan = flood.key.zone_id
+    device = next(d for d in run.city.devices.values() if d.kelurahan_id == kelurahan)
+    try:
+        out = file_report(
+            ctx,
+            NewReport(
+                lon=device.lon,
+                lat=device.lat,
+                category=Category.FLOOD,
+                description="air masuk rumah",
+                photo=None,
+                photo_type=None,
+                kelurahan_id=kelurahan,
+            ),
+        )
+        assert (out.outcome, out.incident_id) == ("corroborated", flood.id)
+    finally:
+        ctx.close()
 
 
 def _publish_kpis(run: Run, month: str) -> None:
