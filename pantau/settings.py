@@ -6,6 +6,8 @@ Nested values use a double underscore: `PANTAU_INFLUX__URL`, `PANTAU_MQTT__PORT`
 from __future__ import annotations
 
 import hashlib
+import os
+import socket
 from enum import StrEnum
 from pathlib import Path
 from typing import Literal
@@ -274,6 +276,36 @@ class MetricsSettings(BaseModel):
     )
 
 
+class LeaseSettings(BaseModel):
+    """How replicas of a stage share work (pantau/store/leases.py): a dead replica's
+    share moves to the survivors within ttl_s + period_s."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ttl_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="a lease (and a heartbeat) not renewed for this long is anyone's",
+    )
+    period_s: float = Field(
+        default=2.0, gt=0, description="how often a replica renews, gives back and takes leases"
+    )
+
+    @model_validator(mode="after")
+    def _period_below_ttl(self) -> LeaseSettings:
+        if self.period_s * 2 > self.ttl_s:
+            raise ValueError(
+                f"leases.period_s ({self.period_s}) must be at most half of leases.ttl_s "
+                f"({self.ttl_s}): a lease must survive one late renewal"
+            )
+        return self
+
+
+def default_replica() -> str:
+    """`{hostname}-{pid}`: two replicas on one host never share a name."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PANTAU_", env_nested_delimiter="__", extra="forbid"
@@ -294,6 +326,13 @@ class Settings(BaseSettings):
         description="camera evidence JPEGs: pantau vision saves them as <camera>/<frame>.jpg"
         " here, the API serves them to logged-in staff (incident evidence)",
     )
+    replica: str = Field(
+        default_factory=default_replica,
+        pattern=r"^[A-Za-z0-9_.:-]{1,200}$",
+        description="this replica's name (PANTAU_REPLICA), the only setting that differs "
+        "between replicas of a stage; written in leases, logs and metrics",
+    )
+    leases: LeaseSettings = LeaseSettings()
     mqtt: MqttSettings = MqttSettings()
     influx: InfluxSettings = InfluxSettings()
     ingest: IngestSettings = IngestSettings()
