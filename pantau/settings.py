@@ -62,6 +62,16 @@ class IngestSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     client_id: str = Field(default="pantau-ingest", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    partitions: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="0: one ingest, one persistent session named client_id. N: N "
+        "partition sessions {client_id}-p{i} in the shared subscription "
+        "$share/{client_id}/..., each with its own spool, leased to the live ingest "
+        "replicas through the SQL store (database_url): run as many replicas as you like, "
+        "with the same N (ingest.partitions)",
+    )
     batch_max_points: int = Field(default=5000, ge=1)
     batch_max_delay_s: float = Field(default=0.2, gt=0)
     max_future_skew_s: float = Field(default=300.0, ge=0, description="device clocks ahead")
@@ -306,6 +316,20 @@ def default_replica() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
+class VisionSettings(BaseModel):
+    """`pantau vision` as several workers (issue 19)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    share_cameras: bool = Field(
+        default=False,
+        description="lease each camera to one of the live vision workers through the SQL "
+        "store (database_url), a fair share each; a dead worker's cameras move to the "
+        "others within leases.ttl_s + leases.period_s. Off: this process analyses every "
+        "camera it is given",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PANTAU_", env_nested_delimiter="__", extra="forbid"
@@ -333,6 +357,7 @@ class Settings(BaseSettings):
         "between replicas of a stage; written in leases, logs and metrics",
     )
     leases: LeaseSettings = LeaseSettings()
+    vision: VisionSettings = VisionSettings()
     mqtt: MqttSettings = MqttSettings()
     influx: InfluxSettings = InfluxSettings()
     ingest: IngestSettings = IngestSettings()
