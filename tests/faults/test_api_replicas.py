@@ -11,11 +11,13 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import psycopg
 import pytest
+from sqlalchemy import insert
 
 from api.context import build_context
 from api.geography import Geography
@@ -23,6 +25,9 @@ from pantau.local import LocalStack
 from pantau.local.ports import free_port
 from pantau.local.postgres import Postgres
 from pantau.settings import Settings
+from pantau.store import make_engine
+from pantau.store.models import IncidentEventRow
+from pantau.store.types import EventKind
 from testkit.services import ServiceProcess, wait_until
 from tests.api.conftest import CITY, PASSWORD, ZONES, api_settings, seed
 
@@ -88,8 +93,8 @@ def replicas(
         started.append(Replica(name, proc, port))
     try:
         for r in started:
-            wait_until(r.ready, 60, f"api replica {r.name} serving")
-        yield started[0], started[1], incidents
+            wait_until(r.ready, 240, f"api replica {r.name} serving")  # a loaded machine
+        yield started[0], started[1], (*incidents, postgres_url)
     finally:
         for r in started:
             r.http.close()
@@ -98,18 +103,22 @@ def replicas(
             conn.execute(f'DROP DATABASE "{db}" WITH (FORCE)')
 
 
-def _stream(base: str, headers: dict[str, str], out: queue.Queue[dict[str, Any]]) -> None:
+def _stream(
+    base: str, headers: dict[str, str], out: queue.Queue[dict[str, Any]], count: int = 1
+) -> None:
     with httpx.stream("GET", f"{base}/stream/incidents", headers=headers, timeout=60) as r:
         for line in r.iter_lines():
             if line.startswith("data: "):
                 out.put(json.loads(line[6:]))
-                return  # one event is all the test waits for: close the stream
+                count -= 1
+                if count == 0:
+                    return  # all the test waits for: close the stream
 
 
 def test_an_acknowledgement_on_one_replica_shows_on_the_other(
     replicas: tuple[Replica, Replica, Any],
 ) -> None:
-    a, b, (karawaci, _, _) = replicas
+    a, b, (karawaci, *_) = replicas
     ops = b.headers("ops")
     listed = b.http.get("/incidents", headers=ops).json()  # B's list, now cached
     mine = next(i for i in listed["data"] if i["id"] == karawaci.id)
@@ -169,3 +178,42 @@ def test_the_citizen_report_limit_holds_across_replicas(
         codes.append(replica.http.post("/reports", data=data).status_code)
     # Per replica in memory this would be six 201s (four each); shared it is four.
     assert codes == [201] * REPORTS + [429] * 2
+
+
+def test_an_event_committed_after_a_later_one_still_reaches_the_stream(
+    replicas: tuple[Replica, Replica, Any],
+) -> None:
+    """Two writers: an event id taken first and committed last (a transaction of another
+    replica still open while a later one commits) is sent when it commits."""
+    a, b, (_, ciledug, road, url) = replicas
+    ops = b.headers("ops")
+    live: queue.Queue[dict[str, Any]] = queue.Queue()
+    threading.Thread(target=_stream, args=(b.base, ops, live, 2), daemon=True).start()
+    time.sleep(1.0)
+    engine = make_engine(url)
+    try:
+        with engine.connect() as slow:
+            held = slow.begin()
+            now = datetime.now(UTC)
+            slow.execute(
+                insert(IncidentEventRow).values(
+                    incident_id=ciledug.id,
+                    seq=10_000,
+                    at=now,
+                    recorded_at=now,
+                    kind=EventKind.WORKFLOW,
+                    from_state="open",
+                    to_state="open",
+                    actor="operator:slow",
+                    reason="committed after a later event",
+                )
+            )
+            r = a.http.post(f"/incidents/{road.id}/acknowledge", headers=ops)
+            assert r.status_code == 200, r.text
+            first = live.get(timeout=20)
+            assert first["incident_id"] == road.id
+            held.commit()
+        second = live.get(timeout=20)
+    finally:
+        engine.dispose()
+    assert second["actor"] == "operator:slow" and second["event_id"] < first["event_id"]
