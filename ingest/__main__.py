@@ -12,7 +12,6 @@ import sys
 from collections.abc import Mapping, Sequence
 
 from ingest.http import HttpIntake, WithHttpIntake
-from ingest.partitions import PartitionedIngest
 from ingest.service import IngestService
 from ingest.tokens import DeviceTokens
 from pantau.cameras import Camera, load_cameras
@@ -90,6 +89,9 @@ def main(argv: Sequence[str]) -> int:
 
 def run_partitioned(settings: Settings, city: City, cameras: Mapping[str, Camera]) -> int:
     """One replica of several (ingest.partitions): the partitions it leases."""
+    # Imported here: the SQL store (SQLAlchemy, Alembic) is not loaded by a lone ingest.
+    from ingest.partitions import PartitionedIngest  # noqa: PLC0415
+
     replica = PartitionedIngest(settings, city, cameras)
 
     def started() -> None:

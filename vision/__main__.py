@@ -20,8 +20,6 @@ from pantau.cameras import load_cameras
 from pantau.city import load_city
 from pantau.lifecycle import run_until_signalled
 from pantau.settings import Settings
-from pantau.store import make_engine, migrate
-from pantau.store.leases import Leases
 from vision.service import VisionService
 
 log = logging.getLogger("vision")
@@ -54,6 +52,10 @@ def main(argv: Sequence[str]) -> int:
     client_id = args.client_id
     if settings.vision.share_cameras:
         # One of several workers: cameras leased through the store; its own MQTT session.
+        # Imported here: a lone vision process does not load the SQL store.
+        from pantau.store import make_engine, migrate  # noqa: PLC0415
+        from pantau.store.leases import Leases  # noqa: PLC0415
+
         engine = make_engine(settings.database_url)
         migrate(engine)
         leases = Leases(engine, "vision", settings.replica, settings.leases.ttl_s)

@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -37,11 +38,13 @@ from pantau.frame_analysis import (
 )
 from pantau.mqtt import make_client
 from pantau.settings import MqttSettings
-from pantau.store.leases import Leases
 from pantau.topics import Topics
 from vision.analyzer import CameraAnalyzer
 from vision.sources import FrameSource, open_source
 from vision.worker import CameraWorker
+
+if TYPE_CHECKING:  # the SQL store is loaded only by a worker that shares cameras
+    from pantau.store.leases import Leases
 
 log = logging.getLogger(__name__)
 
