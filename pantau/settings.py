@@ -183,6 +183,12 @@ class RulesSettings(BaseModel):
     )
     webhook_max_backoff_s: float = Field(default=60.0, gt=0)
     webhook_timeout_s: float = Field(default=5.0, gt=0)
+    partitioned: bool = Field(
+        default=False,
+        description="run as one of several replicas: kecamatan partitions leased through "
+        "the SQL store, one MQTT session per partition (rules.partitions; PostgreSQL for "
+        "more than one replica); false: one process judges the whole city on one session",
+    )
 
 
 class ApiSettings(BaseModel):

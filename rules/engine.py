@@ -98,7 +98,7 @@ from __future__ import annotations
 
 import heapq
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -192,16 +192,28 @@ def _within(rule: Rule, kecamatan: str, parent: dict[str, str | None]) -> Rule |
 
 class RuleEngine:
     def __init__(
-        self, city: City, rules: RuleSet, clock: Clock, *, series_local: bool = True
+        self,
+        city: City,
+        rules: RuleSet,
+        clock: Clock,
+        *,
+        series_local: bool = True,
+        kecamatan: Collection[str] | None = None,
     ) -> None:
         """`series_local=False`: every kind on the watermark, so the changes do not depend
-        on arrival order at all (the backtest's choice: it has no alert to hurry)."""
+        on arrival order at all (the backtest's choice: it has no alert to hurry).
+        `kecamatan`: only these partitions (a rules replica's share, rules.partitions);
+        None: the whole city."""
         self._city = city
         self._series_local = series_local
         self._clock = clock
         self._settings = rules
         self._parent = {z.id: z.parent_id for z in city.zones.kelurahan}
-        self._partitions = {z.id: _Partition(z.id) for z in city.zones.kecamatan}
+        self._partitions = {
+            z.id: _Partition(z.id)
+            for z in city.zones.kecamatan
+            if kecamatan is None or z.id in kecamatan
+        }
         self._sources: dict[str, _Source] = {}
         self._source_of: dict[str, _Source] = {}
         self._routes: dict[str, list[_Partition]] = {}  # device -> partitions watching it
@@ -226,6 +238,10 @@ class RuleEngine:
     @property
     def rule_ids(self) -> tuple[str, ...]:
         return tuple(r.id for r in self._settings.rules)
+
+    def device_ids(self) -> set[str]:
+        """Every device some rule of these partitions watches (their readings matter)."""
+        return set(self._routes)
 
     def sources_idle(self) -> int:
         return sum(1 for s in self._sources.values() if s.heard is not None and not s.active)
@@ -527,13 +543,15 @@ class RuleEngine:
         clock: Clock,
         history: Iterable[Reading],
         until: datetime | None = None,
+        *,
+        kecamatan: Collection[str] | None = None,
     ) -> tuple[RuleEngine, list[ConditionChange]]:
         """A restarted rules process: replay recent history, return the open verdicts.
 
         Re-emitted ACTIVE changes carry their episode's original `first_at`, so a store
         that already holds the incident recognises it instead of opening a second one.
         """
-        engine = cls(city, rules, clock)
+        engine = cls(city, rules, clock, kecamatan=kecamatan)
         # In event-time order, so every series is applied whole (InfluxDB answers
         # series by series).
         engine.ingest(sorted(history, key=lambda r: (r.time, r.device_id, r.metric)))

@@ -1,0 +1,236 @@
+"""Rule partitions: the unit of work rules replicas share (rules.replicas).
+
+A partition is a kecamatan. Why: rule state never crosses a kecamatan. `zone_level` is
+kelurahan or kecamatan (rules.rulespec refuses anything wider), so every zone aggregate
+and composite is judged over devices of one kecamatan; flatline peers share a zone; a
+cross-check pair lives in its camera's kecamatan (the station's readings are routed
+there). The engine already keeps one instance of every rule and one event time per
+kecamatan (rules.engine, issue 18), so a replica that holds some kecamatan runs the
+same engine limited to them (`RuleEngine(kecamatan=...)`) and gets, partition by
+partition, exactly the verdicts one process would: zone aggregates and composites are
+exact because all their inputs are in their partition. A rule that spans kecamatan (a
+city-wide composite) would need a `kota` partition fed by every device; none can be
+written today, so there is none (adding a wider zone_level adds that partition here).
+
+Each partition has its own persistent MQTT session, named for the partition
+(`{client_id}-{kecamatan}`), subscribed to the topics of exactly the devices and
+cameras its rules watch plus those located in it (for uplink gaps). Its owner connects
+it; when the owner dies, the broker keeps queueing for the session, and the replica
+that takes the partition connects under the same name and gets the backlog. On
+takeover the new owner rebuilds the partition's state from InfluxDB, as a restart does.
+
+Every incident write of a partition is fenced by its lease (pantau.store.leases) in the
+same transaction, and each batch is acknowledged only after a fence check, so a
+replica that lost the partition (paused past its lease, cut off) stops: its writes are
+refused and what it holds stays unacknowledged for the new owner.
+
+`{root}/control/rules/advance` ({"to": iso time}) is the replicated `advance_to`: a
+replay's end, published by the replay tool, queued in every partition's session behind
+the readings before it. Honoured only with ticks off (a replay); a live service counts
+and ignores it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from pantau.cameras import Camera
+from pantau.city import City
+from pantau.clock import Clock, SystemClock
+from pantau.influx.query import InfluxQL
+from pantau.mqtt_session import Inbound
+from pantau.readings import Reading
+from pantau.settings import Settings
+from pantau.store import IncidentStore, OutboxMessage
+from pantau.store.leases import LeaseLost
+from pantau.topics import Topics
+from pantau.zoneindex import ZoneIndex
+from rules.cameras import rules_city
+from rules.engine import RuleEngine
+from rules.routing import Router
+from rules.rulespec import RuleSet
+from rules.service import RulesService
+
+log = logging.getLogger(__name__)
+
+
+def advance_topic(root: str) -> str:
+    return f"{root}/control/rules/advance"
+
+
+def advance_payload(to: datetime) -> bytes:
+    if to.tzinfo is None:
+        raise ValueError("advance needs a tz-aware time")
+    return json.dumps({"to": to.isoformat()}).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    key: str  # the kecamatan id
+    devices: frozenset[str]  # device and camera ids whose messages it takes
+
+    def topics(self, topics: Topics, cameras: Collection[str]) -> list[str]:
+        mine = sorted(
+            topics.camera_analysis(d) if d in cameras else topics.sensor_up(d) for d in self.devices
+        )
+        return [*mine, advance_topic(topics.root)]
+
+
+def plan(city: City, rules: RuleSet, cameras: Mapping[str, Camera]) -> dict[str, Partition]:
+    """Every kecamatan of the city as a partition, with the devices it needs."""
+    seen = rules_city(city, cameras)
+    out: dict[str, Partition] = {}
+    for z in city.zones.kecamatan:
+        routed = RuleEngine(seen, rules, SystemClock(), kecamatan={z.id}).device_ids()
+        home = {d.id for d in seen.devices.values() if d.kecamatan_id == z.id}
+        out[z.id] = Partition(z.id, frozenset(routed | home))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Role:
+    """What a partition's service needs from its replica."""
+
+    partition: Partition
+    fence: Callable[[Session], None]  # in the incident transaction; raises LeaseLost
+    check: Callable[[], None]  # the same in a transaction of its own (before acks)
+    # Publish rows (QoS 1, awaited) and mark them sent; False: left to the claim's expiry
+    # and the replica's sweep. On the replica's own connection: a partition's session
+    # may be mid-takeover.
+    send: Callable[[Sequence[OutboxMessage]], bool]
+
+
+class PartitionService(RulesService):
+    """The rules service limited to one partition, while its replica holds the lease.
+
+    It differs from the whole-city service in what it takes (its session and topics),
+    what it judges (its kecamatan), and what it leaves to its replica: escalation,
+    pruning, webhooks, metrics and the rows nobody publishes (rules.replicas). It
+    publishes the outbox rows it wrote itself, claimed for its replica in their
+    transaction (pantau.store.claims).
+    """
+
+    # A takeover under load: the dead owner's session may take a while to come back, and
+    # its first message is what InfluxDB must hold up to before the rebuild.
+    redelivery_wait_s = 10.0
+
+    def __init__(
+        self,
+        settings: Settings,
+        city: City,
+        store: IncidentStore,
+        router: Router,
+        zones: ZoneIndex,
+        *,
+        role: Role,
+        clock: Clock | None = None,
+        influx: InfluxQL | None = None,
+        cameras: Mapping[str, Camera] | None = None,
+    ) -> None:
+        self._role = role
+        super().__init__(
+            settings,
+            city,
+            store,
+            router,
+            zones,
+            clock=clock,
+            influx=influx,
+            cameras=cameras,
+            webhooks=False,
+        )
+        self._advance: datetime | None = None
+        self.ignored_controls = 0
+
+    @property
+    def key(self) -> str:
+        return self._role.partition.key
+
+    def _client_id(self) -> str:
+        return f"{self._config.client_id}-{self.key}"
+
+    def _subscriptions(self) -> list[str]:
+        return self._role.partition.topics(self._topics, self._cameras)
+
+    def _scope(self) -> Collection[str]:
+        return (self.key,)
+
+    def _fence(self, session: Session) -> None:
+        self._role.fence(session)
+
+    def start(self) -> None:
+        """Connect and return; the worker rebuilds from InfluxDB before it consumes (a
+        replica balancing its leases must not wait for that)."""
+        self._session.start()
+        self._worker.start()
+
+    def _run(self) -> None:
+        try:
+            self._rebuild()
+            if self._session.wait_subscribed(30):
+                log.info("partition %s consuming on %s", self.key, self._client_id())
+            super()._run()
+        except LeaseLost as err:
+            log.warning("%s; stopping before it consumed", err)
+            self.lost = True
+        except Exception:
+            log.exception("partition %s failed", self.key)
+            self.lost = True  # the replica starts it afresh while it holds the lease
+        if self.lost:
+            # Stop reconnecting at once: the new owner's session has this name.
+            self._session.stop()
+
+    def _history(self) -> list[Reading]:
+        mine = self._role.partition.devices
+        return [r for r in super()._history() if r.device_id in mine]
+
+    def _decode(self, batch: Sequence[Inbound], *, count: bool = True) -> list[Reading]:
+        control = advance_topic(self._topics.root)
+        rest = [m for m in batch if m.topic != control]
+        if count and len(rest) < len(batch):
+            for m in batch:
+                if m.topic == control:
+                    self._control(m.payload)
+        return super()._decode(rest, count=count)
+
+    def _control(self, payload: bytes) -> None:
+        if self._config.tick_interval_s > 0:
+            self.ignored_controls += 1
+            log.warning("partition %s: advance ignored, ticks are on (not a replay)", self.key)
+            return
+        try:
+            to = datetime.fromisoformat(json.loads(payload)["to"])
+        except (ValueError, KeyError, TypeError) as err:
+            self.ignored_controls += 1
+            log.warning("partition %s: bad advance message: %s", self.key, err)
+            return
+        if to.tzinfo is not None and (self._advance is None or to > self._advance):
+            self._advance = to
+
+    def _serve_requests(self) -> None:
+        if self._advance is not None and not self._inbox:
+            to, self._advance = self._advance, None
+            self._apply(self._engine.advance_watermark(to))
+            log.info("partition %s advanced to %s", self.key, to.isoformat())
+        super()._serve_requests()
+
+    def _escalate(self) -> None:
+        """The replica escalates and prunes, once for all its partitions."""
+
+    def _publish_outbox(self) -> None:
+        """Publish the rows this partition wrote (its claim), then mark them sent."""
+        owed, self._owed = self._owed, []
+        if owed and self._role.send(owed):
+            self._count_published(owed)
+        self._outbox_dirty = False
+
+    def _ack(self, batch: Sequence[Inbound]) -> None:
+        if batch:
+            self._role.check()  # lost meanwhile: leave the batch to the new owner
+        super()._ack(batch)
