@@ -34,16 +34,19 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
+import paho.mqtt.client as mqtt
 from sqlalchemy.orm import Session
 
 from pantau.cameras import Camera
 from pantau.city import City
 from pantau.clock import Clock, SystemClock
-from pantau.influx.query import InfluxQL
+from pantau.influx.query import InfluxQL, InfluxQLError
 from pantau.mqtt_session import Inbound
 from pantau.readings import Reading
 from pantau.settings import Settings
@@ -51,13 +54,19 @@ from pantau.store import IncidentStore, OutboxMessage
 from pantau.store.leases import LeaseLost
 from pantau.topics import Topics
 from pantau.zoneindex import ZoneIndex
-from rules.cameras import rules_city
+from rules.cameras import read_camera_history, rules_city
 from rules.engine import RuleEngine
+from rules.history import read_readings
 from rules.routing import Router
 from rules.rulespec import RuleSet
 from rules.service import RulesService
 
 log = logging.getLogger(__name__)
+
+HISTORY_ATTEMPTS = 5
+_HISTORY_LOCK = threading.Lock()
+
+SESSION_TAKEN_OVER = 0x8E  # MQTT v5 DISCONNECT reason code
 
 
 def advance_topic(root: str) -> str:
@@ -147,6 +156,21 @@ class PartitionService(RulesService):
         )
         self._advance: datetime | None = None
         self.ignored_controls = 0
+        # Someone connected under this partition's session name: the replica that took
+        # the lease. Stop at once instead of reconnecting and taking it back (a
+        # ping-pong that would split the session's messages between two processes).
+        client = self._session.client
+        inner: Any = client.on_disconnect
+
+        def on_disconnect(c: mqtt.Client, u: Any, f: Any, reason: Any, p: Any) -> None:
+            inner(c, u, f, reason, p)
+            if getattr(reason, "value", reason) == SESSION_TAKEN_OVER:
+                log.warning("partition %s: session taken over; stopping", self.key)
+                self.lost = True
+                self._stop.set()
+                c.disconnect()  # no reconnect (the socket is gone: it only sets the state)
+
+        client.on_disconnect = on_disconnect
 
     @property
     def key(self) -> str:
@@ -187,8 +211,33 @@ class PartitionService(RulesService):
             self._session.stop()
 
     def _history(self) -> list[Reading]:
+        """The partition's devices and cameras only, one partition at a time per
+        replica (a takeover of many must not time InfluxDB out), retried: a partition
+        never starts on a history it could not read."""
+        window = self._config.rebuild_window_s
+        if self._influx is None or window <= 0:
+            return []
+        since = self._clock.now() - timedelta(seconds=window)
         mine = self._role.partition.devices
-        return [r for r in super()._history() if r.device_id in mine]
+        devices = [d for d in mine if d in self._city.devices]
+        cameras = {c: cam for c, cam in self._cameras.items() if c in mine}
+        for attempt in range(HISTORY_ATTEMPTS):
+            try:
+                with _HISTORY_LOCK:
+                    return read_readings(
+                        self._influx, self._city, since, devices=devices
+                    ) + read_camera_history(self._influx, cameras, self._city.catalogue, since)
+            except InfluxQLError as err:
+                log.warning("partition %s: history not read (%s); retrying", self.key, err)
+                if self._stop.wait(2.0 * (attempt + 1)):
+                    break
+        raise RuntimeError(f"partition {self.key}: no history from InfluxDB; not starting")
+
+    def stop(self) -> None:
+        """Disconnect first: the next owner may be connecting under the session's name,
+        and the worker may be in a rebuild that takes a while to notice the stop."""
+        self._session.stop()
+        super().stop()
 
     def _decode(self, batch: Sequence[Inbound], *, count: bool = True) -> list[Reading]:
         control = advance_topic(self._topics.root)

@@ -78,7 +78,6 @@ from rules.rulespec import RuleSet, load_rules
 log = logging.getLogger(__name__)
 
 POLL_S = 0.002  # an idle worker looks at the inbox this often
-REDELIVERY_WAIT_S = 2.0  # at a start, how long a persistent session's backlog may take
 PEEK_MESSAGES = 200  # redelivered messages looked at for the earliest pending reading
 STOP_GRACE_S = 3.0  # for PUBACKs in flight when stopping
 # Buffered readings the watermark kinds take per turn beyond twice the batch (a few
@@ -129,7 +128,7 @@ def make_store(settings: Settings, zones: ZoneIndex, clock: Clock | None = None)
 
 
 class RulesService:
-    redelivery_wait_s = REDELIVERY_WAIT_S
+    redelivery_wait_s = 2.0  # at a start, how long a persistent session's backlog may take
 
     def __init__(
         self,

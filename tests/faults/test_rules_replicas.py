@@ -21,10 +21,12 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import signal
 import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
@@ -35,12 +37,13 @@ from sqlalchemy import Engine, text
 
 from ingest.service import IngestService
 from pantau.city import City
-from pantau.incidents import Hazard
+from pantau.incidents import DedupKey, Hazard, Severity
 from pantau.influx.writers import make_writer
 from pantau.local import LocalStack
 from pantau.settings import RulesSettings, Settings
 from pantau.store import Incident
 from pantau.store.leases import holders
+from pantau.topics import Topics
 from pantau.zoneindex import ZoneIndex
 from rules.partitions import advance_payload, advance_topic
 from rules.rulespec import load_rules
@@ -48,7 +51,8 @@ from rules.service import make_store
 from simulators.publisher import run_scenario
 from simulators.report import SimReport
 from simulators.scenario import find_scenario, load_scenario
-from testkit.mqtt import Collector
+from testkit.mqtt import Collector, Publisher
+from testkit.payloads import native
 from testkit.services import RulesProcess, wait_until
 from testkit.truth import Observed, ground_truth
 from tests.unit.test_notify import Gateway, gateway_handler
@@ -278,3 +282,99 @@ def alert_ids(alerts: Collector) -> set[int]:
         for m in alerts.snapshot()
         if json.loads(m.payload).get("alert") == "opened"
     }
+
+
+def test_an_owner_paused_past_its_lease_is_fenced_off_when_it_resumes(
+    stack: LocalStack, settings: Settings, city: City, postgres_url: str, tmp_path: Path
+) -> None:
+    """The race, forced: replica a is SIGSTOPped while flood readings for one of its
+    partitions reach its socket; b takes the partition once a's lease ran out and opens
+    the incident; a is resumed with those readings in hand. Its first act on the
+    partition is refused (the lease has b's epoch) and it stops acting on it; the
+    incident exists once, its alert under one message id, and a rise after the resume
+    is applied once."""
+    settings = settings.model_copy(
+        update={
+            "database_url": postgres_url,
+            "rules": RulesSettings(client_id=f"rules-{settings.mqtt.root}", tick_interval_s=0),
+        }
+    )
+    zones = ZoneIndex.for_city(city)
+    store = make_store(settings, zones)
+    device = min(
+        (d for d in city.devices.values() if d.kind == "water_level_station" and d.levels),
+        key=lambda d: d.id,
+    )
+    assert device.levels is not None
+    part, topics = device.kecamatan_id, Topics(settings.mqtt.root)
+    key = DedupKey("flood-water-level", device.kelurahan_id, Hazard.FLOOD)
+    env = {
+        "PANTAU_RULES__PARTITIONED": "true",
+        "PANTAU_RULES__TICK_INTERVAL_S": "0",
+        "PANTAU_RULES__REBUILD_WINDOW_S": "0",  # no ingest here: nothing to rebuild from
+        "PANTAU_LEASES__TTL_S": "3",
+        "PANTAU_LEASES__PERIOD_S": "1",
+    }
+    a = RulesProcess(stack, settings, postgres_url, tmp_path / "a.log", PANTAU_REPLICA="a", **env)
+    b = RulesProcess(stack, settings, postgres_url, tmp_path / "b.log", PANTAU_REPLICA="b", **env)
+    alerts = Collector(settings.mqtt, f"{settings.mqtt.root}/alerts/crews/+")
+    publisher = Publisher(settings.mqtt)
+    now = datetime.now(UTC).replace(microsecond=0)
+
+    def level(at: datetime, cm: float) -> None:
+        body = native(device.id, at, readings=[{"metric": "water_level", "value": cm}])
+        publisher.publish(topics.sensor_up(device.id), body)
+
+    def owner() -> tuple[str, int]:
+        (lease,) = [x for x in holders(store.engine, "rules") if x.key == part]
+        return lease.owner, lease.epoch
+
+    lost = re.compile(
+        rf"(lease rules/{part} lost by a|a lost lease rules/{part}|{part}: session taken over)"
+    )
+    try:
+        a.start()
+        wait_until(lambda: f"partition {part} consuming" in a.log_text(), 60, "a consuming")
+        a_epoch = owner()[1]
+        a.signal(signal.SIGSTOP)
+        alert_cm = device.levels.alert_cm
+        for minutes in (6, 5, 4, 3):  # above the alert level, held 3 minutes: waspada
+            level(now - timedelta(minutes=minutes), alert_cm + 5)
+        publisher.flush()
+        b.start()
+        wait_until(lambda: owner()[0] == "b", 30, "b to take the partition")
+        wait_until(lambda: store.by_key(key) is not None, 60, "b to open the incident")
+        assert owner()[1] > a_epoch
+        a.signal(signal.SIGCONT)  # a resumes with the readings in its socket
+        wait_until(lambda: bool(lost.search(a.log_text())), 30, "a to stop acting on it")
+        level(now - timedelta(minutes=2), device.levels.danger_cm + 5)  # a rise: awas
+        level(now - timedelta(minutes=1), device.levels.danger_cm + 5)
+        publisher.flush()
+        wait_until(
+            lambda: (inc := store.by_key(key)) is not None and inc.severity_max is Severity.AWAS,
+            60,
+            "the rise to be applied",
+        )
+        time.sleep(1.0)
+    except BaseException:
+        print(f"--- a\n{a.log_tail(60)}\n--- b\n{b.log_tail(60)}")
+        raise
+    finally:
+        a.stop()
+        b.stop()
+        publisher.close()
+        alerts.close()
+    refused = re.findall(rf"lease rules/{part} lost by a \(epoch \d+\): now \w+", a.log_text())
+    print(f"\na on resuming: {lost.findall(a.log_text())}; writes refused: {len(refused)}")
+    (incident,) = store.history(key)
+    detail = store.get(incident.id)
+    store.close()
+    assert detail is not None
+    rises = [e for e in detail.timeline if e.kind == "severity" and e.to_state == "awas"]
+    assert len(rises) == 1, detail.timeline  # applied once, by the owner
+    ids: dict[str, set[int]] = defaultdict(set)
+    for m in alerts.snapshot():
+        body = json.loads(m.payload)
+        if body["incident_id"] == incident.id:
+            ids[f"{body['alert']}|{body['severity']}"].add(body["message_id"])
+    assert ids and all(len(v) == 1 for v in ids.values()), ids
