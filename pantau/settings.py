@@ -187,7 +187,8 @@ class RulesSettings(BaseModel):
         default=False,
         description="run as one of several replicas: kecamatan partitions leased through "
         "the SQL store, one MQTT session per partition (rules.partitions; PostgreSQL for "
-        "more than one replica); false: one process judges the whole city on one session",
+        "replicas on more than one host, SQLite on one); false: one process judges the "
+        "whole city on one session",
     )
 
 

@@ -46,6 +46,7 @@ from sqlalchemy.orm import Session
 from pantau.cameras import Camera
 from pantau.city import City
 from pantau.clock import Clock, SystemClock
+from pantau.incidents import ConditionChange
 from pantau.influx.query import InfluxQL, InfluxQLError
 from pantau.mqtt_session import Inbound
 from pantau.readings import Reading
@@ -59,11 +60,14 @@ from rules.engine import RuleEngine
 from rules.history import read_readings
 from rules.routing import Router
 from rules.rulespec import RuleSet
-from rules.service import RulesService
+from rules.service import PEEK_MESSAGES, RulesService
 
 log = logging.getLogger(__name__)
 
 HISTORY_ATTEMPTS = 5
+# Replayed changes this much before the last judged reading (less the lateness) are
+# applied again on a takeover: the store ignores what it holds.
+REPLAY_MARGIN = timedelta(minutes=1)
 _HISTORY_LOCK = threading.Lock()
 
 SESSION_TAKEN_OVER = 0x8E  # MQTT v5 DISCONNECT reason code
@@ -209,6 +213,43 @@ class PartitionService(RulesService):
         if self.lost:
             # Stop reconnecting at once: the new owner's session has this name.
             self._session.stop()
+
+    def _rebuild(self) -> None:
+        """As a restart, and more: a takeover comes ttl seconds after the owner died,
+        and an episode that began and ended in between is in InfluxDB but not open any
+        more. So the changes the replay makes from just before the first message the
+        dead owner left unacknowledged (what it may not have judged) are applied too,
+        unless the key already has an incident at or after them; the store takes a
+        change it already holds as a duplicate."""
+        self._await_history()
+        pending = [r.time for r in self._decode(self._peek(PEEK_MESSAGES), count=False)]
+        history = sorted(self._history(), key=lambda r: (r.time, r.device_id, r.metric))
+        engine = RuleEngine(self._rules_city, self._rules, self._clock, kecamatan=self._scope())
+        replayed = engine.ingest(history)
+        self._engine = engine
+        self.stats.rebuilt_readings = len(history)
+        resume = min(pending, default=history[-1].time if history else None)
+        missed: list[ConditionChange] = []
+        if resume is not None:
+            since = resume - self._rules.lateness - REPLAY_MARGIN
+            missed = [c for c in replayed if c.at >= since and self._unseen(c)]
+        current = engine.current()
+        self._apply(missed + current)
+        log.info(
+            "partition %s rebuilt from %d readings: %d changes since the last judged "
+            "replayed, %d open verdicts, watermark %s",
+            self.key,
+            len(history),
+            len(missed),
+            len(current),
+            engine.watermark,
+        )
+
+    def _unseen(self, change: ConditionChange) -> bool:
+        return all(
+            i.condition_at < change.at and i.opened_at < change.at
+            for i in self._store.history(change.key)
+        )
 
     def _history(self) -> list[Reading]:
         """The partition's devices and cameras only, one partition at a time per

@@ -60,7 +60,7 @@ from tests.unit.test_notify import Gateway, gateway_handler
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 REBUILD_WINDOW_S = 3 * 86400  # the scenario's event time is in the past
-TTL_S, PERIOD_S = 10.0, 2.0  # the defaults: a dead replica's share moves in ttl + period
+TTL_S, PERIOD_S = 6.0, 1.5  # a dead replica's share moves in ttl + period (+ load)
 MOVE_WITHIN_S = 15.0
 SPEED = 150.0  # the 2 h storm in about 50 s: time to kill twice mid-storm
 SECRET = secrets.token_hex(32)
@@ -215,7 +215,6 @@ def test_three_rules_replicas_two_sigkilled_mid_storm(
         alerts.close()
 
     print(f"\npartitions moved in {', '.join(f'{m:.1f} s' for m in moves)}")
-    assert all(m <= MOVE_WITHIN_S for m in moves), moves
     with store.engine.connect() as conn:
         keys = Counter(
             f"{r[0]}|{r[1]}|{r[2]}"
@@ -265,6 +264,7 @@ def test_three_rules_replicas_two_sigkilled_mid_storm(
         f"{len(incidents)} incidents, {len(escalations)} escalations, {len(mqtt_ids)} alert "
         f"ids, webhook copies {sum(hooked.values()) - len(hooked)}"
     )
+    assert all(m <= MOVE_WITHIN_S for m in moves), moves
 
 
 def unsent(engine: Engine) -> int:
