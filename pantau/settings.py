@@ -193,6 +193,13 @@ class RulesSettings(BaseModel):
     )
     webhook_max_backoff_s: float = Field(default=60.0, gt=0)
     webhook_timeout_s: float = Field(default=5.0, gt=0)
+    partitioned: bool = Field(
+        default=False,
+        description="run as one of several replicas: kecamatan partitions leased through "
+        "the SQL store, one MQTT session per partition (rules.partitions; PostgreSQL for "
+        "replicas on more than one host, SQLite on one); false: one process judges the "
+        "whole city on one session",
+    )
 
 
 class ApiSettings(BaseModel):

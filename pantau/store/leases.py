@@ -8,7 +8,7 @@
 
 One row per unit (kind, key): its owner, an epoch raised at every change of owner, and
 an expiry. A replica renews what it holds and takes free or expired keys up to its fair
-share (ceil(keys / live replicas), live = heartbeat younger than ttl), giving back what
+share (`fair_share`: live = heartbeat younger than ttl), giving back what
 exceeds it; a SIGKILLed replica's keys expire after ttl and the survivors take them at
 their next balance, so a share moves within ttl + period.
 
@@ -27,7 +27,6 @@ the embedded default and tests.
 from __future__ import annotations
 
 import logging
-import math
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -146,8 +145,7 @@ class Leases:
         last balance); the caller stops acting on the lost ones."""
         wanted = sorted(set(keys))
         self.heartbeat()
-        live = self.live_replicas()
-        share = math.ceil(len(wanted) / max(1, len(live)))
+        share = self.fair_share(len(wanted), self.live_replicas())
         lost: list[str] = []
         for key, lease in sorted(self._held.items()):
             renewed = self._renew(lease) if key in wanted else None
@@ -174,6 +172,15 @@ class Leases:
                         "%s took lease %s/%s at epoch %d", self.owner, self.kind, key, taken.epoch
                     )
         return sorted(self._held.values(), key=lambda x: x.key), lost
+
+    def fair_share(self, keys: int, live: Sequence[str]) -> int:
+        """keys // live, one more for the first keys % live replicas by name: the shares
+        add up to exactly the keys, so the replicas settle evenly (13 over 3: 5, 4, 4)."""
+        if self.owner not in live:
+            live = [*live, self.owner]
+        ranked = sorted(live)
+        base, extra = divmod(keys, len(ranked))
+        return base + (1 if ranked.index(self.owner) < extra else 0)
 
     def release(self, lease: Lease) -> None:
         """Give a lease back now (it is anyone's at once); stop acting on it first."""
