@@ -179,6 +179,7 @@ def test_services_wait_for_what_they_need_and_report_health(compose: dict[str, A
         assert services[name]["deploy"]["replicas"] == 2, name
     assert services["ingest"]["environment"]["PANTAU_INGEST__PARTITIONS"] == "4"
     assert services["vision"]["environment"]["PANTAU_VISION__SHARE_CAMERAS"] == "true"
+    assert services["rules"]["environment"]["PANTAU_RULES__PARTITIONED"] == "true"
     assert set(compose["volumes"]) >= {
         "mosquitto-data",
         "influxdb-data",
