@@ -48,7 +48,9 @@ def partition_names(count: int) -> list[str]:
 
 def partition_settings(settings: Settings, partition: str) -> Settings:
     """One partition's service settings: its session name and spool; no metrics port
-    (one process runs several partitions)."""
+    (one process runs several partitions); a stop writes the spool out for at most one
+    lease period, so handing a partition over never holds up the renewal of the others
+    (whoever takes the partition writes the rest)."""
     ingest = settings.ingest
     spool_dir = None if ingest.spool_dir is None else ingest.spool_dir / partition
     return settings.model_copy(
@@ -58,6 +60,7 @@ def partition_settings(settings: Settings, partition: str) -> Settings:
                     "client_id": f"{ingest.client_id}-{partition}",
                     "spool_dir": spool_dir,
                     "partitions": 0,
+                    "stop_drain_s": min(ingest.stop_drain_s, settings.leases.period_s),
                 }
             ),
             "metrics": settings.metrics.model_copy(update={"port": None}),
