@@ -77,8 +77,9 @@ class AuditRow(Base):
 
 
 class CitizenReportRow(Base):
-    """A pengaduan: where, what, an optional photo. No name, phone or address is taken,
-    and the client address is used only in memory for rate limiting."""
+    """A pengaduan: where, what, an optional photo. No name, phone or address is taken;
+    the client address is used only for rate limiting (in memory, or as an HMAC in
+    `api_rate_hits` for an hour when API replicas share PostgreSQL)."""
 
     __tablename__ = "citizen_reports"
 
