@@ -28,6 +28,7 @@ from .listing_cache import EventVersion, VersionedCache
 from .ratelimit import RateLimiter
 from .security import HashPool, Passwords, TokenReader, check_signing_key
 from .sessions import SessionCheck
+from .shared_limits import SharedLoginDelays, SharedRateLimiter
 from .throttle import LoginDelays
 
 
@@ -113,6 +114,17 @@ def build_context(
     accounts = Accounts(
         sessions, clock, Passwords(settings.api.argon2_memory_kib, settings.api.argon2_time_cost)
     )
+    api = settings.api
+    report_limiter = RateLimiter(api.report_rate_per_hour, 3600.0, clock)
+    login_delays = LoginDelays(api.login_failures_free, api.login_delay_max_s, clock)
+    if engine.dialect.name == "postgresql":
+        # Several API replicas may share this database: count in it, not in memory.
+        report_limiter = SharedRateLimiter(
+            engine, "reports", api.report_rate_per_hour, 3600.0, clock=clock, secret=key
+        )
+        login_delays = SharedLoginDelays(
+            engine, api.login_failures_free, api.login_delay_max_s, clock, key
+        )
     return ApiContext(
         settings=settings,
         city=city,
@@ -133,10 +145,8 @@ def build_context(
         kpi=load_kpi_config(settings.config_dir / "kpi.yaml"),
         cap=load_cap_config(settings.config_dir / "cap.yaml"),
         influx=influx,
-        report_limiter=RateLimiter(settings.api.report_rate_per_hour, 3600.0, clock),
-        login_delays=LoginDelays(
-            settings.api.login_failures_free, settings.api.login_delay_max_s, clock
-        ),
+        report_limiter=report_limiter,
+        login_delays=login_delays,
         hashing=HashPool(settings.api.password_hash_workers, settings.api.password_hash_queue),
         token_lifetime=timedelta(minutes=settings.api.token_minutes),
     )

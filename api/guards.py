@@ -12,6 +12,7 @@ import ipaddress
 import json
 from collections.abc import Iterable
 
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .context import ApiContext
@@ -133,7 +134,8 @@ class BodyLimits:
             return
         if scope["method"] == "POST" and path == REPORTS:
             client = scope.get("client")
-            wait = self.ctx.report_limiter.allow(client[0] if client else "unknown")
+            address = client[0] if client else "unknown"
+            wait = await run_in_threadpool(self.ctx.report_limiter.allow, address)
             if wait is not None:
                 retry = {"Retry-After": f"{wait:.0f}"}
                 await answer(send, 429, "too many reports; try later", retry)

@@ -1,5 +1,5 @@
-"""A sliding-window limit per client, in memory: enough for one API process; behind a
-load balancer each process limits on its own (documented in the README)."""
+"""A sliding-window limit per client, in memory: enough for one API process (SQLite);
+API replicas on PostgreSQL share one in the database (api.shared_limits)."""
 
 from __future__ import annotations
 

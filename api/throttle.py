@@ -8,8 +8,8 @@ password is not even checked while a wait runs, so the right one does not tell. 
 minutes without a failure forget them; a successful login forgets the (username,
 address) count, not the address's.
 
-In memory, per API process (as the report limit): behind a load balancer each process
-counts on its own, which multiplies the allowance by the number of processes.
+In memory here, for one API process (SQLite); with PostgreSQL every replica counts in
+the database instead (api.shared_limits), so replicas do not multiply the allowance.
 """
 
 from __future__ import annotations

@@ -6,8 +6,9 @@
    `bench.load` (throughput against offered load, paced).
 2. `bench.rules`: point-in-zone tests/s, rule evaluations/s, reading -> crew alert
    latency at several background loads.
-3. `bench.api`, `bench.vision`, `bench.faults` as subprocesses when those modules exist
-   (their own tables, their own exit status); "not run: module missing" otherwise.
+3. `bench.api`, `bench.vision`, `bench.faults`, `bench.ingest_replicas` as subprocesses
+   when those modules exist (their own tables, their own exit status); "not run: module
+   missing" otherwise.
 
 Writes bench/results/<date>[-quick].json, .md, -throughput.png and -latency.png. A
 stage that fails or loses data is reported as such and the suite exits 1.
@@ -49,7 +50,7 @@ from pantau.city import load_city
 from pantau.local import LocalStack
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-EXTERNAL = ("api", "vision", "faults")  # bench modules other engineers own
+EXTERNAL = ("api", "vision", "faults", "ingest_replicas")  # bench modules other engineers own
 
 
 @dataclass(frozen=True, slots=True)

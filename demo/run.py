@@ -41,6 +41,7 @@ from demo.apiserver import ApiCallError, serve
 from demo.cameras import FleetStart, StormClock, cameras_running
 from demo.crews import principal_of
 from demo.ekinerja import CrewsResult, answer_and_evaluate, kpi_table
+from demo.replicas import ReplicatedPlay, play_replicas
 from ingest.service import IngestService
 from pantau.cameras import Camera, load_cameras
 from pantau.city import City, load_city
@@ -57,7 +58,7 @@ from pantau.zoneindex import ZoneIndex
 from rules.cameras import CAMERA_KINDS
 from rules.routing import Router
 from rules.rulespec import load_rules
-from rules.service import RulesService, make_store
+from rules.service import RulesService, RulesStats, make_store
 from simulators.publisher import run_scenario
 from simulators.report import SimReport
 from simulators.scenario import Scenario, find_scenario, load_scenario
@@ -89,6 +90,13 @@ def main(argv: Sequence[str]) -> int:
     parser.add_argument("--scenario", default="storm-karawaci", help="name or file")
     parser.add_argument("--run-dir", type=Path, help="keep service data here (default: temp)")
     parser.add_argument("--keep", action="store_true", help="leave services up until Ctrl-C")
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        choices=range(1, 6),
+        help="run the rules service as N replicas and SIGKILL one halfway (demo/replicas.py)",
+    )
     args = parser.parse_args(argv)
     logging.getLogger().setLevel(logging.WARNING)  # the summary is the output
 
@@ -120,14 +128,30 @@ def main(argv: Sequence[str]) -> int:
             zones = ZoneIndex.for_city(city)
             # Every stage of Pantau: the fleet and the registry's cameras, paced together.
             cameras = load_cameras(city)
-            played = play(settings, city, zones, scenario, cameras=cameras, speed=SPEED)
+            if args.replicas > 1:
+                played: Played | ReplicatedPlay | None = play_replicas(
+                    stack,
+                    settings,
+                    city,
+                    zones,
+                    scenario,
+                    cameras=cameras,
+                    speed=SPEED,
+                    replicas=args.replicas,
+                    run_dir=run_dir,
+                    wait_stored=_wait_until_stored,
+                )
+            else:
+                played = play(settings, city, zones, scenario, cameras=cameras, speed=SPEED)
             if played is None:
                 print("pantau demo: could not subscribe to the broker", file=sys.stderr)
                 return 1
             report, stored, judged = played.report, played.stored, played.judged
-            ingest, rules, store = played.ingest, played.rules, played.store
+            ingest, rules, store = played.ingest, played.rules_stats, played.store
             print(_summary(city, settings, report, stored, ingest))
             print(_incidents(city, zones, store, rules) if judged else "Rules did not finish.")
+            if isinstance(played, ReplicatedPlay):
+                print(played.takeover)
             if judged:
                 print(_oracle_line(city, scenario, settings, report, store))
             store.close()
@@ -174,7 +198,7 @@ class Played:
     stored: int  # readings in InfluxDB
     judged: bool  # the rules judged the whole scenario
     ingest: IngestService  # stopped
-    rules: RulesService  # stopped
+    rules_stats: RulesStats  # of the stopped rules service
     store: IncidentStore  # open: the caller closes it
 
 
@@ -236,7 +260,7 @@ def play(
     judged = _wait_until_judged(rules, report, timeout_s=120)
     ingest.stop()
     rules.stop()
-    return Played(report, stored, judged, ingest, rules, store)
+    return Played(report, stored, judged, ingest, rules.stats, store)
 
 
 def _count(influx: InfluxQL) -> int:
@@ -291,7 +315,7 @@ def _oracle_line(
     )
 
 
-def _incidents(city: City, zones: ZoneIndex, store: IncidentStore, rules: RulesService) -> str:
+def _incidents(city: City, zones: ZoneIndex, store: IncidentStore, rules: RulesStats) -> str:
     incidents = store.active()
     by_hazard = Counter(i.key.hazard.value for i in incidents)
     by_kecamatan = Counter(
@@ -303,7 +327,7 @@ def _incidents(city: City, zones: ZoneIndex, store: IncidentStore, rules: RulesS
         "",
         f"Incidents    {len(incidents)} opened by the rules "
         f"({', '.join(f'{h} {n}' for h, n in by_hazard.most_common())}); "
-        f"{rules.stats.alerts_published} crew alerts, {rules.stats.events_published} "
+        f"{rules.alerts_published} crew alerts, {rules.events_published} "
         "incident events published",
         "  per kecamatan: " + ", ".join(f"{k} {n}" for k, n in by_kecamatan.most_common()),
         "  most severe:",

@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from ingest.http import HttpIntake, WithHttpIntake
 from ingest.service import IngestService
 from ingest.tokens import DeviceTokens
-from pantau.cameras import load_cameras
-from pantau.city import load_city
+from pantau.cameras import Camera, load_cameras
+from pantau.city import City, load_city
 from pantau.influx.writers import V1Writer, WriteUnavailable, make_writer
 from pantau.lifecycle import Service, run_until_signalled
 from pantau.settings import Settings
@@ -44,8 +44,18 @@ def main(argv: Sequence[str]) -> int:
             # Not fatal: writes retry until InfluxDB is back; the database is created then
             # by whoever provisions it, or on our next start.
             log.warning("could not create database %r yet: %s", settings.influx.database, err)
-    service = IngestService(settings, city, writer, cameras=cameras)
     port = settings.ingest.http_port
+    if settings.ingest.partitions:
+        if port is not None:
+            print(
+                "pantau ingest: the HTTP intake runs in an ingest without partitions: "
+                "unset PANTAU_INGEST__HTTP_PORT here, or PANTAU_INGEST__PARTITIONS there",
+                file=sys.stderr,
+            )
+            return 2
+        writer.close()
+        return run_partitioned(settings, city, cameras)
+    service = IngestService(settings, city, writer, cameras=cameras)
     runner: Service = (
         service
         if port is None
@@ -73,6 +83,30 @@ def main(argv: Sequence[str]) -> int:
         stats.readings_written,
         dict(stats.rejected),
     )
+    return 0
+
+
+def run_partitioned(settings: Settings, city: City, cameras: Mapping[str, Camera]) -> int:
+    """One replica of several (ingest.partitions): the partitions it leases."""
+    # Imported here: the SQL store (SQLAlchemy, Alembic) is not loaded by a lone ingest.
+    from ingest.partitions import PartitionedIngest  # noqa: PLC0415
+
+    replica = PartitionedIngest(settings, city, cameras)
+
+    def started() -> None:
+        log.info(
+            "ingest replica %s: %d partitions shared over the live replicas, MQTT %s:%d "
+            "root %r -> InfluxDB %s db %r",
+            settings.replica,
+            len(replica.partitions),
+            settings.mqtt.host,
+            settings.mqtt.port,
+            settings.mqtt.root,
+            settings.influx.url,
+            settings.influx.database,
+        )
+
+    run_until_signalled(replica, started=started)
     return 0
 
 

@@ -11,8 +11,10 @@ from pantau.settings import Settings
 
 
 class IngestMetrics:
-    def __init__(self, settings: Settings, backlog: Callable[[], int]) -> None:
-        self.service = ServiceMetrics("ingest", settings.metrics)
+    def __init__(
+        self, settings: Settings, backlog: Callable[[], int], service: str = "ingest"
+    ) -> None:
+        self.service = ServiceMetrics(service, settings.metrics)
         m = self.service
         self.messages = m.counter("messages", "MQTT messages processed and acknowledged")
         self.readings_written = m.counter("readings_written", "readings written to InfluxDB")

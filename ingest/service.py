@@ -93,8 +93,13 @@ class IngestService:
         writer: InfluxWriter,
         clock: Clock | None = None,
         cameras: Mapping[str, Camera] | None = None,
+        *,
+        share_group: str | None = None,
+        metrics_name: str = "ingest",
     ) -> None:
-        """With `cameras`, camera analyses and states are stored too (ingest.cameras)."""
+        """With `cameras`, camera analyses and states are stored too (ingest.cameras).
+        With `share_group`, the session subscribes `$share/{group}/...` (one of the
+        partition sessions of ingest.partitions)."""
         self._settings = settings
         self._topics = Topics(settings.mqtt.root)
         self._pipeline = Pipeline(city, self._topics, settings.ingest, cameras)
@@ -111,7 +116,10 @@ class IngestService:
         self._session = SessionConsumer(
             settings.mqtt,
             settings.ingest.client_id,
-            self._pipeline.topic_filters,
+            [
+                f if share_group is None else f"$share/{share_group}/{f}"
+                for f in self._pipeline.topic_filters
+            ],
             session_expiry_s=settings.ingest.session_expiry_s,
             receive_maximum=settings.ingest.receive_maximum,
             clock=self._clock,
@@ -128,7 +136,7 @@ class IngestService:
         )
         self._drain_thread = threading.Thread(target=self._drain, name="ingest-drain", daemon=True)
         self.metrics = IngestMetrics(
-            settings, lambda: len(self._session.inbox) + self._batches.qsize()
+            settings, lambda: len(self._session.inbox) + self._batches.qsize(), metrics_name
         )
 
     # --- lifecycle ------------------------------------------------------------------

@@ -6,6 +6,8 @@ Nested values use a double underscore: `PANTAU_INFLUX__URL`, `PANTAU_MQTT__PORT`
 from __future__ import annotations
 
 import hashlib
+import os
+import socket
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
@@ -115,6 +117,16 @@ class IngestSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     client_id: str = Field(default="pantau-ingest", pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    partitions: int = Field(
+        default=0,
+        ge=0,
+        le=64,
+        description="0: one ingest, one persistent session named client_id. N: N "
+        "partition sessions {client_id}-p{i} in the shared subscription "
+        "$share/{client_id}/..., each with its own spool, leased to the live ingest "
+        "replicas through the SQL store (database_url): run as many replicas as you like, "
+        "with the same N (ingest.partitions)",
+    )
     batch_max_points: int = Field(default=5000, ge=1)
     batch_max_delay_s: float = Field(default=0.2, gt=0)
     max_future_skew_s: float = Field(default=300.0, ge=0, description="device clocks ahead")
@@ -236,6 +248,13 @@ class RulesSettings(BaseModel):
     )
     webhook_max_backoff_s: float = Field(default=60.0, gt=0)
     webhook_timeout_s: float = Field(default=5.0, gt=0)
+    partitioned: bool = Field(
+        default=False,
+        description="run as one of several replicas: kecamatan partitions leased through "
+        "the SQL store, one MQTT session per partition (rules.partitions; PostgreSQL for "
+        "replicas on more than one host, SQLite on one); false: one process judges the "
+        "whole city on one session",
+    )
 
 
 class ApiSettings(BaseModel):
@@ -345,6 +364,50 @@ class MetricsSettings(BaseModel):
     )
 
 
+class LeaseSettings(BaseModel):
+    """How replicas of a stage share work (pantau/store/leases.py): a dead replica's
+    share moves to the survivors within ttl_s + period_s."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ttl_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="a lease (and a heartbeat) not renewed for this long is anyone's",
+    )
+    period_s: float = Field(
+        default=2.0, gt=0, description="how often a replica renews, gives back and takes leases"
+    )
+
+    @model_validator(mode="after")
+    def _period_below_ttl(self) -> LeaseSettings:
+        if self.period_s * 2 > self.ttl_s:
+            raise ValueError(
+                f"leases.period_s ({self.period_s}) must be at most half of leases.ttl_s "
+                f"({self.ttl_s}): a lease must survive one late renewal"
+            )
+        return self
+
+
+def default_replica() -> str:
+    """`{hostname}-{pid}`: two replicas on one host never share a name."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class VisionSettings(BaseModel):
+    """`pantau vision` as several workers (issue 19)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    share_cameras: bool = Field(
+        default=False,
+        description="lease each camera to one of the live vision workers through the SQL "
+        "store (database_url), a fair share each; a dead worker's cameras move to the "
+        "others within leases.ttl_s + leases.period_s. Off: this process analyses every "
+        "camera it is given",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PANTAU_", env_nested_delimiter="__", extra="forbid"
@@ -365,6 +428,14 @@ class Settings(BaseSettings):
         description="camera evidence JPEGs: pantau vision saves them as <camera>/<frame>.jpg"
         " here, the API serves them to logged-in staff (incident evidence)",
     )
+    replica: str = Field(
+        default_factory=default_replica,
+        pattern=r"^[A-Za-z0-9_.:-]{1,200}$",
+        description="this replica's name (PANTAU_REPLICA), the only setting that differs "
+        "between replicas of a stage; written in leases, logs and metrics",
+    )
+    leases: LeaseSettings = LeaseSettings()
+    vision: VisionSettings = VisionSettings()
     mqtt: MqttSettings = MqttSettings()
     influx: InfluxSettings = InfluxSettings()
     ingest: IngestSettings = IngestSettings()

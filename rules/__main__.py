@@ -31,6 +31,7 @@ def serve(argv: Sequence[str]) -> int:
     # Imported here: the SQL store pulls in alembic, which logs at import, and the
     # backtest needs none of it.
     from pantau.roster import load_roster  # noqa: PLC0415
+    from rules.replicas import ReplicatedRules  # noqa: PLC0415
     from rules.routing import Router  # noqa: PLC0415
     from rules.service import RulesService, make_store  # noqa: PLC0415
 
@@ -51,6 +52,27 @@ def serve(argv: Sequence[str]) -> int:
     store = make_store(settings, zones)
     influx = InfluxQL.from_settings(settings.influx)
     cameras = load_cameras(city)
+    if settings.rules.partitioned:
+        replica = ReplicatedRules(
+            settings, city, store, router, zones, influx=influx, cameras=cameras
+        )
+        run_until_signalled(
+            replica,
+            started=lambda: log.info(
+                "rules: replica %s of %s, %d partitions, MQTT %s:%d root %r, store %s",
+                settings.replica,
+                settings.rules.client_id,
+                len(replica.partitions),
+                settings.mqtt.host,
+                settings.mqtt.port,
+                settings.mqtt.root,
+                store.engine.url.render_as_string(hide_password=True),
+            ),
+        )
+        store.close()
+        influx.close()
+        log.info("stopped: replica %s, %d escalations", settings.replica, replica.escalations)
+        return 0
     service = RulesService(settings, city, store, router, zones, influx=influx, cameras=cameras)
 
     def started() -> None:

@@ -98,7 +98,7 @@ from __future__ import annotations
 
 import heapq
 import logging
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -192,16 +192,24 @@ def _within(rule: Rule, kecamatan: str, parent: dict[str, str | None]) -> Rule |
 
 class RuleEngine:
     def __init__(
-        self, city: City, rules: RuleSet, clock: Clock, *, series_local: bool = True
+        self,
+        city: City,
+        rules: RuleSet,
+        clock: Clock,
+        *,
+        series_local: bool = True,
+        kecamatan: Collection[str] | None = None,
     ) -> None:
         """`series_local=False`: every kind on the watermark, so the changes do not depend
-        on arrival order at all (the backtest's choice: it has no alert to hurry)."""
+        on arrival order (the backtest's: no alert to hurry). `kecamatan`: only these
+        (a rules replica's partitions); None: the whole city."""
         self._city = city
         self._series_local = series_local
         self._clock = clock
         self._settings = rules
         self._parent = {z.id: z.parent_id for z in city.zones.kelurahan}
-        self._partitions = {z.id: _Partition(z.id) for z in city.zones.kecamatan}
+        mine = [z.id for z in city.zones.kecamatan if kecamatan is None or z.id in kecamatan]
+        self._partitions = {k: _Partition(k) for k in mine}
         self._sources: dict[str, _Source] = {}
         self._source_of: dict[str, _Source] = {}
         self._routes: dict[str, list[_Partition]] = {}  # device -> partitions watching it
@@ -226,6 +234,9 @@ class RuleEngine:
     @property
     def rule_ids(self) -> tuple[str, ...]:
         return tuple(r.id for r in self._settings.rules)
+
+    def device_ids(self) -> set[str]:
+        return set(self._routes)  # every device some rule of these partitions watches
 
     def sources_idle(self) -> int:
         return sum(1 for s in self._sources.values() if s.heard is not None and not s.active)
@@ -439,8 +450,7 @@ class RuleEngine:
             p.due[ev.rule.id] = due
 
     def _fire_deadlines(self, p: _Partition, before: datetime) -> list[ConditionChange]:
-        # Each evaluator's next deadline is cached in `due` (refreshed whenever it is
-        # fed), so a reading costs one scan of a small dict, not a call per rule.
+        # Next deadlines are cached in `due` (refreshed on feeding): one scan per reading.
         out: list[ConditionChange] = []
         while p.due:
             at, rid = min((d, rid) for rid, d in p.due.items())
@@ -527,15 +537,16 @@ class RuleEngine:
         clock: Clock,
         history: Iterable[Reading],
         until: datetime | None = None,
+        *,
+        kecamatan: Collection[str] | None = None,
     ) -> tuple[RuleEngine, list[ConditionChange]]:
         """A restarted rules process: replay recent history, return the open verdicts.
 
         Re-emitted ACTIVE changes carry their episode's original `first_at`, so a store
         that already holds the incident recognises it instead of opening a second one.
         """
-        engine = cls(city, rules, clock)
-        # In event-time order, so every series is applied whole (InfluxDB answers
-        # series by series).
+        engine = cls(city, rules, clock, kecamatan=kecamatan)
+        # In event-time order: every series applied whole (InfluxDB answers by series).
         engine.ingest(sorted(history, key=lambda r: (r.time, r.device_id, r.metric)))
         if until is not None:
             engine.advance_watermark(until)
@@ -580,11 +591,9 @@ class RuleEngine:
             for p in routes:
                 members.setdefault(sid, {})[p.id] = p
         for p in self._partitions.values():
-            p.sources = []
+            p.sources, p.floor = [], None
         for sid, parts in members.items():
             src = self._sources[sid]
             src.partitions = list(parts.values())
             for p in src.partitions:
                 p.sources.append(src)
-        for p in self._partitions.values():
-            p.floor = None

@@ -7,7 +7,8 @@ catalogue does not know and devices the registry does not hold are skipped.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import re
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime, timedelta
 
 from pantau.city import City
@@ -20,15 +21,27 @@ _BETWEEN = "SELECT value FROM /.*/ WHERE time >= $start AND time < $end GROUP BY
 
 
 def read_readings(
-    influx: InfluxQL, city: City, start: datetime, end: datetime | None = None
+    influx: InfluxQL,
+    city: City,
+    start: datetime,
+    end: datetime | None = None,
+    *,
+    devices: Collection[str] | None = None,
 ) -> list[Reading]:
     """Readings with `start <= time < end` (no end: up to the latest), grouped by series,
-    not sorted. Raises InfluxQLError when the server refuses or cannot be reached."""
+    not sorted; only of `devices` if given (a rules partition's). Raises InfluxQLError
+    when the server refuses or cannot be reached."""
     params = {"start": start.isoformat()}
     query = _SINCE
     if end is not None:
         query = _BETWEEN
         params["end"] = end.isoformat()
+    if devices is not None:
+        if not devices:
+            return []
+        # Device ids are [A-Za-z0-9_.-] (pantau.topics); escaped all the same.
+        alternatives = "|".join(re.escape(d) for d in sorted(devices))
+        query = query.replace(" GROUP BY", f" AND device =~ /^(?:{alternatives})$/ GROUP BY")
     series = influx.query(query, params=params, epoch="ms")
     metrics = city.catalogue.metrics
     out: list[Reading] = []

@@ -32,13 +32,14 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from sqlalchemy.orm import Session
 
 from pantau.cameras import Camera
 from pantau.city import City, load_agencies
@@ -60,6 +61,7 @@ from pantau.store import (
     load_sla_policy,
     placement_by_zone,
 )
+from pantau.store.leases import LeaseLost
 from pantau.topics import Topics
 from pantau.zoneindex import ZoneIndex
 from rules.cameras import CameraReadings, read_camera_history, rules_city
@@ -76,7 +78,6 @@ from rules.rulespec import RuleSet, load_rules
 log = logging.getLogger(__name__)
 
 POLL_S = 0.002  # an idle worker looks at the inbox this often
-REDELIVERY_WAIT_S = 2.0  # at a start, how long a persistent session's backlog may take
 PEEK_MESSAGES = 200  # redelivered messages looked at for the earliest pending reading
 STOP_GRACE_S = 3.0  # for PUBACKs in flight when stopping
 # Buffered readings the watermark kinds take per turn beyond twice the batch (a few
@@ -127,6 +128,8 @@ def make_store(settings: Settings, zones: ZoneIndex, clock: Clock | None = None)
 
 
 class RulesService:
+    redelivery_wait_s = 2.0  # at a start, how long a persistent session's backlog may take
+
     def __init__(
         self,
         settings: Settings,
@@ -138,6 +141,7 @@ class RulesService:
         clock: Clock | None = None,
         influx: InfluxQL | None = None,
         cameras: Mapping[str, Camera] | None = None,
+        webhooks: bool = True,
     ) -> None:
         """`influx`: where to read the rebuild window from (None: start empty).
         `cameras`: the camera registry; its analyses on `{root}/cameras/+/analysis` are
@@ -161,7 +165,9 @@ class RulesService:
             CameraReadings(self._cameras, city.catalogue, self._topics) if self._cameras else None
         )
         self._rules = load_rules(self.rules_path, self._rules_city)  # a bad file is fatal
-        self._engine = RuleEngine(self._rules_city, self._rules, self._clock)
+        self._engine = RuleEngine(
+            self._rules_city, self._rules, self._clock, kecamatan=self._scope()
+        )
         self._reader = DeviceMessageReader(city, self._topics, settings.ingest)
         self._requests: queue.Queue[tuple[datetime, threading.Event]] = queue.Queue()
         self._reload_requested = threading.Event()
@@ -169,9 +175,8 @@ class RulesService:
         self.stats = RulesStats()
         self._session = SessionConsumer(
             settings.mqtt,
-            self._config.client_id,
-            [self._topics.all_sensor_up]
-            + ([self._topics.all_camera_analysis] if self._cameras else []),
+            self._client_id(),
+            self._subscriptions(),
             session_expiry_s=self._config.session_expiry_s,
             receive_maximum=self._config.receive_maximum,
             clock=self._clock,
@@ -184,10 +189,27 @@ class RulesService:
         self._worker = threading.Thread(target=self._run, name="rules-worker", daemon=True)
         # Unsent outbox rows of an earlier run (a crash before the PUBACK) go out first.
         self._outbox_dirty = True
-        webhooks = WebhookConfig.from_settings(self._config)
-        self._webhooks = None if webhooks is None else NotifierThread(store, webhooks)
+        self._owed: list[OutboxMessage] = []  # rows this turn wrote (rules.partitions)
+        self.lost = False  # the partition lease was lost (rules.partitions)
+        hooks = WebhookConfig.from_settings(self._config) if webhooks else None
+        self._webhooks = None if hooks is None else NotifierThread(store, hooks)
         # Seq gaps across a broker reconnect: data_quality points and incidents.
         self._gaps = UplinkGaps(city, settings.influx)
+
+    # --- what a partition of a replica changes (rules.partitions) -----------------------
+    def _client_id(self) -> str:
+        return self._config.client_id
+
+    def _subscriptions(self) -> list[str]:
+        cameras = [self._topics.all_camera_analysis] if self._cameras else []
+        return [self._topics.all_sensor_up, *cameras]
+
+    def _scope(self) -> Collection[str] | None:
+        """The kecamatan this service judges (None: all)."""
+        return None
+
+    def _fence(self, session: Session) -> None:
+        """Runs first in every incident transaction; a partition checks its lease."""
 
     # --- lifecycle ------------------------------------------------------------------
     def start(self) -> None:
@@ -269,6 +291,10 @@ class RulesService:
                 self._serve_requests()
         except Stopping:
             log.info("stopping with messages unacknowledged (redelivered later)")
+        except LeaseLost as err:
+            # Another replica owns the partition now: act on nothing more of it.
+            log.warning("%s; stopping, messages in hand unacknowledged", err)
+            self.lost = True
         except Exception:
             log.exception("rules worker failed; messages in hand stay unacknowledged")
             raise
@@ -379,7 +405,7 @@ class RulesService:
         then publish every unsent outbox row and wait for the broker."""
         for change in changes:
             self.stats.changes += 1
-            update = self._store.apply(change, compose=self._composer(change))
+            update = self._store.apply(change, compose=self._composer(change), fence=self._fence)
             if update.kind is UpdateKind.OPENED:
                 self.stats.opened += 1
                 # Device time -> opening: near zero in order, the wait of a late reading.
@@ -394,6 +420,7 @@ class RulesService:
                     )
             if update.outbox:
                 self._outbox_dirty = True
+                self._owed += update.outbox
             inc = update.incident
             for m in update.outbox:
                 if m.kind is OutboxKind.ALERT and inc is not None:
@@ -438,6 +465,7 @@ class RulesService:
         """Publish unsent outbox rows in id order (QoS 1), wait for the PUBACKs, then
         mark them sent. A crash in between sends them again (receivers dedupe on the
         message id); a stop leaves them for the next start."""
+        self._owed = []
         if not self._outbox_dirty:
             return
         limit = self._config.outbox_batch
@@ -515,7 +543,7 @@ class RulesService:
         self._await_history()
         history = self._history()
         self._engine, current = RuleEngine.rebuild(
-            self._rules_city, self._rules, self._clock, history
+            self._rules_city, self._rules, self._clock, history, kecamatan=self._scope()
         )
         self.stats.rebuilt_readings = len(history)
         self._apply(current)
@@ -537,9 +565,10 @@ class RulesService:
         """
         if self._influx is None or self._config.rebuild_window_s <= 0:
             return
-        if not self._session.wait_connected(REDELIVERY_WAIT_S) or not self._session.session_present:
+        wait = self.redelivery_wait_s
+        if not self._session.wait_connected(wait) or not self._session.session_present:
             return  # a new session has no backlog, and nothing was acknowledged before
-        deadline = time.monotonic() + REDELIVERY_WAIT_S
+        deadline = time.monotonic() + wait
         while not self._inbox and time.monotonic() < deadline:
             time.sleep(POLL_S)  # a persistent session's backlog arrives right after CONNACK
         first = min(

@@ -48,14 +48,33 @@ def main(argv: Sequence[str]) -> int:
         cameras = {cid: c for cid, c in cameras.items() if cid in args.camera}
     # One thread per camera does the work; OpenCV's own thread pool would only contend.
     cv2.setNumThreads(1)
+    leases = None
+    client_id = args.client_id
+    if settings.vision.share_cameras:
+        # One of several workers: cameras leased through the store; its own MQTT session.
+        # Imported here: a lone vision process does not load the SQL store.
+        from pantau.store import make_engine, migrate  # noqa: PLC0415
+        from pantau.store.leases import Leases  # noqa: PLC0415
+
+        engine = make_engine(settings.database_url)
+        migrate(engine)
+        leases = Leases(engine, "vision", settings.replica, settings.leases.ttl_s)
+        client_id = f"{args.client_id}-{settings.replica}"
     service = VisionService(
-        settings.mqtt, cameras, evidence_dir=args.evidence_dir, client_id=args.client_id
+        settings.mqtt,
+        cameras,
+        evidence_dir=args.evidence_dir,
+        client_id=client_id,
+        leases=leases,
+        period_s=settings.leases.period_s,
     )
 
     def started() -> None:
         log.info(
-            "vision: %d cameras -> MQTT %s root %r, evidence in %s",
+            "vision %s: %d cameras%s -> MQTT %s root %r, evidence in %s",
+            settings.replica,
             len(cameras),
+            " shared with the other live workers" if leases else "",
             settings.mqtt.describe(),
             settings.mqtt.root,
             args.evidence_dir,

@@ -4,16 +4,25 @@ Analyses go to `{root}/cameras/{id}/analysis` at QoS 1 (a lost analysis is a gap
 series, not a disaster, but QoS 1 costs nothing at a few messages per second); states
 to `{root}/cameras/{id}/status`, retained, so a dashboard or the rules learn each
 camera's state on subscribing. Stopping publishes `offline` for every camera.
+
+With `leases` (vision.share_cameras), several vision workers share the cameras: each
+camera is leased to one live worker (pantau.store.leases, kind `vision`), a fair share
+each. A worker runs a camera only while it holds its lease, stops it as soon as a
+balance says it lost it, and stops all of them once its leases could have expired
+without its knowing (the store unreachable); a stopping worker gives its cameras back
+so the others take them at once, and says `offline` only if no other worker is live.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -34,6 +43,9 @@ from vision.analyzer import CameraAnalyzer
 from vision.sources import FrameSource, open_source
 from vision.worker import CameraWorker
 
+if TYPE_CHECKING:  # the SQL store is loaded only by a worker that shares cameras
+    from pantau.store.leases import Leases
+
 log = logging.getLogger(__name__)
 
 SourceFactory = Callable[[Camera, Clock], FrameSource]
@@ -53,10 +65,17 @@ class VisionService:
         client_id: str | None = None,
         clock: Clock | None = None,
         source_factory: SourceFactory = default_source,
+        leases: Leases | None = None,
+        period_s: float = 2.0,
     ) -> None:
+        """With `leases`, only the cameras this worker leases run (re-balanced every
+        `period_s`), and each analysis names the worker (MQTT user property `replica`)."""
         self._settings = mqtt_settings
         self._topics = Topics(mqtt_settings.root)
         self._clock = clock or SystemClock()
+        self._cameras = dict(cameras)
+        self._evidence_dir = evidence_dir
+        self._source_factory = source_factory
         self._connected = threading.Event()
         self._client = make_client(
             mqtt_settings, client_id or f"pantau-vision-{uuid.uuid4().hex[:8]}", manual_ack=False
@@ -64,41 +83,96 @@ class VisionService:
         self._client.max_queued_messages_set(1000)  # bounded while the broker is away
         self._client.on_connect = lambda *_args: self._connected.set()
         self._client.on_disconnect = lambda *_args: self._connected.clear()
-        self.workers = [
-            CameraWorker(
-                camera,
-                source_factory(camera, self._clock),
-                CameraAnalyzer(camera, evidence_dir),
-                on_analysis=self._publish_analysis,
-                on_state=self._publish_state,
-                clock=self._clock,
-            )
-            for camera in cameras.values()
-        ]
+        self._leases = leases
+        self._period_s = period_s
+        self._replica = None if leases is None else leases.owner
+        self._last_renewed = time.monotonic()
+        self._stop = threading.Event()
+        self._balancer = threading.Thread(target=self._balance_loop, name="vision-leases")
+        self.running: dict[str, CameraWorker] = {}
+        self.workers: list[CameraWorker] = []  # every worker this process ran (stats)
+        if leases is None:
+            for camera in self._cameras.values():
+                self._new_worker(camera)
+
+    def _new_worker(self, camera: Camera) -> CameraWorker:
+        worker = CameraWorker(
+            camera,
+            self._source_factory(camera, self._clock),
+            CameraAnalyzer(camera, self._evidence_dir),
+            on_analysis=self._publish_analysis,
+            on_state=self._publish_state,
+            clock=self._clock,
+        )
+        self.running[camera.id] = worker
+        self.workers.append(worker)
+        return worker
 
     def start(self) -> None:
         self._client.start_async()
         self._client.loop_start()
-        for worker in self.workers:
-            worker.start()
+        if self._leases is None:
+            for worker in self.workers:
+                worker.start()
+        else:
+            self._balance()
+            self._balancer.start()
 
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
 
     def stop(self) -> None:
-        for worker in self.workers:
-            worker.stop()
-        for worker in self.workers:
-            self._publish_state(worker.camera.id, CameraState.OFFLINE, self._clock.now(), "stopped")
+        self._stop.set()
+        if self._balancer.is_alive():
+            self._balancer.join(timeout=30)
+        stopped = list(self.running)
+        for camera_id in stopped:
+            self.running.pop(camera_id).stop()
+        others = False
+        if self._leases is not None:
+            try:
+                self._leases.release_all()  # the others take them at once
+                others = bool(self._leases.live_replicas())
+            except Exception as err:
+                log.warning("could not give back the camera leases: %s", err)
+        if not others:
+            for camera_id in stopped:
+                self._publish_state(camera_id, CameraState.OFFLINE, self._clock.now(), "stopped")
         self._client.disconnect()  # paho sends what is queued first
         self._client.loop_stop()
+
+    def _balance_loop(self) -> None:
+        while not self._stop.wait(self._period_s):
+            self._balance()
+
+    def _balance(self) -> None:
+        assert self._leases is not None
+        try:
+            held, lost = self._leases.balance(sorted(self._cameras))
+        except Exception as err:
+            log.warning("cannot renew the camera leases: %s", err)
+            # Stop before a lease not renewed since could expire and be taken.
+            if time.monotonic() - self._last_renewed >= self._leases.ttl_s - self._period_s:
+                for camera_id in list(self.running):
+                    log.warning("stopping camera %s: its lease may expire", camera_id)
+                    self.running.pop(camera_id).stop()
+            return
+        self._last_renewed = time.monotonic()
+        for camera_id in lost:
+            if camera_id in self.running:
+                log.info("camera %s moves to another worker", camera_id)
+                self.running.pop(camera_id).stop()
+        for lease in held:
+            if lease.key not in self.running:
+                log.info("camera %s: analysed here (lease epoch %d)", lease.key, lease.epoch)
+                self._new_worker(self._cameras[lease.key]).start()
 
     def _publish_analysis(self, analysis: FrameAnalysis) -> None:
         self._client.publish(
             self._topics.camera_analysis(analysis.camera_id),
             encode_analysis(analysis),
             qos=1,
-            properties=_content_type(ANALYSIS_CONTENT_TYPE),
+            properties=_content_type(ANALYSIS_CONTENT_TYPE, self._replica),
         )
 
     def _publish_state(
@@ -113,7 +187,9 @@ class VisionService:
         )
 
 
-def _content_type(value: str) -> Properties:
+def _content_type(value: str, replica: str | None = None) -> Properties:
     props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
     props.ContentType = value
+    if replica is not None:
+        props.UserProperty = [("replica", replica)]
     return props

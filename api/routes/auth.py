@@ -38,7 +38,7 @@ async def token(
     # Delayed before the password is even checked (a delayed guess learns nothing),
     # per (username, address) and per address: never the account as such (api.throttle).
     user, address = form.username[:64], request.client.host if request.client else "?"
-    delay = ctx.login_delays.wait(user, address)
+    delay = await run_in_threadpool(ctx.login_delays.wait, user, address)
     if delay is not None:
         if delay.first:
             await run_in_threadpool(
@@ -64,12 +64,12 @@ async def token(
         ) from None
     session = await asyncio.wrap_future(future)
     if session is None:
-        ctx.login_delays.failed(user, address)
+        await run_in_threadpool(ctx.login_delays.failed, user, address)
         await run_in_threadpool(
             ctx.audit.record, None, "login", Outcome.DENIED, "wrong credentials", subject=user
         )
         raise UNAUTHORIZED
-    ctx.login_delays.succeeded(user, address)
+    await run_in_threadpool(ctx.login_delays.succeeded, user, address)
     lifetime = ctx.token_lifetime
     return Token(
         access_token=issue_token(

@@ -1,21 +1,28 @@
 """/stream/incidents: server-sent events of incident timeline events the caller may see.
 
-Events are read from the timeline table (the rules service and this API both write
-there), so the stream shows changes from any process, in commit order of their ids.
-A reconnecting client sends Last-Event-ID and misses nothing.
+Events are read from the timeline table (the rules service and every API replica
+write there), so the stream shows changes from any process. A reconnecting client
+sends Last-Event-ID and misses nothing.
+
+With several writers at once (API and rules replicas on PostgreSQL) ids are taken in
+one order and committed in another: id 41 may become visible after 42 has been sent.
+So each poll also lists the new ids regardless of scope, remembers the ones skipped
+below the newest, and looks for them again for `GAP_WAIT_S`; one that shows up by then
+is sent late (out of id order), one that never does was a rolled-back transaction.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from api.context import ApiContext
 from api.deps import MAX_ID, Ctx, CurrentPrincipal, OptionalId, api_key, authenticated, oauth2
@@ -30,6 +37,8 @@ from .incidents import deny_missing, in_scope
 router = APIRouter(prefix="/stream", tags=["live"])
 BATCH = 500
 KEEPALIVE_S = 15.0
+GAP_WAIT_S = 10.0  # longest a skipped id is waited for (a transaction still open)
+MAX_GAPS = 1000
 RECHECK_S = 5.0  # the caller's token and session are checked again this often
 
 
@@ -38,13 +47,53 @@ def _latest_id(ctx: ApiContext) -> int:
         return int(session.scalar(select(func.max(IncidentEventRow.id))) or 0)
 
 
+class Gaps:
+    """Ids skipped below the cursor, each with when it was first missed."""
+
+    def __init__(self) -> None:
+        self.missing: dict[int, float] = {}
+
+    def note(self, after: int, seen: list[int], now: float) -> None:
+        """`seen`: the ids after `after` in order, every scope (a gap is a gap for all)."""
+        if not seen:
+            return
+        present = set(seen)
+        for i in range(after + 1, seen[-1]):
+            if i not in present and len(self.missing) < MAX_GAPS:
+                self.missing.setdefault(i, now)
+
+    def pending(self, now: float) -> list[int]:
+        for i in [i for i, t in self.missing.items() if now - t > GAP_WAIT_S]:
+            del self.missing[i]
+        return sorted(self.missing)
+
+
+def new_ids(ctx: ApiContext, after: int) -> list[int]:
+    with ctx.readers() as session:
+        rows = session.scalars(
+            select(IncidentEventRow.id)
+            .where(IncidentEventRow.id > after)
+            .order_by(IncidentEventRow.id)
+            .limit(BATCH)
+        )
+        return list(rows)
+
+
 def read_events(
-    ctx: ApiContext, who: Principal, after: int, incident_id: int | None
+    ctx: ApiContext,
+    who: Principal,
+    after: int,
+    incident_id: int | None,
+    also: list[int] | None = None,
 ) -> list[tuple[int, dict[str, Any]]]:
+    """Events after `after` (and those of the ids `also`) the caller may see, by id."""
+    wanted = IncidentEventRow.id > after
+    if also:
+        wanted = or_(wanted, IncidentEventRow.id.in_(also))
     query = (
         select(IncidentEventRow, IncidentRow)
         .join(IncidentRow, IncidentRow.id == IncidentEventRow.incident_id)
-        .where(IncidentEventRow.id > after, *scope_filter(who, ctx.geo))
+        .where(wanted, *scope_filter(who, ctx.geo))
         .order_by(IncidentEventRow.id)
         .limit(BATCH)
     )
@@ -105,6 +154,7 @@ async def incidents(
 
     async def events() -> AsyncIterator[str]:
         nonlocal cursor
+        gaps = Gaps()
         yield f"retry: 2000\n: connected at event {cursor}\n\n"
         idle = recheck = 0.0
         while not await request.is_disconnected():
@@ -115,11 +165,20 @@ async def incidents(
                 if await authenticated(ctx, token, key) != who:
                     yield ": session ended\n\n"
                     return
-            batch = await run_in_threadpool(read_events, ctx, who, cursor, incident_id)
+            now = time.monotonic()
+            seen = await run_in_threadpool(new_ids, ctx, cursor)
+            late = gaps.pending(now)
+            gaps.note(cursor, seen, now)
+            batch = await run_in_threadpool(read_events, ctx, who, cursor, incident_id, late)
+            top = seen[-1] if seen else cursor
             for event_id, data in batch:
-                cursor = event_id
+                gaps.missing.pop(event_id, None)
+                if event_id > top:
+                    break  # committed after the id list was read: the next poll has it
+                cursor = max(cursor, event_id)
                 yield f"id: {event_id}\nevent: incident\ndata: {json.dumps(data)}\n\n"
-            if len(batch) == BATCH:
+            cursor = max(cursor, top)
+            if len(seen) == BATCH:
                 continue
             await asyncio.sleep(poll)
             idle += poll

@@ -1,4 +1,5 @@
-"""The API's tables (migration 0003): users, API keys, the audit log and citizen reports.
+"""The API's tables (migration 0003): users, API keys, the audit log and citizen reports;
+(0007) login failures and rate-limit hits shared by API replicas.
 
 They live in the incident store's migration chain and metadata so one `migrate(url)`
 builds the whole schema and the model-vs-migration check covers them too. The audit
@@ -90,8 +91,9 @@ class AuditRow(Base):
 
 
 class CitizenReportRow(Base):
-    """A pengaduan: where, what, an optional photo. No name, phone or address is taken,
-    and the client address is used only in memory for rate limiting."""
+    """A pengaduan: where, what, an optional photo. No name, phone or address is taken;
+    the client address is used only for rate limiting (in memory, or as an HMAC in
+    `api_rate_hits` for an hour when API replicas share PostgreSQL)."""
 
     __tablename__ = "citizen_reports"
 
@@ -119,3 +121,32 @@ class CitizenReportRow(Base):
         Index("ix_citizen_reports_track_sha256", "track_sha256", unique=True),
         Index("ix_citizen_reports_incident_id", "incident_id"),
     )
+
+
+class LoginFailureRow(Base):
+    """Failed logins per (username, address) and per address, shared by every API replica
+    on PostgreSQL (migration 0007; api.shared_limits). The key is a keyed hash, so the
+    table holds no username or address in clear; rows older than 15 minutes are deleted."""
+
+    __tablename__ = "api_login_failures"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)
+    last: Mapped[float] = mapped_column(Float)  # epoch seconds of the latest failure
+    audited: Mapped[float] = mapped_column(Float)  # `last` already written to the audit log
+
+    __table_args__ = (Index("ix_api_login_failures_last", "last"),)
+
+
+class RateHitRow(Base):
+    """One counted request of a sliding-window limit (citizen reports per address),
+    shared by every API replica on PostgreSQL. `bucket` is a keyed hash of the limit's
+    name and the client; hits older than the window are deleted."""
+
+    __tablename__ = "api_rate_hits"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    bucket: Mapped[str] = mapped_column(String(64))
+    at: Mapped[float] = mapped_column(Float)
+
+    __table_args__ = (Index("ix_api_rate_hits_bucket_at", "bucket", "at"),)

@@ -9,6 +9,7 @@ from enum import StrEnum
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     DateTime,
     Dialect,
@@ -208,5 +209,34 @@ class OutboxRow(Base):
     notify_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     notify_error: Mapped[str | None] = mapped_column(Text)
     notified_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # Claims (0006): the replica publishing / notifying this row and until when; an
+    # expired claim is anyone's (its replica died). Written by SQL in pantau.store.claims.
+    publish_owner: Mapped[str | None] = mapped_column(String(255))
+    publish_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    notify_owner: Mapped[str | None] = mapped_column(String(255))
+    notify_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
     __table_args__ = (_one_of("kind", OutboxKind), _one_of("notify_state", NotifyState))
+
+
+class LeaseRow(Base):
+    """One unit of shared work (kind, key) held by one replica until expires_at; epoch
+    rises at every change of owner (0006, pantau.store.leases)."""
+
+    __tablename__ = "leases"
+
+    kind: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(255))
+    epoch: Mapped[int] = mapped_column(BigInteger)
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class ReplicaRow(Base):
+    """A replica's heartbeat: live while seen_at is younger than the lease ttl (0006)."""
+
+    __tablename__ = "replicas"
+
+    kind: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    seen_at: Mapped[datetime] = mapped_column(UtcDateTime())

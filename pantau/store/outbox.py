@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from pantau.clock import Clock
 
+from .claims import Claims
 from .mapping import outbox_from_row
 from .models import OutboxRow
 from .types import NotifyState, OutboxMessage
@@ -23,9 +24,13 @@ class OutboxQueue:
 
     _sessions: sessionmaker[Session]
     _clock: Clock
+    claims: Claims | None  # several replicas: rows are claimed before they are sent
 
     def unpublished(self, limit: int = 1000) -> list[OutboxMessage]:
-        """Outbox rows the broker has not confirmed yet, oldest first."""
+        """Outbox rows the broker has not confirmed yet, oldest first. With claims, only
+        rows nobody holds (or whose holder died), now claimed by this replica."""
+        if self.claims is not None:
+            return self.outbox_messages(self.claims.claim_unpublished(limit))
         query = (
             select(OutboxRow)
             .where(OutboxRow.published_at.is_(None))
@@ -46,7 +51,10 @@ class OutboxQueue:
             )
 
     def pending_notifications(self, limit: int = 100) -> list[OutboxMessage]:
-        """Alert rows not yet handed to the chat webhooks, oldest first."""
+        """Alert rows not yet handed to the chat webhooks, oldest first. With claims,
+        a few at a time (the claim must outlast their delivery), claimed."""
+        if self.claims is not None:
+            return self.outbox_messages(self.claims.claim_notifications(min(limit, 10)))
         query = (
             select(OutboxRow)
             .where(OutboxRow.notify_state == NotifyState.PENDING)
@@ -83,6 +91,14 @@ class OutboxQueue:
         with self._sessions() as session, session.begin():
             result = session.execute(query)
             return int(getattr(result, "rowcount", 0) or 0)
+
+    def outbox_messages(self, ids: Sequence[int]) -> list[OutboxMessage]:
+        """These rows, by id."""
+        if not ids:
+            return []
+        query = select(OutboxRow).where(OutboxRow.id.in_(list(ids))).order_by(OutboxRow.id)
+        with self._sessions() as session:
+            return [outbox_from_row(r) for r in session.scalars(query)]
 
     def outbox_message(self, message_id: int) -> OutboxMessage | None:
         with self._sessions() as session:

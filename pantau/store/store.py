@@ -31,6 +31,7 @@ from pantau.incidents import (
 )
 
 from . import chain
+from .claims import Claims
 from .mapping import event_from_row, incident_from_row, outbox_from_row
 from .migrate import make_engine, migrate
 from .models import IncidentEventRow, IncidentRow, OutboxRow
@@ -130,7 +131,8 @@ class IncidentStore(OutboxQueue):
         migrate_schema: bool = False,
     ) -> None:
         """`migrate_schema=True` applies the migrations first (embedded SQLite default);
-        services sharing a PostgreSQL database should run `migrate(url)` once instead."""
+        services sharing a PostgreSQL database should run `migrate(url)` once instead.
+        Replicas set `claims` (`use_claims`) so each outbox row is sent by one of them."""
         self._owns_engine = isinstance(engine_or_url, str)
         self.engine = (
             make_engine(engine_or_url) if isinstance(engine_or_url, str) else engine_or_url
@@ -141,6 +143,13 @@ class IncidentStore(OutboxQueue):
         self._sla = sla_policy
         self._clock = clock
         self._place = place
+        self.claims: Claims | None = None
+
+    def use_claims(self, owner: str, ttl_s: float, notify_ttl_s: float) -> Claims:
+        """From now on outbox rows are claimed by `owner` before they are sent, and rows
+        this store writes are claimed for it in their own transaction."""
+        self.claims = Claims(self.engine, owner, ttl_s, notify_ttl_s)
+        return self.claims
 
     def close(self) -> None:
         if self._owns_engine:
@@ -152,17 +161,24 @@ class IncidentStore(OutboxQueue):
         self,
         change: ConditionChange,
         compose: Callable[[IncidentUpdate], Dispatch] | None = None,
+        *,
+        fence: Callable[[Session], None] | None = None,
     ) -> IncidentUpdate:
         """Act on one condition change; idempotent (the same change twice is IGNORED).
 
         `compose` (the rules service's) turns an update that changed something into the
         messages it owes; they go into the outbox in the same transaction, so a crash
         before they are published cannot lose them (`unpublished()` at the next start).
+        `fence` runs first in that transaction (a rules replica's partition lease,
+        pantau.store.leases): it raises to refuse the write, so a replica that lost its
+        partition cannot open, update or enqueue anything.
         """
         _check_change(change)
         for attempt in (1, 2):
             try:
                 with self._sessions() as session, session.begin():
+                    if fence is not None:
+                        fence(session)  # first: lease row, then incident rows (lock order)
                     row = self._active_row(session, change.key, lock=True)
                     if row is None:
                         if change.state is not ConditionState.ACTIVE:
@@ -214,6 +230,8 @@ class IncidentStore(OutboxQueue):
         for r, m in zip(rows, dispatch.messages, strict=True):
             r.payload = json.dumps({**m.body, "message_id": r.id}, separators=(",", ":"))
         session.flush()
+        if self.claims is not None:
+            self.claims.mark_mine(session, [r.id for r in rows])
         return replace(
             update, incident=incident_from_row(row), outbox=tuple(outbox_from_row(r) for r in rows)
         )

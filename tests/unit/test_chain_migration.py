@@ -56,7 +56,7 @@ def test_existing_rows_are_chained_as_the_application_chains_them(url: str) -> N
     written = _hashes(engine)
     assert len(written) > 8 and all(len(h) == 64 for *_, h in written)
 
-    downgrade(engine, "0005")
+    downgrade(engine, "0007")
     with engine.connect() as conn:
         columns = {c[0] for c in conn.execute(text("SELECT * FROM audit_log")).cursor.description}
     assert "row_hash" not in columns

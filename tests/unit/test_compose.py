@@ -176,6 +176,11 @@ def test_services_wait_for_what_they_need_and_report_health(compose: dict[str, A
             assert spec["healthcheck"]["test"] not in ([], ["NONE"]), name
         assert spec["restart"] == "unless-stopped", name
     assert services["simulator"]["profiles"] == ["demo"]
+    for name in ("ingest", "rules", "api", "vision"):  # issue 19: two of each
+        assert services[name]["deploy"]["replicas"] == 2, name
+    assert services["ingest"]["environment"]["PANTAU_INGEST__PARTITIONS"] == "4"
+    assert services["vision"]["environment"]["PANTAU_VISION__SHARE_CAMERAS"] == "true"
+    assert services["rules"]["environment"]["PANTAU_RULES__PARTITIONED"] == "true"
     assert set(compose["volumes"]) >= {
         "mosquitto-data",
         "influxdb-data",

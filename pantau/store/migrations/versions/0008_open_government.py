@@ -1,7 +1,7 @@
 """open government: hash-chained audit log and timelines; report tracking and ratings
 
 Revision ID: 0008_open_government
-Revises: 0005
+Revises: 0007
 Create Date: 2026-12-06
 
 audit_log and incident_events gain `prev_hash` and `row_hash` (pantau.store.chain);
@@ -21,7 +21,7 @@ from alembic import op
 from pantau.store.chain import GENESIS, audit_fields, event_fields, link, timeline_genesis
 
 revision: str = "0008_open_government"
-down_revision: str | None = "0005"
+down_revision: str | None = "0007"
 branch_labels: str | None = None
 depends_on: str | None = None
 
