@@ -14,7 +14,7 @@ from .context import ApiContext
 from .deps import CurrentPrincipal
 from .fastpath import CachedListings
 from .guards import BodyLimits, ClientAddress, SecurityHeaders, networks
-from .routes import auth, city, feeds, incidents, kpi, pages, reports, stream
+from .routes import auth, city, feeds, incidents, kpi, operator, pages, reports, stream
 from .routes.pages import STATIC
 
 DESCRIPTION = """Pantau's API for {city}: incidents and the crew workflow, zones
@@ -44,7 +44,7 @@ def create_app(ctx: ApiContext) -> FastAPI:
         redoc_url="/redoc" if public_docs else None,
     )
     app.state.ctx = ctx
-    for module in (auth, incidents, city, feeds, kpi, stream, reports, pages):
+    for module in (auth, incidents, operator, city, feeds, kpi, stream, reports, pages):
         app.include_router(module.router)
     if not public_docs:
 

@@ -237,6 +237,11 @@ class ApiSettings(BaseModel):
     body_min_rate: int = Field(
         default=16 * 1024, ge=1, description="slowest accepted upload, bytes per second"
     )
+    grafana_url: str = Field(
+        default="http://localhost:3000",
+        description="Grafana as the operators' browsers reach it: the operations page "
+        "links an incident's station, zone and camera to its dashboards there",
+    )
     cors_origins: list[str] = Field(
         default_factory=list,
         description="browser origins allowed to call the API cross-site; empty: none",

@@ -1,0 +1,48 @@
+"""timeline events of kind `note` and `assignment`: the operations page's notes and
+crew (re)assignments
+
+Revision ID: 0006p
+Revises: 0005
+Create Date: 2026-12-06
+
+An operator's note and a crew assigned or reassigned without a workflow move go on the
+incident's timeline (and so on the live stream and in the audit trail); the CHECK on
+incident_events.kind gains 'note' and 'assignment'.
+"""
+
+from __future__ import annotations
+
+from alembic import op
+
+revision: str = "0006p"
+down_revision: str | None = "0005"
+branch_labels: str | None = None
+depends_on: str | None = None
+
+BEFORE = ("condition", "workflow", "severity", "sla", "report")
+AFTER = (*BEFORE, "note", "assignment")
+NAME = "ck_incident_events_kind"  # 0001's `kind` under the naming convention
+
+
+def _check(kinds: tuple[str, ...]) -> str:
+    return "kind IN ({})".format(", ".join(f"'{k}'" for k in kinds))
+
+
+def _replace_check(kinds: tuple[str, ...]) -> None:
+    if op.get_bind().dialect.name == "sqlite":
+        # SQLite cannot alter a CHECK: batch mode copies the table with the new one.
+        with op.batch_alter_table("incident_events", recreate="always") as batch:
+            batch.drop_constraint(op.f(NAME), type_="check")
+            batch.create_check_constraint(op.f(NAME), _check(kinds))
+    else:
+        op.drop_constraint(op.f(NAME), "incident_events", type_="check")
+        op.create_check_constraint(op.f(NAME), "incident_events", _check(kinds))
+
+
+def upgrade() -> None:
+    _replace_check(AFTER)
+
+
+def downgrade() -> None:
+    op.execute("DELETE FROM incident_events WHERE kind IN ('note', 'assignment')")
+    _replace_check(BEFORE)
