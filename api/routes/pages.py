@@ -11,7 +11,7 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from api.context import ApiContext
-from api.deps import Ctx
+from api.deps import Ctx, IncidentId
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 router = APIRouter(include_in_schema=False)
@@ -37,4 +37,11 @@ def crew_page(ctx: Ctx) -> HTMLResponse:
 
 @router.get("/app/ops")
 def ops_page(ctx: Ctx) -> HTMLResponse:
+    return _page(ctx, "ops.html")
+
+
+@router.get("/app/ops/incidents/{incident_id}")
+def ops_incident_page(ctx: Ctx, incident_id: IncidentId) -> HTMLResponse:
+    """The ops page opened on one incident (Grafana and alerts link here); the page
+    reads the id from its address once the operator is logged in."""
     return _page(ctx, "ops.html")

@@ -47,18 +47,47 @@ def test_crew_page_acknowledge_on_site_resolve(
         # Only the crew's own incident is listed (not Ciledug's, not PUPR's).
         cards = page.locator("article.card")
         expect(cards).to_have_count(1)
+        # The card says where (kelurahan, map links a phone opens), what to do, and
+        # until when, in WIB; the acknowledge-by time has passed: marked.
+        old = page.locator(f'article[data-incident="{world.karawaci.id}"]')
+        expect(old.locator('[data-field="place"]')).to_contain_text("Kel. Cimone, Kec. Karawaci")
+        expect(old.locator('[data-field="place"] a[href^="geo:-6."]')).to_have_count(1)
+        osm = old.locator('[data-field="place"] a[href^="https://www.openstreetmap.org/?mlat=-6."]')
+        expect(osm).to_have_count(1)
+        expect(old.locator("details.instruction")).to_contain_text("Hindari genangan")
+        expect(old.locator(".meta")).to_contain_text("Siaga · Baru · dibuka")
+        ack_due = old.locator('[data-field="ack-due"]')
+        expect(ack_due).to_contain_text("WIB")
+        expect(ack_due).to_contain_text("TERLAMBAT")
+        expect(ack_due).to_have_class("late")
+        expect(old.locator('[data-field="resolve-due"]')).not_to_have_class("late")
+        # A reading against its station's levels (the evidence series needs InfluxDB,
+        # not in this world: the same function on a reading).
+        text = page.evaluate(
+            "latestText({metric: 'water_level', value: 150, at: '2026-11-30T20:00:00Z',"
+            " alert: 120, danger: 160, bankfull: 200})"
+        )
+        assert text == (
+            "Tinggi muka air terakhir: 150 cm — di atas Siaga II (Sel, 1/12, 03.00 WIB). "
+            "Batas: Siaga II (waspada) 120 cm, Siaga I (awas) 160 cm"
+        ), text
         # A new alert in the crew's zone arrives over the stream, no reload.
         at = datetime.now(UTC) - timedelta(minutes=1)
-        new = world.ctx.store.apply(flood("kel-bugel", at, Severity.AWAS)).incident
+        change = flood("kel-bugel", at, Severity.AWAS, device="wl-bugel-010")
+        new = world.ctx.store.apply(change).incident
         assert new is not None
         card = page.locator(f'article[data-incident="{new.id}"]')
         expect(card).to_be_visible(timeout=10_000)
         expect(cards).to_have_count(2)
         expect(cards.first).to_have_attribute("data-incident", str(new.id))  # awas first
+        expect(card.locator('[data-field="place"]')).to_contain_text("water level station Bugel")
         card.locator('[data-action="ack"]').click()
         expect(card).to_have_attribute("data-state", "acknowledged")
         card.locator('[data-action="on-site"]').click()
         expect(card).to_have_attribute("data-state", "on_site")
+        expect(card.locator(".meta")).to_contain_text("Awas · Di lokasi")
+        options = card.locator('[data-field="code"] option').all_inner_texts()
+        assert "Surut / reda sendiri" in options and "Alarm palsu" in options, options
         card.locator('[data-field="code"]').select_option("receded")
         card.locator('[data-field="note"]').fill("air surut, saluran dibersihkan")
         page.screenshot(path=str(tmp_path / "crew-before-resolve.png"), full_page=True)
