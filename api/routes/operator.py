@@ -158,7 +158,7 @@ def escalate(
         level,
         at=now,
         to_state=LEVEL_STATE[level],
-        reason=f"{note} (by hand, to {to})",
+        reason=note,
         compose=compose,
         actor=who.actor,
         while_in=ACTIVE,

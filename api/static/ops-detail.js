@@ -7,7 +7,8 @@ const EVENT_ID = { condition: "Kondisi", workflow: "Status", severity: "Tingkat"
   report: "Laporan warga", note: "Catatan", assignment: "Penugasan" };
 const SLA_ID = { escalated_supervisor: "dieskalasi ke supervisor dinas", escalated_ops: "dieskalasi ke pusat komando" };
 const REASON_ID = { opened: "dibuka", acknowledged: "diterima", verified: "diverifikasi",
-  "crew on site": "kru tiba di lokasi", closed: "ditutup", suppressed: "ditahan", reopened: "dibuka lagi" };
+  "crew on site": "kru tiba di lokasi", closed: "ditutup", suppressed: "ditahan", reopened: "dibuka lagi",
+  "escalated by hand": "eskalasi manual" };
 
 // Images fetched with the token (staff-only URLs), shown as data: URLs (the CSP allows
 // them); kept across re-renders.
@@ -30,6 +31,8 @@ function stateText(e) {
 }
 
 function reasonText(e) {
+  // The due times the rules set are shown above, in the city's time.
+  if (e.kind === "sla" && !SLA_ID[e.to_state]) return "lihat batas waktu di atas";
   if (e.kind === "workflow" && e.to_state === "resolved") {
     const [code, ...rest] = e.reason.split(": ");
     if (RESOLUTION_ID[code]) return [RESOLUTION_ID[code], ...rest].join(": ");
@@ -94,6 +97,7 @@ const OpsDetail = {
   close(push = true) {
     if (push) history.pushState({}, "", "/app/ops");
     this.current = null;
+    document.body.classList.remove("with-detail");
     document.getElementById("detail").classList.add("hidden");
     document.querySelectorAll("#incidents tr.selected").forEach((r) => r.classList.remove("selected"));
   },
@@ -119,9 +123,13 @@ const OpsDetail = {
     if (this.current !== id) return;
     panel.replaceChildren(...(await this.render(d)));
     panel.classList.remove("hidden");
+    document.body.classList.add("with-detail");
     panel.setAttribute("data-incident", String(id));
     panel.setAttribute("data-state", d.incident.workflow_state);
-    if (focus) panel.focus();
+    if (focus) {
+      panel.focus();
+      if (window.matchMedia("(max-width: 760px)").matches) window.scrollTo(0, 0);
+    }
   },
 
   async act(id, path, json) {
@@ -167,7 +175,7 @@ const OpsDetail = {
     if (!i.agency || ["resolved", "closed"].includes(i.workflow_state)) return [];
     const crews = (await this.crewsOf(i.agency)).slice()
       .sort((a, b) => Number(b.on_shift) - Number(a.on_shift) || a.id.localeCompare(b.id));
-    const select = el("select", { id: "assign-crew", "data-field": "crew" },
+    const select = el("select", { id: "assign-crew", "data-field": "assign" },
       ...crews.map((c) => el("option", { value: c.id }, `${c.id}${c.on_shift ? " (bertugas)" : ""}`)));
     if (i.assignee_crew_id) select.value = i.assignee_crew_id;
     else if (i.routed_crew_id) select.value = i.routed_crew_id;

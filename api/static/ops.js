@@ -114,9 +114,9 @@ function row(i) {
     el("td", {}, el("a", { href: `/app/ops/incidents/${i.id}`, onclick: (e) => { e.preventDefault(); open(); } },
       hazardName(i.hazard)), ...(i.awaiting_verification ? [el("span", { class: "tag" }, "laporan warga")] : [])),
     el("td", {}, placeOf(i)),
-    el("td", {}, stateName(i.workflow_state)),
-    el("td", {}, zonedTime(i.opened_at)),
-    el("td", { class: late.ack ? "late" : "" }, zonedTime(i.sla_ack_due),
+    el("td", { "data-label": "Status" }, stateName(i.workflow_state)),
+    el("td", { "data-label": "Dibuka" }, zonedTime(i.opened_at)),
+    el("td", { "data-label": "Terima sebelum", class: late.ack ? "late" : "" }, zonedTime(i.sla_ack_due),
       ...(late.ack ? [el("strong", {}, " terlambat")] : [])));
 }
 
