@@ -69,7 +69,9 @@ def artefacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _check(page: Page, axe: str, name: str, artefacts: Path) -> None:
-    width, _ = page.viewport_size["width"], page.viewport_size["height"]
+    viewport = page.viewport_size
+    assert viewport is not None
+    width = viewport["width"]
     page.screenshot(path=str(artefacts / f"{name}.png"), full_page=True)
     # Nothing wider than the screen (a phone scrolls down, never sideways).
     scroll = page.evaluate("document.documentElement.scrollWidth")
