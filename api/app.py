@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 
 from .context import ApiContext
 from .deps import CurrentPrincipal
+from .docs import add_offline_docs
 from .fastpath import CachedListings
 from .guards import BodyLimits, ClientAddress, SecurityHeaders, networks
 from .routes import auth, city, feeds, incidents, kpi, operator, pages, reports, stream
@@ -40,10 +41,12 @@ def create_app(ctx: ApiContext) -> FastAPI:
         description=DESCRIPTION.format(city=ctx.city.facts.display_name),
         lifespan=lifespan,
         openapi_url="/openapi.json" if public_docs else None,
-        docs_url="/docs" if public_docs else None,
-        redoc_url="/redoc" if public_docs else None,
+        docs_url=None,  # served from Pantau's own files below, not a CDN
+        redoc_url=None,
     )
     app.state.ctx = ctx
+    if public_docs:
+        add_offline_docs(app, "Pantau API")
     for module in (auth, incidents, operator, city, feeds, kpi, stream, reports, pages):
         app.include_router(module.router)
     if not public_docs:
