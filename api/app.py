@@ -15,6 +15,7 @@ from .deps import CurrentPrincipal
 from .docs import add_offline_docs
 from .fastpath import CachedListings
 from .guards import BodyLimits, ClientAddress, SecurityHeaders, networks
+from .idempotency import IdempotentWrites
 from .routes import auth, city, feeds, incidents, kpi, operator, pages, reports, stream
 from .routes.pages import STATIC
 
@@ -57,13 +58,14 @@ def create_app(ctx: ApiContext) -> FastAPI:
 
     # Innermost: CORS (added after) also wraps the answers it serves.
     app.add_middleware(CachedListings, ctx=ctx)
+    app.add_middleware(IdempotentWrites, ctx=ctx)
     # CORS stays closed (no Access-Control-Allow-Origin at all) unless origins are named.
     if ctx.settings.api.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=ctx.settings.api.cors_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "Content-Type", "X-API-Key"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key", "Idempotency-Key"],
         )
     # Outside CORS: bodies are bounded, then the client is known, then every answer
     # (even a 413) gets the browser headers.

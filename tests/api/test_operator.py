@@ -114,3 +114,32 @@ def test_detail_context_place_instruction_links(world: World) -> None:
         "http://localhost:3000/d/pantau-city-overview/city-overview"
         "?var-kecamatan=kec-karawaci&var-kelurahan=kel-cimone"
     )
+
+
+def test_an_action_sent_twice_with_one_key_happens_once(any_world: World) -> None:
+    w = any_world
+    crew = w.headers("barat")
+    url = f"/incidents/{w.karawaci.id}/acknowledge"
+    key = {"Idempotency-Key": "3f9c2a7e-offline-1"}
+    first = w.client.post(url, json={}, headers={**crew, **key})
+    again = w.client.post(url, json={}, headers={**crew, **key})
+    assert first.status_code == again.status_code == 200
+    assert again.headers["idempotent-replayed"] == "true"
+    assert again.json() == first.json()
+    # Without the key, the same move is refused: it happened already.
+    assert w.client.post(url, json={}, headers=crew).status_code == 409
+    detail = w.ctx.store.get(w.karawaci.id)
+    assert detail is not None
+    assert [e.to_state for e in detail.timeline if e.kind.value == "workflow"] == [
+        "open",
+        "acknowledged",
+    ]
+    # The key is the caller's and the request's own.
+    other = w.client.post(url, json={}, headers={**w.headers("ops"), **key})
+    assert other.status_code == 422
+    note = w.client.post(
+        f"/incidents/{w.karawaci.id}/notes", json={"note": "x"}, headers={**crew, **key}
+    )
+    assert note.status_code == 422
+    bad = w.client.post(url, json={}, headers={**crew, "Idempotency-Key": "x"})
+    assert bad.status_code == 422

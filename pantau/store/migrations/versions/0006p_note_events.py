@@ -7,11 +7,14 @@ Create Date: 2026-12-06
 
 An operator's note and a crew assigned or reassigned without a workflow move go on the
 incident's timeline (and so on the live stream and in the audit trail); the CHECK on
-incident_events.kind gains 'note' and 'assignment'.
+incident_events.kind gains 'note' and 'assignment'. api_request_keys keeps the answers
+to writes sent with an Idempotency-Key (a crew phone's actions queued offline are sent
+again when the signal returns; each happens once).
 """
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006p"
@@ -41,8 +44,23 @@ def _replace_check(kinds: tuple[str, ...]) -> None:
 
 def upgrade() -> None:
     _replace_check(AFTER)
+    op.create_table(
+        "api_request_keys",
+        sa.Column("key", sa.String(64), nullable=False),
+        sa.Column("actor", sa.String(128), nullable=False),
+        sa.Column("request", sa.String(255), nullable=False),
+        sa.Column("status", sa.Integer(), nullable=False),
+        sa.Column("body", sa.LargeBinary(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("key", name=op.f("pk_api_request_keys")),
+    )
+    op.create_index(
+        op.f("ix_api_request_keys_created_at"), "api_request_keys", ["created_at"], unique=False
+    )
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_api_request_keys_created_at"), table_name="api_request_keys")
+    op.drop_table("api_request_keys")
     op.execute("DELETE FROM incident_events WHERE kind IN ('note', 'assignment')")
     _replace_check(BEFORE)
