@@ -8,7 +8,7 @@ import html
 from pathlib import Path
 
 from fastapi import APIRouter
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 
 from api.context import ApiContext
 from api.deps import Ctx, IncidentId
@@ -33,6 +33,23 @@ def _page(ctx: ApiContext, name: str) -> HTMLResponse:
 @router.get("/app/crew")
 def crew_page(ctx: Ctx) -> HTMLResponse:
     return _page(ctx, "crew.html")
+
+
+@router.get("/app/crew.webmanifest")
+def crew_manifest() -> FileResponse:
+    """The crew page as an installable app (Add to Home screen)."""
+    return FileResponse(STATIC / "crew.webmanifest", media_type="application/manifest+json")
+
+
+@router.get("/app/crew-sw.js")
+def crew_service_worker() -> FileResponse:
+    """The crew page's service worker, served from /app/ so that its scope covers the
+    page; never cached by HTTP (a new version must reach the phones)."""
+    return FileResponse(
+        STATIC / "crew-sw.js",
+        media_type="text/javascript",
+        headers={"Cache-Control": "no-cache"},
+    )
 
 
 @router.get("/app/ops")

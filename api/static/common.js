@@ -1,8 +1,13 @@
 // Shared by the crew and ops pages: login, authenticated fetch, the live event stream.
 "use strict";
 
+// The ops page keeps its login for the tab only; the crew page (an installed field
+// app, opened again from a notification or with no signal) keeps it on the device
+// until the token expires.
+const LOGIN_STORE = document.querySelector('meta[name="pantau-keep-login"]') ? localStorage : sessionStorage;
+
 const Pantau = {
-  token: sessionStorage.getItem("pantau-token"),
+  token: LOGIN_STORE.getItem("pantau-token"),
 
   // The page's login form (#login, #username, #password, #login-error): on success, or
   // with a token kept from before, `start` shows the page.
@@ -22,7 +27,8 @@ const Pantau = {
         }
       }
     });
-    if (this.token) start().catch(() => this.logout());
+    // A kept login that fails for want of signal stays (a 401 logs out in `api`).
+    if (this.token) start().catch((e) => (document.getElementById("login-error").textContent = e.message));
   },
 
   async login(username, password) {
@@ -30,7 +36,7 @@ const Pantau = {
     const r = await fetch("/auth/token", { method: "POST", body });
     if (!r.ok) throw this.loginError(r);
     this.token = (await r.json()).access_token;
-    sessionStorage.setItem("pantau-token", this.token);
+    LOGIN_STORE.setItem("pantau-token", this.token);
   },
 
   // Says why a login did not go through and, when it is delayed, until when. The
@@ -55,7 +61,7 @@ const Pantau = {
 
   logout() {
     this.token = null;
-    sessionStorage.removeItem("pantau-token");
+    LOGIN_STORE.removeItem("pantau-token");
   },
 
   async api(path, options = {}) {

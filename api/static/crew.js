@@ -4,10 +4,11 @@ let me = null;
 const drafts = {};
 const details = {}; // incident id -> its detail (place, latest reading, instruction)
 
+// An action goes through Field: sent now, or kept and sent when the signal returns.
 async function act(incident, path, json) {
   document.getElementById("error").textContent = "";
   try {
-    await Pantau.api(`/incidents/${incident.id}/${path}`, { method: "POST", json: json || {} });
+    await Field.send(incident.id, path, json);
     await refresh();
     return true;
   } catch (e) {
@@ -62,11 +63,15 @@ function card(i) {
   const where = i.zone_level === "kelurahan" ? i.zone_name : `seluruh ${i.zone_level === "kecamatan" ? "Kec. " : ""}${i.zone_name}`;
   const due = (label, iso, isLate, field) => el("span", { class: isLate ? "late" : "", "data-field": field },
     `${label} ${zonedTime(iso)}`, ...(isLate ? [el("strong", {}, " — TERLAMBAT")] : []));
+  const waiting = Field.pending(i.id);
   return el("article", { class: `card${late.ack || late.resolve ? " overdue" : ""}`, "data-incident": String(i.id),
+      id: `insiden-${i.id}`, tabindex: "-1", "data-pending": String(waiting.length),
       "data-state": state, style: `border-left-color: ${SEVERITY_COLOURS[i.severity]}` },
     el("h2", {}, `${hazardName(i.hazard)} · ${where}`),
     ...(i.awaiting_verification ? [unverifiedMark(i)] : []),
     el("div", { class: "meta" }, `${SEVERITY_ID[i.severity]} · ${stateName(state)} · dibuka ${zonedTime(i.opened_at)}`),
+    ...(waiting.length ? [el("span", { class: "pending", "data-field": "pending" },
+      `${waiting.length} tindakan menunggu sinyal`)] : []),
     el("div", { class: "due" },
       ...(state === "open" ? [due("Terima sebelum", i.sla_ack_due, late.ack, "ack-due"), el("br")] : []),
       due("Selesai sebelum", i.sla_resolve_due, late.resolve, "resolve-due")),
@@ -96,6 +101,7 @@ async function refresh() {
     .sort((a, b) => SEVERITY_RANK[b.severity] - SEVERITY_RANK[a.severity] || a.opened_at.localeCompare(b.opened_at));
   await loadDetails(open);
   document.getElementById("list").replaceChildren(...open.map(card));
+  Field.seen(open);
   document.getElementById("empty").classList.toggle("hidden", open.length > 0);
 }
 
@@ -105,12 +111,27 @@ function soon() {
   pending = setTimeout(() => refresh().catch((e) => (document.getElementById("error").textContent = e.message)), 150);
 }
 
+// A notification's tap (or its address, /app/crew#insiden-ID) brings its card up.
+function openCard(id) {
+  const card = document.getElementById(`insiden-${id}`);
+  if (!card) return;
+  document.querySelectorAll(".card.flash").forEach((c) => c.classList.remove("flash"));
+  card.classList.add("flash");
+  card.scrollIntoView({ block: "start" });
+  card.focus();
+}
+
 async function start() {
+  await Field.init(openCard);
+  document.addEventListener("pantau-flushed", () => soon());
   me = await Pantau.api("/auth/me");
   document.getElementById("who").textContent = me.crew_id || me.subject;
   document.getElementById("login").classList.add("hidden");
   document.getElementById("alerts").classList.remove("hidden");
   await refresh();
+  Field.fromHash();
+  Field.started();
+  document.body.setAttribute("data-ready", "1");
   Pantau.stream(soon, (up) => (document.getElementById("live").textContent = up ? "● langsung" : "○ terputus"));
 }
 
