@@ -12,8 +12,10 @@ from fastapi.staticfiles import StaticFiles
 
 from .context import ApiContext
 from .deps import CurrentPrincipal
+from .docs import add_offline_docs
 from .fastpath import CachedListings
 from .guards import BodyLimits, ClientAddress, SecurityHeaders, networks
+from .idempotency import IdempotentWrites
 from .kpi_publisher import KpiPublisher
 from .routes import (
     auth,
@@ -21,6 +23,7 @@ from .routes import (
     feeds,
     incidents,
     kpi,
+    operator,
     oversight,
     pages,
     planning,
@@ -63,13 +66,16 @@ def create_app(ctx: ApiContext) -> FastAPI:
         description=DESCRIPTION.format(city=ctx.city.facts.display_name),
         lifespan=lifespan,
         openapi_url="/openapi.json" if public_docs else None,
-        docs_url="/docs" if public_docs else None,
-        redoc_url="/redoc" if public_docs else None,
+        docs_url=None,  # served from Pantau's own files below, not a CDN
+        redoc_url=None,
     )
     app.state.ctx = ctx
+    if public_docs:
+        add_offline_docs(app, "Pantau API")
     for module in (
         auth,
         incidents,
+        operator,
         city,
         feeds,
         kpi,
@@ -90,13 +96,14 @@ def create_app(ctx: ApiContext) -> FastAPI:
 
     # Innermost: CORS (added after) also wraps the answers it serves.
     app.add_middleware(CachedListings, ctx=ctx)
+    app.add_middleware(IdempotentWrites, ctx=ctx)
     # CORS stays closed (no Access-Control-Allow-Origin at all) unless origins are named.
     if ctx.settings.api.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=ctx.settings.api.cors_origins,
             allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "Content-Type", "X-API-Key"],
+            allow_headers=["Authorization", "Content-Type", "X-API-Key", "Idempotency-Key"],
         )
     # Outside CORS: bodies are bounded, then the client is known, then every answer
     # (even a 413) gets the browser headers.

@@ -210,6 +210,7 @@ PAGE_CSP = (
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
     "frame-ancestors 'none'"
 )
+PAGE_TYPES = (b"text/html", b"text/javascript", b"application/javascript")
 # Everything else is data, never a document to render.
 DATA_CSP = "default-src 'none'; frame-ancestors 'none'"
 # Swagger UI and ReDoc (development only: off in production) need inline script.
@@ -242,11 +243,13 @@ class SecurityHeaders:
                     (b"x-frame-options", b"DENY"),
                 ]
                 if not path.startswith(DOC_PATHS):
-                    html = any(
-                        k.lower() == b"content-type" and v.startswith(b"text/html")
+                    # A page, or a script (a service worker runs under its own
+                    # script's CSP, and must reach this origin).
+                    page = any(
+                        k.lower() == b"content-type" and v.startswith(PAGE_TYPES)
                         for k, v in headers
                     )
-                    csp = PAGE_CSP if html else DATA_CSP
+                    csp = PAGE_CSP if page else DATA_CSP
                     headers.append((b"content-security-policy", csp.encode()))
                 if b"cache-control" not in names and not path.startswith(CACHEABLE):
                     headers.append((b"cache-control", b"no-store"))

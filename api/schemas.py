@@ -109,12 +109,49 @@ class Resolution(_Out):
     note: str
 
 
+class PlaceOut(_Out):
+    kelurahan_id: str | None
+    kelurahan_name: str | None
+    kecamatan_id: str | None
+    kecamatan_name: str | None
+    station: str | None = Field(description="the station's or camera's name, if one")
+    lon: float | None = Field(description="the station's place, else the zone's centre")
+    lat: float | None
+    geo_uri: str | None = Field(description="RFC 5870 geo: URI (a phone's map app)")
+    map_url: str | None = Field(description="the place on OpenStreetMap")
+
+
+class LatestReading(_Out):
+    device_id: str
+    metric: str
+    at: datetime
+    value: float
+    alert: float | None = Field(description="the station's Siaga II level (waspada), if any")
+    danger: float | None = Field(description="its Siaga I level (awas), if any")
+    bankfull: float | None
+
+
+class LinkOut(_Out):
+    title: str
+    url: str
+
+
+class IncidentContextOut(_Out):
+    place: PlaceOut
+    latest: LatestReading | None = Field(description="the newest evidence reading")
+    instruction: str | None = Field(description="what to do (config/cap.yaml)")
+    grafana: list[LinkOut] = Field(description="dashboards of its station, zone, camera")
+
+
 class IncidentDetailOut(_Out):
     incident: IncidentPublic
     timeline: list[TimelineEvent]
     evidence: EvidenceOut
     citizen_reports: int = Field(description="citizen reports attached to this incident")
     resolution: Resolution | None
+    context: IncidentContextOut | None = Field(
+        default=None, description="the place, latest reading, instruction and dashboards"
+    )
 
 
 class ResolutionCode(StrEnum):
@@ -147,6 +184,17 @@ class ResolveBody(BaseModel):
         description="required while the incident's condition is still active (the data "
         "still says so): why it is resolved anyway; kept on the timeline",
     )
+
+
+class AssignBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    crew_id: str = Field(min_length=1, max_length=64, description="a crew of the incident's agency")
+    note: str = Field(default="", max_length=500)
+
+
+class NoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    note: str = Field(min_length=1, max_length=500)
 
 
 class ReopenBody(BaseModel):

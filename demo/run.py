@@ -41,6 +41,7 @@ from demo.apiserver import ApiCallError, serve
 from demo.cameras import FleetStart, StormClock, cameras_running
 from demo.crews import principal_of
 from demo.ekinerja import CrewsResult, answer_and_evaluate, kpi_table
+from demo.live import live_city
 from demo.replicas import ReplicatedPlay, play_replicas
 from ingest.service import IngestService
 from pantau.cameras import Camera, load_cameras
@@ -167,7 +168,10 @@ def main(argv: Sequence[str]) -> int:
                     print(f"\nCrews: the API refused a call: {err}", file=sys.stderr)
             print(_queries(settings, run_dir))
             if args.keep:
-                _serve_until_ctrl_c(stack, settings, city, crews)
+                # The storm again in real time, so the pages are not empty (demo/live.py).
+                with live_city(settings, city, zones, scenario) as line:
+                    print(line, flush=True)
+                    _serve_until_ctrl_c(stack, settings, city, crews)
     ok = stored == len(report.reading_keys) and crews is not None
     return 0 if ok else 1
 

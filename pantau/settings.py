@@ -317,6 +317,11 @@ class ApiSettings(BaseModel):
         description="publish the e-Kinerja series (this month, and last month in its "
         "first week) to InfluxDB this often, for Grafana; 0: only on POST /kpi/publish",
     )
+    grafana_url: str = Field(
+        default="http://localhost:3000",
+        description="Grafana as the operators' browsers reach it: the operations page "
+        "links an incident's station, zone and camera to its dashboards there",
+    )
     cors_origins: list[str] = Field(
         default_factory=list,
         description="browser origins allowed to call the API cross-site; empty: none",

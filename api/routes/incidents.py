@@ -14,6 +14,7 @@ from api.audit import Outcome
 from api.context import ApiContext
 from api.deps import MAX_ID, Ctx, CurrentPrincipal, IncidentId, unprocessable
 from api.evidence import FRAME_NAME, evidence_of, frame_file
+from api.incident_context import incident_context
 from api.incident_queries import (
     CITIZEN_RULE,
     IncidentFilter,
@@ -195,6 +196,7 @@ def detail_out(ctx: ApiContext, detail: IncidentDetail) -> IncidentDetailOut:
         if last is not None:
             code, _, note = last.reason.partition(": ")
             resolution = Resolution(code=code, note=note)
+    evidence = evidence_of(ctx, incident)
     return IncidentDetailOut(
         incident=public(incident, ctx.geo),
         timeline=[
@@ -210,9 +212,10 @@ def detail_out(ctx: ApiContext, detail: IncidentDetail) -> IncidentDetailOut:
             )
             for e in detail.timeline
         ],
-        evidence=evidence_of(ctx, incident),
+        evidence=evidence,
         citizen_reports=int(reports or 0),
         resolution=resolution,
+        context=incident_context(ctx, incident, evidence),
     )
 
 

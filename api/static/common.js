@@ -1,8 +1,13 @@
 // Shared by the crew and ops pages: login, authenticated fetch, the live event stream.
 "use strict";
 
+// The ops page keeps its login for the tab only; the crew page (an installed field
+// app, opened again from a notification or with no signal) keeps it on the device
+// until the token expires.
+const LOGIN_STORE = document.querySelector('meta[name="pantau-keep-login"]') ? localStorage : sessionStorage;
+
 const Pantau = {
-  token: sessionStorage.getItem("pantau-token"),
+  token: LOGIN_STORE.getItem("pantau-token"),
 
   // The page's login form (#login, #username, #password, #login-error): on success, or
   // with a token kept from before, `start` shows the page.
@@ -22,7 +27,8 @@ const Pantau = {
         }
       }
     });
-    if (this.token) start().catch(() => this.logout());
+    // A kept login that fails for want of signal stays (a 401 logs out in `api`).
+    if (this.token) start().catch((e) => (document.getElementById("login-error").textContent = e.message));
   },
 
   async login(username, password) {
@@ -30,7 +36,7 @@ const Pantau = {
     const r = await fetch("/auth/token", { method: "POST", body });
     if (!r.ok) throw this.loginError(r);
     this.token = (await r.json()).access_token;
-    sessionStorage.setItem("pantau-token", this.token);
+    LOGIN_STORE.setItem("pantau-token", this.token);
   },
 
   // Says why a login did not go through and, when it is delayed, until when. The
@@ -55,7 +61,7 @@ const Pantau = {
 
   logout() {
     this.token = null;
-    sessionStorage.removeItem("pantau-token");
+    LOGIN_STORE.removeItem("pantau-token");
   },
 
   async api(path, options = {}) {
@@ -139,9 +145,73 @@ function el(tag, attrs = {}, ...children) {
 
 // The city's IANA time zone (config/city.yaml), put in the page by the server.
 const TIME_ZONE = document.querySelector('meta[name="pantau-time-zone"]').content;
+// Indonesia's zones by their usual names; elsewhere the browser's short name.
+const ZONE_NAME = { "Asia/Jakarta": "WIB", "Asia/Pontianak": "WIB", "Asia/Makassar": "WITA",
+  "Asia/Jayapura": "WIT" }[TIME_ZONE] || new Intl.DateTimeFormat("id-ID",
+  { timeZone: TIME_ZONE, timeZoneName: "short" }).formatToParts(new Date())
+  .find((p) => p.type === "timeZoneName").value;
 
 function localTime(iso) {
   return new Date(iso).toLocaleString("id-ID", { timeZone: TIME_ZONE });
+}
+
+// A deadline or event time as people read it: "Sen 1/12 03.00 WIB".
+function zonedTime(iso) {
+  const t = new Date(iso).toLocaleString("id-ID", { timeZone: TIME_ZONE, weekday: "short",
+    day: "numeric", month: "numeric", hour: "2-digit", minute: "2-digit" });
+  return `${t} ${ZONE_NAME}`;
+}
+
+// The page says everything in Bahasa Indonesia: the API's codes translated once here.
+const HAZARD_ID = { flood: "Banjir", heavy_rain: "Hujan lebat", pump_failure: "Pompa mati",
+  traffic_jam: "Macet", road_damage: "Jalan rusak", sensor_offline: "Sensor mati",
+  sensor_stuck: "Sensor macet", battery_low: "Baterai lemah", data_quality: "Kualitas data",
+  camera_fault: "Kamera bermasalah" };
+const STATE_ID = { open: "Baru", acknowledged: "Diterima", dispatched: "Kru berangkat",
+  on_site: "Di lokasi", resolved: "Selesai", closed: "Ditutup", suppressed: "Ditahan" };
+const SEVERITY_ID = { normal: "Normal", info: "Info", waspada: "Waspada", siaga: "Siaga",
+  awas: "Awas" };
+const RESOLUTION_ID = { fixed: "Diperbaiki", receded: "Surut / reda sendiri",
+  false_alarm: "Alarm palsu", duplicate: "Duplikat", referred: "Dialihkan ke pihak lain",
+  other: "Lainnya" };
+const CONDITION_ID = { active: "kondisi aktif", cleared: "kondisi sudah pulih" };
+const METRIC_ID = { water_level: "Tinggi muka air", rain_rate: "Curah hujan",
+  rainfall: "Curah hujan", speed: "Kecepatan", flow: "Arus", pump_running: "Pompa" };
+const UNIT_OF = { water_level: "cm", rain_rate: "mm/jam", rainfall: "mm", speed: "km/jam" };
+const hazardName = (h) => HAZARD_ID[h] || h.replaceAll("_", " ");
+const stateName = (s) => STATE_ID[s] || s.replaceAll("_", " ");
+
+// Overdue: an acknowledge-by time passed while nobody acknowledged, a resolve-by time
+// passed while it is still active.
+function overdue(i, now = Date.now()) {
+  const active = !["resolved", "closed"].includes(i.workflow_state);
+  return {
+    ack: active && !i.acknowledged_at && Date.parse(i.sla_ack_due) < now,
+    resolve: active && Date.parse(i.sla_resolve_due) < now,
+  };
+}
+
+// An incident's newest reading against its station's levels, and its exact place with
+// map links a phone opens (geo: for its map app, OpenStreetMap in the browser).
+function latestText(latest) {
+  if (!latest) return null;
+  const unit = UNIT_OF[latest.metric] || "";
+  const lv = [];
+  if (latest.alert != null) lv.push(`Siaga II (waspada) ${latest.alert} ${unit}`);
+  if (latest.danger != null) lv.push(`Siaga I (awas) ${latest.danger} ${unit}`);
+  const over = latest.danger != null && latest.value >= latest.danger ? "di atas Siaga I"
+    : latest.alert != null && latest.value >= latest.alert ? "di atas Siaga II" : lv.length ? "di bawah Siaga II" : "";
+  return `${METRIC_ID[latest.metric] || latest.metric} terakhir: ${latest.value} ${unit}` +
+    `${over ? " — " + over : ""} (${zonedTime(latest.at)})${lv.length ? ". Batas: " + lv.join(", ") : ""}`;
+}
+
+function place(p) {
+  const where = [p.station, p.kelurahan_name && `Kel. ${p.kelurahan_name}`, p.kecamatan_name && `Kec. ${p.kecamatan_name}`]
+    .filter(Boolean).join(", ");
+  const links = [];
+  if (p.map_url) links.push(el("a", { href: p.map_url, target: "_blank", rel: "noopener" }, "Peta (OpenStreetMap)"));
+  if (p.geo_uri) links.push(" · ", el("a", { href: p.geo_uri }, "Buka di aplikasi peta"));
+  return el("p", { "data-field": "place" }, where, " ", ...links);
 }
 
 // A citizen-report incident not yet verified: a mark, and its reports' photos on demand

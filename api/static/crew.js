@@ -2,15 +2,13 @@
 "use strict";
 let me = null;
 const drafts = {};
-const HAZARD = { flood: "Banjir", heavy_rain: "Hujan lebat", pump_failure: "Pompa mati",
-  traffic_jam: "Macet", road_damage: "Jalan rusak", sensor_offline: "Sensor mati",
-  sensor_stuck: "Sensor macet", battery_low: "Baterai lemah", data_quality: "Kualitas data",
-  camera_fault: "Kamera bermasalah" };
+const details = {}; // incident id -> its detail (place, latest reading, instruction)
 
+// An action goes through Field: sent now, or kept and sent when the signal returns.
 async function act(incident, path, json) {
   document.getElementById("error").textContent = "";
   try {
-    await Pantau.api(`/incidents/${incident.id}/${path}`, { method: "POST", json: json || {} });
+    await Field.send(incident.id, path, json);
     await refresh();
     return true;
   } catch (e) {
@@ -22,7 +20,7 @@ async function act(incident, path, json) {
 // One tap must not close an incident: confirm, and while the data still says the
 // condition is active, ask why (the timeline keeps the answer).
 async function resolve(i, code, note) {
-  if (!confirm(`Tandai ${HAZARD[i.hazard] || i.hazard} di ${i.zone_name} selesai (${code})?`)) return;
+  if (!confirm(`Tandai ${hazardName(i.hazard)} di ${i.zone_name} selesai (${RESOLUTION_ID[code]})?`)) return;
   const body = { code, note };
   if (i.origin === "rules" && i.condition_state === "active") {
     const why = prompt("Data sensor masih menunjukkan kondisi aktif. Mengapa diselesaikan sekarang?");
@@ -52,28 +50,58 @@ function card(i) {
     const draft = (drafts[i.id] = drafts[i.id] || { code: "fixed", note: "" });
     const code = el("select", { "data-field": "code", onchange: (e) => (draft.code = e.target.value) },
       ...["fixed", "receded", "false_alarm", "duplicate", "referred", "other"].map(
-        (c) => el("option", { value: c }, c)));
+        (c) => el("option", { value: c }, RESOLUTION_ID[c])));
     code.value = draft.code;
     const note = el("input", { "data-field": "note", placeholder: "Catatan penyelesaian",
       oninput: (e) => (draft.note = e.target.value) });
     note.value = draft.note;
     actions.append(code, note, el("button", { class: "secondary", "data-action": "resolve",
-      onclick: () => resolve(i, code.value, note.value || code.value) }, "Selesai"));
+      onclick: () => resolve(i, code.value, note.value || RESOLUTION_ID[code.value]) }, "Selesai"));
   }
-  return el("article", { class: "card", "data-incident": String(i.id), "data-state": state,
-      style: `border-left-color: ${SEVERITY_COLOURS[i.severity]}` },
-    el("h2", {}, `${HAZARD[i.hazard] || i.hazard} · ${i.zone_name}`),
+  const late = overdue(i);
+  const c = details[i.id] && details[i.id].context;
+  const where = i.zone_level === "kelurahan" ? i.zone_name : `seluruh ${i.zone_level === "kecamatan" ? "Kec. " : ""}${i.zone_name}`;
+  const due = (label, iso, isLate, field) => el("span", { class: isLate ? "late" : "", "data-field": field },
+    `${label} ${zonedTime(iso)}`, ...(isLate ? [el("strong", {}, " — TERLAMBAT")] : []));
+  const waiting = Field.pending(i.id);
+  return el("article", { class: `card${late.ack || late.resolve ? " overdue" : ""}`, "data-incident": String(i.id),
+      id: `insiden-${i.id}`, tabindex: "-1", "data-pending": String(waiting.length),
+      "data-state": state, style: `border-left-color: ${SEVERITY_COLOURS[i.severity]}` },
+    el("h2", {}, `${hazardName(i.hazard)} · ${where}`),
     ...(i.awaiting_verification ? [unverifiedMark(i)] : []),
-    el("div", { class: "meta" },
-      `${i.severity.toUpperCase()} · ${state} · dibuka ${localTime(i.opened_at)} · terima sebelum ${localTime(i.sla_ack_due)}`),
+    el("div", { class: "meta" }, `${SEVERITY_ID[i.severity]} · ${stateName(state)} · dibuka ${zonedTime(i.opened_at)}`),
+    ...(waiting.length ? [el("span", { class: "pending", "data-field": "pending" },
+      `${waiting.length} tindakan menunggu sinyal`)] : []),
+    el("div", { class: "due" },
+      ...(state === "open" ? [due("Terima sebelum", i.sla_ack_due, late.ack, "ack-due"), el("br")] : []),
+      due("Selesai sebelum", i.sla_resolve_due, late.resolve, "resolve-due")),
+    ...(c ? [place(c.place)] : []),
+    ...(c && c.latest ? [el("p", { class: "reading", "data-field": "latest" }, latestText(c.latest))] : []),
+    ...(c && c.instruction ? [el("details", { class: "instruction" }, el("summary", {}, "Arahan"), c.instruction)] : []),
     actions);
+}
+
+// The detail of each card (its place, newest reading, instruction), read again when
+// the incident changed.
+async function loadDetails(list) {
+  await Promise.all(list.map(async (i) => {
+    const key = `${i.condition_at}|${i.workflow_state}|${i.severity}`;
+    if (details[i.id] && details[i.id].key === key) return;
+    try {
+      details[i.id] = { ...(await Pantau.api(`/incidents/${i.id}`)), key };
+    } catch (e) {
+      console.warn(e);
+    }
+  }));
 }
 
 async function refresh() {
   const page = await Pantau.api("/incidents?active=true&limit=100");
   const open = page.data.filter((i) => i.workflow_state !== "suppressed")
     .sort((a, b) => SEVERITY_RANK[b.severity] - SEVERITY_RANK[a.severity] || a.opened_at.localeCompare(b.opened_at));
+  await loadDetails(open);
   document.getElementById("list").replaceChildren(...open.map(card));
+  Field.seen(open);
   document.getElementById("empty").classList.toggle("hidden", open.length > 0);
 }
 
@@ -83,12 +111,27 @@ function soon() {
   pending = setTimeout(() => refresh().catch((e) => (document.getElementById("error").textContent = e.message)), 150);
 }
 
+// A notification's tap (or its address, /app/crew#insiden-ID) brings its card up.
+function openCard(id) {
+  const card = document.getElementById(`insiden-${id}`);
+  if (!card) return;
+  document.querySelectorAll(".card.flash").forEach((c) => c.classList.remove("flash"));
+  card.classList.add("flash");
+  card.scrollIntoView({ block: "start" });
+  card.focus();
+}
+
 async function start() {
+  await Field.init(openCard);
+  document.addEventListener("pantau-flushed", () => soon());
   me = await Pantau.api("/auth/me");
   document.getElementById("who").textContent = me.crew_id || me.subject;
   document.getElementById("login").classList.add("hidden");
   document.getElementById("alerts").classList.remove("hidden");
   await refresh();
+  Field.fromHash();
+  Field.started();
+  document.body.setAttribute("data-ready", "1");
   Pantau.stream(soon, (up) => (document.getElementById("live").textContent = up ? "● langsung" : "○ terputus"));
 }
 

@@ -150,3 +150,18 @@ class RateHitRow(Base):
     at: Mapped[float] = mapped_column(Float)
 
     __table_args__ = (Index("ix_api_rate_hits_bucket_at", "bucket", "at"),)
+
+
+class RequestKeyRow(Base):
+    """A write the API already answered, by the caller's Idempotency-Key (migration
+    0009): a crew phone that sends an action again after losing the signal gets the
+    first answer back, and the action happens once."""
+
+    __tablename__ = "api_request_keys"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    actor: Mapped[str] = mapped_column(String(128))
+    request: Mapped[str] = mapped_column(String(255))  # "POST /incidents/7/acknowledge"
+    status: Mapped[int] = mapped_column(Integer)
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)

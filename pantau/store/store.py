@@ -460,13 +460,32 @@ class IncidentStore(OutboxQueue):
     ) -> IncidentUpdate:
         """Put a citizen report that corroborates the incident on its timeline (kind
         `report`; the workflow does not move), so the operator is told."""
+        return self.annotate(incident_id, EventKind.REPORT, at, actor, reason)
+
+    def annotate(
+        self,
+        incident_id: int,
+        kind: EventKind,
+        at: datetime,
+        actor: str,
+        reason: str,
+        *,
+        assign: str | None = None,
+    ) -> IncidentUpdate:
+        """A timeline event that does not move the workflow: a report, a note, or (with
+        `assign`) an assignment, which sets the assignee; its from/to are crew ids."""
+        if not actor or not reason:
+            raise ValueError("a timeline event needs an actor and a reason (audit log)")
         with self._sessions() as session, session.begin():
             row = session.get(IncidentRow, incident_id, with_for_update=True)
             if row is None:
                 raise IncidentNotFound(incident_id)
             p = _Pending(row, self._clock.now())
-            state = row.workflow_state.value
-            p.add(EventKind.REPORT, state, state, at=at, actor=actor, reason=reason)
+            frm: str | None = row.workflow_state.value
+            to = row.workflow_state.value
+            if assign is not None:
+                frm, to, row.assignee_crew_id = row.assignee_crew_id, assign, assign
+            p.add(kind, frm, to, at=at, actor=actor, reason=reason)
             session.flush()
             return _result(UpdateKind.UPDATED, p)
 
@@ -496,16 +515,19 @@ class IncidentStore(OutboxQueue):
         to_state: str,
         reason: str,
         compose: Callable[[Incident], Dispatch],
+        actor: str = RULES_ACTOR,
+        while_in: frozenset[WorkflowState] = frozenset({WorkflowState.OPEN}),
     ) -> IncidentUpdate | None:
         """Raise an incident's escalation level to `level`, with an `sla` event on its
         timeline and the messages from `compose`, in one transaction. None (nothing
-        written) if it is already at that level, or no longer open: exactly once per
-        level, even with two services racing."""
+        written) if it is already at that level, or no longer in `while_in` (rules:
+        open; an operator escalates any active incident): exactly once per level, even
+        with two services racing."""
         with self._sessions() as session, session.begin():
             row = session.get(IncidentRow, incident_id, with_for_update=True)
             if row is None:
                 raise IncidentNotFound(incident_id)
-            if row.escalation_level >= level or row.workflow_state is not WorkflowState.OPEN:
+            if row.escalation_level >= level or row.workflow_state not in while_in:
                 return None
             p = _Pending(row, self._clock.now())
             before = row.escalation_level
@@ -514,7 +536,7 @@ class IncidentStore(OutboxQueue):
                 f"escalation_{before}" if before else None,
                 to_state,
                 at=at,
-                actor=RULES_ACTOR,
+                actor=actor,
                 reason=reason,
             )
             row.escalation_level = level

@@ -34,6 +34,8 @@ class EventKind(StrEnum):
     SEVERITY = "severity"
     SLA = "sla"  # due times set or tightened
     REPORT = "report"  # a citizen report attached to the incident (0005)
+    NOTE = "note"  # an operator's or crew's note; the workflow does not move (0009)
+    ASSIGNMENT = "assignment"  # crew assigned or reassigned: from/to are crew ids (0009)
 
 
 class UpdateKind(StrEnum):

@@ -47,18 +47,47 @@ def test_crew_page_acknowledge_on_site_resolve(
         # Only the crew's own incident is listed (not Ciledug's, not PUPR's).
         cards = page.locator("article.card")
         expect(cards).to_have_count(1)
+        # The card says where (kelurahan, map links a phone opens), what to do, and
+        # until when, in WIB; the acknowledge-by time has passed: marked.
+        old = page.locator(f'article[data-incident="{world.karawaci.id}"]')
+        expect(old.locator('[data-field="place"]')).to_contain_text("Kel. Cimone, Kec. Karawaci")
+        expect(old.locator('[data-field="place"] a[href^="geo:-6."]')).to_have_count(1)
+        osm = old.locator('[data-field="place"] a[href^="https://www.openstreetmap.org/?mlat=-6."]')
+        expect(osm).to_have_count(1)
+        expect(old.locator("details.instruction")).to_contain_text("Hindari genangan")
+        expect(old.locator(".meta")).to_contain_text("Siaga · Baru · dibuka")
+        ack_due = old.locator('[data-field="ack-due"]')
+        expect(ack_due).to_contain_text("WIB")
+        expect(ack_due).to_contain_text("TERLAMBAT")
+        expect(ack_due).to_have_class("late")
+        expect(old.locator('[data-field="resolve-due"]')).not_to_have_class("late")
+        # A reading against its station's levels (the evidence series needs InfluxDB,
+        # not in this world: the same function on a reading).
+        text = page.evaluate(
+            "latestText({metric: 'water_level', value: 150, at: '2026-11-30T20:00:00Z',"
+            " alert: 120, danger: 160, bankfull: 200})"
+        )
+        assert text == (
+            "Tinggi muka air terakhir: 150 cm — di atas Siaga II (Sel, 1/12, 03.00 WIB). "
+            "Batas: Siaga II (waspada) 120 cm, Siaga I (awas) 160 cm"
+        ), text
         # A new alert in the crew's zone arrives over the stream, no reload.
         at = datetime.now(UTC) - timedelta(minutes=1)
-        new = world.ctx.store.apply(flood("kel-bugel", at, Severity.AWAS)).incident
+        change = flood("kel-bugel", at, Severity.AWAS, device="wl-bugel-010")
+        new = world.ctx.store.apply(change).incident
         assert new is not None
         card = page.locator(f'article[data-incident="{new.id}"]')
         expect(card).to_be_visible(timeout=10_000)
         expect(cards).to_have_count(2)
         expect(cards.first).to_have_attribute("data-incident", str(new.id))  # awas first
+        expect(card.locator('[data-field="place"]')).to_contain_text("water level station Bugel")
         card.locator('[data-action="ack"]').click()
         expect(card).to_have_attribute("data-state", "acknowledged")
         card.locator('[data-action="on-site"]').click()
         expect(card).to_have_attribute("data-state", "on_site")
+        expect(card.locator(".meta")).to_contain_text("Awas · Di lokasi")
+        options = card.locator('[data-field="code"] option').all_inner_texts()
+        assert "Surut / reda sendiri" in options and "Alarm palsu" in options, options
         card.locator('[data-field="code"]').select_option("receded")
         card.locator('[data-field="note"]').fill("air surut, saluran dibersihkan")
         page.screenshot(path=str(tmp_path / "crew-before-resolve.png"), full_page=True)
@@ -104,7 +133,14 @@ def test_crew_page_acknowledge_on_site_resolve(
 
 
 def test_ops_page_draws_the_city(world: World, browser: Browser, tmp_path: Path) -> None:
-    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    # A kecamatan-wide flood colours every kelurahan of Karawaci (kel-cimone: siaga of
+    # its own, kel-bugel: waspada road damage, both lifted to awas by it).
+    at = datetime.now(UTC) - timedelta(minutes=5)
+    wide = world.ctx.store.apply(
+        flood("kec-karawaci", at, Severity.AWAS, rule="flood-widespread")
+    ).incident
+    assert wide is not None and wide.zone_level == "kecamatan"
     with serve(create_app(world.ctx)) as base:
         _login(page, base, "/app/ops", "ops")
         expect(page.locator("body")).to_have_attribute("data-ready", "1", timeout=15_000)
@@ -114,9 +150,27 @@ def test_ops_page_draws_the_city(world: World, browser: Browser, tmp_path: Path)
         expect(page.locator('path[data-zone="kel-paninggilan"]')).to_have_attribute(
             "fill", "#dc2626"
         )
-        expect(page.locator('path[data-zone="kel-cimone"]')).to_have_attribute("fill", "#f97316")
+        for kelurahan in ("kel-cimone", "kel-bugel", "kel-karawaci-baru"):
+            expect(page.locator(f'path[data-zone="{kelurahan}"]')).to_have_attribute(
+                "fill", "#dc2626"
+            )
         expect(page.locator('path[data-zone="kel-sukasari"]')).to_have_attribute("fill", "#e5e7eb")
-        expect(page.locator("#incidents tr")).to_have_count(3)
+        # Most severe first, then oldest; places and states in Bahasa Indonesia.
+        rows = page.locator("#incidents tr")
+        expect(rows).to_have_count(4)
+        order = [rows.nth(n).get_attribute("data-incident") for n in range(4)]
+        assert order == [str(i.id) for i in (world.ciledug, wide, world.karawaci, world.road)]
+        expect(rows.nth(1)).to_contain_text("Seluruh Kec. Karawaci")
+        expect(rows.nth(2)).to_contain_text("Cimone, Kec. Karawaci")
+        expect(rows.nth(0)).to_contain_text("Baru")
+        # Filters: hazard, then kecamatan.
+        page.select_option("#f-hazard", "road_damage")
+        expect(rows).to_have_count(1)
+        page.select_option("#f-hazard", "")
+        page.select_option("#f-kecamatan", "kec-ciledug")
+        expect(rows).to_have_count(1)
+        expect(page.locator('path[data-zone="kel-cimone"]')).to_have_attribute("fill", "#e5e7eb")
+        page.select_option("#f-kecamatan", "")
         # The city's name and clock come from config/city.yaml (Asia/Jakarta: WIB).
         expect(page.locator("header strong")).to_have_text("Pantau · Pusat Komando Kota Tangerang")
         shown = page.evaluate("localTime('2026-11-30T20:00:00Z')")
@@ -128,9 +182,100 @@ def test_ops_page_draws_the_city(world: World, browser: Browser, tmp_path: Path)
         expect(page.locator('path[data-zone="kel-paninggilan"]')).to_have_attribute(
             "fill", "#e5e7eb", timeout=10_000
         )
-        expect(page.locator("#incidents tr")).to_have_count(2)
+        expect(rows).to_have_count(3)
         page.screenshot(path=str(tmp_path / "ops.png"), full_page=True)
     assert (tmp_path / "ops.png").stat().st_size > 10_000
+
+
+def test_ops_incident_panel_and_actions(world: World, browser: Browser, tmp_path: Path) -> None:
+    """The incident's own address opens its panel; the operator acts from it."""
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    k = world.karawaci.id
+    with serve(create_app(world.ctx)) as base:
+        _login(page, base, f"/app/ops/incidents/{k}", "ops")
+        panel = page.locator("#detail")
+        expect(panel).to_have_attribute("data-incident", str(k), timeout=15_000)
+        expect(panel.locator("#detail-title")).to_contain_text("Banjir · Siaga")
+        expect(panel.locator('[data-field="place"]')).to_contain_text("Kel. Cimone, Kec. Karawaci")
+        expect(panel.locator('[data-field="ack-due"]')).to_have_class("late")
+        expect(panel.locator('[data-field="ack-due"]')).to_contain_text("WIB")
+        expect(panel.locator('[data-field="crew"]')).to_have_text("Kru: belum ada")
+        expect(panel.locator(".instruction")).to_contain_text("Hindari genangan")
+        grafana = panel.locator(".links a").first
+        expect(grafana).to_have_attribute(
+            "href",
+            "http://localhost:3000/d/pantau-city-overview/city-overview"
+            "?var-kecamatan=kec-karawaci&var-kelurahan=kel-cimone",
+        )
+        # Acknowledge, assign a crew, reassign, add a note, escalate: each by the API.
+        panel.locator('[data-action="ack"]').click()
+        expect(panel).to_have_attribute("data-state", "acknowledged")
+        page.select_option("#assign-crew", "bpbd-barat-pagi")
+        panel.locator('[data-action="assign"]').click()
+        expect(panel.locator('[data-field="crew"]')).to_contain_text("bpbd-barat-pagi (ditugaskan)")
+        page.select_option("#assign-crew", "bpbd-barat-siang")
+        panel.locator('[data-action="assign"]').click()
+        crew = panel.locator('[data-field="crew"]')
+        expect(crew).to_contain_text("bpbd-barat-siang (ditugaskan)")
+        page.fill("#note", "pompa portabel dikirim dari gudang")
+        panel.locator('[data-action="note"]').click()
+        expect(panel.locator('ol.timeline li[data-kind="note"]')).to_contain_text(
+            "pompa portabel dikirim dari gudang"
+        )
+        panel.locator('[data-action="escalate"]').click()
+        expect(panel.locator("ol.timeline")).to_contain_text("dieskalasi ke supervisor dinas")
+        expect(page.locator(f'#incidents tr[data-incident="{k}"]')).to_contain_text("Diterima")
+        page.screenshot(path=str(tmp_path / "ops-detail.png"), full_page=True)
+        # Closing the panel goes back to /app/ops; the browser's back button reopens it.
+        panel.locator('[data-action="close"]').click()
+        expect(panel).to_be_hidden()
+        assert page.url.endswith("/app/ops")
+        page.go_back()
+        expect(panel).to_be_visible()
+        # Another incident opens from the list, at its own address.
+        page.locator(f'#incidents tr[data-incident="{world.road.id}"] a').click()
+        expect(panel).to_have_attribute("data-incident", str(world.road.id))
+        assert page.url.endswith(f"/app/ops/incidents/{world.road.id}")
+    detail = world.ctx.store.get(k)
+    assert detail is not None
+    kinds = [(e.kind.value, e.actor) for e in detail.timeline if e.actor == "operator:ops"]
+    assert kinds == [
+        ("workflow", "operator:ops"),
+        ("assignment", "operator:ops"),
+        ("assignment", "operator:ops"),
+        ("note", "operator:ops"),
+        ("sla", "operator:ops"),
+    ]
+    assert detail.incident.assignee_crew_id == "bpbd-barat-siang"
+    assert detail.incident.escalation_level == 1
+
+
+def test_ops_page_verifies_and_rejects_citizen_reports(world: World, browser: Browser) -> None:
+    page = browser.new_page(viewport={"width": 1366, "height": 900})
+    at = datetime.now(UTC) - timedelta(minutes=2)
+    reported = [
+        world.ctx.store.apply(flood(z, at, Severity.WASPADA, rule="citizen-report")).incident
+        for z in ("kel-sukasari", "kel-babakan")
+    ]
+    assert all(reported)
+    with serve(create_app(world.ctx)) as base:
+        _login(page, base, "/app/ops", "ops")
+        expect(page.locator("body")).to_have_attribute("data-ready", "1", timeout=15_000)
+        panel = page.locator("#detail")
+        verify, reject = (r.id for r in reported if r is not None)
+        page.locator(f'#incidents tr[data-incident="{verify}"] a').click()
+        expect(panel).to_contain_text("laporan warga, belum diverifikasi")
+        panel.locator('[data-action="verify"]').click()
+        expect(panel).to_have_attribute("data-state", "acknowledged")
+        page.locator(f'#incidents tr[data-incident="{reject}"] a').click()
+        expect(panel).to_have_attribute("data-incident", str(reject))
+        page.once("dialog", lambda d: d.accept())
+        panel.locator('[data-action="reject"]').click()
+        expect(panel).to_have_attribute("data-state", "resolved")
+        expect(page.locator(f'#incidents tr[data-incident="{reject}"]')).to_have_count(0)
+    rejected = world.ctx.store.get(reject)
+    assert rejected is not None
+    assert rejected.timeline[-1].reason == "false_alarm: laporan ditolak operator"
 
 
 def test_the_crew_page_says_when_and_why_a_login_is_delayed(

@@ -209,6 +209,12 @@ def test_each_protected_route_audits_an_out_of_scope_caller(world: World) -> Non
         ("POST", "/incidents/{incident_id}/close"): (f"/incidents/{k}/close", {}),
         ("POST", "/incidents/{incident_id}/reopen"): (f"/incidents/{k}/reopen", {"reason": "x"}),
         ("POST", "/incidents/{incident_id}/suppress"): (f"/incidents/{k}/suppress", {}),
+        ("POST", "/incidents/{incident_id}/notes"): (f"/incidents/{k}/notes", {"note": "x"}),
+        ("POST", "/incidents/{incident_id}/assign"): (
+            f"/incidents/{k}/assign",
+            {"crew_id": "bpbd-barat-siang"},
+        ),
+        ("POST", "/incidents/{incident_id}/escalate"): (f"/incidents/{k}/escalate", {}),
         ("GET", "/stream/incidents"): (f"/stream/incidents?incident_id={k}", None),
         ("GET", "/kpi"): (f"/kpi?scope=crew&id=bpbd-barat-pagi&month={MONTH}", None),
         ("POST", "/kpi/publish"): (f"/kpi/publish?month={MONTH}", None),
