@@ -274,6 +274,38 @@ class MetricsSettings(BaseModel):
     )
 
 
+class RetentionSettings(BaseModel):
+    """How long each kind of data is kept (docs/operations.md#retention)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    raw_days: int = Field(
+        default=90, ge=1, description="raw readings and camera analyses in InfluxDB"
+    )
+    agg_5m_days: int = Field(
+        default=730, ge=1, description="5-minute aggregates (min, max, mean, count, sum)"
+    )
+    agg_1h_days: int = Field(default=3650, ge=1, description="hourly aggregates")
+    downsample_interval_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="ingest aggregates the windows closed since its last pass this often; "
+        "0: off (run `pantau retention downsample` instead)",
+    )
+    downsample_lookback_s: float = Field(
+        default=2 * 3600.0,
+        ge=300,
+        description="each pass recomputes this much before its last one (late readings)",
+    )
+    reconcile_days: float = Field(
+        default=7.0,
+        ge=0,
+        description="at start and hourly, hours of the last days whose aggregates miss raw "
+        "readings (a spool drained late) are recomputed; the oldest reading ingest accepts "
+        "is 7 days old",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PANTAU_", env_nested_delimiter="__", extra="forbid"
@@ -300,6 +332,7 @@ class Settings(BaseSettings):
     rules: RulesSettings = RulesSettings()
     api: ApiSettings = ApiSettings()
     metrics: MetricsSettings = MetricsSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     @model_validator(mode="after")
     def _no_placeholder_secrets_in_production(self) -> Settings:
