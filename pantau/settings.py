@@ -48,6 +48,11 @@ class InfluxSettings(BaseModel):
     org: str = Field(default="pantau", description="v2 only")
     token: SecretStr | None = Field(default=None, description="v2 only")
     timeout_s: float = Field(default=10.0, gt=0)
+    backup_address: str = Field(
+        default="127.0.0.1:8088",
+        description="influxd's backup/restore RPC address (1.x `bind-address`), for "
+        "`pantau backup` / `pantau restore`",
+    )
 
     @model_validator(mode="after")
     def _v2_needs_token(self) -> InfluxSettings:
