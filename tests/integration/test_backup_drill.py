@@ -1,6 +1,7 @@
-"""The backup drill: play the storm, let the crews answer, back everything up with
-`pantau backup`, restore it into a fresh stack (a new PostgreSQL database and a new
-influxd from pantau.local) with `pantau restore`, and find the same incidents,
+"""The backup drill: play the storm (the small second city's, so the drill stays quick;
+Tangerang's is the same code with 325 devices), let the crews answer, back everything
+up with `pantau backup`, restore it into a fresh stack (a new PostgreSQL database and a
+new influxd from pantau.local) with `pantau restore`, and find the same incidents,
 timelines, audit log, every other table, KPI table and stored readings (raw and
 aggregated)."""
 
@@ -30,9 +31,10 @@ from pantau.influx.retention import ensure_retention
 from pantau.local.influxd import Influxd
 from pantau.local.ports import free_port
 from pantau.local.postgres import Postgres
-from pantau.settings import ApiSettings, InfluxSettings, Settings
+from pantau.settings import ApiSettings, InfluxSettings, RulesSettings, Settings
 from pantau.zoneindex import ZoneIndex
-from simulators.scenario import find_scenario, load_scenario
+from simulators.scenario import load_scenario
+from tests.integration.test_second_city import write_config
 
 pytestmark = pytest.mark.integration
 
@@ -116,13 +118,20 @@ def test_backup_restores_the_storm_into_a_fresh_stack(
     evidence = tmp_path / "evidence"
     (evidence / "cam-1").mkdir(parents=True)
     (evidence / "cam-1" / "frame-1.jpg").write_bytes(b"\xff\xd8 a frame \xff\xd9")
+    scenario = write_config(tmp_path / "config")
     source = settings.model_copy(
-        update={"database_url": postgres_url, "api": api, "evidence_dir": evidence}
+        update={
+            "config_dir": tmp_path / "config",
+            "database_url": postgres_url,
+            "api": api,
+            "evidence_dir": evidence,
+            "rules": RulesSettings(tick_interval_s=0),  # the storm's time is past
+        }
     )
     city = load_city(source.config_dir)
     zones = ZoneIndex.for_city(city)
     ensure_retention(source.influx, source.retention)
-    played = play(source, city, zones, load_scenario(find_scenario("storm-karawaci"), city))
+    played = play(source, city, zones, load_scenario(scenario, city))
     assert played is not None and played.judged
     played.store.close()
     start, end = played.report.start, played.report.end
@@ -135,7 +144,7 @@ def test_backup_restores_the_storm_into_a_fresh_stack(
     kpis_before = _kpis(source, city, zones, start, end)
     tables_before = _tables(postgres_url)
     points_before = _points(source.influx)
-    assert len(tables_before["incidents"]) > 10
+    assert len(tables_before["incidents"]) >= 3
     assert tables_before["audit_log"], "the crews' answers are audited"
     assert {"autogen.water_level", "agg_5m.water_level", "agg_1h.water_level"} <= set(points_before)
 
@@ -171,6 +180,7 @@ def test_backup_restores_the_storm_into_a_fresh_stack(
 def _env(s: Settings) -> dict[str, str]:
     return {
         "PANTAU_DATABASE_URL": s.database_url,
+        "PANTAU_CONFIG_DIR": str(s.config_dir),
         "PANTAU_EVIDENCE_DIR": str(s.evidence_dir),
         "PANTAU_INFLUX__URL": s.influx.url,
         "PANTAU_INFLUX__DATABASE": s.influx.database,
