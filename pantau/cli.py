@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("simulators.__main__", "simulated sensor fleet and scenarios"),
     "broker": ("pantau.broker.__main__", "broker accounts, password file and ACL from config/"),
     "services": ("pantau.local.__main__", "start local mosquitto + influxd on free ports"),
+    "store": ("pantau.store.__main__", "incident store: migrate; prune past the retention"),
     "backup": ("pantau.backup.__main__", "back up the incident store, InfluxDB, evidence"),
     "restore": ("pantau.backup.restore_cmd", "restore a backup into an empty store"),
     "demo": ("demo.run", "the whole pipeline end to end on the storm scenario"),

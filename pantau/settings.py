@@ -309,6 +309,12 @@ class RetentionSettings(BaseModel):
         "readings (a spool drained late) are recomputed; the oldest reading ingest accepts "
         "is 7 days old",
     )
+    incidents_years: int = Field(
+        default=5,
+        ge=1,
+        description="incidents, their timelines and the audit log: never pruned younger "
+        "than this; older only by `pantau store prune` (audited)",
+    )
 
 
 class Settings(BaseSettings):

@@ -97,3 +97,18 @@ class CitizenReportRow(Base):
         _one_of("outcome", REPORT_OUTCOMES),
         Index("ix_citizen_reports_incident_id", "incident_id"),
     )
+
+
+class AuditPruneRow(Base):
+    """One explicit prune of the audit trail (migration 0007): who, when, up to when.
+    Append-only; the audit log lets a DELETE through only below the newest `before`."""
+
+    __tablename__ = "audit_prunes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    actor: Mapped[str] = mapped_column(String(128))
+    before: Mapped[datetime] = mapped_column(UtcDateTime())
+    incidents: Mapped[int] = mapped_column(Integer)
+    audit_rows: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
