@@ -128,7 +128,9 @@ class IngestService:
         )
         self._drain_thread = threading.Thread(target=self._drain, name="ingest-drain", daemon=True)
         self.metrics = IngestMetrics(
-            settings, lambda: len(self._session.inbox) + self._batches.qsize()
+            settings,
+            lambda: len(self._session.inbox) + self._batches.qsize(),
+            spool_bytes=self.spool.disk_bytes,
         )
 
     # --- lifecycle ------------------------------------------------------------------

@@ -309,6 +309,25 @@ class RetentionSettings(BaseModel):
         "readings (a spool drained late) are recomputed; the oldest reading ingest accepts "
         "is 7 days old",
     )
+    evidence_days: int = Field(
+        default=90,
+        ge=1,
+        description="camera evidence JPEGs older than this are deleted, unless an incident "
+        "opened within this time (or not ended) links them (pantau.evidence)",
+    )
+    evidence_max_bytes: int = Field(
+        default=20 * 1024**3,
+        ge=1024**2,
+        description="the evidence directory's bound: oldest unlinked frames go first",
+    )
+    evidence_sweep_s: float = Field(
+        default=600.0, ge=0, description="how often pantau vision sweeps; 0: never"
+    )
+    report_photo_days: int = Field(
+        default=365,
+        ge=1,
+        description="citizen-report photos are dropped (the report stays) after this",
+    )
     incidents_years: int = Field(
         default=5,
         ge=1,

@@ -60,6 +60,7 @@ from pantau.store import (
     load_sla_policy,
     placement_by_zone,
 )
+from pantau.store.prune import drop_report_photos
 from pantau.topics import Topics
 from pantau.zoneindex import ZoneIndex
 from rules.cameras import CameraReadings, read_camera_history, rules_city
@@ -425,6 +426,8 @@ class RulesService:
                 self._clock.now() - timedelta(seconds=retention),
                 keep_pending=self._webhooks is not None,
             )
+        photo_days = self._settings.retention.report_photo_days
+        drop_report_photos(self._store.engine, self._clock.now() - timedelta(days=photo_days))
         if not self._config.escalation:
             return
         raised = escalate_due(

@@ -12,14 +12,17 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 import cv2
 
 from pantau.cameras import load_cameras
 from pantau.city import load_city
+from pantau.evidence import EvidenceSweeper
 from pantau.lifecycle import run_until_signalled
 from pantau.settings import Settings
+from pantau.store.migrate import make_engine
 from vision.service import VisionService
 
 log = logging.getLogger("vision")
@@ -62,7 +65,20 @@ def main(argv: Sequence[str]) -> int:
             args.evidence_dir,
         )
 
-    run_until_signalled(service, started=started)
+    engine = make_engine(settings.database_url)
+    sweeper = EvidenceSweeper(
+        args.evidence_dir,
+        engine,
+        keep=timedelta(days=settings.retention.evidence_days),
+        max_bytes=settings.retention.evidence_max_bytes,
+        interval_s=settings.retention.evidence_sweep_s,
+    )
+    sweeper.start()
+    try:
+        run_until_signalled(service, started=started)
+    finally:
+        sweeper.stop()
+        engine.dispose()
     for w in service.workers:
         s = w.stats
         log.info(

@@ -16,12 +16,12 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, insert, or_, select
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.engine import Engine
 
 from pantau.errors import UserError
 from pantau.incidents import WorkflowState
-from pantau.store.api_tables import AuditPruneRow, AuditRow
+from pantau.store.api_tables import AuditPruneRow, AuditRow, CitizenReportRow
 from pantau.store.models import IncidentRow
 
 ENDED = (WorkflowState.RESOLVED, WorkflowState.CLOSED)
@@ -96,3 +96,16 @@ def prune(
             )
         )
     return Pruned(before, incidents, audit_rows)
+
+
+def drop_report_photos(engine: Engine, before: datetime) -> int:
+    """Drop the photos of citizen reports received before `before` (the report, its
+    place, category and incident stay); the number of photos dropped. The rules
+    service does it on its tick, with `retention.report_photo_days`."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(CitizenReportRow)
+            .where(CitizenReportRow.received_at < before, CitizenReportRow.photo.is_not(None))
+            .values(photo=None, photo_type=None)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
