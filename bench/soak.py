@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
                 PANTAU_INGEST__MAX_AGE_S=env["PANTAU_INGEST__MAX_AGE_S"],
             )
             ingest.start()
-            rules.start()
+            rules.start(timeout=300)  # a loaded machine starts it slowly
             influx = InfluxQL.from_settings(settings.influx)
             data = stack.influxd.directory
             first = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)

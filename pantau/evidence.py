@@ -23,6 +23,7 @@ from pathlib import Path
 
 from sqlalchemy import or_, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from pantau.incidents import WorkflowState
 from pantau.store.models import IncidentRow
@@ -142,6 +143,8 @@ class EvidenceSweeper:
                 )
                 if s.deleted:
                     log.info("evidence: deleted %d frames (%d bytes)", s.deleted, s.freed_bytes)
-            except Exception:  # a sweep that fails must not stop the cameras
-                log.exception("evidence sweep failed; next one in %.0f s", self._interval)
+            except SQLAlchemyError as err:  # no store yet, or unreachable: keep everything
+                log.warning("evidence sweep skipped, incident store unreadable: %s", err)
+            except OSError as err:  # a sweep that fails must not stop the cameras
+                log.warning("evidence sweep failed; next one in %.0f s: %s", self._interval, err)
             self._stop.wait(self._interval)
