@@ -29,7 +29,9 @@ from pantau.influx.retention import (
     source,
 )
 from pantau.influx.writers import make_writer
+from pantau.local import LocalStack
 from pantau.settings import ApiSettings, RetentionSettings, Settings
+from testkit.services import IngestProcess, wait_until
 from tests.api.conftest import CITY, ZONES
 
 pytestmark = pytest.mark.integration
@@ -244,3 +246,31 @@ def test_kpis_agree_after_the_raw_readings_age_out(ctx: ApiContext, settings: Se
         level = level_holding(client, settings.influx.database, day, now, settings.retention)
         assert level is AGG_5M
     assert kpis() == pytest.approx(from_raw, abs=1e-9)
+
+
+def test_pantau_ingest_sets_retention_up_and_downsamples_as_it_runs(
+    stack: LocalStack, settings: Settings, tmp_path: Path
+) -> None:
+    ingest = IngestProcess(
+        stack,
+        settings,
+        tmp_path / "spool",
+        tmp_path / "ingest.log",
+        PANTAU_RETENTION__DOWNSAMPLE_INTERVAL_S="1",
+    )
+    ingest.start()
+    try:
+        wait_until(lambda: "agg_5m" in _rps(settings), 60, "ingest to create the RPs")
+        at = datetime.now(UTC) - timedelta(minutes=2)
+        writer = make_writer(settings.influx)
+        writer.write([f"water_level,device=wl-a value=120.5 {_ms(at)}"])
+        writer.close()
+        wait_until(
+            lambda: bool(_aggregates(settings, "5m", "water_level")), 60, "a 5-minute aggregate"
+        )
+        (a,) = _aggregates(settings, "5m", "water_level").values()
+        assert (a["count"], a["mean"]) == (1, 120.5)
+        assert _rps(settings)["autogen"]["duration"] == "2160h0m0s"
+    finally:
+        ingest.stop()
+    assert "Traceback" not in ingest.log_text()
