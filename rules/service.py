@@ -185,6 +185,7 @@ class RulesService:
         self._worker = threading.Thread(target=self._run, name="rules-worker", daemon=True)
         # Unsent outbox rows of an earlier run (a crash before the PUBACK) go out first.
         self._outbox_dirty = True
+        self._photos_swept: datetime | None = None
         webhooks = WebhookConfig.from_settings(self._config)
         self._webhooks = None if webhooks is None else NotifierThread(store, webhooks)
         # Seq gaps across a broker reconnect: data_quality points and incidents.
@@ -426,8 +427,11 @@ class RulesService:
                 self._clock.now() - timedelta(seconds=retention),
                 keep_pending=self._webhooks is not None,
             )
-        photo_days = self._settings.retention.report_photo_days
-        drop_report_photos(self._store.engine, self._clock.now() - timedelta(days=photo_days))
+        now = self._clock.now()
+        if self._photos_swept is None or now - self._photos_swept >= timedelta(hours=1):
+            days = self._settings.retention.report_photo_days  # citizen photos: hourly
+            drop_report_photos(self._store.engine, now - timedelta(days=days))
+            self._photos_swept = now
         if not self._config.escalation:
             return
         raised = escalate_due(
