@@ -18,6 +18,7 @@ from pantau.cameras import Camera
 from pantau.devices import Device
 from pantau.influx.lineprotocol import tag_value
 from pantau.influx.query import InfluxQLError, quote_ident
+from pantau.influx.retention import RAW, Level, level_holding, raw_level, source
 from pantau.influx.writers import WriteRejected, WriteUnavailable, make_writer
 from pantau.store.api_tables import CitizenReportRow
 from pantau.store.models import IncidentRow
@@ -177,11 +178,28 @@ def in_scope(ctx: ApiContext, who: Principal, scope: Scope, things: Iterable[P])
 
 
 def _buckets(ctx: ApiContext, start: datetime, as_of: datetime) -> tuple[int, int]:
-    """(bucket seconds, number of buckets) of an availability period."""
+    """(bucket seconds, number of buckets) of an availability period. Wide buckets are
+    whole 5 minutes (whole hours from an hour up), so that once the raw readings have
+    aged out the 5-minute or hourly aggregates fill exactly the same buckets."""
     span_s = (as_of - start).total_seconds()
     bucket_s = max(ctx.kpi.availability_bucket_minutes * 60, math.ceil(span_s / MAX_BUCKETS))
-    bucket_s = int(math.ceil(bucket_s / 60) * 60)  # whole minutes for GROUP BY time()
+    unit = 60 if bucket_s <= 600 else 300 if bucket_s < 3600 else 3600
+    bucket_s = int(math.ceil(bucket_s / unit) * unit)
     return bucket_s, math.ceil(span_s / bucket_s)
+
+
+def _level(ctx: ApiContext, start: datetime) -> Level:
+    """Raw readings while InfluxDB keeps them from `start`, else their aggregates."""
+    assert ctx.influx is not None
+    influx = ctx.settings.influx
+    return level_holding(
+        ctx.influx,
+        influx.database,
+        start,
+        ctx.clock.now(),
+        ctx.settings.retention,
+        raw_rp=raw_level(influx).rp,
+    )
 
 
 class InService(Protocol):
@@ -220,14 +238,24 @@ def _present(
     start: datetime,
     as_of: datetime,
     bucket_s: int,
-    condition: str = "",
+    level: Level = RAW,
+    zero_only: bool = False,
 ) -> int:
     """(id, bucket) pairs in service in [start, as_of) with at least one point of
-    `measurement`. Buckets start at `start` (the GROUP BY offset), not at the epoch."""
+    `measurement` (`zero_only`: a point whose value is 0), from raw readings or from
+    their aggregates (a window's count, its min for zero_only: values are >= 0).
+    Buckets start at `start` (the GROUP BY offset), not at the epoch."""
     assert ctx.influx is not None
     offset = int(start.timestamp()) % bucket_s
+    if level.aggregated:
+        src = source(measurement, level, ctx.settings.influx.database)
+        what = f'sum("count") AS "count" FROM {src}'
+        condition = 'AND "min" = 0 ' if zero_only else ""
+    else:
+        what = f"count(value) FROM {quote_ident(measurement)}"
+        condition = "AND value = 0 " if zero_only else ""
     q = (
-        f"SELECT count(value) FROM {quote_ident(measurement)} "  # noqa: S608
+        f"SELECT {what} "
         f"WHERE time >= $start AND time < $end {condition}"
         f"GROUP BY time({bucket_s}s, {offset}s), {quote_ident(tag)} fill(none)"
     )
@@ -242,7 +270,7 @@ def _present(
         who, at = r.get(tag), r.get("time")
         if not isinstance(who, str) or who not in first or not isinstance(at, int):
             continue
-        if not isinstance(r.get("count"), int):
+        if not isinstance(r.get("count"), int | float):
             continue
         if (at - t0) // bucket_s >= first[who]:
             present += 1
@@ -271,9 +299,17 @@ def sensor_availability(
         if d.id in first:
             by_metric[d.metrics[0]][d.id] = first[d.id]
     try:
+        level = _level(ctx, start)
         present = sum(
             _present(
-                ctx, metric, tag="device", first=ids, start=start, as_of=as_of, bucket_s=bucket_s
+                ctx,
+                metric,
+                tag="device",
+                first=ids,
+                start=start,
+                as_of=as_of,
+                bucket_s=bucket_s,
+                level=level,
             )
             for metric, ids in sorted(by_metric.items())
         )
@@ -299,12 +335,13 @@ def camera_availability(
         present = _present(
             ctx,
             "camera_fault",
+            level=_level(ctx, start),
             tag="camera",
             first=first,
             start=start,
             as_of=as_of,
             bucket_s=bucket_s,
-            condition="AND value = 0 ",
+            zero_only=True,
         )
     except InfluxQLError as err:
         logger.warning("camera availability unavailable: %s", err)

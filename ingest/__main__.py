@@ -16,6 +16,9 @@ from ingest.service import IngestService
 from ingest.tokens import DeviceTokens
 from pantau.cameras import Camera, load_cameras
 from pantau.city import City, load_city
+from pantau.influx.downsample import DownsampleLoop
+from pantau.influx.query import InfluxQLError
+from pantau.influx.retention import ensure_retention
 from pantau.influx.writers import V1Writer, WriteUnavailable, make_writer
 from pantau.lifecycle import Service, run_until_signalled
 from pantau.settings import Settings
@@ -44,6 +47,11 @@ def main(argv: Sequence[str]) -> int:
             # Not fatal: writes retry until InfluxDB is back; the database is created then
             # by whoever provisions it, or on our next start.
             log.warning("could not create database %r yet: %s", settings.influx.database, err)
+    try:
+        # Retention policies / buckets and their durations (pantau.influx.retention).
+        ensure_retention(settings.influx, settings.retention)
+    except InfluxQLError as err:
+        log.warning("could not set up retention yet (next start will): %s", err)
     port = settings.ingest.http_port
     if settings.ingest.partitions:
         if port is not None:
@@ -56,10 +64,11 @@ def main(argv: Sequence[str]) -> int:
         writer.close()
         return run_partitioned(settings, city, cameras)
     service = IngestService(settings, city, writer, cameras=cameras)
-    runner: Service = (
+    runner: Service = WithDownsampler(
         service
         if port is None
-        else WithHttpIntake(service, HttpIntake(service, settings.ingest, port))
+        else WithHttpIntake(service, HttpIntake(service, settings.ingest, port)),
+        DownsampleLoop(settings),
     )
 
     def started() -> None:
@@ -106,8 +115,25 @@ def run_partitioned(settings: Settings, city: City, cameras: Mapping[str, Camera
             settings.influx.database,
         )
 
-    run_until_signalled(replica, started=started)
+    # Every replica downsamples: the passes write the same points, so copies are harmless.
+    run_until_signalled(WithDownsampler(replica, DownsampleLoop(settings)), started=started)
     return 0
+
+
+class WithDownsampler:
+    """Ingest and the downsampler that turns what it stored into aggregates."""
+
+    def __init__(self, service: Service, downsampler: DownsampleLoop) -> None:
+        self.service = service
+        self.downsampler = downsampler
+
+    def start(self) -> None:
+        self.service.start()
+        self.downsampler.start()
+
+    def stop(self) -> None:
+        self.downsampler.stop()
+        self.service.stop()
 
 
 def token(argv: Sequence[str]) -> int:

@@ -12,7 +12,12 @@ from pantau.settings import Settings
 
 class IngestMetrics:
     def __init__(
-        self, settings: Settings, backlog: Callable[[], int], service: str = "ingest"
+        self,
+        settings: Settings,
+        backlog: Callable[[], int],
+        service: str = "ingest",
+        *,
+        spool_bytes: Callable[[], int],
     ) -> None:
         self.service = ServiceMetrics(service, settings.metrics)
         m = self.service
@@ -23,6 +28,10 @@ class IngestMetrics:
             "influx_write", "one batch written to InfluxDB, retries included"
         )
         m.gauge("backlog_messages", "messages received, not yet written and acknowledged", backlog)
+        # The spool's disk use and its bound: at the bound ingest stops acknowledging.
+        m.gauge("spool_bytes", "bytes of the durable spool on disk", spool_bytes)
+        bound = float(settings.ingest.spool_max_bytes)
+        m.gauge("spool_max_bytes", "the spool's bound (ingest.spool_max_bytes)", lambda: bound)
         self._influx = settings.influx
         self._writer: InfluxWriter | None = None
 

@@ -136,7 +136,10 @@ class IngestService:
         )
         self._drain_thread = threading.Thread(target=self._drain, name="ingest-drain", daemon=True)
         self.metrics = IngestMetrics(
-            settings, lambda: len(self._session.inbox) + self._batches.qsize(), metrics_name
+            settings,
+            lambda: len(self._session.inbox) + self._batches.qsize(),
+            metrics_name,
+            spool_bytes=self.spool.disk_bytes,
         )
 
     # --- lifecycle ------------------------------------------------------------------

@@ -270,7 +270,8 @@ class Spool:
 
     # --- sizes --------------------------------------------------------------------------
     def disk_bytes(self) -> int:
-        return sum(self._sizes.values())
+        with self._cond:  # also read by the metrics thread
+            return sum(self._sizes.values())
 
     def pending_bytes(self) -> int:
         """Bytes appended and not yet committed (record headers included)."""

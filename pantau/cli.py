@@ -28,6 +28,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "broker": ("pantau.broker.__main__", "broker accounts, password file and ACL from config/"),
     "services": ("pantau.local.__main__", "start local mosquitto + influxd on free ports"),
     "audit": ("pantau.store.audit_cli", "verify the audit log's and timelines' hash chains"),
+    "store": ("pantau.store.__main__", "incident store: migrate; prune past the retention"),
+    "backup": ("pantau.backup.__main__", "back up the incident store, InfluxDB, evidence"),
+    "restore": ("pantau.backup.restore_cmd", "restore a backup into an empty store"),
     "demo": ("demo.run", "the whole pipeline end to end on the storm scenario"),
 }
 

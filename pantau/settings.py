@@ -105,6 +105,11 @@ class InfluxSettings(BaseModel):
     org: str = Field(default="pantau", description="v2 only")
     token: SecretStr | None = Field(default=None, description="v2 only")
     timeout_s: float = Field(default=10.0, gt=0)
+    backup_address: str = Field(
+        default="127.0.0.1:8088",
+        description="influxd's backup/restore RPC address (1.x `bind-address`), for "
+        "`pantau backup` / `pantau restore`",
+    )
 
     @model_validator(mode="after")
     def _v2_needs_token(self) -> InfluxSettings:
@@ -413,6 +418,63 @@ class VisionSettings(BaseModel):
     )
 
 
+class RetentionSettings(BaseModel):
+    """How long each kind of data is kept (docs/operations.md#retention)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    raw_days: int = Field(
+        default=90, ge=1, description="raw readings and camera analyses in InfluxDB"
+    )
+    agg_5m_days: int = Field(
+        default=730, ge=1, description="5-minute aggregates (min, max, mean, count, sum)"
+    )
+    agg_1h_days: int = Field(default=3650, ge=1, description="hourly aggregates")
+    downsample_interval_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="ingest aggregates the windows closed since its last pass this often; "
+        "0: off (run `pantau retention downsample` instead)",
+    )
+    downsample_lookback_s: float = Field(
+        default=2 * 3600.0,
+        ge=300,
+        description="each pass recomputes this much before its last one (late readings)",
+    )
+    reconcile_days: float = Field(
+        default=7.0,
+        ge=0,
+        description="at start and hourly, hours of the last days whose aggregates miss raw "
+        "readings (a spool drained late) are recomputed; the oldest reading ingest accepts "
+        "is 7 days old",
+    )
+    evidence_days: int = Field(
+        default=90,
+        ge=1,
+        description="camera evidence JPEGs older than this are deleted, unless an incident "
+        "opened within this time (or not ended) links them (pantau.evidence)",
+    )
+    evidence_max_bytes: int = Field(
+        default=20 * 1024**3,
+        ge=1024**2,
+        description="the evidence directory's bound: oldest unlinked frames go first",
+    )
+    evidence_sweep_s: float = Field(
+        default=600.0, ge=0, description="how often pantau vision sweeps; 0: never"
+    )
+    report_photo_days: int = Field(
+        default=365,
+        ge=1,
+        description="citizen-report photos are dropped (the report stays) after this",
+    )
+    incidents_years: int = Field(
+        default=5,
+        ge=1,
+        description="incidents, their timelines and the audit log: never pruned younger "
+        "than this; older only by `pantau store prune` (audited)",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="PANTAU_", env_nested_delimiter="__", extra="forbid"
@@ -447,6 +509,7 @@ class Settings(BaseSettings):
     rules: RulesSettings = RulesSettings()
     api: ApiSettings = ApiSettings()
     metrics: MetricsSettings = MetricsSettings()
+    retention: RetentionSettings = RetentionSettings()
 
     @model_validator(mode="after")
     def _no_placeholder_secrets_in_production(self) -> Settings:

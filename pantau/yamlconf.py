@@ -21,6 +21,17 @@ M = TypeVar("M", bound=BaseModel)
 
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
+# The schema of config/ files. A file says which one it was written for with a
+# top-level `pantau_config: N` (no key: 1, the schema of every file written before the
+# key existed). When a release changes what a file must say, it bumps CONFIG_SCHEMA and
+# tells here what to change, so an old file fails at start with that instead of with
+# whatever the new models make of it.
+CONFIG_SCHEMA = 1
+VERSION_KEY = "pantau_config"
+SCHEMA_CHANGES: dict[int, str] = {
+    1: "the first versioned schema",
+}
+
 
 class LocatedYaml:
     """A parsed YAML document plus the line (1-based) where each path starts."""
@@ -67,7 +78,39 @@ def read_yaml(path: Path) -> LocatedYaml:
         raise ConfigError(path, line, f"YAML syntax: {err.problem}") from err
     lines: dict[Loc, int] = {}
     data = {} if node is None else _to_python(path, node, (), lines)
-    return LocatedYaml(path, data, lines)
+    doc = LocatedYaml(path, data, lines)
+    check_schema(doc)
+    return doc
+
+
+def check_schema(
+    doc: LocatedYaml, current: int = CONFIG_SCHEMA, changes: Mapping[int, str] = SCHEMA_CHANGES
+) -> None:
+    """Refuse a file written for another config schema, saying what to change; then
+    drop the version key, so the file's own model never sees it."""
+    if not isinstance(doc.data, dict) or VERSION_KEY not in doc.data:
+        return  # files before versioning: schema 1
+    version = doc.data.pop(VERSION_KEY)
+    where = doc.lines.pop((VERSION_KEY,), None)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ConfigError(doc.path, where, f"{VERSION_KEY}: a whole number, not {version!r}")
+    if version > current:
+        raise ConfigError(
+            doc.path,
+            where,
+            f"{VERSION_KEY}: {version} is newer than this Pantau reads ({current}): "
+            "upgrade Pantau, or use the config of its release",
+        )
+    if version < current:
+        todo = "; ".join(
+            f"for {v}: {changes.get(v, '(not described)')}" for v in range(version + 1, current + 1)
+        )
+        raise ConfigError(
+            doc.path,
+            where,
+            f"{VERSION_KEY}: {version} is an old config schema, this Pantau reads {current}. "
+            f"Change the file ({todo}), then set {VERSION_KEY}: {current}",
+        )
 
 
 def load_model(path: Path, model: type[M]) -> tuple[M, LocatedYaml]:

@@ -62,6 +62,7 @@ from pantau.store import (
     placement_by_zone,
 )
 from pantau.store.leases import LeaseLost
+from pantau.store.prune import drop_report_photos
 from pantau.topics import Topics
 from pantau.zoneindex import ZoneIndex
 from rules.cameras import CameraReadings, read_camera_history, rules_city
@@ -193,6 +194,7 @@ class RulesService:
         self.lost = False  # the partition lease was lost (rules.partitions)
         hooks = WebhookConfig.from_settings(self._config) if webhooks else None
         self._webhooks = None if hooks is None else NotifierThread(store, hooks)
+        self._photos_swept: datetime | None = None
         # Seq gaps across a broker reconnect: data_quality points and incidents.
         self._gaps = UplinkGaps(city, settings.influx)
 
@@ -452,6 +454,11 @@ class RulesService:
                 self._clock.now() - timedelta(seconds=retention),
                 keep_pending=self._webhooks is not None,
             )
+        now = self._clock.now()
+        if self._photos_swept is None or now - self._photos_swept >= timedelta(hours=1):
+            days = self._settings.retention.report_photo_days  # citizen photos: hourly
+            drop_report_photos(self._store.engine, now - timedelta(days=days))
+            self._photos_swept = now
         if not self._config.escalation:
             return
         raised = escalate_due(

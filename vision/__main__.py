@@ -12,14 +12,17 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 
 import cv2
 
 from pantau.cameras import load_cameras
 from pantau.city import load_city
+from pantau.evidence import EvidenceSweeper
 from pantau.lifecycle import run_until_signalled
 from pantau.settings import Settings
+from pantau.store.migrate import make_engine
 from vision.service import VisionService
 
 log = logging.getLogger("vision")
@@ -50,13 +53,15 @@ def main(argv: Sequence[str]) -> int:
     cv2.setNumThreads(1)
     leases = None
     client_id = args.client_id
+    # The store: camera leases when workers share cameras, and the evidence sweep (which
+    # frames incidents still link).
+    engine = make_engine(settings.database_url)
     if settings.vision.share_cameras:
         # One of several workers: cameras leased through the store; its own MQTT session.
         # Imported here: a lone vision process does not load the SQL store.
-        from pantau.store import make_engine, migrate  # noqa: PLC0415
+        from pantau.store import migrate  # noqa: PLC0415
         from pantau.store.leases import Leases  # noqa: PLC0415
 
-        engine = make_engine(settings.database_url)
         migrate(engine)
         leases = Leases(engine, "vision", settings.replica, settings.leases.ttl_s)
         client_id = f"{args.client_id}-{settings.replica}"
@@ -80,7 +85,19 @@ def main(argv: Sequence[str]) -> int:
             args.evidence_dir,
         )
 
-    run_until_signalled(service, started=started)
+    sweeper = EvidenceSweeper(
+        args.evidence_dir,
+        engine,
+        keep=timedelta(days=settings.retention.evidence_days),
+        max_bytes=settings.retention.evidence_max_bytes,
+        interval_s=settings.retention.evidence_sweep_s,
+    )
+    sweeper.start()
+    try:
+        run_until_signalled(service, started=started)
+    finally:
+        sweeper.stop()
+        engine.dispose()
     for w in service.workers:
         s = w.stats
         log.info(

@@ -61,6 +61,11 @@ bind-address = {s(f"{host}:{rpc_port}")}
 [continuous_queries]
   log-enabled = false
 
+# Expired shards are dropped every 10 s instead of every 30 min, so retention can be
+# watched working (tests/integration/test_retention.py); the check itself is cheap.
+[retention]
+  check-interval = "10s"
+
 [logging]
   level = {s(log_level)}
   suppress-logo = true

@@ -130,7 +130,11 @@ class LocalStack:
         """Pantau settings pointing at this stack, with topic `root` and `database`."""
         return Settings(
             mqtt=MqttSettings(host=self.mqtt_host, port=self.mqtt_port, root=root),
-            influx=InfluxSettings(url=self.influx_url, database=database),
+            influx=InfluxSettings(
+                url=self.influx_url,
+                database=database,
+                backup_address=f"{self.influxd.host}:{self.influxd.rpc_port}",
+            ),
         )
 
     def create_database(self, name: str) -> None:
@@ -145,4 +149,5 @@ class LocalStack:
             "PANTAU_MQTT__HOST": self.mqtt_host,
             "PANTAU_MQTT__PORT": str(self.mqtt_port),
             "PANTAU_INFLUX__URL": self.influx_url,
+            "PANTAU_INFLUX__BACKUP_ADDRESS": f"{self.influxd.host}:{self.influxd.rpc_port}",
         }

@@ -165,3 +165,18 @@ class RequestKeyRow(Base):
     status: Mapped[int] = mapped_column(Integer)
     body: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), index=True)
+
+
+class AuditPruneRow(Base):
+    """One explicit prune of the audit trail (migration 0010): who, when, up to when.
+    Append-only; the audit log lets a DELETE through only below the newest `before`."""
+
+    __tablename__ = "audit_prunes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    actor: Mapped[str] = mapped_column(String(128))
+    before: Mapped[datetime] = mapped_column(UtcDateTime())
+    incidents: Mapped[int] = mapped_column(Integer)
+    audit_rows: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)

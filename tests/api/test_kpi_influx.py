@@ -126,33 +126,35 @@ def test_availability_counts_a_device_from_its_commissioning(
     ctx: ApiContext, settings: Settings
 ) -> None:
     """February 2026 by hand: 28 days = 2 419 200 s; at most 2000 buckets per device
-    gives 1210 s, rounded up to whole minutes: 1260 s (21 min), so 1920 buckets. The
-    rain gauge is in service all month and reports in every bucket (1920 of 1920). The
-    station is commissioned on 15 February 00:00, 14 days in = bucket 960, so it owes
-    960 buckets; it reports in its first 7 days (480), once before it was commissioned
-    (a test reading, not counted) and never after. (1920 + 480) / (1920 + 960) =
-    83.33 %; counted over the whole month it would be (1920 + 481) / 3840 = 62.53 %."""
+    gives 1210 s, rounded up to whole 5 minutes (so the 5-minute aggregates fill the
+    same buckets once the raw readings age out): 1500 s (25 min), so 1613 buckets, the
+    last one cut short. The rain gauge is in service all month and reports in every
+    bucket (1613 of 1613). The station is commissioned on 15 February 00:00, 14 days
+    in = 1 209 600 s, in bucket 806, so it owes 807 buckets; it reports in buckets
+    806-1208 (403, its first week), once before it was commissioned (a test reading,
+    not counted) and never after. (1613 + 403) / (1613 + 807) = 83.31 %; counted over
+    the whole month it would be (1613 + 404) / 3226 = 62.52 %."""
     start, end = datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 3, 1, tzinfo=UTC)
-    bucket = timedelta(seconds=1260)
+    bucket = timedelta(seconds=1500)
     commissioned = datetime(2026, 2, 15, tzinfo=UTC)
     gauge = dataclasses.replace(CITY.devices["rg-paninggilan-034"], in_service_from=None)
     station = dataclasses.replace(CITY.devices["wl-paninggilan-067"], in_service_from=commissioned)
     lines = [
         f"rainfall_rate,device={gauge.id} value=1.0 {_ms(start + i * bucket + M)}"
-        for i in range(1920)
+        for i in range(1613)
     ] + [
         f"water_level,device={station.id} value=120.0 {_ms(start + i * bucket + M)}"
-        for i in [100, *range(960, 1440)]
+        for i in [100, *range(806, 1209)]
     ]
     writer = make_writer(settings.influx)
     writer.write(lines)
     writer.close()
     assert sensor_availability(ctx, [gauge, station], start, end) == pytest.approx(
-        100 * 2400 / 2880
+        100 * 2016 / 2420
     )
-    assert sensor_availability(ctx, [station], start, end) == pytest.approx(50.0)
+    assert sensor_availability(ctx, [station], start, end) == pytest.approx(100 * 403 / 807)
     always = dataclasses.replace(station, in_service_from=None)
-    assert sensor_availability(ctx, [gauge, always], start, end) == pytest.approx(100 * 2401 / 3840)
+    assert sensor_availability(ctx, [gauge, always], start, end) == pytest.approx(100 * 2017 / 3226)
     # Commissioned after the period: nothing in service is "-", not 0 %.
     later = dataclasses.replace(station, in_service_from=end + timedelta(days=1))
     assert sensor_availability(ctx, [later], start, end) is None
