@@ -4,7 +4,7 @@ the head's models read the rows (columns added later get their defaults)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    RowMapping,
     String,
     Table,
     Text,
@@ -112,7 +113,7 @@ def _fill(url: str) -> dict[str, list[dict[str, object]]]:
     return written
 
 
-def _key(table: Table, row: Mapping[str, object]) -> tuple[object, ...]:
+def _key(table: Table, row: RowMapping) -> tuple[object, ...]:
     """A row's identity: its primary key (`id`, or (kind, key) for leases...)."""
     return tuple(row[c.name] for c in table.primary_key.columns)
 
