@@ -9,17 +9,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from pantau.clock import Clock
-from pantau.store import chain
 from pantau.store.api_tables import AuditRow
+from pantau.store.auditlog import append_audit
 
 from .principal import Principal
-
-# pg_advisory_xact_lock key of the audit chain ("PANTAUDT" as a 64-bit integer).
-CHAIN_LOCK = int.from_bytes(b"PANTAUDT", "big") >> 1
 
 
 class Outcome(StrEnum):
@@ -58,34 +55,16 @@ class AuditLog:
         at = self._clock.now()
         actor = who.actor if who is not None else f"anonymous:{subject or '-'}"
         role = who.role.value if who is not None else "anonymous"
-        fields = chain.audit_fields(
-            at=at,
-            actor=actor,
-            role=role,
-            action=action,
-            incident_id=incident_id,
-            outcome=outcome.value,
-            detail=detail[:2000],
-        )
         with self._sessions() as session, session.begin():
-            # One writer at a time extends the chain: SQLite's BEGIN IMMEDIATE already
-            # serialises; PostgreSQL takes a transaction-scoped advisory lock.
-            if session.get_bind().dialect.name == "postgresql":
-                session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CHAIN_LOCK})
-            prev = session.scalar(select(AuditRow.row_hash).order_by(AuditRow.id.desc()).limit(1))
-            prev = prev or chain.GENESIS
-            session.add(
-                AuditRow(
-                    at=at,
-                    actor=actor,
-                    role=role,
-                    action=action,
-                    incident_id=incident_id,
-                    outcome=outcome.value,
-                    detail=detail[:2000],
-                    prev_hash=prev,
-                    row_hash=chain.link(prev, fields),
-                )
+            append_audit(
+                session.connection(),
+                at=at,
+                actor=actor,
+                role=role,
+                action=action,
+                incident_id=incident_id,
+                outcome=outcome.value,
+                detail=detail[:2000],
             )
 
     def entries(

@@ -180,3 +180,5 @@ class AuditPruneRow(Base):
     incidents: Mapped[int] = mapped_column(Integer)
     audit_rows: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(Text)
+    # row_hash of the newest deleted audit row: where the remaining chain starts.
+    chain_from: Mapped[str | None] = mapped_column(String(64), nullable=True)

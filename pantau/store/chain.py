@@ -118,11 +118,14 @@ class ChainReport:
         }
 
 
-def verify_audit(rows: Iterable[Sequence[object]], report: ChainReport) -> None:
+def verify_audit(
+    rows: Iterable[Sequence[object]], report: ChainReport, start: str = GENESIS
+) -> None:
     """rows: (id, prev_hash, row_hash, at, actor, role, action, incident_id, outcome,
-    detail) ordered by id."""
+    detail) ordered by id. start: the genesis, or after an explicit prune the hash of the
+    newest row it deleted."""
     prev_id: int | None = None
-    prev_hash = GENESIS
+    prev_hash = start
     for row in rows:
         rid, stored_prev, stored = int(row[0]), str(row[1]), str(row[2])  # type: ignore[call-overload]
         report.audit_rows += 1
@@ -236,8 +239,13 @@ def _row_times(row: Sequence[object], at: Sequence[int]) -> list[object]:
 def verify_chains(connection: Connection) -> ChainReport:
     """Walk the audit log and every incident timeline (read-only, one pass each)."""
     report = ChainReport()
+    # An explicit, audited prune (`pantau store prune`) deleted the oldest rows: what is
+    # left chains from the newest row it deleted, which the prune record keeps.
+    start = connection.execute(
+        text("SELECT chain_from FROM audit_prunes ORDER BY id DESC LIMIT 1")
+    ).scalar()
     audit = connection.execute(text(AUDIT_SQL))
-    verify_audit((_row_times(r, (3,)) for r in audit), report)
+    verify_audit((_row_times(r, (3,)) for r in audit), report, start or GENESIS)
     incidents = {
         int(r[0]): _Incident(int(r[0]), timeline_genesis(r[1], r[2], r[3], _utc(r[4])), int(r[5]))
         for r in connection.execute(text(INCIDENTS_SQL))

@@ -24,6 +24,8 @@ from pantau.incidents import WorkflowState
 from pantau.store.api_tables import AuditPruneRow, AuditRow, CitizenReportRow
 from pantau.store.models import IncidentRow
 
+from .auditlog import append_audit
+
 ENDED = (WorkflowState.RESOLVED, WorkflowState.CLOSED)
 
 
@@ -64,9 +66,17 @@ def prune(
         audit_rows = (
             conn.scalar(select(func.count()).select_from(AuditRow).where(AuditRow.at < before)) or 0
         )
+        # The remaining hash chain starts at the newest row deleted (pantau.store.chain).
+        chain_from = conn.scalar(
+            select(AuditRow.row_hash)
+            .where(AuditRow.at < before)
+            .order_by(AuditRow.id.desc())
+            .limit(1)
+        )
         # First the record: the audit log's trigger reads it to let the DELETE through.
         conn.execute(
             insert(AuditPruneRow).values(
+                chain_from=chain_from,
                 at=now,
                 actor=actor,
                 before=before,
@@ -77,23 +87,22 @@ def prune(
         )
         conn.execute(delete(IncidentRow).where(ended_before))  # timeline etc.: ON DELETE CASCADE
         conn.execute(delete(AuditRow).where(AuditRow.at < before))
-        conn.execute(
-            insert(AuditRow).values(
-                at=now,
-                actor=actor,
-                role="service",
-                action="store.prune",
-                incident_id=None,
-                outcome="allowed",
-                detail=json.dumps(
-                    {
-                        "before": before.isoformat(),
-                        "incidents": incidents,
-                        "audit_rows": audit_rows,
-                        "reason": reason,
-                    }
-                ),
-            )
+        append_audit(
+            conn,
+            at=now,
+            actor=actor,
+            role="service",
+            action="store.prune",
+            incident_id=None,
+            outcome="allowed",
+            detail=json.dumps(
+                {
+                    "before": before.isoformat(),
+                    "incidents": incidents,
+                    "audit_rows": audit_rows,
+                    "reason": reason,
+                }
+            ),
         )
     return Pruned(before, incidents, audit_rows)
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, insert, select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from pantau.city import load_agencies
@@ -20,6 +20,8 @@ from pantau.incidents import ConditionChange, ConditionState, DedupKey, Evidence
 from pantau.incidents import WorkflowState as W
 from pantau.store import IncidentStore, load_sla_policy, migrate
 from pantau.store.api_tables import AuditPruneRow, AuditRow
+from pantau.store.auditlog import append_audit
+from pantau.store.chain import verify_chains
 from pantau.store.migrate import make_engine
 from pantau.store.models import IncidentEventRow, IncidentRow
 from pantau.store.placement import placement_by_zone, zone_level_by_prefix
@@ -67,16 +69,15 @@ def _incident(store: IncidentStore, clock: ManualClock, zone: str, at: datetime,
 
 def _audit(engine: object, at: datetime, action: str) -> None:
     with engine.begin() as conn:  # type: ignore[attr-defined]
-        conn.execute(
-            insert(AuditRow).values(
-                at=at,
-                actor="operator:ani",
-                role="operator",
-                action=action,
-                incident_id=None,
-                outcome="allowed",
-                detail="{}",
-            )
+        append_audit(
+            conn,
+            at=at,
+            actor="operator:ani",
+            role="operator",
+            action=action,
+            incident_id=None,
+            outcome="allowed",
+            detail="{}",
         )
 
 
@@ -138,6 +139,11 @@ def test_prune_only_past_retention_and_recorded(url: str) -> None:
             assert actions == ["incident.resolve", "store.prune"]
             (record,) = conn.execute(select(AuditPruneRow)).all()
             assert (record.actor, record.incidents, record.audit_rows) == ("cli:root", 1, 1)
+            # The hash chains of what is left still verify: the audit log's goes on from
+            # the newest row the prune deleted, and the prune's own row is chained.
+            report = verify_chains(conn)
+            assert report.ok, report.breaks
+            assert report.audit_rows == 2
         # After the prune, younger audit rows are as undeletable as before; the record too.
         with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
             conn.execute(text("DELETE FROM audit_log"))

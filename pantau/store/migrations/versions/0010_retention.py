@@ -61,6 +61,9 @@ def upgrade() -> None:
         sa.Column("incidents", sa.Integer, nullable=False),
         sa.Column("audit_rows", sa.Integer, nullable=False),
         sa.Column("reason", sa.Text, nullable=False),
+        # row_hash of the newest audit row the prune deleted: the hash chain of what is
+        # left starts there (pantau.store.chain.verify_chains), not at the genesis.
+        sa.Column("chain_from", sa.String(64), nullable=True),
     )
     if op.get_bind().dialect.name == "postgresql":
         op.execute(PG_FUNCTION)
