@@ -41,7 +41,8 @@ from pantau.settings import Settings
 from pantau.store import IncidentStore
 from pantau.zoneindex import ZoneIndex
 from rules.partitions import advance_payload, advance_topic
-from rules.service import RulesStats, make_store
+from rules.service import make_store
+from rules.stats import RulesStats
 from simulators.publisher import run_scenario
 from simulators.report import SimReport
 from simulators.scenario import Scenario

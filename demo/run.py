@@ -59,7 +59,8 @@ from pantau.zoneindex import ZoneIndex
 from rules.cameras import CAMERA_KINDS
 from rules.routing import Router
 from rules.rulespec import load_rules
-from rules.service import RulesService, RulesStats, make_store
+from rules.service import RulesService, make_store
+from rules.stats import RulesStats
 from simulators.publisher import run_scenario
 from simulators.report import SimReport
 from simulators.scenario import Scenario, find_scenario, load_scenario

@@ -16,7 +16,7 @@ from pantau.mqtt_session import Inbound
 from pantau.settings import Settings
 
 if TYPE_CHECKING:
-    from rules.service import RulesStats
+    from rules.stats import RulesStats
 
 
 # Seconds: in order an alert leaves within a second; a logger's batch or a gateway's

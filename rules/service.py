@@ -33,7 +33,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import paho.mqtt.client as mqtt
@@ -75,6 +74,7 @@ from rules.notify import NotifierThread, WebhookConfig
 from rules.outbox import MESSAGE_ID_PROPERTY, change_dispatch
 from rules.routing import Router
 from rules.rulespec import RuleSet, load_rules
+from rules.stats import RulesStats
 
 log = logging.getLogger(__name__)
 
@@ -89,29 +89,6 @@ SETTLE_BUDGET = 200
 
 class Stopping(Exception):
     """The service is stopping: leave the batch unacknowledged for redelivery."""
-
-
-@dataclass(slots=True)
-class RulesStats:
-    messages: int = 0  # processed and acknowledged
-    readings: int = 0
-    rejected: int = 0  # messages or readings ingest dead-letters
-    changes: int = 0
-    opened: int = 0
-    events_published: int = 0
-    alerts_published: int = 0
-    escalations_published: int = 0
-    escalations: int = 0  # escalation levels raised by this process
-    reloads: int = 0
-    reload_errors: int = 0
-    rebuilt_readings: int = 0
-    late: int = 0  # readings behind their kecamatan's event time, judged (rules.engine)
-    too_old: int = 0  # past the horizon: reported as data_quality, not judged
-    stale: int = 0  # behind their own series: reported as data_quality
-    sources_idle: int = 0  # sources no longer holding their kecamatan back
-    uplink_gaps: int = 0  # seq gaps found (rules.gaps); missing uplinks in them:
-    uplinks_missing: int = 0
-    alerts_by_crew: dict[str, int] = field(default_factory=dict)
 
 
 def make_store(settings: Settings, zones: ZoneIndex, clock: Clock | None = None) -> IncidentStore:

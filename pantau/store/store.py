@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, Select, select
@@ -30,12 +30,12 @@ from pantau.incidents import (
     WorkflowState,
 )
 
-from . import chain
 from .claims import Claims
 from .mapping import event_from_row, incident_from_row, outbox_from_row
 from .migrate import make_engine, migrate
-from .models import IncidentEventRow, IncidentRow, OutboxRow
+from .models import IncidentRow, OutboxRow
 from .outbox import OutboxQueue
+from .pending import Pending, update_result
 from .placement import default_placement
 from .sla import SlaPolicy
 from .types import (
@@ -63,61 +63,6 @@ def _fmt(when: datetime) -> str:
 
 def _minutes(delta: timedelta) -> str:
     return f"{delta.total_seconds() / 60:g} min"
-
-
-@dataclass
-class _Pending:
-    """Events collected while one transaction changes one incident."""
-
-    row: IncidentRow
-    at_now: datetime
-    events: list[IncidentEventRow] = field(default_factory=list)
-
-    def add(
-        self,
-        kind: EventKind,
-        from_state: str | None,
-        to_state: str,
-        *,
-        at: datetime,
-        actor: str,
-        reason: str,
-    ) -> None:
-        self.row.last_seq += 1
-        seq = self.row.last_seq
-        # Chained to the newest event (pantau.store.chain); the row is locked, so no
-        # other writer appends to this timeline meanwhile.
-        timeline = self.row.events
-        prev = timeline[-1].row_hash if timeline else self._genesis()
-        fields = chain.event_fields(
-            seq=seq,
-            at=at,
-            recorded_at=self.at_now,
-            kind=kind,
-            from_state=from_state,
-            to_state=to_state,
-            actor=actor,
-            reason=reason,
-        )
-        self.events.append(
-            IncidentEventRow(
-                seq=seq,
-                at=at,
-                recorded_at=self.at_now,
-                kind=kind,
-                from_state=from_state,
-                to_state=to_state,
-                actor=actor,
-                reason=reason,
-                prev_hash=prev,
-                row_hash=chain.link(prev, fields),
-            )
-        )
-        timeline.append(self.events[-1])
-
-    def _genesis(self) -> str:
-        r = self.row
-        return chain.timeline_genesis(r.rule_id, r.zone_id, r.hazard, r.opened_at)
 
 
 class IncidentStore(OutboxQueue):
@@ -191,7 +136,7 @@ class IncidentStore(OutboxQueue):
                         pending = self._open(session, change)
                         session.flush()  # the partial unique index speaks here
                         row = pending.row
-                        update = _result(UpdateKind.OPENED, pending)
+                        update = update_result(UpdateKind.OPENED, pending)
                     else:
                         update = self._update(row, change)
                     if compose is None or update.kind is UpdateKind.IGNORED:
@@ -236,7 +181,7 @@ class IncidentStore(OutboxQueue):
             update, incident=incident_from_row(row), outbox=tuple(outbox_from_row(r) for r in rows)
         )
 
-    def _open(self, session: Session, change: ConditionChange) -> _Pending:
+    def _open(self, session: Session, change: ConditionChange) -> Pending:
         assert change.severity is not None and change.evidence is not None
         placement = self._place(change)
         target = self._sla.target(change.key.hazard, change.severity)
@@ -264,7 +209,7 @@ class IncidentStore(OutboxQueue):
             last_seq=0,
         )
         session.add(row)
-        p = _Pending(row, self._clock.now())
+        p = Pending(row, self._clock.now())
         sev = change.severity.name.lower()
         p.add(
             EventKind.CONDITION,
@@ -298,7 +243,7 @@ class IncidentStore(OutboxQueue):
                 events=(),
                 note=f"stale: {_fmt(change.at)} is before {_fmt(row.condition_at)}",
             )
-        p = _Pending(row, self._clock.now())
+        p = Pending(row, self._clock.now())
         changed = False
         if change.state is not row.condition_state:
             p.add(
@@ -329,9 +274,9 @@ class IncidentStore(OutboxQueue):
         cleared = change.state is ConditionState.CLEARED and any(
             e.kind is EventKind.CONDITION for e in p.events
         )
-        return _result(UpdateKind.CLEARED if cleared else UpdateKind.UPDATED, p)
+        return update_result(UpdateKind.CLEARED if cleared else UpdateKind.UPDATED, p)
 
-    def _change_severity(self, p: _Pending, change: ConditionChange, new: Severity) -> None:
+    def _change_severity(self, p: Pending, change: ConditionChange, new: Severity) -> None:
         row = p.row
         old = row.severity_current
         p.add(
@@ -428,7 +373,7 @@ class IncidentStore(OutboxQueue):
                         else f"from {frm} only {', '.join(sorted(allowed))} are allowed"
                     )
                     raise InvalidTransition(incident_id, frm, to, why)
-                p = _Pending(row, self._clock.now())
+                p = Pending(row, self._clock.now())
                 p.add(EventKind.WORKFLOW, frm.value, to.value, at=when, actor=actor, reason=reason)
                 row.workflow_state = to
                 if to is WorkflowState.ACKNOWLEDGED and row.acknowledged_at is None:
@@ -444,7 +389,7 @@ class IncidentStore(OutboxQueue):
                 if crew_id is not None:
                     row.assignee_crew_id = crew_id
                 session.flush()
-                return _result(UpdateKind.UPDATED, p)
+                return update_result(UpdateKind.UPDATED, p)
         except IntegrityError as err:
             key = self._key_of(incident_id)
             other = self.by_key(key) if key is not None else None
@@ -480,14 +425,14 @@ class IncidentStore(OutboxQueue):
             row = session.get(IncidentRow, incident_id, with_for_update=True)
             if row is None:
                 raise IncidentNotFound(incident_id)
-            p = _Pending(row, self._clock.now())
+            p = Pending(row, self._clock.now())
             frm: str | None = row.workflow_state.value
             to = row.workflow_state.value
             if assign is not None:
                 frm, to, row.assignee_crew_id = row.assignee_crew_id, assign, assign
             p.add(kind, frm, to, at=at, actor=actor, reason=reason)
             session.flush()
-            return _result(UpdateKind.UPDATED, p)
+            return update_result(UpdateKind.UPDATED, p)
 
     # -- escalation ---------------------------------------------------------------------
 
@@ -529,7 +474,7 @@ class IncidentStore(OutboxQueue):
                 raise IncidentNotFound(incident_id)
             if row.escalation_level >= level or row.workflow_state not in while_in:
                 return None
-            p = _Pending(row, self._clock.now())
+            p = Pending(row, self._clock.now())
             before = row.escalation_level
             p.add(
                 EventKind.SLA,
@@ -540,7 +485,7 @@ class IncidentStore(OutboxQueue):
                 reason=reason,
             )
             row.escalation_level = level
-            update = _result(UpdateKind.UPDATED, p)
+            update = update_result(UpdateKind.UPDATED, p)
             assert update.incident is not None
             return self._enqueue(session, row, update, compose(update.incident))
 
@@ -607,14 +552,6 @@ def _check_change(change: ConditionChange) -> None:
         change.severity is None or change.evidence is None
     ):
         raise ValueError(f"an ACTIVE change for {change.key} needs a severity and evidence")
-
-
-def _result(kind: UpdateKind, p: _Pending) -> IncidentUpdate:
-    return IncidentUpdate(
-        kind=kind,
-        incident=incident_from_row(p.row),
-        events=tuple(event_from_row(e) for e in p.events),
-    )
 
 
 __all__: Sequence[str] = [
