@@ -243,7 +243,8 @@ def run(
         listener.close()
         stack.drop_database(database)
     match_alerts(injections, listener.received)
-    cpu = {name: use.seconds for name, use in watch.result().items()}
+    # The watch also reports the machine and other processes: the replicas only.
+    cpu = {name: use.seconds for name, use in watch.result().items() if name in pids}
     load_s = background.stopped - background.started
     return ReplicaRun(n, rate, load_s, written, injections, cpu, loadavg)
 

@@ -53,6 +53,8 @@ TOOK = re.compile(
     re.M,
 )
 CONSUMING = re.compile(r"partition (\S+) consuming")
+TAKEN = re.compile(r"took partition (\S+)")
+GIVEN = re.compile(r"partition (\S+) lost, stopping")
 ADVANCED = re.compile(r"partition (\S+) advanced")
 
 
@@ -129,13 +131,20 @@ def play_replicas(
         RulesReplica(stack, settings, f"rules-{i + 1}", run_dir / f"rules-{i + 1}.log")
         for i in range(replicas)
     ]
+    fair = sorted(
+        len(partitions) // replicas + (i < len(partitions) % replicas) for i in range(replicas)
+    )
     ingest.start()
     try:
         if not (
             ingest.wait_subscribed(15)
             and _until(lambda: _seen(rules, CONSUMING) >= partitions, 120)
+            # ... and the shares settled (13 over 2: 7 and 6) before the storm: a
+            # hand-over early in it would be a second takeover to explain.
+            and _until(lambda: sorted(_held(r) for r in rules) == fair, 120)
         ):
             return None
+        time.sleep(2.0)  # the last hand-over's rebuild and SUBACK
         print(
             f"pantau demo: {replicas} rules replicas share {len(partitions)} kecamatan; "
             f"playing {scenario.name!r} at {speed:g}x, {rules[0].name} is SIGKILLed halfway ...",
@@ -183,6 +192,17 @@ def _until(condition: Callable[[], bool], timeout_s: float) -> bool:
             return False
         time.sleep(0.5)
     return True
+
+
+def _held(replica: RulesReplica) -> int:
+    """Partitions the replica holds now, by its log: taken less given back."""
+    held: set[str] = set()
+    for line in replica.text().splitlines():
+        if m := TAKEN.search(line):
+            held.add(m.group(1))
+        elif m := GIVEN.search(line):
+            held.discard(m.group(1))
+    return len(held)
 
 
 def _seen(rules: list[RulesReplica], pattern: re.Pattern[str]) -> set[str]:

@@ -46,7 +46,7 @@ from sqlalchemy.orm import Session
 from pantau.cameras import Camera
 from pantau.city import City
 from pantau.clock import Clock, SystemClock
-from pantau.incidents import ConditionChange
+from pantau.incidents import ConditionChange, DedupKey
 from pantau.influx.query import InfluxQL, InfluxQLError
 from pantau.mqtt_session import Inbound
 from pantau.readings import Reading
@@ -60,14 +60,11 @@ from rules.engine import RuleEngine
 from rules.history import read_readings
 from rules.routing import Router
 from rules.rulespec import RuleSet
-from rules.service import PEEK_MESSAGES, RulesService
+from rules.service import RulesService
 
 log = logging.getLogger(__name__)
 
 HISTORY_ATTEMPTS = 5
-# Replayed changes this much before the last judged reading (less the lateness) are
-# applied again on a takeover: the store ignores what it holds.
-REPLAY_MARGIN = timedelta(minutes=1)
 _HISTORY_LOCK = threading.Lock()
 
 SESSION_TAKEN_OVER = 0x8E  # MQTT v5 DISCONNECT reason code
@@ -217,26 +214,23 @@ class PartitionService(RulesService):
     def _rebuild(self) -> None:
         """As a restart, and more: a takeover comes ttl seconds after the owner died,
         and an episode that began and ended in between is in InfluxDB but not open any
-        more. So the changes the replay makes from just before the first message the
-        dead owner left unacknowledged (what it may not have judged) are applied too,
-        unless the key already has an incident at or after them; the store takes a
-        change it already holds as a duplicate."""
+        more; the dead owner's watermark kinds may also have held acknowledged readings
+        they had not judged (up to a slow source's upload interval). So every change the
+        replay makes is applied, unless its key already has an incident at or after it
+        (what the dead owner did, or a person resolved); the store takes a change it
+        already holds as a duplicate."""
         self._await_history()
-        pending = [r.time for r in self._decode(self._peek(PEEK_MESSAGES), count=False)]
         history = sorted(self._history(), key=lambda r: (r.time, r.device_id, r.metric))
         engine = RuleEngine(self._rules_city, self._rules, self._clock, kecamatan=self._scope())
         replayed = engine.ingest(history)
         self._engine = engine
         self.stats.rebuilt_readings = len(history)
-        resume = min(pending, default=history[-1].time if history else None)
-        missed: list[ConditionChange] = []
-        if resume is not None:
-            since = resume - self._rules.lateness - REPLAY_MARGIN
-            missed = [c for c in replayed if c.at >= since and self._unseen(c)]
+        latest: dict[DedupKey, datetime | None] = {}
+        missed = [c for c in replayed if self._unseen(c, latest)]
         current = engine.current()
         self._apply(missed + current)
         log.info(
-            "partition %s rebuilt from %d readings: %d changes since the last judged "
+            "partition %s rebuilt from %d readings: %d changes no incident had seen "
             "replayed, %d open verdicts, watermark %s",
             self.key,
             len(history),
@@ -245,11 +239,12 @@ class PartitionService(RulesService):
             engine.watermark,
         )
 
-    def _unseen(self, change: ConditionChange) -> bool:
-        return all(
-            i.condition_at < change.at and i.opened_at < change.at
-            for i in self._store.history(change.key)
-        )
+    def _unseen(self, change: ConditionChange, latest: dict[DedupKey, datetime | None]) -> bool:
+        if change.key not in latest:
+            seen = self._store.history(change.key)
+            latest[change.key] = max((max(i.condition_at, i.opened_at) for i in seen), default=None)
+        last = latest[change.key]
+        return last is None or change.at > last
 
     def _history(self) -> list[Reading]:
         """The partition's devices and cameras only, one partition at a time per
