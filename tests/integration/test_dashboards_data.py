@@ -25,9 +25,11 @@ from typing import Any
 
 import pytest
 import yaml
+from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import Engine
 
+from api.app import create_app
 from api.context import build_context
 from api.kpi_queries import Scope, ScopeKind, kpis_for, month_bounds, publish, report_scopes
 from api.principal import Principal, Role
@@ -198,6 +200,7 @@ def test_every_variable_and_panel_returns_data_after_a_storm(run: Run) -> None:
     assert run.rejected > 0, "the storm injects malformed payloads: rejects by reason"
     _add_cameras_incidents_and_crews(run)
     month = run.report.start.strftime("%Y-%m")
+    _rate_a_resolved_report(run)
     _publish_kpis(run, month)
     _file_citizen_report(run)
 
@@ -472,6 +475,44 @@ def _add_cameras_incidents_and_crews(run: Run) -> None:
         resolved = min(acked + timedelta(minutes=40), datetime.now(UTC))
         run.store.transition(incident.id, WorkflowState.ACKNOWLEDGED, "crew:test", "on it", acked)
         run.store.transition(incident.id, WorkflowState.RESOLVED, "crew:test", "fixed", resolved)
+
+
+def _rate_a_resolved_report(run: Run) -> None:
+    """A resident reports a flood the crews then resolve, and rates the response through
+    the public tracking endpoint: the satisfaction KPI the e-Kinerja dashboard draws."""
+    at = run.report.start + timedelta(minutes=45)
+    ctx = build_context(run.settings, city=run.city, clock=ManualClock(at))
+    try:
+        flood = next(
+            i
+            for i in run.store.active()
+            if i.key.hazard is Hazard.FLOOD and i.key.zone_id.startswith("kel-")
+        )
+        device = next(d for d in run.city.devices.values() if d.kelurahan_id == flood.key.zone_id)
+        out = file_report(
+            ctx,
+            NewReport(
+                lon=device.lon,
+                lat=device.lat,
+                category=Category.FLOOD,
+                description="jalan tergenang",
+                photo=None,
+                photo_type=None,
+                kelurahan_id=flood.key.zone_id,
+            ),
+        )
+        assert out.incident_id == flood.id
+        acked = flood.opened_at + timedelta(minutes=5)
+        run.store.transition(flood.id, WorkflowState.ACKNOWLEDGED, "crew:test", "on it", acked)
+        run.store.transition(
+            flood.id, WorkflowState.RESOLVED, "crew:test", "drained", acked + timedelta(minutes=30)
+        )
+        answer = TestClient(create_app(ctx)).post(
+            "/reports/track/rating", json={"token": out.tracking_token, "rating": 4}
+        )
+        assert answer.status_code == 201, answer.text
+    finally:
+        ctx.close()
 
 
 def _file_citizen_report(run: Run) -> None:
