@@ -27,6 +27,13 @@ def test_strong_secrets_pass() -> None:
     assert s.environment == "production"
 
 
+def test_a_random_token_that_happens_to_spell_a_placeholder_passes() -> None:
+    # token_urlsafe(32) holds "xxx", "test" or "todo" about once in a few hundred draws
+    for token in ("Kq7-test" + "aZ09" * 8, "xxx" + secrets.token_hex(16).upper() + "abc"):
+        assert weakness(token) is None, token
+    assert weakness("ChangeMe2024Please!") is not None  # typed, not generated
+
+
 @pytest.mark.parametrize(
     ("path", "value", "why"),
     [
