@@ -6,10 +6,7 @@ directory the test prints (pytest's tmp dir, the last three runs kept)."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,12 +15,11 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from api.app import create_app
 from pantau.incidents import Hazard, WorkflowState
+from testkit.browser import axe_script
 from tests.api.conftest import PASSWORD, World
 from tests.api.server import serve
 
 CHROMIUM = "/usr/bin/chromium"
-AXE_VERSION = "4.10.2"
-NPM_QUIET = ("--no-audit", "--no-fund", "--silent")
 SIZES = {"phone": (390, 844), "desk": (1366, 900)}
 MIN_MAP_WIDTH = {"phone": 350, "desk": 560}
 RESOLUTION_CODES = ("fixed", "receded", "false_alarm", "duplicate", "referred")
@@ -36,21 +32,8 @@ CODES = re.compile(
 
 @pytest.fixture(scope="session")
 def axe_js() -> str:
-    """axe-core from npm, installed once into a cache directory kept across runs."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pantau-npm"
-    script = cache / "node_modules" / "axe-core" / "axe.min.js"
-    marker = cache / f"axe-core-{AXE_VERSION}"
-    if not marker.exists():
-        npm = shutil.which("npm")
-        assert npm is not None, "npm is needed (scripts/setup installs it)"
-        cache.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [npm, "install", "--prefix", str(cache), f"axe-core@{AXE_VERSION}", *NPM_QUIET],
-            check=True,
-            timeout=300,
-        )
-        marker.touch()
-    return script.read_text(encoding="utf-8")
+    """axe-core from npm, installed once into the test cache (testkit.browser)."""
+    return axe_script().read_text(encoding="utf-8")
 
 
 @pytest.fixture(scope="module")
