@@ -56,7 +56,9 @@ function card(i) {
       oninput: (e) => (draft.note = e.target.value) });
     note.value = draft.note;
     actions.append(code, note, el("button", { class: "secondary", "data-action": "resolve",
-      onclick: () => resolve(i, code.value, note.value || RESOLUTION_ID[code.value]) }, "Selesai"));
+      // The draft, not the element: a re-render may have replaced the element the
+      // crew was typing into between the last keystroke and the tap.
+      onclick: () => resolve(i, draft.code, draft.note.trim() || RESOLUTION_ID[draft.code]) }, "Selesai"));
   }
   const late = overdue(i);
   const c = details[i.id] && details[i.id].context;
@@ -100,7 +102,20 @@ async function refresh() {
   const open = page.data.filter((i) => i.workflow_state !== "suppressed")
     .sort((a, b) => SEVERITY_RANK[b.severity] - SEVERITY_RANK[a.severity] || a.opened_at.localeCompare(b.opened_at));
   await loadDetails(open);
+  // A live event re-renders every card: whoever was typing a note keeps the field,
+  // the caret and the keyboard (a phone closes it when the focused input goes away).
+  const active = document.activeElement;
+  const home = active && active.closest ? active.closest("article.card") : null;
+  const field = home && active.getAttribute("data-field");
+  const caret = field && active.tagName === "INPUT" ? [active.selectionStart, active.selectionEnd] : null;
   document.getElementById("list").replaceChildren(...open.map(card));
+  if (field) {
+    const again = document.querySelector(`article[data-incident="${home.getAttribute("data-incident")}"] [data-field="${field}"]`);
+    if (again) {
+      again.focus();
+      if (caret) again.setSelectionRange(caret[0], caret[1]);
+    }
+  }
   Field.seen(open);
   document.getElementById("empty").classList.toggle("hidden", open.length > 0);
 }

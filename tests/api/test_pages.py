@@ -89,7 +89,15 @@ def test_crew_page_acknowledge_on_site_resolve(
         options = card.locator('[data-field="code"] option').all_inner_texts()
         assert "Surut / reda sendiri" in options and "Alarm palsu" in options, options
         card.locator('[data-field="code"]').select_option("receded")
-        card.locator('[data-field="note"]').fill("air surut, saluran dibersihkan")
+        note = card.locator('[data-field="note"]')
+        note.press_sequentially("air surut, saluran")
+        # A live event re-renders the list while the crew types: the field, its text
+        # and the focus (a phone's keyboard) survive, and the typing goes on.
+        page.evaluate("refresh()")
+        expect(note).to_be_focused()
+        expect(note).to_have_value("air surut, saluran")
+        page.keyboard.type(" dibersihkan")
+        expect(note).to_have_value("air surut, saluran dibersihkan")
         page.screenshot(path=str(tmp_path / "crew-before-resolve.png"), full_page=True)
         # One tap does not resolve: the page asks to confirm, then (the water level is
         # still above the line) why it is resolved anyway. Declining keeps it open.
