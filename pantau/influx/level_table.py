@@ -54,8 +54,6 @@ class Row:
     rp: str  # $rp: the retention policy the panels read
     window: str  # $rp_window: minimum interval (the level's own window)
     bucket: str  # $rp_bucket: the window of "no data" timelines (5 minutes or coarser)
-    step: str  # $rp_step: window of a rolling mean (rain: 1 minute on raw readings)
-    per_hour: int  # $rp_per_hour: steps in 60 minutes
     max_range_ms: int  # the widest range this level serves
     holds_from_ms: int  # the oldest time it still holds (0: anything)
 
@@ -65,13 +63,16 @@ VARIABLES = {
     "rp": "rp",
     "rp_window": "window",
     "rp_bucket": "bucket",
-    "rp_step": "step",
-    "rp_per_hour": "per_hour",
 }
 
 
+def _text(seconds: int) -> str:
+    """A Grafana interval: "5m", "1h"."""
+    return f"{seconds // 3600}h" if seconds % 3600 == 0 else f"{seconds // 60}m"
+
+
 def _window(level: Level) -> str:
-    return RAW_WINDOW if not level.aggregated else f"{level.seconds // 60}m"
+    return RAW_WINDOW if not level.aggregated else _text(level.seconds)
 
 
 def rows(now: datetime, retention: RetentionSettings, raw: Level = RAW) -> list[Row]:
@@ -79,17 +80,14 @@ def rows(now: datetime, retention: RetentionSettings, raw: Level = RAW) -> list[
     out = []
     now_ms = int(now.timestamp() * 1000)
     for level in (raw, AGG_5M, AGG_1H):
-        step_s = max(level.seconds, 60)
         coarsest = level.seconds == AGG_1H.seconds
         out.append(
             Row(
                 rp=level.rp,
                 window=_window(level),
-                bucket=f"{max(level.seconds, 300) // 60}m",
-                step=f"{step_s // 60}m",
-                per_hour=3600 // step_s,
+                bucket=_text(max(level.seconds, 300)),
                 # The coarsest level is the fallback: any range, any start.
-                max_range_ms=2**62 if coarsest else MAX_POINTS * step_s * 1000,
+                max_range_ms=2**62 if coarsest else MAX_POINTS * max(level.seconds, 60) * 1000,
                 holds_from_ms=0
                 if coarsest
                 else now_ms - int(kept(level, retention).total_seconds() * 1000),
@@ -102,8 +100,8 @@ def lines(table: list[Row]) -> list[str]:
     out = []
     for i, r in enumerate(table):
         fields = (
-            f'rp="{r.rp}",window="{r.window}",bucket="{r.bucket}",step="{r.step}",'
-            f"per_hour={r.per_hour}i,max_range_ms={r.max_range_ms}i,"
+            f'rp="{r.rp}",window="{r.window}",bucket="{r.bucket}",'
+            f"max_range_ms={r.max_range_ms}i,"
             f"holds_from_ms={r.holds_from_ms}i"
         )
         out.append(f"{MEASUREMENT} {fields} {BASE_MS + 1000 * i}")
