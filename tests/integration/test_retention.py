@@ -51,12 +51,13 @@ def _rps(settings: Settings) -> dict[str, dict[str, object]]:
 
 def test_retention_policies_are_set_up_once(settings: Settings) -> None:
     ran = ensure_retention(settings.influx, settings.retention)
-    assert len(ran) == 3  # raw altered, two aggregate RPs created
+    assert len(ran) == 4  # raw altered, two aggregate RPs and the meta RP created
     rps = _rps(settings)
     assert rps["autogen"]["duration"] == "2160h0m0s" and rps["autogen"]["default"] is True
     assert rps["agg_5m"]["duration"] == f"{730 * 24}h0m0s"
     assert rps["agg_1h"]["duration"] == f"{3650 * 24}h0m0s"
     assert rps["agg_1h"]["shardGroupDuration"] == "168h0m0s"
+    assert rps["pantau_meta"]["duration"] == "0s"  # the level table: kept forever
     # Idempotent: a second start changes nothing; a new setting alters only what changed.
     assert ensure_retention(settings.influx, settings.retention) == []
     shorter = RetentionSettings(raw_days=30)
