@@ -197,7 +197,7 @@ def meta_settings(influx: InfluxSettings, rp: str) -> InfluxSettings:
     return influx.model_copy(update={"retention_policy": rp})
 
 
-def _expiry(rules: list[Any] | None) -> int:
+def bucket_expiry(rules: list[Any] | None) -> int:
     """Seconds a 2.x bucket keeps data; 0 for forever (no rule, or a rule of 0 s)."""
     return max((int(r.every_seconds or 0) for r in rules or ()), default=0)
 
@@ -233,7 +233,7 @@ def ensure_retention_v2(influx: InfluxSettings, retention: RetentionSettings) ->
                     bucket_name=plan.bucket, retention_rules=rule, org_id=org.id
                 )
                 done.append(f"created bucket {plan.bucket}")
-            elif _expiry(bucket.retention_rules) != plan.retention_s:
+            elif bucket_expiry(bucket.retention_rules) != plan.retention_s:
                 bucket.retention_rules = [rule]
                 buckets.update_bucket(bucket)
                 done.append(f"set retention of bucket {plan.bucket}")
