@@ -10,16 +10,18 @@ import argparse
 import logging
 import sys
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 
 from ingest.http import HttpIntake, WithHttpIntake
 from ingest.service import IngestService
 from ingest.tokens import DeviceTokens
 from pantau.cameras import Camera, load_cameras
 from pantau.city import City, load_city
+from pantau.influx import level_table
 from pantau.influx.downsample import DownsampleLoop
 from pantau.influx.query import InfluxQLError
 from pantau.influx.retention import ensure_retention
-from pantau.influx.writers import V1Writer, WriteUnavailable, make_writer
+from pantau.influx.writers import V1Writer, WriteRejected, WriteUnavailable, make_writer
 from pantau.lifecycle import Service, run_until_signalled
 from pantau.settings import Settings
 
@@ -50,7 +52,10 @@ def main(argv: Sequence[str]) -> int:
     try:
         # Retention policies / buckets and their durations (pantau.influx.retention).
         ensure_retention(settings.influx, settings.retention)
-    except InfluxQLError as err:
+        # The level table the dashboards pick a resolution from (also rewritten by the
+        # downsampler, which may be off).
+        level_table.write(settings.influx, settings.retention, datetime.now(UTC))
+    except (InfluxQLError, WriteRejected, WriteUnavailable) as err:
         log.warning("could not set up retention yet (next start will): %s", err)
     port = settings.ingest.http_port
     if settings.ingest.partitions:

@@ -17,6 +17,7 @@ from pydantic import SecretStr
 
 from api.context import ApiContext, build_context
 from api.kpi_queries import camera_availability, sensor_availability
+from pantau.influx import level_table
 from pantau.influx.downsample import Downsampler
 from pantau.influx.query import InfluxQL, quote_ident
 from pantau.influx.retention import (
@@ -51,12 +52,13 @@ def _rps(settings: Settings) -> dict[str, dict[str, object]]:
 
 def test_retention_policies_are_set_up_once(settings: Settings) -> None:
     ran = ensure_retention(settings.influx, settings.retention)
-    assert len(ran) == 3  # raw altered, two aggregate RPs created
+    assert len(ran) == 4  # raw altered, two aggregate RPs and the meta RP created
     rps = _rps(settings)
     assert rps["autogen"]["duration"] == "2160h0m0s" and rps["autogen"]["default"] is True
     assert rps["agg_5m"]["duration"] == f"{730 * 24}h0m0s"
     assert rps["agg_1h"]["duration"] == f"{3650 * 24}h0m0s"
     assert rps["agg_1h"]["shardGroupDuration"] == "168h0m0s"
+    assert rps["pantau_meta"]["duration"] == "0s"  # the level table: kept forever
     # Idempotent: a second start changes nothing; a new setting alters only what changed.
     assert ensure_retention(settings.influx, settings.retention) == []
     shorter = RetentionSettings(raw_days=30)
@@ -271,6 +273,16 @@ def test_pantau_ingest_sets_retention_up_and_downsamples_as_it_runs(
         (a,) = _aggregates(settings, "5m", "water_level").values()
         assert (a["count"], a["mean"]) == (1, 120.5)
         assert _rps(settings)["autogen"]["duration"] == "2160h0m0s"
+        # The level table the dashboards read: written at start, rewritten every pass.
+        with InfluxQL.from_settings(settings.influx) as client:
+            q = f'SELECT "rp", "holds_from_ms" FROM {level_table.FROM}'
+            first = client.rows(q, epoch="ms")
+            assert [r["rp"] for r in first] == ["autogen", "agg_5m", "agg_1h"]
+            wait_until(
+                lambda: client.rows(q, epoch="ms")[0]["holds_from_ms"] != first[0]["holds_from_ms"],
+                30,
+                "a pass to move the raw level's oldest time",
+            )
     finally:
         ingest.stop()
     assert "Traceback" not in ingest.log_text()
