@@ -44,6 +44,7 @@ from demo.ekinerja import CrewsResult, answer_and_evaluate, kpi_table
 from demo.live import live_city
 from demo.replicas import ReplicatedPlay, play_replicas
 from ingest.service import IngestService
+from ingest.storage import prepare_storage
 from pantau.cameras import Camera, load_cameras
 from pantau.city import City, load_city
 from pantau.errors import UserError
@@ -127,6 +128,9 @@ def main(argv: Sequence[str]) -> int:
                     ),
                 }
             )
+            # Retention policies and the dashboards' level table, as `pantau ingest` sets
+            # them up: a Grafana pointed at the demo's InfluxDB reads the same shape.
+            prepare_storage(settings)
             zones = ZoneIndex.for_city(city)
             # Every stage of Pantau: the fleet and the registry's cameras, paced together.
             cameras = load_cameras(city)
