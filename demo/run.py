@@ -44,11 +44,11 @@ from demo.ekinerja import CrewsResult, answer_and_evaluate, kpi_table
 from demo.live import live_city
 from demo.replicas import ReplicatedPlay, play_replicas
 from ingest.service import IngestService
-from ingest.storage import prepare_storage
 from pantau.cameras import Camera, load_cameras
 from pantau.city import City, load_city
 from pantau.errors import UserError
 from pantau.incidents import Hazard
+from pantau.influx.prepare import prepare_storage
 from pantau.influx.query import InfluxQL
 from pantau.influx.writers import make_writer
 from pantau.lifecycle import stop_on_signals

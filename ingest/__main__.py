@@ -13,11 +13,11 @@ from collections.abc import Mapping, Sequence
 
 from ingest.http import HttpIntake, WithHttpIntake
 from ingest.service import IngestService
-from ingest.storage import prepare_storage
 from ingest.tokens import DeviceTokens
 from pantau.cameras import Camera, load_cameras
 from pantau.city import City, load_city
 from pantau.influx.downsample import DownsampleLoop
+from pantau.influx.prepare import prepare_storage
 from pantau.influx.writers import make_writer
 from pantau.lifecycle import Service, run_until_signalled
 from pantau.settings import Settings

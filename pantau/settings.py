@@ -440,7 +440,7 @@ class RetentionSettings(BaseModel):
         default=300.0,
         ge=0,
         description="ingest aggregates the windows closed since its last pass this often; "
-        "0: off (run `pantau retention downsample` instead)",
+        "0: off (run `pantau retention downsample` from cron instead)",
     )
     downsample_lookback_s: float = Field(
         default=2 * 3600.0,

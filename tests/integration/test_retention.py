@@ -5,7 +5,10 @@ by hand), late readings, and KPIs that agree before and after the raw data ages 
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -286,3 +289,56 @@ def test_pantau_ingest_sets_retention_up_and_downsamples_as_it_runs(
     finally:
         ingest.stop()
     assert "Traceback" not in ingest.log_text()
+
+
+def test_pantau_retention_sets_up_and_downsamples_a_span_by_hand(
+    stack: LocalStack, settings: Settings
+) -> None:
+    """For a deployment that turns ingest's loop off and runs passes from cron, or
+    re-aggregates a span after a restore: the command, as an operator runs it."""
+    env = {
+        **os.environ,
+        **stack.environment(),
+        "PANTAU_INFLUX__DATABASE": settings.influx.database,
+    }
+
+    def pantau(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "pantau.cli", "retention", *args]
+        run = subprocess.run
+        return run(cmd, check=False, env=env, capture_output=True, text=True, timeout=120)
+
+    setup = pantau("setup")
+    assert setup.returncode == 0, setup.stderr
+    assert "agg_5m" in _rps(settings) and _rps(settings)["autogen"]["default"] is True
+    t0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=30)
+    lines, by_window = _readings(t0, 2, seed=11)
+    writer = make_writer(settings.influx)
+    writer.write(lines)
+    writer.close()
+    # The default span (the last 2 hours) does not reach back 30 hours: nothing written.
+    recent = pantau("downsample")
+    assert recent.returncode == 0, recent.stderr
+    assert _aggregates(settings, "5m", "water_level") == {}
+    span = pantau(
+        "downsample", "--from", t0.isoformat(), "--to", (t0 + timedelta(hours=2)).isoformat()
+    )
+    assert span.returncode == 0, span.stderr
+    assert f"{len(by_window)} 5-minute and 6 hourly points written" in span.stdout, span.stdout
+    agg5 = _aggregates(settings, "5m", "water_level")
+    assert {(d, w): a["count"] for (d, w), a in agg5.items()} == {
+        (d, w): len(v) for (_, d, w), v in by_window.items()
+    }
+    again = pantau(
+        "downsample",
+        "--reconcile",
+        "--from",
+        t0.isoformat(),
+        "--to",
+        (t0 + timedelta(hours=2)).isoformat(),
+    )
+    assert again.returncode == 0 and "0 hours recomputed" in again.stdout, again.stdout
+    backwards = pantau("downsample", "--from", "2026-12-02T00:00", "--to", "2026-12-01T00:00")
+    assert backwards.returncode == 2
+    assert "is not before --to" in backwards.stderr, backwards.stderr
+    bad = pantau("downsample", "--from", "yesterday")
+    assert bad.returncode == 2 and "not an ISO 8601 time" in bad.stderr, bad.stderr

@@ -1,4 +1,4 @@
-"""What ingest sets up in InfluxDB before it stores anything: the database (1.x), the
+"""What Pantau sets up in InfluxDB before it stores anything: the database (1.x), the
 retention policies or buckets (pantau.influx.retention) and the level table the
 dashboards pick a resolution from (pantau.influx.level_table). Idempotent; `pantau
 ingest` runs it at every start and the demo before it plays, so a Grafana pointed at
@@ -15,7 +15,7 @@ from pantau.influx.retention import ensure_retention
 from pantau.influx.writers import V1Writer, WriteRejected, WriteUnavailable, make_writer
 from pantau.settings import Settings
 
-log = logging.getLogger("ingest")
+log = logging.getLogger(__name__)
 
 
 def prepare_storage(settings: Settings) -> None:
