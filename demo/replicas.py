@@ -65,6 +65,7 @@ from simulators.simclock import DAY, anchored_start
 STAMP = r"^(\S+ \S+) INFO rules\.\S+: "
 TOOK = re.compile(STAMP + r"rules replica (\S+) took partition (\S+) \(epoch (\d+)\)", re.M)
 CONSUMES = re.compile(STAMP + r"partition (\S+) consuming", re.M)
+REBUILT = re.compile(STAMP + r"partition (\S+) rebuilt from (\d+) readings", re.M)
 CONSUMING = re.compile(r"partition (\S+) consuming")
 TAKEN = re.compile(r"took partition (\S+)")
 GIVEN = re.compile(r"partition (\S+) lost, stopping")
@@ -341,19 +342,27 @@ def _takeover_line(
     if not moves:
         return f"Takeover     {dead} SIGKILLed, but nobody took its partitions"
     consuming: dict[str, float] = {}
+    rebuilt: dict[str, int] = {}  # readings each taken partition's state was rebuilt from
     for r in survivors:
         for stamp, key in CONSUMES.findall(r.text()):
             if key in moves and _when(stamp) >= at:
                 consuming.setdefault(key, _when(stamp) - at)
+        for stamp, key, n in REBUILT.findall(r.text()):
+            if key in moves and _when(stamp) >= at:
+                rebuilt.setdefault(key, int(n))
     by_who: dict[str, list[str]] = {}
     for key, (_, who) in sorted(moves.items(), key=lambda kv: kv[1]):
         by_who.setdefault(who, []).append(key)
     who_took = "; ".join(f"{w} took {', '.join(k)}" for w, k in by_who.items())
     local = datetime.fromtimestamp(at).strftime("%H:%M:%S")
     taken = [s for s, _ in moves.values()]
+    # A taker rebuilding from no readings would judge the backlog without its past.
+    blind = sorted(k for k in moves if not rebuilt.get(k))
     resumed = (
-        f", all consuming again (state rebuilt from InfluxDB, backlog resumed) "
-        f"{max(consuming.values()):.1f} s after the kill"
+        f", all consuming again {max(consuming.values()):.1f} s after the kill (state "
+        f"rebuilt from {sum(rebuilt.values())} readings in InfluxDB"
+        + (f", {len(blind)} from NONE: {', '.join(blind)}" if blind else "")
+        + ", the dead sessions' backlog resumed)"
         if consuming.keys() == moves.keys()
         else f", {len(moves) - len(consuming)} never consuming again"
     )
