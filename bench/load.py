@@ -404,7 +404,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         print(burst_table(burst))
     print(f"\nend-to-end times are read by polling the count every {POLL_S} s")
-    pantau_lost = [p for c in curves if c.system != NODERED for p in c.points if p.lost]
+    # Node-RED losing data is the peer's knee; Pantau losing any is a failure.
+    pantau_lost = any(p.lost for c in curves if c.system != NODERED for p in c.points)
+    pantau_lost |= any(c.lost for c in burst if c.key != "nodered")
     return 1 if any(c.error for c in curves) or pantau_lost else 0
 
 
