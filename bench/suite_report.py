@@ -322,6 +322,13 @@ def plot_throughput(
 def plot_latency(points: Sequence[LatencyPoint], title: str, path: Path) -> None:
     """p50 / p99 reading -> crew alert (publish -> alert) against background load."""
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    if not points:  # the stage failed or did not run: say so rather than plot nothing
+        ax.text(0.5, 0.5, "no alert latency measured in this run", ha="center", va="center")
+        ax.set_axis_off()
+        ax.set_title(title, fontsize=10)
+        fig.savefig(path)
+        plt.close(fig)
+        return
     ordered = sorted(points, key=lambda p: p.offered)
     x = [p.offered for p in ordered]
     ax.plot(x, [p.p50_ms for p in ordered], marker="o", label="p50")

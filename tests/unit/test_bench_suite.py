@@ -26,6 +26,7 @@ from bench.pacer import due, interleave
 from bench.suite_report import (
     LatencyPoint,
     latency_table,
+    plot_latency,
     plot_throughput,
     rules_verdict,
     verdicts,
@@ -246,3 +247,10 @@ def test_a_consumer_that_keeps_up_to_the_cap_is_stopped_by_the_cap() -> None:
     assert not capped.consumer_stopped and capped.stop.startswith("cap, not the consumer")
     (broken,) = sweep([Ladder(PANTAU_NATIVE, 4000, 9000, "x")], 12, measure, print)
     assert broken.error is not None and "no probe stored" in broken.error
+
+
+def test_a_latency_plot_of_no_points_is_written(tmp_path: Path) -> None:
+    """The alert-latency stage failing must not take the suite's report with it."""
+    out = tmp_path / "l.png"
+    plot_latency([], "t", out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
