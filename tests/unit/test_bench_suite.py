@@ -254,3 +254,12 @@ def test_a_latency_plot_of_no_points_is_written(tmp_path: Path) -> None:
     out = tmp_path / "l.png"
     plot_latency([], "t", out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_burst_node_red_lost_has_no_ratio_and_does_not_fail_pantau() -> None:
+    cases = [case("native", 5_000), case("nodered", 300, lost=True)]
+    burst = verdicts(cases, [], [])[4]
+    assert burst.met is None and "Node-RED LOST 1" in burst.measured
+    assert (
+        verdicts([case("native", 5_000, lost=True), case("nodered", 300)], [], [])[4].met is False
+    )
