@@ -306,18 +306,28 @@ def plot_throughput(
     ax.set_ylabel("sustained throughput, readings/s stored in InfluxDB")
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, 0.66))  # under the ceilings
     names = {"native": PANTAU_NATIVE, "nodered": NODERED, "senml": PANTAU_SENML}
     shown = [c for c in bursts if c.key in names]
     for i, case in enumerate(shown):
         color = STYLE.get(names[case.key], ("0.3", "o"))[0]
-        value = 0.0 if case.lost else case.rate
-        bx.bar(i, value, color=color, hatch="xx" if case.lost else None)
-        bx.text(
-            i, value, "LOST" if case.lost else f"{value:,.0f}", ha="center", va="bottom", fontsize=8
-        )
+        if case.lost:  # no figure: a label at the foot of the axis, no bar
+            bx.text(
+                i,
+                0.03,
+                f"FAILED:\nLOST\n{case.sent - case.stored:,}\nof {case.sent:,}",
+                transform=bx.get_xaxis_transform(),
+                ha="center",
+                va="bottom",
+                fontsize=8,
+                color=color,
+            )
+            continue
+        bx.bar(i, case.rate, color=color)
+        bx.text(i, case.rate, f"{case.rate:,.0f}", ha="center", va="bottom", fontsize=8)
     bx.set_xticks(range(len(shown)), [names[c.key].replace(" ", "\n") for c in shown], fontsize=8)
-    bx.set_yscale("log")
+    if any(not c.lost for c in shown):  # a log axis of no bar cannot be drawn
+        bx.set_yscale("log")
     sizes = sorted({c.sent for c in shown})
     bx.set_title("burst: " + " / ".join(f"{s:,}" for s in sizes) + " readings at once", fontsize=9)
     bx.set_ylabel("readings/s until all stored")
