@@ -1,18 +1,23 @@
-"""Throughput against offered load: Pantau ingest and the Node-RED peer, paced.
+"""Throughput against offered load: each consumer's knee, and a burst beside it.
 
 `bench.ingest` sends everything at once and times the burst; a city's sensors instead
-arrive at a rate. Here each consumer gets a fresh topic root, database and process per
-offered rate, and `bench.pacer` feeds the 50 device topics of `bench.ingest.Bench` at
-that rate for a fixed time. Sustained throughput = readings stored / seconds from the
-first write until the last reading is in InfluxDB (polled every 0.25 s): below the
-consumer's capacity it follows the offer, above it the backlog stretches the time and
-the figure settles at what the consumer can sustain. A point whose InfluxDB count is
-not what was sent (or whose publishers failed) is a failure, never a figure.
+arrive at a rate. Here each consumer (Pantau ingest with one reading per message, the
+Node-RED flow, Pantau with SenML packs of 50) gets a fresh topic root, database and
+process per offered rate, and `bench.pacer` feeds the 50 device topics of
+`bench.ingest.Bench` at that rate for a fixed time. The rate doubles until the consumer
+loses a reading or is still storing more than 5 s after publishing ended (its knee,
+`bench.knee`), or until the publishers are what limits the offer (the cap: the broker
+fan-in ceiling measured first, or a point where they pushed under 90 % of it), which
+the report then says instead of a knee. Sustained throughput = readings stored /
+seconds from the first write until the last reading is in InfluxDB (polled every
+0.25 s). A lossy point is a failure, never a figure. Beside the sweep, each consumer
+takes a burst (`--burst` readings published at once, `bench.ingest`'s cases).
 
-    uv run python -m bench.load [--quick] [--rates 500,1000,...] [--nodered-rates ...]
-                                [--senml-rates ...] [--seconds 12]
+    uv run python -m bench.load [--quick] [--from 500] [--nodered-from 125]
+                                [--senml-from 12500] [--seconds 12] [--burst 100000]
+                                [--consumers native,nodered,senml]
 
-prints the table; `python -m bench.suite` runs it beside the ceilings and plots it.
+prints the tables; `python -m bench.suite` runs it beside the ceilings and plots it.
 """
 
 from __future__ import annotations
@@ -23,8 +28,8 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,6 +38,7 @@ from bench.ingest import (
     NATIVE,
     POLL_S,
     SETTLE_S,
+    STALL_S,
     Bench,
     IngestProcess,
     PayloadForm,
@@ -40,10 +46,21 @@ from bench.ingest import (
     history_start,
     native_payloads,
     senml_payloads,
-    wait_stored,
 )
 from bench.ingest import QUICK_SIZES as INGEST_QUICK_SIZES
-from bench.ingest_report import markdown_table
+from bench.ingest_report import CaseResult, markdown_table
+from bench.knee import (
+    NODERED,
+    PANTAU_NATIVE,
+    PANTAU_SENML,
+    Curve,
+    Ladder,
+    LoadPoint,
+    knee_table,
+    load_table,
+    sweep,
+)
+from bench.mosquitto_clients import PUBLISHER_MAX_LINES
 from bench.nodered import NodeRed, nodered_flow
 from bench.pacer import PacedPublishers, PacedStream
 from ingest.pipeline import Pipeline
@@ -54,61 +71,60 @@ from pantau.local.ports import free_port
 from pantau.settings import IngestSettings
 from pantau.topics import Topics
 
-PANTAU_NATIVE = "Pantau native"
-NODERED = "Node-RED"
-PANTAU_SENML = "Pantau SenML"
+__all__ = ["NODERED", "PANTAU_NATIVE", "PANTAU_SENML", "LoadPoint", "LoadSweep", "SweepPlan"]
+
+DRAIN_S = 30.0  # wait this long after publishing ended, then a lagging point is judged
+SYSTEMS = (PANTAU_NATIVE, NODERED, PANTAU_SENML)
+KEYS = {"native": PANTAU_NATIVE, "nodered": NODERED, "senml": PANTAU_SENML}
 
 
 @dataclass(frozen=True, slots=True)
 class SweepPlan:
-    rates: tuple[int, ...]  # offered readings/s for Pantau native, one per message
-    nodered_rates: tuple[int, ...]  # the same for the Node-RED flow
-    senml_rates: tuple[int, ...]  # offered readings/s in SenML packs
+    native_from: int  # first offered readings/s, Pantau native (one per message)
+    nodered_from: int  # the same for the Node-RED flow
+    senml_from: int  # first offered readings/s in SenML packs
     seconds: float  # of offered load per point
+    max_points: int = 12  # per consumer, a bound in case no cap is known
+    systems: tuple[str, ...] = SYSTEMS
+
+    def start(self, system: str) -> int:
+        return {
+            PANTAU_NATIVE: self.native_from,
+            NODERED: self.nodered_from,
+            PANTAU_SENML: self.senml_from,
+        }[system]
 
 
-# Node-RED's own range sits lower: it stores a few hundred readings/s here, so 12 s at
-# 8,000/s would take it six minutes to drain; the shared rates (500-2,000) are compared
-# directly and the rest shows each curve's knee.
-DEFAULT_PLAN = SweepPlan(
-    rates=(500, 1_000, 2_000, 4_000, 8_000),
-    nodered_rates=(125, 250, 500, 1_000, 2_000),
-    senml_rates=(20_000, 50_000),
-    seconds=12.0,
-)
-QUICK_PLAN = SweepPlan(
-    rates=(1_000, 4_000, 8_000), nodered_rates=(250, 1_000), senml_rates=(25_000,), seconds=6.0
-)
+# Node-RED stored 112-126 readings/s on the loaded box (2,879 idle), Pantau thousands:
+# ladders of 125 x 2^k, so the two meet at the same offers from 500 up.
+DEFAULT_PLAN = SweepPlan(native_from=500, nodered_from=125, senml_from=12_500, seconds=12.0)
+QUICK_PLAN = SweepPlan(native_from=500, nodered_from=125, senml_from=12_500, seconds=6.0)
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class LoadPoint:
-    system: str
-    offered: float  # readings/s
-    readings_per_message: int
-    planned_s: float
-    sent: int  # readings in the lines the pacers were given
-    stored: int
-    seconds: float  # first write until the last reading was stored (or the last poll)
-    achieved: float  # readings/s the pacers actually wrote
-    publish_s: float  # first write until every publisher had its last PUBACK
-    failures: tuple[str, ...] = ()
-    errors: tuple[str, ...] = ()  # the consumer's first distinct error lines, when lost
-    cpu: dict[str, float] = field(default_factory=dict)  # cores over the point
+@dataclass(frozen=True, slots=True)
+class Caps:
+    """Readings/s the publishers can push, per payload form, and how that was measured."""
 
-    @property
-    def lost(self) -> bool:
-        return self.stored != self.sent or bool(self.failures)
+    native: float
+    senml: float
+    source: str
 
-    @property
-    def throughput(self) -> float:
-        """Sustained readings/s; meaningless (and never reported) when `lost`."""
-        return self.stored / self.seconds if self.seconds > 0 else 0.0
+    def of(self, system: str) -> float:
+        return self.senml if system == PANTAU_SENML else self.native
 
-    @property
-    def lag_s(self) -> float:
-        """How long after the offered load ended the last reading was stored."""
-        return self.seconds - self.sent / self.offered
+    @classmethod
+    def from_cases(cls, cases: Sequence[CaseResult], pack_size: int) -> Caps | None:
+        """From `bench.ingest`'s broker fan-in cases (the same publishers and topics,
+        all at once, into one `mosquitto_sub`), when both ran and lost nothing."""
+        by_key = {c.key: c for c in cases if not c.lost}
+        native, senml = by_key.get("broker_native"), by_key.get("broker_senml")
+        if native is None or senml is None:
+            return None
+        return cls(
+            native=native.rate,
+            senml=senml.rate * pack_size,
+            source="broker fan-in ceiling, same run",
+        )
 
 
 def first_errors(log: Path, limit: int = 3) -> tuple[str, ...]:
@@ -138,6 +154,31 @@ def check_payload(city: City, topic: str, payload: bytes, form: PayloadForm) -> 
         raise RuntimeError(f"ingest would not take the {form.name} payload: {reasons}")
 
 
+def wait_drained(
+    influx: InfluxQL,
+    expected: int,
+    started: float,
+    until: Callable[[], float],
+    alive: Callable[[], bool],
+) -> tuple[int, float, bool]:
+    """Poll the count until it reaches `expected`, stalls for `STALL_S`, the consumer
+    exits, or `until()` (monotonic) passes while it still rises: (count, seconds since
+    `started` at that poll, whether waiting stopped while the count was rising)."""
+    last, changed_at = -1, time.monotonic()
+    while True:
+        stored = count_points(influx, "water_level")
+        now = time.monotonic()
+        if stored >= expected:
+            return stored, now - started, False
+        if stored != last:
+            last, changed_at = stored, now
+        elif now - changed_at > STALL_S or not alive():
+            return stored, now - started, False
+        if now > until():
+            return stored, now - started, True
+        time.sleep(POLL_S)
+
+
 class LoadSweep:
     """Paced points on `bench`'s stack and devices, one consumer process per point."""
 
@@ -145,7 +186,10 @@ class LoadSweep:
         self.bench = bench
         self.plan = plan
 
-    def streams(self, form: PayloadForm, root: str, rate: int) -> list[PacedStream]:
+    def form(self, system: str) -> PayloadForm:
+        return self.bench.senml if system == PANTAU_SENML else NATIVE
+
+    def streams(self, form: PayloadForm, root: str, rate: float) -> list[PacedStream]:
         devices = self.bench.devices
         messages = rate * self.plan.seconds / form.readings_per_message
         per_device = max(1, math.ceil(messages / len(devices)))
@@ -166,8 +210,31 @@ class LoadSweep:
         check_payload(self.bench.city, out[0].topic, out[0].lines[0], form)
         return out
 
-    def point(self, system: str, rate: int) -> LoadPoint:
-        form = self.bench.senml if system == PANTAU_SENML else NATIVE
+    def line_limit(self, system: str) -> float:
+        """The highest offer one `mosquitto_pub -l` per device can carry for the plan's
+        seconds (each takes at most `PUBLISHER_MAX_LINES`)."""
+        per_message = self.form(system).readings_per_message
+        return PUBLISHER_MAX_LINES * len(self.bench.devices) * per_message / self.plan.seconds
+
+    def caps(self, progress: Callable[[str], None]) -> Caps:
+        """The broker fan-in ceilings of both forms, measured now (`bench.ingest`'s case:
+        one publisher per device topic, all at once, into one `mosquitto_sub`)."""
+        progress("load: measuring what the publishers can push (broker fan-in)")
+        bench = self.bench
+        native = bench.broker_fan_in(
+            NATIVE, bench.jobs(NATIVE, f"lc{uuid.uuid4().hex[:8]}", 50_000)
+        )
+        senml = bench.broker_fan_in(
+            bench.senml, bench.jobs(bench.senml, f"lc{uuid.uuid4().hex[:8]}", 250_000)
+        )
+        if native.lost or senml.lost:
+            raise RuntimeError("the broker fan-in ceiling lost messages: no cap to sweep to")
+        return Caps(
+            native.rate, senml.rate * bench.senml.readings_per_message, "broker fan-in ceiling"
+        )
+
+    def point(self, system: str, rate: float) -> LoadPoint:
+        form = self.form(system)
         stack, work = self.bench.stack, self.bench.work
         root = f"ld{uuid.uuid4().hex[:8]}"
         database = f"bench_load_{root}"
@@ -194,19 +261,21 @@ class LoadSweep:
                 with CpuWatch(pids) as watch:
                     started = pacers.start(rate / form.readings_per_message)
                     paced = pacers.finish(timeout_s=120 + 2 * self.plan.seconds)
-                    stored, seconds = wait_stored(
-                        influx, "water_level", sent, started, consumer.alive
+                    published = started + max(paced.publish_s, sent / rate)
+                    stored, seconds, gave_up = wait_drained(
+                        influx, sent, started, lambda: published + DRAIN_S, consumer.alive
                     )
-                time.sleep(0.5)  # anything beyond what was sent would show up now
-                stored = count_points(influx, "water_level")
+                if not gave_up:
+                    time.sleep(0.5)  # anything beyond what was sent would show up now
+                    stored = count_points(influx, "water_level")
         finally:
             if pacers is not None:
                 pacers.kill()
             consumer.stop()
         errors: tuple[str, ...] = ()
-        if stored != sent or paced.failures:
+        if (stored != sent and not gave_up) or paced.failures:
             errors = first_errors(consumer.log)
-            print(f"{system} at {rate}/s: first errors {errors}", file=sys.stderr)
+            print(f"{system} at {rate:,.0f}/s: first errors {errors}", file=sys.stderr)
         stack.drop_database(database)
         return LoadPoint(
             system=system,
@@ -218,96 +287,102 @@ class LoadSweep:
             seconds=seconds,
             achieved=paced.achieved * form.readings_per_message,
             publish_s=paced.publish_s,
+            gave_up=gave_up,
             failures=paced.failures,
             errors=errors,
             cpu={k: round(v.cores, 3) for k, v in watch.result().items()},
         )
 
-    def run(self, progress: Callable[[str], None]) -> list[LoadPoint]:
-        """By rising rate, Pantau then Node-RED where both are offered it, so the two
-        meet the same minute of a shared machine; then the SenML points."""
-        rates = sorted({*self.plan.rates, *self.plan.nodered_rates})
-        order = []
-        for r in rates:
-            if r in self.plan.rates:
-                order.append((PANTAU_NATIVE, r))
-            if r in self.plan.nodered_rates:
-                order.append((NODERED, r))
-        order += [(PANTAU_SENML, r) for r in self.plan.senml_rates]
-        points = []
-        for system, rate in order:
-            progress(f"load: {system} at {rate:,} readings/s offered")
-            p = self.point(system, rate)
-            verdict = "LOST" if p.lost else f"{p.throughput:,.0f} readings/s"
-            progress(f"  {p.stored:,}/{p.sent:,} in {p.seconds:.2f} s -> {verdict}")
-            points.append(p)
+    def run(self, progress: Callable[[str], None], caps: Caps) -> list[Curve]:
+        """Every consumer's curve (`bench.knee.sweep`), step by step: Pantau native,
+        then Node-RED, then SenML at each step, so they meet the same minutes of a
+        shared machine."""
+        plan = self.plan
+        ladders = []
+        for system in plan.systems:
+            limit = self.line_limit(system)
+            cap, source = caps.of(system), caps.source
+            if limit < cap:
+                cap, source = limit, "publisher line limit"
+            ladders.append(Ladder(system, plan.start(system), cap, source))
+
+        def measure(system: str, rate: float) -> LoadPoint:
+            point = self.point(system, rate)
             time.sleep(SETTLE_S)
-        return points
+            return point
+
+        return sweep(ladders, plan.max_points, measure, progress)
 
 
-def throughput_cell(p: LoadPoint) -> str:
-    if p.stored < p.sent:
-        return f"FAILED: LOST {p.sent - p.stored:,}"
-    if p.stored > p.sent:
-        return f"FAILED: {p.stored - p.sent:,} EXTRA"
-    if p.failures:
-        return f"FAILED: {p.failures[0]}"
-    return f"{p.throughput:,.0f}"
+def bursts(
+    bench: Bench, readings: int, systems: Sequence[str], progress: Callable[[str], None]
+) -> list[CaseResult]:
+    """`readings` published at once (no pacing) to each consumer: `bench.ingest`'s
+    Pantau and Node-RED cases on one payload set per form."""
+    out = []
+    native = bench.jobs(NATIVE, f"bb{uuid.uuid4().hex[:8]}", readings)
+    cases: Mapping[str, Callable[[], CaseResult]] = {
+        PANTAU_NATIVE: lambda: bench.pantau(NATIVE, native),
+        NODERED: lambda: bench.nodered(native),
+        PANTAU_SENML: lambda: bench.pantau(
+            bench.senml, bench.jobs(bench.senml, f"bb{uuid.uuid4().hex[:8]}", readings)
+        ),
+    }
+    for system in systems:
+        progress(f"burst: {system}, {readings:,} readings at once")
+        case = cases[system]()
+        progress(f"  {case.stored:,}/{case.sent:,} in {case.seconds:.2f} s = {case.rate:,.0f}/s")
+        out.append(case)
+        time.sleep(SETTLE_S)
+    return out
 
 
-def load_table(points: Sequence[LoadPoint]) -> str:
+BURST_NAMES = {"native": PANTAU_NATIVE, "nodered": NODERED, "senml": PANTAU_SENML}
+
+
+def burst_table(cases: Sequence[CaseResult]) -> str:
     rows = [
         [
-            p.system,
-            f"{p.offered:,.0f}",
-            f"{p.achieved:,.0f}",
-            f"{p.sent:,}",
-            f"{p.stored:,}",
-            f"{p.seconds:.2f}",
-            f"{p.lag_s:.2f}",
-            throughput_cell(p),
-            f"{p.cpu.get('ingest', p.cpu.get('node-red', float('nan'))):.2f}",
+            BURST_NAMES[c.key],
+            f"{c.sent:,}",
+            f"{c.stored:,}" + (f" LOST {c.sent - c.stored:,}" if c.stored < c.sent else ""),
+            f"{c.seconds:.2f}",
+            "FAILED" if c.lost else f"{c.rate:,.0f}",
         ]
-        for p in points
+        for c in cases
+        if c.key in BURST_NAMES
     ]
-    header = [
-        "consumer",
-        "offered /s",
-        "written /s",
-        "sent",
-        "stored",
-        "s to last stored",
-        "lag s",
-        "sustained readings/s",
-        "consumer cores",
-    ]
-    notes = [
-        f"- {p.system} at {p.offered:,.0f}/s: the consumer's first errors: "
-        + "; ".join(f"`{e}`" for e in p.errors)
-        for p in points
-        if p.lost and p.errors
-    ]
-    return "\n".join([markdown_table(header, rows), *(["", *notes] if notes else [])])
+    header = ["consumer", "readings at once", "stored", "s to last stored", "readings/s"]
+    return markdown_table(header, rows)
 
 
-def _rates(text: str) -> tuple[int, ...]:
-    return tuple(int(x.replace("_", "")) for x in text.split(",") if x.strip())
+def _keys(text: str) -> tuple[str, ...]:
+    names = [x.strip() for x in text.split(",") if x.strip()]
+    unknown = [n for n in names if n not in KEYS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown consumer {unknown}: pick from {list(KEYS)}")
+    return tuple(KEYS[n] for n in names)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="fewer, shorter points")
-    parser.add_argument("--rates", type=_rates, help="offered readings/s, comma-separated")
-    parser.add_argument("--nodered-rates", type=_rates, help="offered readings/s, Node-RED")
-    parser.add_argument("--senml-rates", type=_rates, help="offered readings/s in packs")
+    parser.add_argument("--quick", action="store_true", help="shorter points (6 s)")
+    parser.add_argument("--from", dest="native_from", type=int, help="first rate, Pantau native")
+    parser.add_argument("--nodered-from", type=int, help="first offered readings/s, Node-RED")
+    parser.add_argument("--senml-from", type=int, help="first offered readings/s, SenML")
     parser.add_argument("--seconds", type=float, help="of offered load per point")
+    parser.add_argument("--burst", type=int, default=100_000, help="readings at once (0: none)")
+    parser.add_argument(
+        "--consumers", type=_keys, help="comma-separated: native,nodered,senml (default all)"
+    )
     args = parser.parse_args(argv)
-    plan = QUICK_PLAN if args.quick else DEFAULT_PLAN
+    base = QUICK_PLAN if args.quick else DEFAULT_PLAN
     plan = SweepPlan(
-        rates=args.rates if args.rates is not None else plan.rates,
-        nodered_rates=args.nodered_rates if args.nodered_rates is not None else plan.nodered_rates,
-        senml_rates=args.senml_rates if args.senml_rates is not None else plan.senml_rates,
-        seconds=args.seconds or plan.seconds,
+        native_from=args.native_from or base.native_from,
+        nodered_from=args.nodered_from or base.nodered_from,
+        senml_from=args.senml_from or base.senml_from,
+        seconds=args.seconds or base.seconds,
+        systems=args.consumers or base.systems,
     )
     started = time.monotonic()
 
@@ -319,10 +394,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         LocalStack(Path(tmp) / "stack") as stack,
     ):
         bench = Bench(stack, load_city(), INGEST_QUICK_SIZES, Path(tmp))
-        points = LoadSweep(bench, plan).run(progress)
-    print(load_table(points))
+        sweep = LoadSweep(bench, plan)
+        curves = sweep.run(progress, sweep.caps(progress))
+        burst = bursts(bench, args.burst, plan.systems, progress) if args.burst else []
+    print(knee_table(curves))
+    print()
+    print(load_table([p for c in curves for p in c.points]))
+    if burst:
+        print()
+        print(burst_table(burst))
     print(f"\nend-to-end times are read by polling the count every {POLL_S} s")
-    return 1 if any(p.lost for p in points) else 0
+    # Node-RED losing data is the peer's knee; Pantau losing any is a failure.
+    pantau_lost = any(p.lost for c in curves if c.system != NODERED for p in c.points)
+    pantau_lost |= any(c.lost for c in burst if c.key != "nodered")
+    return 1 if any(c.error for c in curves) or pantau_lost else 0
 
 
 if __name__ == "__main__":

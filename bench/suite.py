@@ -2,8 +2,9 @@
 
 1. One LocalStack for the ingest side, so the ceilings and the consumers share a broker,
    an InfluxDB and the same minutes: `bench.ingest` (broker and InfluxDB ceilings,
-   Pantau native, the Node-RED flow and Pantau SenML on one payload set), then
-   `bench.load` (throughput against offered load, paced).
+   Pantau native, the Node-RED flow and Pantau SenML on one payload set: the burst of
+   100,000 readings), then `bench.load` (each consumer's knee: offered rates doubled
+   until it fails, up to what the publishers can push).
 2. `bench.rules`: point-in-zone tests/s, rule evaluations/s, reading -> crew alert
    latency at several background loads.
 3. `bench.api`, `bench.vision`, `bench.faults`, `bench.ingest_replicas` as subprocesses
@@ -29,14 +30,15 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import rules
 from bench.ingest import DEFAULT_SIZES, POLL_S, QUICK_SIZES, Bench, Sizes
 from bench.ingest_report import CaseResult, machine_info, markdown_table, report
-from bench.load import DEFAULT_PLAN, QUICK_PLAN, LoadPoint, LoadSweep, SweepPlan, load_table
+from bench.knee import NODERED, Curve, LoadPoint, knee_table, load_table
+from bench.load import DEFAULT_PLAN, QUICK_PLAN, Caps, LoadSweep, SweepPlan, burst_table
 from bench.rules_latency import LatencyArgs
 from bench.suite_report import (
     LatencyPoint,
@@ -61,15 +63,11 @@ class Plan:
     external_timeout_s: float
 
 
-# The Node-RED flow stores a few hundred readings/s here: the burst case's native payload
-# set is kept at 20,000 readings so its drain stays near a minute.
+# The burst beside the sweep: 100,000 native readings at once to Pantau and to the
+# Node-RED flow (which drains a few hundred to a few thousand readings/s: minutes).
+BURST = 100_000
 FULL = Plan(
-    sizes=Sizes(
-        broker_messages=DEFAULT_SIZES.broker_messages,
-        influx_points=DEFAULT_SIZES.influx_points,
-        native_messages=20_000,
-        packed_readings=DEFAULT_SIZES.packed_readings,
-    ),
+    sizes=replace(DEFAULT_SIZES, native_messages=BURST),
     sweep=DEFAULT_PLAN,
     rules=rules.Args(
         points=1_000_000,
@@ -81,7 +79,7 @@ FULL = Plan(
     external_timeout_s=2400,  # bench.faults at full length holds a 10-minute outage
 )
 QUICK = Plan(
-    sizes=QUICK_SIZES,
+    sizes=replace(QUICK_SIZES, native_messages=BURST, packed_readings=BURST),
     sweep=QUICK_PLAN,
     rules=rules.Args(
         points=100_000,
@@ -105,17 +103,25 @@ class External:
 @dataclass(slots=True)
 class SuiteRun:
     cases: list[CaseResult] = field(default_factory=list)
-    points: list[LoadPoint] = field(default_factory=list)
+    curves: list[Curve] = field(default_factory=list)
     sections: list[rules.Section] = field(default_factory=list)
     external: list[External] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)  # stages that raised
 
     @property
+    def points(self) -> list[LoadPoint]:
+        return [p for c in self.curves for p in c.points]
+
+    @property
     def failed(self) -> bool:
+        """A stage raised, Pantau or a ceiling lost data, an alert was missed, a module
+        failed. The Node-RED peer losing data is its knee (or its burst's figure), not
+        the suite's failure; every curve ends at a failing point by design."""
         return (
             bool(self.errors)
-            or any(c.lost for c in self.cases)
-            or any(p.lost for p in self.points)
+            or any(c.lost for c in self.cases if c.key != "nodered")
+            or any(p.lost for p in self.points if p.system != NODERED)
+            or any(c.error is not None for c in self.curves)
             or any(s.failed for s in self.sections)
             or any(e.status.startswith("failed") for e in self.external)
         )
@@ -125,6 +131,8 @@ class SuiteRun:
         for s in self.sections:
             for d in s.data:
                 if "publish_to_alert_p50_ms" in d:
+                    cores = d.get("cpu_cores")
+                    rules_cores = cores.get("rules") if isinstance(cores, dict) else None
                     out.append(
                         LatencyPoint(
                             offered=float(str(d["offered_per_s"])),
@@ -133,6 +141,7 @@ class SuiteRun:
                             injections=int(str(d["injections"])),
                             p50_ms=float(str(d["publish_to_alert_p50_ms"])),
                             p99_ms=float(str(d["publish_to_alert_p99_ms"])),
+                            rules_cores=float(str(rules_cores or "nan")),
                         )
                     )
         return out
@@ -197,8 +206,27 @@ def rules_stage(
     return go
 
 
-def run_suite(plan: Plan, quick: bool, progress: Callable[[str], None]) -> SuiteRun:
+STAGES = ("ingest", "rules", "external")  # ingest = bench.ingest's cases and bench.load
+
+
+def run_suite(
+    plan: Plan, quick: bool, progress: Callable[[str], None], skip: Sequence[str] = ()
+) -> SuiteRun:
     run = SuiteRun()
+    if "ingest" not in skip:
+        ingest_side(run, plan, progress)
+    for section in () if "rules" in skip else rules.SECTIONS:
+        progress(f"bench.rules: {section.__name__}")
+        stage(run, f"bench.rules {section.__name__}", rules_stage(run, section, plan), progress)
+    for module in () if "external" in skip else EXTERNAL:
+        progress(f"bench.{module}")
+        ext = run_external(module, quick, plan.external_timeout_s)
+        progress(f"  {ext.status}")
+        run.external.append(ext)
+    return run
+
+
+def ingest_side(run: SuiteRun, plan: Plan, progress: Callable[[str], None]) -> None:
     city = load_city()
     with (
         tempfile.TemporaryDirectory(prefix="pantau-bench-") as tmp,
@@ -208,16 +236,12 @@ def run_suite(plan: Plan, quick: bool, progress: Callable[[str], None]) -> Suite
         bench = Bench(stack, city, plan.sizes, Path(tmp))
         stage(run, "bench.ingest", lambda: run.cases.extend(bench.run(progress)), progress)
         sweep = LoadSweep(bench, plan.sweep)
-        stage(run, "bench.load", lambda: run.points.extend(sweep.run(progress)), progress)
-    for section in rules.SECTIONS:
-        progress(f"bench.rules: {section.__name__}")
-        stage(run, f"bench.rules {section.__name__}", rules_stage(run, section, plan), progress)
-    for module in EXTERNAL:
-        progress(f"bench.{module}")
-        ext = run_external(module, quick, plan.external_timeout_s)
-        progress(f"  {ext.status}")
-        run.external.append(ext)
-    return run
+
+        def load() -> None:
+            caps = Caps.from_cases(run.cases, plan.sizes.pack_size) or sweep.caps(progress)
+            run.curves.extend(sweep.run(progress, caps))
+
+        stage(run, "bench.load", load, progress)
 
 
 def section_markdown(section: rules.Section) -> str:
@@ -254,18 +278,31 @@ def markdown(run: SuiteRun, plan: Plan, machine: dict[str, object], stem: str) -
         "",
         "## Targets",
         "",
-        verdict_table(verdicts(run.cases, run.points)),
+        verdict_table(verdicts(run.cases, run.curves, run.latency())),
         "",
         f"![throughput against offered load]({stem}-throughput.png)",
         f"![alert latency against offered load]({stem}-latency.png)",
         "",
-        "## Throughput against offered load (bench.load)",
+        "## Each consumer's knee (bench.load)",
         "",
-        f"{plan.sweep.seconds:g} s of paced load per point; sustained = stored / seconds "
-        "from the first write to the last reading stored; lag = how long after the offer "
-        "ended that was. Each point: its own consumer process, topic root and database.",
+        f"Offered rates double from {plan.sweep.native_from:,} readings/s (Node-RED "
+        f"{plan.sweep.nodered_from:,}, SenML {plan.sweep.senml_from:,}) until the consumer "
+        "loses a reading or lags more than 5 s behind the publishers, or until the "
+        "publishers' cap (the broker fan-in ceiling of this run) is reached: then the "
+        "consumer's figure is a lower bound and the table says so.",
+        "",
+        knee_table(run.curves) if run.curves else "not run (see errors)",
+        "",
+        f"{plan.sweep.seconds:g} s of paced load per point; pushed = readings / seconds "
+        "until the publishers' last PUBACK; sustained = stored / seconds from the first "
+        "write to the last reading stored; lag = how long after publishing ended that "
+        "was. Each point: its own consumer process, topic root and database.",
         "",
         load_table(run.points) if run.points else "not run (see errors)",
+        "",
+        "The burst beside it (bench.ingest's cases: every reading published at once):",
+        "",
+        burst_table(run.cases) if run.cases else "not run",
         "",
         "## Ceilings and consumers on one payload set (bench.ingest)",
         "",
@@ -297,13 +334,33 @@ def document(run: SuiteRun, plan: Plan, machine: dict[str, object], quick: bool)
         "machine": machine,
         "plan": asdict(plan),
         "failed": run.failed,
-        "targets": [asdict(v) for v in verdicts(run.cases, run.points)],
+        "targets": [asdict(v) for v in verdicts(run.cases, run.curves, run.latency())],
         "ingest_cases": [
             {**asdict(c), "lost": c.lost, "rate": round(c.rate, 1)} for c in run.cases
         ],
-        "load_points": [
-            {**asdict(p), "lost": p.lost, "throughput": None if p.lost else round(p.throughput, 1)}
-            for p in run.points
+        "load_curves": [
+            {
+                "system": c.system,
+                "cap": round(c.cap, 1),
+                "cap_source": c.cap_source,
+                "stop": c.stop,
+                "consumer_stopped": c.consumer_stopped,
+                "error": c.error,
+                "best_sustained": None if c.best is None else round(c.best.throughput, 1),
+                "best_at_offered": None if c.best is None else c.best.offered,
+                "points": [
+                    {
+                        **asdict(p),
+                        "lost": p.lost,
+                        "lag_s": round(p.lag_s, 2),
+                        "lagged": p.lagged,
+                        "pushed": round(p.pushed, 1),
+                        "throughput": None if p.lost else round(p.throughput, 1),
+                    }
+                    for p in c.points
+                ],
+            }
+            for c in run.curves
         ],
         "rules_sections": [
             {
@@ -333,7 +390,10 @@ def finite(value: object) -> object:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.suite", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="smaller, shorter: ~10 min")
+    parser.add_argument("--quick", action="store_true", help="smaller, shorter: ~30-40 min")
+    parser.add_argument(
+        "--skip", action="append", choices=STAGES, default=[], help="leave a stage out (repeatable)"
+    )
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
     started = time.monotonic()
@@ -342,20 +402,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"[{time.monotonic() - started:7.1f}s] {text}", file=sys.stderr, flush=True)
 
     machine = machine_info()
-    run = run_suite(plan, args.quick, progress)
+    run = run_suite(plan, args.quick, progress, args.skip)
     RESULTS_DIR.mkdir(exist_ok=True)
     stem = datetime.now(UTC).date().isoformat() + ("-quick" if args.quick else "")
     title = f"Pantau vs Node-RED, {stem}, {machine.get('cpus')} CPUs"
-    names = {"broker": "broker 1 topic, msg/s", "influx": "InfluxDB /write, points/s"}
-    ceilings = {names[c.key]: c.rate for c in run.cases if c.key in names and not c.lost}
-    plot_throughput(run.points, ceilings, title, RESULTS_DIR / f"{stem}-throughput.png")
-    plot_latency(
-        run.latency(), f"reading -> crew alert, {stem}", RESULTS_DIR / f"{stem}-latency.png"
-    )
-    page = markdown(run, plan, machine, stem)
-    (RESULTS_DIR / f"{stem}.md").write_text(page + "\n")
+    by_key = {c.key: c for c in run.cases if not c.lost}
+    ceilings = {
+        name: by_key[key].rate * factor
+        for key, name, factor in (
+            ("broker_native", "broker fan-in, native (1 reading/msg)", 1),
+            ("influx", "InfluxDB /write, points", 1),
+            ("broker_senml", "broker fan-in, SenML readings", plan.sizes.pack_size),
+        )
+        if key in by_key
+    }
+    # The figures first: a plot that raises must not lose a run of half an hour.
     doc = document(run, plan, machine, args.quick)
     (RESULTS_DIR / f"{stem}.json").write_text(json.dumps(finite(doc), indent=2, default=str) + "\n")
+    plots: list[tuple[str, Callable[[], None]]] = [
+        (
+            "throughput plot",
+            lambda: plot_throughput(
+                run.curves, run.cases, ceilings, title, RESULTS_DIR / f"{stem}-throughput.png"
+            ),
+        ),
+        (
+            "latency plot",
+            lambda: plot_latency(
+                run.latency(), f"reading -> crew alert, {stem}", RESULTS_DIR / f"{stem}-latency.png"
+            ),
+        ),
+    ]
+    for name, draw in plots:
+        stage(run, name, draw, progress)
+    page = markdown(run, plan, machine, stem)
+    (RESULTS_DIR / f"{stem}.md").write_text(page + "\n")
     print(page)
     progress(f"results: {RESULTS_DIR / stem}.{{json,md}}, -throughput.png, -latency.png")
     return 1 if run.failed else 0
