@@ -35,7 +35,9 @@ numbers = (
     | st.integers(min_value=-200, max_value=2000)
     | st.sampled_from([1e308, -1e308, 10**400, 1500, 1500.0001, 0, -0.0])
 )
-oddities: st.SearchStrategy[object] = st.none() | st.booleans() | st.text(max_size=5) | st.just([]) | st.just({})
+oddities: st.SearchStrategy[object] = (
+    st.none() | st.booleans() | st.text(max_size=5) | st.just([]) | st.just({})
+)
 epochs = st.floats(
     min_value=(NOW - timedelta(days=8)).timestamp(),
     max_value=(NOW + timedelta(minutes=10)).timestamp(),
