@@ -334,28 +334,40 @@ class IngestService:
 
     def _write_chunk(self, chunk: Chunk) -> None:
         started = time.monotonic()
-        lines = [line for record in chunk.records for line in record.decode("utf-8").split("\n")]
+        # A record is its batch's lines joined by newlines, so the records joined are the
+        # body of one write: no splitting, unless InfluxDB refuses some line of it.
+        records = [record.decode("utf-8") for record in chunk.records if record]
+        lines = sum(record.count("\n") + 1 for record in records)
         rejections = []
-        if lines:
-            for line, err in self._write(lines):
-                rejections.append(
-                    Rejection(
-                        "influx_rejected",
-                        f"InfluxDB answered {err.status}: {err.message}",
-                        "",
-                        line.encode("utf-8"),
-                        self._clock.now(),
-                    )
+        for line, err in self._write_records(records):
+            rejections.append(
+                Rejection(
+                    "influx_rejected",
+                    f"InfluxDB answered {err.status}: {err.message}",
+                    "",
+                    line.encode("utf-8"),
+                    self._clock.now(),
                 )
+            )
         write_s = time.monotonic() - started
         # Dead letters before the commit: a crash in between sends them again, never none.
         self._publish_dead_letters(rejections, self._abort)
         self.spool.commit(chunk.end)
         self.stats.write_seconds += write_s
-        self.stats.readings_written += len(lines) - len(rejections)
+        self.stats.readings_written += lines - len(rejections)
         for rejection in rejections:
             self.stats.rejected[rejection.reason] += 1
-        self.metrics.batch(0, len(lines), (r.reason for r in rejections), write_s)
+        self.metrics.batch(0, lines, (r.reason for r in rejections), write_s)
+
+    def _write_records(self, records: list[str]) -> list[tuple[str, WriteRejected]]:
+        """Write the records in one go; if InfluxDB refuses, line by line (_write)."""
+        if not records:
+            return []
+        try:
+            self._retrying(records)
+        except WriteRejected as err:
+            return self._isolate([ln for record in records for ln in record.split("\n")], err)
+        return []
 
     def _write(self, lines: list[str]) -> list[tuple[str, WriteRejected]]:
         """Write all lines, retrying while InfluxDB is unavailable; return the lines it
@@ -363,12 +375,16 @@ class IngestService:
         try:
             self._retrying(lines)
         except WriteRejected as err:
-            if len(lines) == 1:
-                log.warning("InfluxDB refused %r: %s", lines[0][:200], err.message)
-                return [(lines[0], err)]
-            half = len(lines) // 2
-            return self._write(lines[:half]) + self._write(lines[half:])
+            return self._isolate(lines, err)
         return []
+
+    def _isolate(self, lines: list[str], err: WriteRejected) -> list[tuple[str, WriteRejected]]:
+        """`lines` were refused as a whole (`err`): find which, by halves."""
+        if len(lines) == 1:
+            log.warning("InfluxDB refused %r: %s", lines[0][:200], err.message)
+            return [(lines[0], err)]
+        half = len(lines) // 2
+        return self._write(lines[:half]) + self._write(lines[half:])
 
     def _retrying(self, lines: list[str]) -> None:
         """429, 5xx and no answer at all: back off and try again, for as long as it takes."""
