@@ -140,11 +140,11 @@ class IngestSettings(BaseModel):
     session_expiry_s: int = Field(default=7 * 86400, ge=0)
     max_payload_bytes: int = Field(default=256 * 1024, ge=64)
     receive_maximum: int = Field(
-        default=5000,
+        default=2000,
         ge=1,
         le=65535,
         description="unacknowledged QoS 1 messages the broker may send (MQTT v5 flow control); "
-        "they wait in ingest's memory, so this bounds it (5,000 SenML packs of 50: ~10 MB)",
+        "they wait in ingest's memory, so this bounds it (2,000 SenML packs of 50: ~8 MB)",
     )
     spool_dir: Path | None = Field(
         default=None,
