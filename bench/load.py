@@ -34,7 +34,6 @@ from bench.ingest import (
     POLL_S,
     SETTLE_S,
     Bench,
-    IngestProcess,
     PayloadForm,
     count_points,
     history_start,
@@ -43,6 +42,7 @@ from bench.ingest import (
     wait_stored,
 )
 from bench.ingest import QUICK_SIZES as INGEST_QUICK_SIZES
+from bench.ingest_process import IngestProcess
 from bench.ingest_report import markdown_table
 from bench.nodered import NodeRed, nodered_flow
 from bench.pacer import PacedPublishers, PacedStream
