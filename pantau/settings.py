@@ -132,19 +132,17 @@ class IngestSettings(BaseModel):
         "replicas through the SQL store (database_url): run as many replicas as you like, "
         "with the same N (ingest.partitions)",
     )
-    # A batch is one spool fsync; 1,000 readings keep the fsyncs at ~20/s at 20,000/s.
-    batch_max_points: int = Field(default=1000, ge=1)
+    batch_max_points: int = Field(default=5000, ge=1)
     batch_max_delay_s: float = Field(default=0.2, gt=0)
     max_future_skew_s: float = Field(default=300.0, ge=0, description="device clocks ahead")
     max_age_s: float = Field(default=7 * 86400.0, gt=0, description="oldest accepted reading")
     session_expiry_s: int = Field(default=7 * 86400, ge=0)
     max_payload_bytes: int = Field(default=256 * 1024, ge=64)
     receive_maximum: int = Field(
-        default=2000,
+        default=20000,
         ge=1,
         le=65535,
-        description="unacknowledged QoS 1 messages the broker may send (MQTT v5 flow control); "
-        "they wait in ingest's memory, so this bounds it (2,000 SenML packs of 50: ~8 MB)",
+        description="unacknowledged QoS 1 messages the broker may send (MQTT v5 flow control)",
     )
     spool_dir: Path | None = Field(
         default=None,
