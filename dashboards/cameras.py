@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dashboards import labels, links
 from dashboards.model import Dashboard, InfluxQuery, Panel, SqlQuery
-from dashboards.queries import TAGS, incident_annotations, incidents_sql, series
-from dashboards.variables import zone_variables
+from dashboards.queries import BUCKET, TAGS, WINDOW, incident_annotations, incidents_sql, series
+from dashboards.variables import level_variables, zone_variables
 from pantau.city import City
 
 CAMERA_TAG = "camera"
@@ -28,16 +28,16 @@ HEALTH = {
 }
 
 # Vision analyses a stream every few seconds: a 5-minute bucket without one means the
-# camera (or its vision worker) is silent. The camera state topic is written only on
-# change and vision has no Last Will, so a dead worker's last "online" would stay.
-BUCKET = "5m"
+# camera (or its vision worker) is silent (BUCKET: 5 minutes, or the window of the level
+# a long range reads). The camera state topic is written only on change and vision has
+# no Last Will, so a dead worker's last "online" would stay.
 
 
 def build(city: City) -> Dashboard:
     receiving = Panel(
         title="Kamera menerima gambar (per 5 menit; abu-abu: tidak ada data)",
         type="state-timeline",
-        targets=(series("camera_sharpness", by=CAMERA_TAG, agg="count", fill="null"),),
+        targets=series("camera_sharpness", by=CAMERA_TAG, agg="count", fill="null"),
         interval=BUCKET,
         mappings=(
             {
@@ -78,7 +78,7 @@ def build(city: City) -> Dashboard:
     faults = Panel(
         title="Gangguan kamera (per 5 menit; abu-abu: tidak ada data)",
         type="state-timeline",
-        targets=(series("camera_fault", by=CAMERA_TAG, agg="max", fill="null"),),
+        targets=series("camera_fault", by=CAMERA_TAG, agg="max", fill="null"),
         interval=BUCKET,
         mappings=(
             labels.value_map({"0": ("Normal", "green"), "1": ("Gangguan", "red")}),
@@ -93,7 +93,8 @@ def build(city: City) -> Dashboard:
         Panel(
             title=title,
             type="timeseries",
-            targets=(series(name, by=CAMERA_TAG),),
+            targets=series(name, by=CAMERA_TAG),
+            interval=WINDOW,
             unit=unit,
             width=8,
         )
@@ -102,21 +103,24 @@ def build(city: City) -> Dashboard:
     occupancy = Panel(
         title="Keterisian wilayah",
         type="timeseries",
-        targets=(series("region_occupancy", by=(CAMERA_TAG, REGION_TAG)),),
+        targets=series("region_occupancy", by=(CAMERA_TAG, REGION_TAG)),
+        interval=WINDOW,
         unit="percentunit",
         width=8,
     )
     stopped = Panel(
         title="Kendaraan berhenti per lajur",
         type="timeseries",
-        targets=(series("stopped_traffic", by=(CAMERA_TAG, REGION_TAG), agg="max"),),
+        targets=series("stopped_traffic", by=(CAMERA_TAG, REGION_TAG), agg="max"),
+        interval=WINDOW,
         unit="s",
         width=8,
     )
     depth = Panel(
         title="Kedalaman air pada papan duga",
         type="timeseries",
-        targets=(series("water_depth", by=CAMERA_TAG),),
+        targets=series("water_depth", by=CAMERA_TAG),
+        interval=WINDOW,
         unit="lengthcm",
         width=8,
     )
@@ -144,7 +148,11 @@ def build(city: City) -> Dashboard:
         description="Kesehatan kamera CCTV dan hasil analisis vision (ukuran FrameAnalysis).",
         panels=(receiving, faults, *health, occupancy, stopped, depth, evidence, incidents),
         timezone=city.facts.time_zone.key,
-        variables=(*zone_variables(city), links.API),
+        variables=(
+            *zone_variables(city),
+            links.API,
+            *level_variables("rp", "rp_window", "rp_bucket"),
+        ),
         annotations=(incident_annotations(city, ("camera_fault", "data_quality")),),
         tags=("pantau", "cameras"),
     )

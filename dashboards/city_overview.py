@@ -22,7 +22,7 @@ from dashboards.queries import (
     incident_annotations,
     incidents_sql,
 )
-from dashboards.variables import zone_variables
+from dashboards.variables import level_variables, zone_variables
 from pantau.city import City
 from pantau.incidents import Severity
 
@@ -328,7 +328,7 @@ def build(city: City) -> Dashboard:
         "terhadap Siaga, pompa, pintu air dan kamera, hujan seperti yang dinilai aturan.",
         panels=panels,
         timezone=city.facts.time_zone.key,
-        variables=(*zone_variables(city), links.API),
+        variables=(*zone_variables(city), links.API, *level_variables()),
         annotations=(incident_annotations(city),),
         tags=("pantau", "overview", "wall"),
         time_from="now-6h",

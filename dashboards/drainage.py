@@ -8,8 +8,16 @@ from dataclasses import replace
 
 from dashboards import labels, links, rain, siaga
 from dashboards.model import Dashboard, Panel, SqlQuery, Variable
-from dashboards.queries import ACTIVE, ZONE_TAGS, incident_annotations, incidents_sql, series
-from dashboards.variables import zone_variables
+from dashboards.queries import (
+    ACTIVE,
+    BUCKET,
+    WINDOW,
+    ZONE_TAGS,
+    incident_annotations,
+    incidents_sql,
+    series,
+)
+from dashboards.variables import level_variables, zone_variables
 from pantau.city import City
 from pantau.incidents import Severity
 
@@ -28,8 +36,8 @@ STATION = Variable(
 SIAGA_II = "Siaga II (Waspada)"
 SIAGA_I = "Siaga I (Awas)"
 
-# Pumps and gates report every 60 s: a 5-minute bucket without a report means silence.
-BUCKET = "5m"
+# Pumps and gates report every 60 s: a 5-minute bucket without a report means silence
+# (BUCKET: 5 minutes, or the window of the level a long range reads).
 
 
 def siaga_lines(city: City) -> SqlQuery:
@@ -67,7 +75,7 @@ def _timeline(title: str, measurement: str, states: dict[str, tuple[str, str]]) 
     return Panel(
         title=title,
         type="state-timeline",
-        targets=(series(measurement, agg="max", fill="null"),),
+        targets=series(measurement, agg="max", fill="null"),
         interval=BUCKET,
         mappings=(labels.value_map(states), labels.NO_DATA),
         options={"showValue": "never", "mergeValues": True, "rowHeight": 0.8},
@@ -81,12 +89,13 @@ def build(city: City) -> Dashboard:
         title="$station: tinggi air terhadap batas Siaga-nya",
         type="timeseries",
         targets=(
-            series("water_level", where='"device" =~ /^$station$/', fill="none"),
+            *series("water_level", where='"device" =~ /^$station$/', fill="none"),
             siaga_lines(city),
         ),
         width=24,
         height=9,
         unit="lengthcm",
+        interval=WINDOW,
         repeat="station",
         custom={"lineWidth": 2},
         overrides=(_line(SIAGA_II, Severity.WASPADA), _line(SIAGA_I, Severity.AWAS)),
@@ -95,7 +104,8 @@ def build(city: City) -> Dashboard:
     levels = Panel(
         title="Tinggi air stasiun",
         type="timeseries",
-        targets=(series("water_level", where=f"{STATION_ONLY} AND {ZONE_TAGS}"),),
+        targets=series("water_level", where=f"{STATION_ONLY} AND {ZONE_TAGS}"),
+        interval=WINDOW,
         unit="lengthcm",
         width=16,
         height=12,
@@ -107,7 +117,8 @@ def build(city: City) -> Dashboard:
     flow = Panel(
         title="Debit per alat ukur",
         type="timeseries",
-        targets=(series("flow"),),
+        targets=series("flow"),
+        interval=WINDOW,
         unit="flowcms",  # m3/s
         options={"legend": {"showLegend": False}},
     )
@@ -119,7 +130,7 @@ def build(city: City) -> Dashboard:
     gates = Panel(
         title="Bukaan pintu air (per 5 menit; putus: tidak ada data)",
         type="timeseries",
-        targets=(series("gate_opening", agg="last", fill="null"),),
+        targets=series("gate_opening", agg="last", fill="null"),
         interval=BUCKET,
         unit="percent",
         min=0,
@@ -152,7 +163,12 @@ def build(city: City) -> Dashboard:
         "pintu air, insiden banjir.",
         panels=(station, now, levels, rain_now, flow, pumps, gates, incidents),
         timezone=city.facts.time_zone.key,
-        variables=(*zone_variables(city), STATION, links.API),
+        variables=(
+            *zone_variables(city),
+            STATION,
+            links.API,
+            *level_variables("rp", "rp_window", "rp_bucket"),
+        ),
         annotations=(incident_annotations(city, FLOOD_HAZARDS),),
         tags=("pantau", "drainage", "flood"),
     )

@@ -47,8 +47,12 @@ Values = Mapping[str, Sequence[str]]
 def influxql(
     query: str, when: TimeRange, variables: Values, *, min_interval: str | None = None
 ) -> str:
-    """`min_interval`: the panel's `interval` (Grafana's lower bound of $__interval)."""
-    interval = max(when.interval(), _duration(min_interval)) if min_interval else when.interval()
+    """`min_interval`: the panel's `interval` (Grafana's lower bound of $__interval),
+    which may be a variable (Grafana interpolates it too)."""
+    interval = when.interval()
+    if min_interval:
+        lower = _variables(min_interval, variables, _influx_value)
+        interval = max(interval, _duration(lower))
     out = query.replace("$timeFilter", f"time >= {_ms(when.start)}ms and time <= {_ms(when.end)}ms")
     out = out.replace("$__interval_ms", str(int(interval.total_seconds() * 1000)))
     out = out.replace("$__interval", f"{int(interval.total_seconds())}s")

@@ -175,6 +175,7 @@ class Variable:
     options: tuple[tuple[str, str], ...] = ()  # custom variables only
     multi: bool = True
     include_all: bool = True
+    hidden: bool = False  # a setting the panels use, not a choice for the operator
 
     def to_json(self) -> JSON:
         out: JSON = {
@@ -185,7 +186,7 @@ class Variable:
             "current": {"selected": True, "text": ["All"], "value": ["$__all"]}
             if self.include_all
             else {},
-            "hide": 0,
+            "hide": 2 if self.hidden else 0,
         }
         if self.options:
             out |= {

@@ -27,6 +27,24 @@ TAGS = f'{ZONE_TAGS} AND "agency" =~ /^$agency$/'
 ACTIVE = ACTIVE_WHERE  # incidents not yet resolved or closed
 
 
+# The level a panel reads (pantau/influx/level_table.py): hidden variables resolved from
+# the dashboard's range. Panels that read `series` set `interval=WINDOW` (or BUCKET).
+RP = "$rp"
+WINDOW = "$rp_window"  # the level's window: a bucket is never finer than the data
+BUCKET = "$rp_bucket"  # 5 minutes or the level's window: an empty bucket means silence
+# Raw aggregate -> the same over aggregate points (fields min, max, mean, count, sum).
+# A mean is weighted by count; `last` of aggregates is the last window's mean.
+FROM_AGGREGATES = {
+    "mean": 'sum("sum") / sum("count")',
+    "max": 'max("max")',
+    "min": 'min("min")',
+    "count": 'sum("count")',
+    "sum": 'sum("sum")',
+    "last": 'last("mean")',
+}
+AGG_SUFFIX = "_agg"  # ref id of a target's aggregate twin: "A" and "A_agg"
+
+
 def series(
     measurement: str,
     *,
@@ -35,16 +53,25 @@ def series(
     where: str = TAGS,
     fill: str = "none",
     ref_id: str = "A",
-    field: str = "value",
-) -> InfluxQuery:
-    """One series per `by` tag of `measurement`, aggregated per Grafana interval."""
+) -> tuple[InfluxQuery, InfluxQuery]:
+    """One series per `by` tag of `measurement`, aggregated per Grafana interval, from the
+    level `$rp` the range picks: two targets of one alias, the raw one (field `value`) and
+    its aggregate twin (fields min/max/...); only the one that matches `$rp` has data."""
     tags = (by,) if isinstance(by, str) else by
     group = ", ".join(f'"{t}"' for t in tags)
-    query = (
-        f'SELECT {agg}("{field}") FROM "{measurement}" WHERE $timeFilter AND {where} '
-        f"GROUP BY time($__interval), {group} fill({fill})"
+    alias = " ".join(f"$tag_{t}" for t in tags)
+
+    def target(select: str, ref: str) -> InfluxQuery:
+        query = (
+            f'SELECT {select} FROM "{RP}"."{measurement}" WHERE $timeFilter AND {where} '
+            f"GROUP BY time($__interval), {group} fill({fill})"
+        )
+        return InfluxQuery(ref_id=ref, query=query, alias=alias)
+
+    return (
+        target(f'{agg}("value")', ref_id),
+        target(FROM_AGGREGATES[agg], ref_id + AGG_SUFFIX),
     )
-    return InfluxQuery(ref_id=ref_id, query=query, alias=" ".join(f"$tag_{t}" for t in tags))
 
 
 def zones_cte(city: City) -> str:

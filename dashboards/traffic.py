@@ -9,11 +9,12 @@ from dashboards.queries import (
     ACTIVE,
     NOW_WINDOW,
     TAGS,
+    WINDOW,
     incident_annotations,
     incidents_sql,
     series,
 )
-from dashboards.variables import zone_variables
+from dashboards.variables import level_variables, zone_variables
 from pantau.city import City
 
 
@@ -21,14 +22,16 @@ def build(city: City) -> Dashboard:
     flow = Panel(
         title="Arus lalu lintas per kecamatan (rata-rata penghitungnya)",
         type="timeseries",
-        targets=(series("traffic_flow", by="kecamatan", agg="mean"),),
+        targets=series("traffic_flow", by="kecamatan", agg="mean"),
+        interval=WINDOW,
         unit="suffix:kend/jam",
         description="Rata-rata kendaraan per jam dari penghitung di tiap kecamatan.",
     )
     speed = Panel(
         title="Kecepatan rata-rata per penghitung",
         type="timeseries",
-        targets=(series("speed"),),
+        targets=series("speed"),
+        interval=WINDOW,
         unit="velocitykmh",
         thresholds=((None, "red"), (15.0, "orange"), (30.0, "green")),
         custom={"thresholdsStyle": {"mode": "dashed"}},
@@ -62,7 +65,8 @@ def build(city: City) -> Dashboard:
     occupancy = Panel(
         title="Okupansi detektor",
         type="timeseries",
-        targets=(series("occupancy"),),
+        targets=series("occupancy"),
+        interval=WINDOW,
         unit="percent",
         min=0,
         max=100,
@@ -70,13 +74,15 @@ def build(city: City) -> Dashboard:
     roughness = Panel(
         title="Kekasaran jalan (IRI, m/km)",
         type="timeseries",
-        targets=(series("road_roughness"),),
+        targets=series("road_roughness"),
+        interval=WINDOW,
         thresholds=((None, "green"), (8.0, "orange"), (12.0, "red")),
     )
     potholes = Panel(
         title="Indeks lubang jalan",
         type="timeseries",
-        targets=(series("pothole_index"),),
+        targets=series("pothole_index"),
+        interval=WINDOW,
         unit="percentunit",
         min=0,
         max=1,
@@ -106,7 +112,7 @@ def build(city: City) -> Dashboard:
         description="Arus, kecepatan dan okupansi penghitung; kondisi permukaan jalan.",
         panels=(flow, speed, slowest, occupancy, roughness, potholes, incidents),
         timezone=city.facts.time_zone.key,
-        variables=(*zone_variables(city), links.API),
+        variables=(*zone_variables(city), links.API, *level_variables()),
         annotations=(incident_annotations(city, ("traffic_jam", "road_damage")),),
         tags=("pantau", "traffic"),
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dashboards.model import POSTGRES, Variable
 from dashboards.queries import zones_cte
 from pantau.city import City
+from pantau.influx import level_table
 
 
 def kecamatan(city: City) -> Variable:
@@ -36,3 +37,21 @@ def agency(city: City) -> Variable:
 
 def zone_variables(city: City) -> tuple[Variable, Variable, Variable]:
     return kecamatan(city), kelurahan(city), agency(city)
+
+
+def level_variables(*names: str) -> tuple[Variable, ...]:
+    """Hidden variables naming the level (raw, 5-minute, hourly) that fits the range,
+    from Pantau's level table (pantau/influx/level_table.py): `rp` and `rp_window` by
+    default; `rp_bucket` for the "no data" timelines.
+    Refreshed on every change of the time range."""
+    return tuple(
+        Variable(
+            name=name,
+            label=name,
+            query=level_table.variable_query(name),
+            multi=False,
+            include_all=False,
+            hidden=True,
+        )
+        for name in names or ("rp", "rp_window")
+    )

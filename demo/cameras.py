@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pantau.cameras import Camera, CameraKind, SourceKind
 from pantau.city import City
 from pantau.settings import MqttSettings
+from pantau.store.leases import Leases
 from simulators.camera.__main__ import street
 from simulators.camera.scene import RoadScene
 from simulators.camera.server import CameraFeed, CameraServer, Scene
@@ -67,9 +68,13 @@ def cameras_running(
     clock: StormClock,
     mqtt: MqttSettings,
     evidence_dir: Path,
-) -> Iterator[tuple[dict[str, Camera], VisionService]]:
+    workers: Sequence[Leases] = (),
+    period_s: float = 2.0,
+) -> Iterator[tuple[dict[str, Camera], list[VisionService]]]:
     """Serve the registry's cameras and analyse them until the block ends; yields the
-    cameras as served (their URLs on the simulator) and the vision service."""
+    cameras as served (their URLs on the simulator) and the vision services: one
+    analysing every camera, or with `workers` one per lease holder, sharing the cameras
+    as `vision.share_cameras` workers do (re-balanced every `period_s`)."""
     stations = {c.station for c in registry.values() if c.station is not None}
     levels = station_levels(city, scenario, start, stations)
     feeds: dict[str, CameraFeed] = {}
@@ -87,12 +92,25 @@ def cameras_running(
         c.id: dataclasses.replace(c, url=server.url(c.id, leaf.get(c.source_kind, "stream.mjpg")))
         for c in registry.values()
     }
-    vision = VisionService(
-        mqtt, served, evidence_dir=evidence_dir, client_id="pantau-demo-vision", clock=clock
-    )
-    vision.start()
-    try:
-        yield served, vision
-    finally:
-        vision.stop()
-        server.stop()
+    with ExitStack() as running:
+        running.callback(server.stop)
+        visions = [
+            VisionService(
+                mqtt,
+                served,
+                evidence_dir=evidence_dir,
+                client_id=f"pantau-demo-vision-{w.owner}",
+                clock=clock,
+                leases=w,
+                period_s=period_s,
+            )
+            for w in workers
+        ] or [
+            VisionService(
+                mqtt, served, evidence_dir=evidence_dir, client_id="pantau-demo-vision", clock=clock
+            )
+        ]
+        for vision in visions:
+            vision.start()
+            running.callback(vision.stop)
+        yield served, visions

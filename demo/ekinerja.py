@@ -10,6 +10,7 @@ and camera availability over the storm itself [start, end), while the fleet play
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,6 +42,7 @@ class CrewsResult:
     calls: int
     rows: list[KpiRow]
     wall_s: float
+    calls_per_api: tuple[int, ...] = ()  # with several API replicas: each one's share
 
 
 def storm_kpis(api: HttpApi, ctx: ApiContext, start: datetime, end: datetime) -> list[KpiRow]:
@@ -72,27 +74,58 @@ def answer_and_evaluate(
     end: datetime,
     *,
     use_influx: bool = True,
+    api_replicas: int = 1,
 ) -> CrewsResult:
     """Serve the API on the incident database (its clock following simulated time), let
-    the crews answer every incident routed to someone, then ask it for the storm's KPIs."""
+    the crews answer every incident routed to someone, then ask it for the storm's KPIs.
+
+    With `api_replicas` > 1, that many API instances, each with its own context (store
+    connections, caches, limits), on their own ports and one database, as replicas
+    behind a load balancer; the calls alternate between them (RoundRobinApi). They share
+    this process only for the crews' simulated clock."""
     t0 = time.monotonic()
     clock = ManualClock(start)
-    ctx = build_context(settings, clock=clock, city=city, zones=zones, use_influx=use_influx)
-    try:
+    with ExitStack() as running:
+        contexts = []
+        for _ in range(api_replicas):
+            ctx = build_context(
+                settings, clock=clock, city=city, zones=zones, use_influx=use_influx
+            )
+            running.callback(ctx.close)
+            contexts.append(ctx)
+        ctx = contexts[0]
         answers = plan_answers(
             all_incidents(ctx),
             lambda i: i.routed_crew_id,
             supervisors=frozenset(ctx.roster.supervisors.values()),
         )
-        with serve(ctx) as url:
-            api = HttpApi(url)
-            calls = answer(api, ctx, clock, answers)
-            # Evaluate once every answer is in: after the followed period.
-            clock.set(end + FOLLOW + timedelta(days=1))
-            rows = storm_kpis(api, ctx, start, end)
-    finally:
-        ctx.close()
-    return CrewsResult(answers, calls, rows, time.monotonic() - t0)
+        api = RoundRobinApi([running.enter_context(serve(c)) for c in contexts])
+        calls = answer(api, ctx, clock, answers)
+        shares = tuple(api.calls)
+        # Evaluate once every answer is in: after the followed period.
+        clock.set(end + FOLLOW + timedelta(days=1))
+        rows = storm_kpis(api, ctx, start, end)
+    return CrewsResult(
+        answers, calls, rows, time.monotonic() - t0, shares if api_replicas > 1 else ()
+    )
+
+
+class RoundRobinApi(HttpApi):
+    """HttpApi over several API replicas: each call goes to the next one in turn, so
+    what a crew does through one must be seen by the other (a list, an incident's
+    state, the KPIs)."""
+
+    def __init__(self, base_urls: list[str]) -> None:
+        super().__init__(base_urls[0])
+        self._urls = [u.rstrip("/") for u in base_urls]
+        self.calls = [0] * len(base_urls)
+        self._next = 0
+
+    def _call(self, method: str, path: str, token: str, data: bytes | None) -> Any:
+        i, self._next = self._next, (self._next + 1) % len(self._urls)
+        self.base_url = self._urls[i]
+        self.calls[i] += 1
+        return super()._call(method, path, token, data)
 
 
 def _num(v: object, fmt: str = "{:.1f}") -> str:
@@ -107,7 +140,13 @@ def kpi_table(result: CrewsResult, start: datetime, end: datetime) -> str:
         f"Crews        {len(crews)} crews and supervisors answered {len(result.answers)} "
         f"incidents through the API ({result.calls} calls: acknowledge, dispatch, on site, "
         f"resolve) in {result.wall_s:.1f} s; {resolved} resolved once their condition "
-        f"cleared, {len(result.answers) - resolved} still active",
+        f"cleared, {len(result.answers) - resolved} still active"
+        + (
+            f"; calls alternated over {len(result.calls_per_api)} API replicas "
+            f"({' + '.join(str(n) for n in result.calls_per_api)})"
+            if result.calls_per_api
+            else ""
+        ),
         "",
         f"e-Kinerja from the API (GET /kpi), incidents opened {start:%Y-%m-%d %H:%M}.."
         f"{end:%H:%M} UTC followed to {end + FOLLOW:%H:%M}; availability over the storm; "

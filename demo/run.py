@@ -42,12 +42,13 @@ from demo.cameras import FleetStart, StormClock, cameras_running
 from demo.crews import principal_of
 from demo.ekinerja import CrewsResult, answer_and_evaluate, kpi_table
 from demo.live import live_city
-from demo.replicas import ReplicatedPlay, play_replicas
-from ingest.service import IngestService
+from demo.replicas import ReplicatedPlay, play_replicas, postgres_database
+from ingest.service import IngestService, IngestStats
 from pantau.cameras import Camera, load_cameras
 from pantau.city import City, load_city
 from pantau.errors import UserError
 from pantau.incidents import Hazard
+from pantau.influx.prepare import prepare_storage
 from pantau.influx.query import InfluxQL
 from pantau.influx.writers import make_writer
 from pantau.lifecycle import stop_on_signals
@@ -97,84 +98,107 @@ def main(argv: Sequence[str]) -> int:
         type=int,
         default=1,
         choices=range(1, 6),
-        help="run the rules service as N replicas and SIGKILL one halfway (demo/replicas.py)",
+        help="run N replicas of ingest, rules, vision and the API on one PostgreSQL and "
+        "SIGKILL a rules replica halfway (demo/replicas.py)",
     )
     args = parser.parse_args(argv)
     logging.getLogger().setLevel(logging.WARNING)  # the summary is the output
 
     city = load_city()
     scenario = load_scenario(find_scenario(args.scenario), city)
-    with tempfile.TemporaryDirectory(prefix="pantau-demo-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="pantau-demo-") as tmp, ExitStack() as services:
         run_dir = args.run_dir or Path(tmp)
         print(f"pantau demo: starting mosquitto and influxd under {run_dir} ...", flush=True)
-        with _exclusive(run_dir), LocalStack(run_dir) as stack:
-            stack.create_database(DATABASE)
-            base = stack.settings(database=DATABASE, root=ROOT)
-            settings = base.model_copy(
-                update={
-                    "database_url": f"sqlite:///{run_dir / 'incidents.db'}",
-                    # The spool is the run's own: not run/spool of the current folder,
-                    # which another demo or ingest started here may hold.
-                    "ingest": base.ingest.model_copy(update={"spool_dir": run_dir / "spool"}),
-                    "evidence_dir": run_dir / "evidence",
-                    # The storm's event time is in the past: judge it to its end explicitly
-                    # instead of ticking with the wall clock.
-                    "rules": RulesSettings(tick_interval_s=0),
-                    # A fresh signing key per run: tokens of an old demo never pass. The
-                    # e-Kinerja series for Grafana, every minute (api/kpi_publisher.py).
-                    "api": ApiSettings(
-                        jwt_secret=SecretStr(secrets.token_urlsafe(32)), kpi_publish_every_s=60
-                    ),
-                }
+        services.enter_context(_exclusive(run_dir))
+        stack = services.enter_context(LocalStack(run_dir))
+        # One of each: a SQLite file. Replicas: a private PostgreSQL they all share.
+        database_url = (
+            f"sqlite:///{run_dir / 'incidents.db'}"
+            if args.replicas == 1
+            else services.enter_context(postgres_database(run_dir))
+        )
+        settings = _demo_settings(stack, run_dir, database_url)
+        # Retention policies and the dashboards' level table, as `pantau ingest` sets
+        # them up: a Grafana pointed at the demo's InfluxDB reads the same shape.
+        prepare_storage(settings)
+        zones = ZoneIndex.for_city(city)
+        # Every stage of Pantau: the fleet and the registry's cameras, paced together.
+        cameras = load_cameras(city)
+        if args.replicas > 1:
+            played: Played | ReplicatedPlay | None = play_replicas(
+                stack,
+                settings,
+                city,
+                zones,
+                scenario,
+                cameras=cameras,
+                speed=SPEED,
+                replicas=args.replicas,
+                run_dir=run_dir,
+                wait_stored=_wait_until_stored,
             )
-            zones = ZoneIndex.for_city(city)
-            # Every stage of Pantau: the fleet and the registry's cameras, paced together.
-            cameras = load_cameras(city)
-            if args.replicas > 1:
-                played: Played | ReplicatedPlay | None = play_replicas(
-                    stack,
-                    settings,
-                    city,
-                    zones,
-                    scenario,
-                    cameras=cameras,
-                    speed=SPEED,
-                    replicas=args.replicas,
-                    run_dir=run_dir,
-                    wait_stored=_wait_until_stored,
+        else:
+            played = play(settings, city, zones, scenario, cameras=cameras, speed=SPEED)
+        if played is None:
+            print("pantau demo: could not subscribe to the broker", file=sys.stderr)
+            return 1
+        report, stored, judged = played.report, played.stored, played.judged
+        rules, store = played.rules_stats, played.store
+        ingested = (
+            played.ingest_stats if isinstance(played, ReplicatedPlay) else played.ingest.stats
+        )
+        print(_summary(city, settings, report, stored, ingested))
+        print(_incidents(city, zones, store, rules) if judged else "Rules did not finish.")
+        if isinstance(played, ReplicatedPlay):
+            print(f"\nReplicas     by their leases in PostgreSQL at the storm's end{played.shares}")
+            print(played.takeover)
+        if judged:
+            print(_oracle_line(city, scenario, settings, report, store))
+        store.close()
+        # The simulated fleet went into service when the storm began: a month's
+        # availability does not count the days before it existed.
+        city = commissioned(city, report.start)
+        crews: CrewsResult | None = None
+        if judged:
+            try:
+                crews = answer_and_evaluate(
+                    settings, city, zones, report.start, report.end, api_replicas=args.replicas
                 )
-            else:
-                played = play(settings, city, zones, scenario, cameras=cameras, speed=SPEED)
-            if played is None:
-                print("pantau demo: could not subscribe to the broker", file=sys.stderr)
-                return 1
-            report, stored, judged = played.report, played.stored, played.judged
-            ingest, rules, store = played.ingest, played.rules_stats, played.store
-            print(_summary(city, settings, report, stored, ingest))
-            print(_incidents(city, zones, store, rules) if judged else "Rules did not finish.")
-            if isinstance(played, ReplicatedPlay):
-                print(played.takeover)
-            if judged:
-                print(_oracle_line(city, scenario, settings, report, store))
-            store.close()
-            # The simulated fleet went into service when the storm began: a month's
-            # availability does not count the days before it existed.
-            city = commissioned(city, report.start)
-            crews: CrewsResult | None = None
-            if judged:
-                try:
-                    crews = answer_and_evaluate(settings, city, zones, report.start, report.end)
-                    print(kpi_table(crews, report.start, report.end))
-                except ApiCallError as err:
-                    print(f"\nCrews: the API refused a call: {err}", file=sys.stderr)
-            print(_queries(settings, run_dir))
-            if args.keep:
-                # The storm again in real time, so the pages are not empty (demo/live.py).
-                with live_city(settings, city, zones, scenario) as line:
-                    print(line, flush=True)
-                    _serve_until_ctrl_c(stack, settings, city, crews)
+                print(kpi_table(crews, report.start, report.end))
+            except ApiCallError as err:
+                print(f"\nCrews: the API refused a call: {err}", file=sys.stderr)
+        print(_queries(settings, run_dir))
+        if args.keep:
+            # The storm again in real time, so the pages are not empty (demo/live.py).
+            with live_city(settings, city, zones, scenario) as line:
+                print(line, flush=True)
+                _serve_until_ctrl_c(stack, settings, city, crews)
     ok = stored == len(report.reading_keys) and crews is not None
     return 0 if ok else 1
+
+
+def _demo_settings(stack: LocalStack, run_dir: Path, database_url: str) -> Settings:
+    """The demo's settings on its private services (its InfluxDB database created), with
+    the incident store at `database_url`."""
+    stack.create_database(DATABASE)
+    base = stack.settings(database=DATABASE, root=ROOT)
+    return base.model_copy(
+        update={
+            "database_url": database_url,
+            # The spool is the run's own: not run/spool of the current folder,
+            # which another demo or ingest started here may hold.
+            "ingest": base.ingest.model_copy(update={"spool_dir": run_dir / "spool"}),
+            "evidence_dir": run_dir / "evidence",
+            # The storm's event time is in the past: judge it to its end explicitly
+            # instead of ticking with the wall clock.
+            "rules": RulesSettings(tick_interval_s=0),
+            # A fresh signing key per run: tokens of an old demo never pass. The
+            # e-Kinerja series for Grafana, every minute (api/kpi_publisher.py).
+            "api": ApiSettings(
+                jwt_secret=SecretStr(secrets.token_urlsafe(32)), kpi_publish_every_s=60
+            ),
+        }
+    )
 
 
 class RunDirInUse(UserError):
@@ -387,21 +411,21 @@ def kecamatan_peaks(city: City, influx: InfluxQL) -> list[KecamatanPeak]:
 
 
 def _summary(
-    city: City, settings: Settings, report: SimReport, stored: int, ingest: IngestService
+    city: City, settings: Settings, report: SimReport, stored: int, ingested: IngestStats
 ) -> str:
     with InfluxQL.from_settings(settings.influx) as influx:
         peaks = kecamatan_peaks(city, influx)
     # Distinct point identities: a device re-sending a (metric, time) overwrites it.
     expected = len(report.reading_keys)
     lost = expected - stored
-    rejected: Counter[str] = ingest.stats.rejected
+    rejected: Counter[str] = ingested.rejected
     lines = [
         "",
         f"Scenario     {report.scenario}: {report.start:%Y-%m-%d %H:%M} .. {report.end:%H:%M} UTC "
         f"(simulated), played in {report.wall_s:.1f} s",
         f"Devices      {len(report.valid_by_device)} of {len(city.devices)} reported "
         f"({len(city.zones.kelurahan)} kelurahan, {len(city.zones.kecamatan)} kecamatan)",
-        f"Messages     {report.messages} sent, {ingest.stats.messages} ingested",
+        f"Messages     {report.messages} sent, {ingested.messages} ingested",
         f"Readings     {stored} written to InfluxDB of {expected} valid sent "
         + ("(none lost)" if lost == 0 else f"({lost} MISSING)"),
         "",
@@ -437,7 +461,11 @@ def _queries(settings: Settings, run_dir: Path) -> str:
         f"  e.g. curl -G {settings.influx.url}/query --data-urlencode db={DATABASE} "
         '--data-urlencode "q=SHOW MEASUREMENTS"',
     ]
-    lines.append(f"  incidents (SQLite): {run_dir / 'incidents.db'}, table incidents")
+    if settings.database_url.startswith("sqlite"):
+        lines.append(f"  incidents (SQLite): {run_dir / 'incidents.db'}, table incidents")
+    else:
+        url = settings.database_url.replace("+psycopg", "")
+        lines.append(f"  incidents (PostgreSQL, while the demo runs): psql {url}, table incidents")
     return "\n".join(lines)
 
 

@@ -16,9 +16,8 @@ from ingest.tokens import DeviceTokens
 from pantau.cameras import Camera, load_cameras
 from pantau.city import City, load_city
 from pantau.influx.downsample import DownsampleLoop
-from pantau.influx.query import InfluxQLError
-from pantau.influx.retention import ensure_retention
-from pantau.influx.writers import V1Writer, WriteUnavailable, make_writer
+from pantau.influx.prepare import prepare_storage
+from pantau.influx.writers import make_writer
 from pantau.lifecycle import Service, run_until_signalled
 from pantau.settings import Settings
 
@@ -38,19 +37,8 @@ def main(argv: Sequence[str]) -> int:
     settings = Settings()
     city = load_city(settings.config_dir)
     cameras = load_cameras(city)
+    prepare_storage(settings)
     writer = make_writer(settings.influx)
-    if isinstance(writer, V1Writer):
-        try:
-            writer.ensure_database()
-        except WriteUnavailable as err:
-            # Not fatal: writes retry until InfluxDB is back; the database is created then
-            # by whoever provisions it, or on our next start.
-            log.warning("could not create database %r yet: %s", settings.influx.database, err)
-    try:
-        # Retention policies / buckets and their durations (pantau.influx.retention).
-        ensure_retention(settings.influx, settings.retention)
-    except InfluxQLError as err:
-        log.warning("could not set up retention yet (next start will): %s", err)
     port = settings.ingest.http_port
     if settings.ingest.partitions:
         if port is not None:

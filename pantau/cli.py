@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "services": ("pantau.local.__main__", "start local mosquitto + influxd on free ports"),
     "audit": ("pantau.store.audit_cli", "verify the audit log's and timelines' hash chains"),
     "store": ("pantau.store.__main__", "incident store: migrate; prune past the retention"),
+    "retention": ("pantau.influx.retention_cli", "InfluxDB levels: set up; downsample a span"),
     "backup": ("pantau.backup.__main__", "back up the incident store, InfluxDB, evidence"),
     "restore": ("pantau.backup.restore_cmd", "restore a backup into an empty store"),
     "demo": ("demo.run", "the whole pipeline end to end on the storm scenario"),

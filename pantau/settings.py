@@ -212,6 +212,12 @@ class RulesSettings(BaseModel):
         "still ages); 0 turns it off, for replays of past event time",
     )
     reload_check_s: float = Field(default=2.0, gt=0, description="rule file mtime poll")
+    uplink_gap_settle_s: float = Field(
+        default=45.0,
+        ge=0,
+        description="a device's seq gap is judged this long after it is seen, so copies a "
+        "broker redelivers late fill it (NATS JetStream: ack_wait, 30 s by default)",
+    )
     rebuild_window_s: float = Field(
         default=3 * 3600.0, ge=0, description="readings read back from InfluxDB at start"
     )
@@ -434,7 +440,7 @@ class RetentionSettings(BaseModel):
         default=300.0,
         ge=0,
         description="ingest aggregates the windows closed since its last pass this often; "
-        "0: off (run `pantau retention downsample` instead)",
+        "0: off (run `pantau retention downsample` from cron instead)",
     )
     downsample_lookback_s: float = Field(
         default=2 * 3600.0,

@@ -16,7 +16,13 @@ redelivered. What is not a gap:
   late copy (QoS 1 at least once), ignored;
 - a seq below the last one with a *newer* device time: the device rebooted and its
   counter restarted; the seq becomes the new baseline, nothing is raised;
-- the first message of a device in this process: there is no baseline yet.
+- the first message of a device in this process: there is no baseline yet;
+- seqs that arrive late, inside the settle time after the gap was seen: a broker that
+  redelivers unacknowledged messages only after a timeout (NATS JetStream's `ack_wait`,
+  30 s by default, behind newer messages) sends the "missing" uplinks after the one
+  that closed the gap. A gap is therefore judged `settle` after it was seen (rules
+  setting `uplink_gap_settle_s`, longer than the broker's redelivery timeout), counting
+  only the seqs still missing then; a gap filled in the meantime is no gap.
 
 Every gap is written to InfluxDB (`data_quality`, one point per device and gap, tag
 `cause`): `reconnect` when it is the device's first gap since the rules service's MQTT
@@ -38,8 +44,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from pantau.city import City
@@ -80,6 +87,12 @@ class Gap:
 
 
 @dataclass(slots=True)
+class _Hole:
+    gap: Gap
+    filled: set[int] = field(default_factory=set)  # seqs of the hole that came late
+
+
+@dataclass(slots=True)
 class _Track:
     seq: int
     time: datetime
@@ -99,6 +112,7 @@ class GapDetector:
         self._tracks: dict[str, _Track] = {}
         self._generation = 0
         self._watched: set[str] = set()  # devices whose first gap after it is the reconnect's
+        self._holes: dict[str, list[_Hole]] = {}  # gaps seen and not yet settled
         self.reconnected_at: datetime | None = None
         self.reconnects = 0
         self.reboots = 0
@@ -131,7 +145,11 @@ class GapDetector:
             if seq < track.seq and device_time > track.time:
                 self.reboots += 1  # the counter restarted: a new baseline
                 self._tracks[device_id] = _Track(seq, device_time)
-            return None  # else a redelivered or late copy
+            else:  # a redelivered or late copy: it may fill a gap not settled yet
+                for hole in self._holes.get(device_id, ()):
+                    if hole.gap.after_seq < seq < hole.gap.next_seq:
+                        hole.filled.add(seq)
+            return None
         missing = seq - track.seq - 1 - track.unsequenced
         gap = None
         if missing > 0:
@@ -145,9 +163,23 @@ class GapDetector:
                 at_reconnect=self._in_window(received_at) and device_id in self._watched,
             )
             self._watched.discard(device_id)
+            self._holes.setdefault(device_id, []).append(_Hole(gap))
         track.seq, track.unsequenced = seq, 0
         track.time = max(track.time, device_time)
         return gap
+
+    def settle(self, gap: Gap) -> Gap | None:
+        """The gap as it stands now: the seqs that came late since it was seen are not
+        missing; None when they all came."""
+        holes = self._holes.get(gap.device_id, [])
+        hole = next((h for h in holes if h.gap is gap), None)
+        if hole is None:
+            return gap
+        holes.remove(hole)
+        if not holes:
+            del self._holes[gap.device_id]
+        missing = gap.missing - len(hole.filled)
+        return None if missing <= 0 else replace(gap, missing=missing)
 
     def _in_window(self, received_at: datetime) -> bool:
         since = self.reconnected_at
@@ -250,9 +282,12 @@ class UplinkGaps:
         city: City,
         influx: InfluxSettings | None,
         window: timedelta = RECONNECT_WINDOW,
+        settle: timedelta = timedelta(0),
     ) -> None:
         devices = city.devices
         self.detector = GapDetector(devices.__contains__, window)
+        self._settle = settle
+        self._seen: deque[tuple[datetime, Gap]] = deque()  # (judge at, gap), in order
         self._incidents = GapIncidents(lambda d: devices[d].kecamatan_id)
         self._influx = influx
         self._writer: InfluxWriter | None = None
@@ -261,6 +296,7 @@ class UplinkGaps:
         self._found: list[Gap] = []
         self.gaps = 0
         self.missing = 0
+        self.filled_late = 0  # gaps seen and then filled by late copies: not gaps
 
     def observe(
         self,
@@ -272,6 +308,21 @@ class UplinkGaps:
     ) -> None:
         gap = self.detector.observe(device_id, seq, device_time, generation, received_at)
         if gap is not None:
+            self._seen.append((received_at + self._settle, gap))
+
+    @property
+    def unsettled(self) -> int:
+        return len(self._seen)
+
+    def _judge(self, now: datetime) -> None:
+        """Gaps whose settle time is over count what is still missing."""
+        while self._seen and self._seen[0][0] <= now:
+            _, seen = self._seen.popleft()
+            gap = self.detector.settle(seen)
+            if gap is None:
+                self.filled_late += 1
+                log.info("uplink gap of %s filled by late copies", seen.device_id)
+                continue
             self._found.append(gap)
             self.gaps += 1
             self.missing += gap.missing
@@ -292,6 +343,7 @@ class UplinkGaps:
     def changes(self, now: datetime) -> list[ConditionChange]:
         """The verdicts of the gaps found since the last call (and the clearing ones
         once the reconnect window is over); queues their points for InfluxDB."""
+        self._judge(now)
         found, self._found = self._found, []
         self._pending += [data_quality_line(g) for g in found]
         if len(self._pending) > MAX_PENDING_POINTS:

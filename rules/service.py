@@ -173,7 +173,8 @@ class RulesService:
         self._webhooks = None if hooks is None else NotifierThread(store, hooks)
         self._photos_swept: datetime | None = None
         # Seq gaps across a broker reconnect: data_quality points and incidents.
-        self._gaps = UplinkGaps(city, settings.influx)
+        settle = timedelta(seconds=settings.rules.uplink_gap_settle_s)
+        self._gaps = UplinkGaps(city, settings.influx, settle=settle)
 
     # --- what a partition of a replica changes (rules.partitions) -----------------------
     def _client_id(self) -> str:
@@ -256,6 +257,7 @@ class RulesService:
                 budget = SETTLE_BUDGET + 2 * len(readings)
                 changes = self._engine.settle(budget)
                 changes += self._gaps.changes(self._clock.now())
+                self._count_gaps()
                 now = time.monotonic()
                 if tick_every > 0 and now >= next_tick:
                     changes += self._engine.tick(budget)
@@ -323,8 +325,12 @@ class RulesService:
         if count:
             self.stats.rejected += rejected
             self.stats.readings += len(out)
-            self.stats.uplink_gaps, self.stats.uplinks_missing = self._gaps.gaps, self._gaps.missing
         return out
+
+    def _count_gaps(self) -> None:
+        gaps, stats = self._gaps, self.stats
+        stats.uplink_gaps, stats.uplinks_missing = gaps.gaps, gaps.missing
+        stats.uplink_gaps_filled, stats.uplink_gaps_unsettled = gaps.filled_late, gaps.unsettled
 
     def _report_quality(self) -> None:
         """What the engine reported instead of judging: stale and too-old readings become

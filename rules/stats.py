@@ -25,4 +25,6 @@ class RulesStats:
     sources_idle: int = 0  # sources no longer holding their kecamatan back
     uplink_gaps: int = 0  # seq gaps found (rules.gaps); missing uplinks in them:
     uplinks_missing: int = 0
+    uplink_gaps_filled: int = 0  # seen, then filled by late copies within the settle time
+    uplink_gaps_unsettled: int = 0  # seen, settle time not over yet
     alerts_by_crew: dict[str, int] = field(default_factory=dict)

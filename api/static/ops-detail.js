@@ -121,7 +121,18 @@ const OpsDetail = {
       return;
     }
     if (this.current !== id) return;
-    panel.replaceChildren(...(await this.render(d)));
+    const fresh = await this.render(d);
+    // A live event re-renders the panel: the field the operator is in keeps the focus
+    // and the caret.
+    const active = panel.contains(document.activeElement) ? document.activeElement : null;
+    const keep = active && active.id ? active.id : null;
+    const caret = active && active.tagName === "TEXTAREA" ? [active.selectionStart, active.selectionEnd] : null;
+    panel.replaceChildren(...fresh);
+    const again = keep ? document.getElementById(keep) : null;
+    if (again) {
+      again.focus({ preventScroll: true });
+      if (caret) again.setSelectionRange(caret[0], caret[1]);
+    }
     panel.classList.remove("hidden");
     document.body.classList.add("with-detail");
     panel.setAttribute("data-incident", String(id));
@@ -175,13 +186,17 @@ const OpsDetail = {
     if (!i.agency || ["resolved", "closed"].includes(i.workflow_state)) return [];
     const crews = (await this.crewsOf(i.agency)).slice()
       .sort((a, b) => Number(b.on_shift) - Number(a.on_shift) || a.id.localeCompare(b.id));
-    const select = el("select", { id: "assign-crew", "data-field": "assign" },
+    const select = el("select", { id: "assign-crew", "data-field": "assign",
+      onchange: (e) => (this.picked = { id: i.id, crew: e.target.value }) },
       ...crews.map((c) => el("option", { value: c.id }, `${c.id}${c.on_shift ? " (bertugas)" : ""}`)));
-    if (i.assignee_crew_id) select.value = i.assignee_crew_id;
+    // The operator's pick survives a re-render; else the assigned, else the routed crew.
+    if (this.picked && this.picked.id === i.id) select.value = this.picked.crew;
+    else if (i.assignee_crew_id) select.value = i.assignee_crew_id;
     else if (i.routed_crew_id) select.value = i.routed_crew_id;
     return [el("div", { class: "row" }, el("label", { for: "assign-crew" }, "Kru "), select,
-      el("button", { class: "secondary", "data-action": "assign", onclick: () =>
-        this.act(i.id, "assign", { crew_id: select.value, note: this.note.trim() }) },
+      el("button", { class: "secondary", "data-action": "assign", onclick: async () => {
+        if (await this.act(i.id, "assign", { crew_id: select.value, note: this.note.trim() })) this.picked = null;
+      } },
       i.assignee_crew_id ? "Ganti kru" : "Tugaskan"))];
   },
 

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from pantau.influx import level_table
 from pantau.influx.lineprotocol import tag_value
 from pantau.influx.query import InfluxQL, InfluxQLError, Series, quote_ident
 from pantau.influx.retention import (
@@ -223,7 +224,8 @@ class Downsampler:
 
 class DownsampleLoop:
     """Runs the downsampler every `downsample_interval_s` in a thread (in ingest), and
-    a reconcile over the last `reconcile_days` at start and every 6 hours."""
+    a reconcile over the last `reconcile_days` at start and every 6 hours; each pass
+    rewrites the level table the dashboards read (level_table.py)."""
 
     RECONCILE_EVERY = timedelta(hours=6)
 
@@ -258,6 +260,8 @@ class DownsampleLoop:
                                 log.info("downsample: recomputed %d hours", len(s.recomputed_hours))
                         last_reconcile = now
                     downsampler.run(now - timedelta(seconds=r.downsample_lookback_s), now)
+                    # What the dashboards' level variables read moves with the clock.
+                    level_table.write(self._settings.influx, r, now)
                     self.passes += 1
                 except (InfluxQLError, WriteRejected, WriteUnavailable) as err:
                     log.warning("downsample pass failed, retrying next interval: %s", err)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from pantau.influx.query import InfluxQL, InfluxQLError, quote_ident
 from pantau.settings import InfluxSettings, RetentionSettings
@@ -26,6 +27,8 @@ from pantau.settings import InfluxSettings, RetentionSettings
 log = logging.getLogger(__name__)
 
 RAW_RP = "autogen"  # InfluxDB 1.x's default RP: unqualified queries keep reading raw data
+# Kept forever: the level table the dashboards pick their level from (level_table.py).
+META_RP = "pantau_meta"
 AGG_FIELDS = ("min", "max", "mean", "count", "sum")
 # Measurements that are not readings: KPI series, Pantau's own metrics, camera
 # states and evidence paths, data-quality records (they have no numeric `value`).
@@ -106,8 +109,9 @@ def ensure_retention_v1(
     client: InfluxQL, database: str, retention: RetentionSettings, raw_rp: str = RAW_RP
 ) -> list[str]:
     """Create or alter the three retention policies of `database` to the configured
-    durations; idempotent. Returns the statements it ran (nothing when all is in place).
-    The raw RP stays the default, so every existing query keeps reading raw data."""
+    durations, and the meta RP (kept forever); idempotent. Returns the statements it ran
+    (nothing when all is in place). The raw RP stays the default, so every existing
+    query keeps reading raw data."""
     client.query(f"CREATE DATABASE {quote_ident(database)}")
     existing = {
         str(r["name"]): r
@@ -143,6 +147,14 @@ def ensure_retention_v1(
         client.query(statement)
         ran.append(statement)
         log.info("retention: %s", statement)
+    if META_RP not in existing:
+        statement = (
+            f"CREATE RETENTION POLICY {quote_ident(META_RP)} ON {quote_ident(database)} "
+            "DURATION INF REPLICATION 1"
+        )
+        client.query(statement)
+        ran.append(statement)
+        log.info("retention: %s", statement)
     return ran
 
 
@@ -158,8 +170,9 @@ class BucketPlan:
 
 
 def v2_buckets(database: str, retention: RetentionSettings) -> list[BucketPlan]:
-    """The buckets a 2.x / 3.x deployment needs: `database` for raw data and one per
-    aggregate level, each mapped (DBRP) to the same database/RP names as on 1.x."""
+    """The buckets a 2.x / 3.x deployment needs: `database` for raw data, one per
+    aggregate level and the meta bucket (retention 0: forever), each mapped (DBRP) to
+    the same database/RP names as on 1.x."""
     return [
         BucketPlan(database, retention.raw_days * 86400, database, RAW_RP, True),
         BucketPlan(
@@ -168,16 +181,25 @@ def v2_buckets(database: str, retention: RetentionSettings) -> list[BucketPlan]:
         BucketPlan(
             f"{database}_{AGG_1H.rp}", retention.agg_1h_days * 86400, database, AGG_1H.rp, False
         ),
+        BucketPlan(f"{database}_{META_RP}", 0, database, META_RP, False),
     ]
 
 
 def writer_settings(influx: InfluxSettings, level: Level) -> InfluxSettings:
     """Settings of a writer that writes into `level` (its RP on 1.x, its bucket on 2.x)."""
-    if not level.aggregated:
-        return influx
+    return influx if not level.aggregated else meta_settings(influx, level.rp)
+
+
+def meta_settings(influx: InfluxSettings, rp: str) -> InfluxSettings:
+    """Settings of a writer into the non-default RP `rp` (its bucket on 2.x)."""
     if influx.api.value == "v2":
-        return influx.model_copy(update={"database": f"{influx.database}_{level.rp}"})
-    return influx.model_copy(update={"retention_policy": level.rp})
+        return influx.model_copy(update={"database": f"{influx.database}_{rp}"})
+    return influx.model_copy(update={"retention_policy": rp})
+
+
+def bucket_expiry(rules: list[Any] | None) -> int:
+    """Seconds a 2.x bucket keeps data; 0 for forever (no rule, or a rule of 0 s)."""
+    return max((int(r.every_seconds or 0) for r in rules or ()), default=0)
 
 
 def ensure_retention_v2(influx: InfluxSettings, retention: RetentionSettings) -> list[str]:
@@ -211,7 +233,7 @@ def ensure_retention_v2(influx: InfluxSettings, retention: RetentionSettings) ->
                     bucket_name=plan.bucket, retention_rules=rule, org_id=org.id
                 )
                 done.append(f"created bucket {plan.bucket}")
-            elif [r.every_seconds for r in bucket.retention_rules] != [plan.retention_s]:
+            elif bucket_expiry(bucket.retention_rules) != plan.retention_s:
                 bucket.retention_rules = [rule]
                 buckets.update_bucket(bucket)
                 done.append(f"set retention of bucket {plan.bucket}")

@@ -222,10 +222,18 @@ def test_ops_incident_panel_and_actions(world: World, browser: Browser, tmp_path
         panel.locator('[data-action="assign"]').click()
         expect(panel.locator('[data-field="crew"]')).to_contain_text("bpbd-barat-pagi (ditugaskan)")
         page.select_option("#assign-crew", "bpbd-barat-siang")
+        # A live event re-renders the panel: the operator's pick, the note being typed and
+        # the focus survive it.
+        note = panel.locator("#note")
+        note.press_sequentially("pompa portabel")
+        page.evaluate("OpsDetail.refresh()")
+        expect(note).to_be_focused()
+        expect(panel.locator("#assign-crew")).to_have_value("bpbd-barat-siang")
+        page.keyboard.type(" dikirim dari gudang")
         panel.locator('[data-action="assign"]').click()
         crew = panel.locator('[data-field="crew"]')
         expect(crew).to_contain_text("bpbd-barat-siang (ditugaskan)")
-        page.fill("#note", "pompa portabel dikirim dari gudang")
+        expect(note).to_have_value("pompa portabel dikirim dari gudang")
         panel.locator('[data-action="note"]').click()
         expect(panel.locator('ol.timeline li[data-kind="note"]')).to_contain_text(
             "pompa portabel dikirim dari gudang"

@@ -37,6 +37,7 @@ from api.routes.reports import Category, NewReport, file_report
 from dashboards import expand
 from dashboards.build import GENERATED
 from dashboards.model import INFLUX, POSTGRES
+from dashboards.queries import AGG_SUFFIX
 from ingest.service import IngestService
 from pantau.cameras import load_cameras
 from pantau.city import City, load_city
@@ -59,7 +60,10 @@ from pantau.incidents import (
     Severity,
     WorkflowState,
 )
+from pantau.influx import level_table
+from pantau.influx.downsample import Downsampler
 from pantau.influx.query import InfluxQL
+from pantau.influx.retention import ensure_retention
 from pantau.influx.writers import make_writer
 from pantau.roster import load_roster
 from pantau.settings import ApiSettings, MetricsSettings, RulesSettings, Settings
@@ -115,6 +119,7 @@ def run(settings: Settings, postgres_url: str, topic_root: str) -> Iterator[Run]
     )
     scenario = load_scenario(find_scenario("storm-karawaci"), city)
     scenario = replace(scenario, duration_s=SLICE_S)
+    ensure_retention(settings.influx, settings.retention)  # as ingest does at start
     ingest.start()
     rules.start()
     try:
@@ -130,6 +135,14 @@ def run(settings: Settings, postgres_url: str, topic_root: str) -> Iterator[Run]
     finally:
         rules.stop()
         ingest.stop()  # its last metrics report goes out here
+    # What ingest's downsampler does every few minutes: long ranges read aggregates.
+    downsampler = Downsampler.from_settings(settings)
+    try:
+        end = max(report.end, datetime.now(UTC)) + timedelta(minutes=5)
+        downsampler.run(report.start - timedelta(minutes=5), end)
+    finally:
+        downsampler.close()
+    level_table.write(settings.influx, settings.retention, datetime.now(UTC))
     yield Run(city, settings, report, store, influx, sum(ingest.stats.rejected.values()))
     store.close()
     influx.close()
@@ -233,9 +246,9 @@ def test_every_variable_and_panel_returns_data_after_a_storm(run: Run) -> None:
                 empty.append(f"{path.name}: annotation {annotation['name']}")
         for panel in model["panels"]:
             frames: list[Frame] = []
+            answered: dict[str, bool] = {}
             for target in panel["targets"]:
                 ran += 1
-                where = f"{path.name}: {panel['title']} [{target['refId']}]"
                 if target["datasource"]["uid"] == INFLUX.uid:
                     query = expand.influxql(
                         target["query"], when, values, min_interval=panel.get("interval")
@@ -247,8 +260,8 @@ def test_every_variable_and_panel_returns_data_after_a_storm(run: Run) -> None:
                     sql = expand.sql(target["rawSql"], when, values)
                     rows = _sql_rows(engine, sql)
                     frames.append(_sql_frame(engine, sql, target["refId"]))
-                if not any(_has_data(row) for row in rows):
-                    empty.append(where)
+                answered[target["refId"]] = any(_has_data(row) for row in rows)
+            empty += _empty_targets(f"{path.name}: {panel['title']}", answered)
             if panel.get("transformations"):
                 out = grafana.transform(frames, panel["transformations"])
                 if not any(f.length for f in out):
@@ -354,16 +367,40 @@ def _check_a_kecamatan_narrows_a_panel(run: Run, when: expand.TimeRange) -> None
         "kelurahan": [z.id for z in run.city.zones.kelurahan],
         "agency": list(run.city.agencies),
     }
+    levels = {
+        v["name"]: _variable_values(run, v, when, {})
+        for v in drainage["templating"]["list"]
+        if v["name"] in level_table.VARIABLES
+    }
+    every |= levels
     ciledug = {**every, "kecamatan": ["kec-ciledug"]}
 
     def devices(values: dict[str, list[str]]) -> set[str]:
-        query = expand.influxql(panel["targets"][0]["query"], when, values)
-        return {str(s.tags["device"]) for s in run.influx.query(query)}
+        found = set()
+        for target in panel["targets"]:  # the raw readings and the aggregates
+            query = expand.influxql(target["query"], when, values, min_interval=panel["interval"])
+            found |= {str(s.tags["device"]) for s in run.influx.query(query)}
+        return found
 
     in_ciledug = devices(ciledug)
     expected = {d.id for d in run.city.devices.values() if d.kecamatan_id == "kec-ciledug"}
     assert in_ciledug and in_ciledug <= expected
     assert len(devices(every)) > 3 * len(in_ciledug)
+
+
+def _empty_targets(where: str, found: dict[str, bool]) -> list[str]:
+    """Targets without data; a raw target and its aggregate twin (the level the range
+    picks, `$rp`) count as one, and exactly one of them may have data."""
+    out = []
+    for ref, has in found.items():
+        if ref.endswith(AGG_SUFFIX):
+            continue
+        twin = found.get(ref + AGG_SUFFIX)
+        if twin is not None:
+            assert not (has and twin), f"{where} [{ref}]: raw and aggregates both answer"
+        if not has and not twin:
+            out.append(f"{where} [{ref}]")
+    return out
 
 
 def _variable_values(

@@ -5,7 +5,10 @@ by hand), late readings, and KPIs that agree before and after the raw data ages 
 from __future__ import annotations
 
 import dataclasses
+import os
 import random
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -17,6 +20,7 @@ from pydantic import SecretStr
 
 from api.context import ApiContext, build_context
 from api.kpi_queries import camera_availability, sensor_availability
+from pantau.influx import level_table
 from pantau.influx.downsample import Downsampler
 from pantau.influx.query import InfluxQL, quote_ident
 from pantau.influx.retention import (
@@ -51,12 +55,13 @@ def _rps(settings: Settings) -> dict[str, dict[str, object]]:
 
 def test_retention_policies_are_set_up_once(settings: Settings) -> None:
     ran = ensure_retention(settings.influx, settings.retention)
-    assert len(ran) == 3  # raw altered, two aggregate RPs created
+    assert len(ran) == 4  # raw altered, two aggregate RPs and the meta RP created
     rps = _rps(settings)
     assert rps["autogen"]["duration"] == "2160h0m0s" and rps["autogen"]["default"] is True
     assert rps["agg_5m"]["duration"] == f"{730 * 24}h0m0s"
     assert rps["agg_1h"]["duration"] == f"{3650 * 24}h0m0s"
     assert rps["agg_1h"]["shardGroupDuration"] == "168h0m0s"
+    assert rps["pantau_meta"]["duration"] == "0s"  # the level table: kept forever
     # Idempotent: a second start changes nothing; a new setting alters only what changed.
     assert ensure_retention(settings.influx, settings.retention) == []
     shorter = RetentionSettings(raw_days=30)
@@ -271,6 +276,69 @@ def test_pantau_ingest_sets_retention_up_and_downsamples_as_it_runs(
         (a,) = _aggregates(settings, "5m", "water_level").values()
         assert (a["count"], a["mean"]) == (1, 120.5)
         assert _rps(settings)["autogen"]["duration"] == "2160h0m0s"
+        # The level table the dashboards read: written at start, rewritten every pass.
+        with InfluxQL.from_settings(settings.influx) as client:
+            q = f'SELECT "rp", "holds_from_ms" FROM {level_table.FROM}'
+            first = client.rows(q, epoch="ms")
+            assert [r["rp"] for r in first] == ["autogen", "agg_5m", "agg_1h"]
+            wait_until(
+                lambda: client.rows(q, epoch="ms")[0]["holds_from_ms"] != first[0]["holds_from_ms"],
+                30,
+                "a pass to move the raw level's oldest time",
+            )
     finally:
         ingest.stop()
     assert "Traceback" not in ingest.log_text()
+
+
+def test_pantau_retention_sets_up_and_downsamples_a_span_by_hand(
+    stack: LocalStack, settings: Settings
+) -> None:
+    """For a deployment that turns ingest's loop off and runs passes from cron, or
+    re-aggregates a span after a restore: the command, as an operator runs it."""
+    env = {
+        **os.environ,
+        **stack.environment(),
+        "PANTAU_INFLUX__DATABASE": settings.influx.database,
+    }
+
+    def pantau(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "pantau.cli", "retention", *args]
+        run = subprocess.run
+        return run(cmd, check=False, env=env, capture_output=True, text=True, timeout=120)
+
+    setup = pantau("setup")
+    assert setup.returncode == 0, setup.stderr
+    assert "agg_5m" in _rps(settings) and _rps(settings)["autogen"]["default"] is True
+    t0 = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(hours=30)
+    lines, by_window = _readings(t0, 2, seed=11)
+    writer = make_writer(settings.influx)
+    writer.write(lines)
+    writer.close()
+    # The default span (the last 2 hours) does not reach back 30 hours: nothing written.
+    recent = pantau("downsample")
+    assert recent.returncode == 0, recent.stderr
+    assert _aggregates(settings, "5m", "water_level") == {}
+    span = pantau(
+        "downsample", "--from", t0.isoformat(), "--to", (t0 + timedelta(hours=2)).isoformat()
+    )
+    assert span.returncode == 0, span.stderr
+    assert f"{len(by_window)} 5-minute and 6 hourly points written" in span.stdout, span.stdout
+    agg5 = _aggregates(settings, "5m", "water_level")
+    assert {(d, w): a["count"] for (d, w), a in agg5.items()} == {
+        (d, w): len(v) for (_, d, w), v in by_window.items()
+    }
+    again = pantau(
+        "downsample",
+        "--reconcile",
+        "--from",
+        t0.isoformat(),
+        "--to",
+        (t0 + timedelta(hours=2)).isoformat(),
+    )
+    assert again.returncode == 0 and "0 hours recomputed" in again.stdout, again.stdout
+    backwards = pantau("downsample", "--from", "2026-12-02T00:00", "--to", "2026-12-01T00:00")
+    assert backwards.returncode == 2
+    assert "is not before --to" in backwards.stderr, backwards.stderr
+    bad = pantau("downsample", "--from", "yesterday")
+    assert bad.returncode == 2 and "not an ISO 8601 time" in bad.stderr, bad.stderr

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -23,6 +24,8 @@ from dashboards import city_overview, labels, siaga
 from dashboards.build import rendered
 from dashboards.catalog import build_all
 from pantau.city import City
+from pantau.influx import level_table
+from pantau.settings import RetentionSettings
 from testkit.grafana import ROOT, Frame, GrafanaData, pinned_grafana_version
 
 GREY = labels.NO_DATA_COLOUR
@@ -251,7 +254,8 @@ def test_state_timelines_bucket_so_an_empty_bucket_means_silence(
     models: dict[str, dict[str, Any]], grafana: GrafanaData
 ) -> None:
     """Pumps and cameras: fill(null) in buckets of at least 5 minutes (a report a
-    minute), null shown as grey "Tidak ada data", never the previous value."""
+    minute) and of the level's window (an hourly level draws no gaps between its
+    points), null shown as grey "Tidak ada data", never the previous value."""
     timelines = [
         (name, p)
         for name, m in models.items()
@@ -260,12 +264,15 @@ def test_state_timelines_bucket_so_an_empty_bucket_means_silence(
     ]
     assert len(timelines) >= 3
     for name, panel in timelines:
-        (target,) = panel["targets"]
-        assert "fill(previous)" not in target["query"], (name, panel["title"])
-        assert "fill(null)" in target["query"] and panel["interval"] == "5m"
+        assert panel["interval"] == "$rp_bucket"
+        for target in panel["targets"]:  # the raw readings and their aggregate twin
+            assert "fill(previous)" not in target["query"], (name, panel["title"])
+            assert "fill(null)" in target["query"]
         config = {"mappings": panel["fieldConfig"]["defaults"]["mappings"]}
         (shown,) = grafana.display(config, [None])
         assert (shown["text"], shown["color"]) == (labels.NO_DATA_TEXT, GREY), panel["title"]
+    buckets = {r.bucket for r in level_table.rows(datetime.now(UTC), RetentionSettings())}
+    assert buckets == {"5m", "1h"}
 
 
 def test_alert_rules_are_provisioned_for_data_stopped_and_failing_crew_alerts() -> None:

@@ -12,7 +12,13 @@ from pantau.device_messages import DeviceMessageReader
 from pantau.incidents import ConditionState, Hazard, Severity
 from pantau.settings import IngestSettings
 from pantau.topics import Topics
-from rules.gaps import UPLINK_GAP_RULE, GapDetector, GapIncidents, data_quality_line
+from rules.gaps import (
+    UPLINK_GAP_RULE,
+    GapDetector,
+    GapIncidents,
+    UplinkGaps,
+    data_quality_line,
+)
 from simulators.messages import FleetStream
 from simulators.scenario import find_scenario, load_scenario
 
@@ -132,3 +138,39 @@ def test_on_the_storm_every_gap_is_exactly_the_uplinks_never_delivered() -> None
     attributed = [gap.device_id for gap in gaps if gap.at_reconnect]
     assert len(attributed) == len(set(attributed))  # one per device at most
     assert by_cause["device"] > 0
+
+
+def test_copies_redelivered_late_fill_a_gap_before_it_is_judged() -> None:
+    """NATS JetStream redelivers what a dead node had not seen acknowledged only after
+    `ack_wait`, behind newer messages: the seq jump is seen first and the "missing"
+    uplinks arrive after it. A gap is judged `settle` after it was seen, counting only
+    what is still missing then."""
+    a, b = sorted(CITY.devices)[:2]
+    gaps = UplinkGaps(CITY, None, timedelta(minutes=5), settle=timedelta(seconds=45))
+    for d in (a, b):
+        gaps.observe(d, 100, at(0), 1, at(0))
+    assert gaps.changes(at(1)) == []
+    gaps.observe(a, 110, at(30), 2, at(30))  # 101..109 seem lost
+    gaps.observe(b, 105, at(30), 2, at(30))  # 101..104 seem lost
+    assert gaps.changes(at(40)) == [] and gaps.unsettled == 2  # not judged yet
+    for seq in range(101, 110):  # a's all come back, twice for some
+        gaps.observe(a, seq, at(seq - 100), 2, at(60))
+    gaps.observe(a, 103, at(3), 2, at(61))
+    gaps.observe(b, 102, at(2), 2, at(62))  # b gets one of its four back
+    changes = gaps.changes(at(76))
+    assert gaps.unsettled == 0 and gaps.filled_late == 1
+    assert (gaps.gaps, gaps.missing) == (1, 3)  # only b's three are a gap
+    (change,) = changes
+    assert change.key.zone_id == CITY.devices[b].kecamatan_id
+    assert change.evidence is not None and change.evidence.device_ids == (b,)
+    assert change.evidence.peak_value == 3
+    assert change.state is ConditionState.ACTIVE
+
+
+def test_without_settle_time_a_gap_is_judged_when_seen() -> None:
+    (a,) = sorted(CITY.devices)[:1]
+    gaps = UplinkGaps(CITY, None, timedelta(minutes=5))
+    gaps.observe(a, 100, at(0), 1, at(0))
+    gaps.observe(a, 104, at(30), 2, at(30))
+    (change,) = gaps.changes(at(30))
+    assert change.evidence is not None and change.evidence.peak_value == 3
