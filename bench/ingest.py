@@ -20,19 +20,19 @@ import argparse
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.cpu import CpuWatch
+from bench.ingest_process import FlameGraph, IngestProcess, baseline_tree
 from bench.ingest_report import CaseResult, machine_info, report, results_document
 from bench.mosquitto_clients import (
     PUBLISHER_MAX_LINES,
@@ -154,55 +154,6 @@ def check_accepted(city: City, topics: Topics, job: PublishJob, form: PayloadFor
         raise RuntimeError(f"ingest would not take {job.lines.name} as sent: {reasons}")
 
 
-class IngestProcess:
-    """`python -m pantau.cli ingest` with its own topic root, database and client id: a
-    process of its own, as deployed, so its GIL does not share this script's."""
-
-    def __init__(self, stack: LocalStack, root: str, database: str, log: Path) -> None:
-        self._env = {
-            **os.environ,
-            **stack.environment(),
-            "PANTAU_MQTT__ROOT": root,
-            "PANTAU_INFLUX__DATABASE": database,
-            "PANTAU_INGEST__CLIENT_ID": f"bench-{root}",
-        }
-        self.log = log
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self._proc is not None
-        return self._proc.pid
-
-    def start(self) -> None:
-        with self.log.open("ab") as sink:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "pantau.cli", "ingest"],
-                env=self._env,
-                stdin=subprocess.DEVNULL,
-                stdout=sink,
-                stderr=subprocess.STDOUT,
-            )
-
-    def alive(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    def stop(self) -> None:
-        if self._proc is None or self._proc.poll() is not None:
-            return
-        self._proc.send_signal(signal.SIGTERM)
-        try:
-            self._proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
-
-    def log_tail(self, lines: int = 15) -> str:
-        if not self.log.exists():
-            return "(no log)"
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-
 # --- InfluxDB -------------------------------------------------------------------------
 
 
@@ -263,17 +214,36 @@ def influx_lines(city: City, points: int) -> list[str]:
     return lines
 
 
+def fresh_root(jobs: Sequence[PublishJob], root: str) -> list[PublishJob]:
+    """The same payload files published under another topic root."""
+    old_root = jobs[0].topic.split("/", 1)[0]
+    return [replace(j, topic=root + j.topic.removeprefix(old_root)) for j in jobs]
+
+
 # --- cases ------------------------------------------------------------------------------
 
 NATIVE = PayloadForm("native JSON", None, 1)
 
 
 class Bench:
-    def __init__(self, stack: LocalStack, city: City, sizes: Sizes, work: Path) -> None:
+    def __init__(
+        self,
+        stack: LocalStack,
+        city: City,
+        sizes: Sizes,
+        work: Path,
+        *,
+        nodered: bool = True,
+        baseline: tuple[str, Path] | None = None,
+        flame: bool = False,
+    ) -> None:
         self.stack = stack
         self.city = city
         self.sizes = sizes
         self.work = work
+        self.with_nodered = nodered
+        self.baseline = baseline  # (git ref, its source tree): its ingest runs beside ours
+        self.flame = flame
         self.senml = PayloadForm("SenML", SENML_CONTENT_TYPE, sizes.pack_size)
         candidates = sorted(
             (d for d in city.devices.values() if {"water_level", "battery"} <= set(d.metrics)),
@@ -398,26 +368,38 @@ class Bench:
         )
 
     # --- Pantau ---------------------------------------------------------------------
-    def pantau(self, form: PayloadForm, jobs: Sequence[PublishJob]) -> CaseResult:
+    def pantau(
+        self, form: PayloadForm, jobs: Sequence[PublishJob], *, baseline: bool = False
+    ) -> CaseResult:
         key = form.name.split()[0].lower()
+        source = None
+        if baseline:
+            assert self.baseline is not None
+            # A topic root of its own: the earlier ingest's persistent session on the old
+            # root would otherwise queue every message a second time (see nodered()).
+            jobs = fresh_root(jobs, f"bb{uuid.uuid4().hex[:8]}")
+            source = self.baseline[1]
         root = jobs[0].topic.split("/", 1)[0]
         topics = Topics(root)
         check_accepted(self.city, topics, jobs[0], form)
         database = f"bench_{key}_{uuid.uuid4().hex[:8]}"
         self.stack.create_database(database)
-        ingest = IngestProcess(self.stack, root, database, self.work / f"ingest-{key}.log")
+        log_name = f"ingest-{key}{'-baseline' if baseline else ''}.log"
+        ingest = IngestProcess(self.stack, root, database, self.work / log_name, source)
         sent = sum(j.readings for j in jobs)
         ingest.start()
         try:
             with InfluxQL(self.stack.influx_url, database, timeout_s=60) as influx:
                 self.wait_until_ingesting(ingest, topics, influx)
                 pids = {**self.service_pids(), "ingest": ingest.pid}
-                with CpuWatch(pids) as watch:
+                flame = None if baseline or not self.flame else FlameGraph(ingest.pid, key)
+                with CpuWatch(pids) as watch, flame or nullcontext():
                     started = time.monotonic()
                     publish_s = run_publishers(self.stack, jobs, form.publish_args)
                     stored, seconds = wait_stored(
                         influx, "water_level", sent, started, ingest.alive
                     )
+                rss_mb = ingest.peak_rss_mb()
                 time.sleep(0.5)  # anything beyond what was sent would show up now
                 stored = count_points(influx, "water_level")
         finally:
@@ -426,9 +408,11 @@ class Bench:
             print(f"{form.name}: ingest log tail\n{ingest.log_tail()}", file=sys.stderr)
         self.stack.drop_database(database)
         per = "1 reading" if form.readings_per_message == 1 else f"{form.readings_per_message}"
+        which = f" (baseline {self.baseline[0]})" if baseline and self.baseline else ""
         return CaseResult(
-            key=key,
-            name=f"Pantau ingest, {form.name}, {per}/msg, QoS 1",
+            key=f"{key}_baseline" if baseline else key,
+            name=f"Pantau ingest{which}, {form.name}, {per}/msg, QoS 1",
+            rss_mb=rss_mb,
             unit="readings/s",
             sent=sent,
             stored=stored,
@@ -443,9 +427,8 @@ class Bench:
 
         On a topic root of its own: the broker still queues the earlier case's topics
         for ingest's offline persistent session, which would slow this case down."""
-        old_root = jobs[0].topic.split("/", 1)[0]
         root = f"nr{uuid.uuid4().hex[:8]}"
-        jobs = [replace(j, topic=root + j.topic.removeprefix(old_root)) for j in jobs]
+        jobs = fresh_root(jobs, root)
         database = f"bench_nodered_{uuid.uuid4().hex[:8]}"
         self.stack.create_database(database)
         port = int(self.stack.influx_url.rsplit(":", 1)[1])
@@ -512,10 +495,25 @@ class Bench:
             ("broker fan-in, native", lambda: self.broker_fan_in(NATIVE, native)),
             ("broker fan-in, SenML", lambda: self.broker_fan_in(self.senml, senml)),
             ("InfluxDB /write", self.influx_ceiling),
-            ("Pantau ingest, native", lambda: self.pantau(NATIVE, native)),
-            ("Node-RED flow, native", lambda: self.nodered(native)),
-            ("Pantau ingest, SenML", lambda: self.pantau(self.senml, senml)),
         ]
+        if self.baseline is not None:
+            steps.append(
+                (
+                    "Pantau ingest, native, baseline",
+                    lambda: self.pantau(NATIVE, native, baseline=True),
+                )
+            )
+        steps.append(("Pantau ingest, native", lambda: self.pantau(NATIVE, native)))
+        if self.with_nodered:
+            steps.append(("Node-RED flow, native", lambda: self.nodered(native)))
+        if self.baseline is not None:
+            steps.append(
+                (
+                    "Pantau ingest, SenML, baseline",
+                    lambda: self.pantau(self.senml, senml, baseline=True),
+                )
+            )
+        steps.append(("Pantau ingest, SenML", lambda: self.pantau(self.senml, senml)))
         results = []
         for label, step in steps:
             progress(label)
@@ -533,6 +531,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ingest", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke check")
     parser.add_argument("--no-save", action="store_true", help="do not write bench/results/")
+    parser.add_argument("--no-nodered", action="store_true", help="leave the Node-RED case out")
+    parser.add_argument(
+        "--baseline",
+        metavar="REF",
+        help="also run the Pantau cases with the ingest of git commit REF (e.g. main), each "
+        "right before this tree's, against the same ceilings",
+    )
+    parser.add_argument(
+        "--flame",
+        action="store_true",
+        help="py-spy flame graphs of this tree's ingest under each Pantau case "
+        "(bench/results/ingest-flame-<date>-<case>.svg; py-spy slows what it samples)",
+    )
     args = parser.parse_args(argv)
     sizes = QUICK_SIZES if args.quick else DEFAULT_SIZES
     started = time.monotonic()
@@ -547,14 +558,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         LocalStack(Path(tmp) / "stack") as stack,
     ):
         progress(f"stack up: mqtt {stack.mqtt_port}, influx {stack.influx_url}")
-        results = Bench(stack, city, sizes, Path(tmp)).run(progress)
+        baseline = None
+        if args.baseline:
+            baseline = (args.baseline, baseline_tree(args.baseline, Path(tmp) / "baseline"))
+        bench = Bench(
+            stack,
+            city,
+            sizes,
+            Path(tmp),
+            nodered=not args.no_nodered,
+            baseline=baseline,
+            flame=args.flame,
+        )
+        results = bench.run(progress)
     print(report(results, sizes.pack_size, POLL_S))
     if not args.no_save:
         RESULTS_DIR.mkdir(exist_ok=True)
         day = datetime.now(UTC).date().isoformat()
-        path = RESULTS_DIR / f"ingest-{day}{'-quick' if args.quick else ''}.json"
+        tag = ("-quick" if args.quick else "") + ("-baseline" if args.baseline else "")
+        path = RESULTS_DIR / f"ingest-{day}{tag}.json"
         document = results_document(
-            results, sizes=asdict(sizes), quick=args.quick, poll_s=POLL_S, machine=machine
+            results,
+            sizes=asdict(sizes),
+            quick=args.quick,
+            poll_s=POLL_S,
+            machine=machine,
+            command=" ".join(["uv run python -m bench.ingest", *(argv or sys.argv[1:])]),
         )
         path.write_text(json.dumps(document, indent=2) + "\n")
         print(f"\nresults: {path}")

@@ -29,6 +29,7 @@ class CaseResult:
     messages: int
     publish_seconds: float | None = None  # publishers alone (start until all exited)
     cpu: dict[str, CpuUse] = field(default_factory=dict)
+    rss_mb: float | None = None  # the consumer's peak resident memory, at the window's end
 
     @property
     def lost(self) -> bool:
@@ -61,7 +62,7 @@ def vs_ceiling(r: CaseResult, by_key: dict[str, CaseResult]) -> str:
     if r.key == "influx":
         return f"ceiling; {share(r.rate, EXPECTED_INFLUX)} of the expected ~{EXPECTED_INFLUX:,}"
     parts = []
-    broker = by_key.get(f"broker_{r.key}")
+    broker = by_key.get(f"broker_{r.key.removesuffix('_baseline')}")
     if broker is not None:
         parts.append(f"{share(r.message_rate, broker.rate)} of broker fan-in (msg/s)")
     if influx is not None:
@@ -86,12 +87,14 @@ def report(results: Sequence[CaseResult], pack_size: int, poll_s: float) -> str:
             f"{r.rate:,.0f}",
             r.unit,
             vs_ceiling(r, by_key),
+            f"{r.rss_mb:.0f}" if r.rss_mb is not None else "-",
         ]
         for r in results
     ]
     out = [
         markdown_table(
-            ["case", "sent", "stored", "seconds", "rate", "unit", "vs ceiling"], main_rows
+            ["case", "sent", "stored", "seconds", "rate", "unit", "vs ceiling", "peak RSS MB"],
+            main_rows,
         ),
         "",
         "Messages and publishers (publishers alone: start of the first mosquitto_pub until the"
@@ -195,6 +198,7 @@ def results_document(
     quick: bool,
     poll_s: float,
     machine: dict[str, object],
+    command: str | None = None,
 ) -> dict[str, object]:
     cases = []
     for r in results:
@@ -206,7 +210,7 @@ def results_document(
         cases.append(case)
     return {
         "benchmark": "bench.ingest",
-        "command": "uv run python -m bench.ingest" + (" --quick" if quick else ""),
+        "command": command or "uv run python -m bench.ingest" + (" --quick" if quick else ""),
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine,
         "sizes": sizes,

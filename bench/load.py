@@ -40,7 +40,6 @@ from bench.ingest import (
     SETTLE_S,
     STALL_S,
     Bench,
-    IngestProcess,
     PayloadForm,
     count_points,
     history_start,
@@ -48,6 +47,7 @@ from bench.ingest import (
     senml_payloads,
 )
 from bench.ingest import QUICK_SIZES as INGEST_QUICK_SIZES
+from bench.ingest_process import IngestProcess
 from bench.ingest_report import CaseResult, markdown_table
 from bench.knee import (
     NODERED,

@@ -11,7 +11,6 @@ import logging
 import sys
 from collections.abc import Mapping, Sequence
 
-from ingest.http import HttpIntake, WithHttpIntake
 from ingest.service import IngestService
 from ingest.tokens import DeviceTokens
 from pantau.cameras import Camera, load_cameras
@@ -52,12 +51,13 @@ def main(argv: Sequence[str]) -> int:
         writer.close()
         return run_partitioned(settings, city, cameras)
     service = IngestService(settings, city, writer, cameras=cameras)
-    runner: Service = WithDownsampler(
-        service
-        if port is None
-        else WithHttpIntake(service, HttpIntake(service, settings.ingest, port)),
-        DownsampleLoop(settings),
-    )
+    intake: Service = service
+    if port is not None:
+        # Imported only here: FastAPI and uvicorn are ~9 MB of an ingest's memory.
+        from ingest.http import HttpIntake, WithHttpIntake  # noqa: PLC0415
+
+        intake = WithHttpIntake(service, HttpIntake(service, settings.ingest, port))
+    runner: Service = WithDownsampler(intake, DownsampleLoop(settings))
 
     def started() -> None:
         log.info(

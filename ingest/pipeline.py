@@ -8,6 +8,7 @@ from datetime import datetime
 
 from ingest.cameras import CameraLines
 from ingest.deadletter import Rejection
+from ingest.fastpath import FastLines
 from ingest.ratelimit import DeviceRateLimiter
 from pantau.cameras import Camera
 from pantau.city import City
@@ -33,8 +34,13 @@ class Pipeline:
         topics: Topics,
         settings: IngestSettings,
         cameras: Mapping[str, Camera] | None = None,
+        *,
+        fast: bool = True,
     ) -> None:
+        """`fast=False` leaves out ingest.fastpath (its tests compare the two)."""
+        self._topics = topics
         self._reader = DeviceMessageReader(city, topics, settings)
+        self._fast = FastLines(city, self._reader.names, settings) if fast else None
         # With a camera registry, camera analyses and states are stored too.
         self._cameras = CameraLines(cameras, topics) if cameras is not None else None
         self.topic_filters = [topics.all_sensor_up]
@@ -56,6 +62,15 @@ class Pipeline:
                 camera.lines,
                 [Rejection(r, d, topic, payload, received_at) for r, d in camera.rejections],
             )
+        sender = self._topics.device_of_sensor_topic(topic) if self._fast else None
+        if self._fast is not None and sender is not None:
+            # The common message; anything else (a rejection above all) goes the general way.
+            fast = self._fast.lines(sender, payload, content_type, received_at)
+            if fast is not None:
+                lines, newest_s = fast
+                if self._limiter.allow(sender, newest_s):
+                    return Outcome(lines)
+                return self._rate_limited(sender, topic, payload, received_at)
         read = self._reader.read(topic, payload, content_type, received_at)
         outcome = Outcome()
         outcome.rejections = [
@@ -67,11 +82,16 @@ class Pipeline:
             assert device_id is not None  # readings exist only for a known device
             newest = max(r.time for r in read.readings).timestamp()
             if not self._limiter.allow(device_id, newest):
-                detail = f"over its budget of {self._limiter.limit(device_id)}"
-                outcome.rejections.append(
-                    Rejection("rate_limited", detail, topic, payload, received_at)
-                )
+                outcome.rejections += self._rate_limited(
+                    device_id, topic, payload, received_at
+                ).rejections
                 return outcome
             tags = self._tags[device_id]
             outcome.lines = [to_line(r, tags) for r in read.readings]
         return outcome
+
+    def _rate_limited(
+        self, device_id: str, topic: str, payload: bytes, received_at: datetime
+    ) -> Outcome:
+        detail = f"over its budget of {self._limiter.limit(device_id)}"
+        return Outcome([], [Rejection("rate_limited", detail, topic, payload, received_at)])

@@ -23,6 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -43,8 +44,25 @@ from pantau.topics import Topics
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.002
+IDLE_WAIT_S = 5.0  # an idle decoder wakes this seldom; arrivals and stop() wake it at once
 BACKOFF_MAX_S = 30.0
+
+
+class WakingSession(SessionConsumer):
+    """A SessionConsumer that sets `arrived` when a message lands in the inbox, so the
+    decoder sleeps until there is work instead of polling (an idle ingest costs nothing)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.arrived = threading.Event()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        super()._on_message(client, userdata, message)
+        self.wake()
+
+    def wake(self) -> None:
+        if not self.arrived.is_set():  # a plain read: no lock per message at full rate
+            self.arrived.set()
 
 
 class Stopping(Exception):
@@ -113,7 +131,7 @@ class IngestService:
             max_bytes=settings.ingest.spool_max_bytes,
             segment_bytes=settings.ingest.spool_segment_bytes,
         )
-        self._session = SessionConsumer(
+        self._session = WakingSession(
             settings.mqtt,
             settings.ingest.client_id,
             [
@@ -167,6 +185,7 @@ class IngestService:
         """Spool and acknowledge what is in hand, write the spool out for up to
         `stop_drain_s` if InfluxDB takes it, then disconnect."""
         self._stop.set()
+        self._session.wake()
         self._decode_thread.join(timeout=30)
         self._spool_thread.join(timeout=30)
         self._drain_thread.join(timeout=self._settings.ingest.stop_drain_s)
@@ -199,6 +218,7 @@ class IngestService:
             received_at=self._clock.now(),
         )
         self._session.inbox.append(item)
+        self._session.wake()
         return item.waiter.outcome if item.waiter.done.wait(timeout) else None
 
     # --- decoder thread -------------------------------------------------------------------
@@ -208,6 +228,7 @@ class IngestService:
         max_points = self._settings.ingest.batch_max_points
         max_delay = self._settings.ingest.batch_max_delay_s
         inbox = self._session.inbox
+        arrived = self._session.arrived
         try:
             while True:
                 batch = _Batch()
@@ -223,7 +244,11 @@ class IngestService:
                             return
                         if http_waiting:  # a request waits: nothing more to group, go
                             break
-                        time.sleep(POLL_S)
+                        # Clear, then look again: an arrival after the clear sets it anew.
+                        arrived.clear()
+                        if not inbox:
+                            wait = IDLE_WAIT_S if deadline is None else deadline - time.monotonic()
+                            arrived.wait(max(wait, 0.0))
                         continue
                     if deadline is None:
                         deadline = time.monotonic() + max_delay
@@ -309,28 +334,40 @@ class IngestService:
 
     def _write_chunk(self, chunk: Chunk) -> None:
         started = time.monotonic()
-        lines = [line for record in chunk.records for line in record.decode("utf-8").split("\n")]
+        # A record is its batch's lines joined by newlines, so the records joined are the
+        # body of one write: no splitting, unless InfluxDB refuses some line of it.
+        records = [record.decode("utf-8") for record in chunk.records if record]
+        lines = sum(record.count("\n") + 1 for record in records)
         rejections = []
-        if lines:
-            for line, err in self._write(lines):
-                rejections.append(
-                    Rejection(
-                        "influx_rejected",
-                        f"InfluxDB answered {err.status}: {err.message}",
-                        "",
-                        line.encode("utf-8"),
-                        self._clock.now(),
-                    )
+        for line, err in self._write_records(records):
+            rejections.append(
+                Rejection(
+                    "influx_rejected",
+                    f"InfluxDB answered {err.status}: {err.message}",
+                    "",
+                    line.encode("utf-8"),
+                    self._clock.now(),
                 )
+            )
         write_s = time.monotonic() - started
         # Dead letters before the commit: a crash in between sends them again, never none.
         self._publish_dead_letters(rejections, self._abort)
         self.spool.commit(chunk.end)
         self.stats.write_seconds += write_s
-        self.stats.readings_written += len(lines) - len(rejections)
+        self.stats.readings_written += lines - len(rejections)
         for rejection in rejections:
             self.stats.rejected[rejection.reason] += 1
-        self.metrics.batch(0, len(lines), (r.reason for r in rejections), write_s)
+        self.metrics.batch(0, lines, (r.reason for r in rejections), write_s)
+
+    def _write_records(self, records: list[str]) -> list[tuple[str, WriteRejected]]:
+        """Write the records in one go; if InfluxDB refuses, line by line (_write)."""
+        if not records:
+            return []
+        try:
+            self._retrying(records)
+        except WriteRejected as err:
+            return self._isolate([ln for record in records for ln in record.split("\n")], err)
+        return []
 
     def _write(self, lines: list[str]) -> list[tuple[str, WriteRejected]]:
         """Write all lines, retrying while InfluxDB is unavailable; return the lines it
@@ -338,12 +375,16 @@ class IngestService:
         try:
             self._retrying(lines)
         except WriteRejected as err:
-            if len(lines) == 1:
-                log.warning("InfluxDB refused %r: %s", lines[0][:200], err.message)
-                return [(lines[0], err)]
-            half = len(lines) // 2
-            return self._write(lines[:half]) + self._write(lines[half:])
+            return self._isolate(lines, err)
         return []
+
+    def _isolate(self, lines: list[str], err: WriteRejected) -> list[tuple[str, WriteRejected]]:
+        """`lines` were refused as a whole (`err`): find which, by halves."""
+        if len(lines) == 1:
+            log.warning("InfluxDB refused %r: %s", lines[0][:200], err.message)
+            return [(lines[0], err)]
+        half = len(lines) // 2
+        return self._write(lines[:half]) + self._write(lines[half:])
 
     def _retrying(self, lines: list[str]) -> None:
         """429, 5xx and no answer at all: back off and try again, for as long as it takes."""

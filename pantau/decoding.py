@@ -109,7 +109,8 @@ def _number(value: Any, what: str) -> float:
     raise RejectedInput("invalid_payload", f"{what} must be a number, got {type(value).__name__}")
 
 
-def _epoch(seconds: float, what: str) -> datetime:
+def epoch_time(seconds: float, what: str) -> datetime:
+    """Epoch seconds -> UTC time; RejectedInput (bad_timestamp) outside datetime's range."""
     try:
         return datetime.fromtimestamp(seconds, UTC)
     except (OverflowError, OSError, ValueError) as err:
@@ -118,7 +119,9 @@ def _epoch(seconds: float, what: str) -> datetime:
         ) from err
 
 
-def _time(value: Any, what: str) -> datetime:
+def device_time(value: Any, what: str) -> datetime:
+    """A device time as sent (RFC 3339 with offset, or epoch seconds) -> UTC; else
+    RejectedInput."""
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
@@ -132,7 +135,7 @@ def _time(value: Any, what: str) -> datetime:
             seconds = float(value)
         except OverflowError as err:  # a JSON integer beyond any float
             raise RejectedInput("bad_timestamp", f"{what} {value} is out of range") from err
-        return _epoch(seconds, what)
+        return epoch_time(seconds, what)
     raise RejectedInput("invalid_payload", f"{what} must be an RFC 3339 string or epoch seconds")
 
 
@@ -164,7 +167,7 @@ def decode_native(
         raise RejectedInput("invalid_payload", "seq must be a non-negative 64-bit integer")
     if "time" not in body:
         raise RejectedInput("bad_timestamp", "native payload needs a device `time`")
-    base_time = _time(body["time"], "time")
+    base_time = device_time(body["time"], "time")
     readings = body.get("readings")
     if not isinstance(readings, list) or not readings:
         raise RejectedInput("invalid_payload", "readings must be a non-empty list")
@@ -188,7 +191,11 @@ def decode_native(
                 metric=_str(item.get("metric"), f"readings[{i}].metric"),
                 value=_number(item["value"], f"readings[{i}].value"),
                 unit=unit,
-                time=_time(item["time"], f"readings[{i}].time") if "time" in item else base_time,
+                time=(
+                    device_time(item["time"], f"readings[{i}].time")
+                    if "time" in item
+                    else base_time
+                ),
                 seq=seq,
             )
         )
@@ -245,7 +252,7 @@ def _senml_record(
                 f"record {i} time {r.time!r} s from now is not a representable time",
             ) from err
     else:
-        time = _epoch(r.time, f"record {i} time")
+        time = epoch_time(r.time, f"record {i} time")
     out = []
     if r.kind is not None:
         value = r.value

@@ -154,7 +154,7 @@ class IngestSettings(BaseModel):
     )
     spool_segment_bytes: int = Field(default=16 * 1024**2, ge=4096)
     drain_batch_bytes: int = Field(
-        default=4 * 1024**2, ge=1024, description="line protocol per InfluxDB write"
+        default=1024**2, ge=1024, description="line protocol per InfluxDB write"
     )
     stop_drain_s: float = Field(
         default=10.0, ge=0, description="at stop, how long to keep writing the spool out"

@@ -1,0 +1,210 @@
+"""ingest.fastpath against the general path: on near-valid messages (the real fields,
+values mostly right, now and then wrong in every way a device gets them wrong) the
+pipeline with the fast path answers exactly as without it: the same lines, the same
+rejections with the same reasons. And the fast path does take the common messages."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import hypothesis.strategies as st
+from hypothesis import HealthCheck, given, settings
+
+from ingest.fastpath import FastLines
+from ingest.pipeline import Outcome, Pipeline
+from pantau.city import City, load_city
+from pantau.device_messages import DeviceMessageReader
+from pantau.settings import IngestSettings
+from pantau.topics import Topics
+from pantau.wire import SENML_CONTENT_TYPE
+
+CITY: City = load_city()
+TOPICS = Topics("fast")
+DEVICE = min(d.id for d in CITY.devices.values() if "water_level" in d.metrics)
+OTHER = max(d.id for d in CITY.devices.values() if d.id != DEVICE)
+NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)
+SETTINGS = IngestSettings(rate_limit_factor=0)
+FAST = Pipeline(CITY, TOPICS, SETTINGS)
+GENERAL = Pipeline(CITY, TOPICS, SETTINGS, fast=False)
+
+metrics = st.sampled_from(["water_level", "rssi", "gate_opening", "battery", "", "Water level"])
+units = st.none() | st.sampled_from(["cm", "m", "mm", "dBm", "%", "ft", ""])
+numbers = (
+    st.floats(min_value=-200, max_value=2000)
+    | st.integers(min_value=-200, max_value=2000)
+    | st.sampled_from([1e308, -1e308, 10**400, 1500, 1500.0001, 0, -0.0])
+)
+oddities: st.SearchStrategy[object] = (
+    st.none() | st.booleans() | st.text(max_size=5) | st.just([]) | st.just({})
+)
+epochs = st.floats(
+    min_value=(NOW - timedelta(days=8)).timestamp(),
+    max_value=(NOW + timedelta(minutes=10)).timestamp(),
+)
+times = (
+    epochs
+    | epochs.map(lambda s: datetime.fromtimestamp(s, UTC).isoformat())
+    | epochs.map(lambda s: datetime.fromtimestamp(s, UTC).isoformat().replace("+00:00", ""))
+    | st.integers(min_value=-(10**20), max_value=10**20)
+)
+native_readings = st.fixed_dictionaries(
+    {"metric": metrics, "value": numbers | st.booleans()},
+    optional={"unit": units, "time": times, "extra": oddities},
+)
+# Mostly right: the metrics and units of the device, values and times either side of
+# the limits (range, age, skew), so both paths accept most and reject at the edges.
+plain_native = st.fixed_dictionaries(
+    {
+        "device": st.just(DEVICE),
+        "time": epochs,
+        "readings": st.lists(
+            st.fixed_dictionaries(
+                {
+                    "metric": st.sampled_from(["water_level", "rssi", "gate_opening"]),
+                    "value": st.floats(min_value=-150, max_value=1600) | st.booleans(),
+                },
+                optional={"unit": st.sampled_from(["cm", "m", "dBm", "%"]), "time": epochs},
+            ),
+            min_size=1,
+            max_size=3,
+        ),
+    },
+    optional={"seq": st.integers(min_value=0, max_value=2**63)},
+)
+any_native = st.fixed_dictionaries(
+    {
+        "device": st.just(DEVICE) | st.just(OTHER),
+        "time": times,
+        "readings": st.lists(native_readings | oddities, min_size=0, max_size=4),
+    },
+    optional={
+        "seq": st.none() | st.integers(min_value=-5, max_value=2**64) | st.booleans(),
+        "extra": oddities,
+    },
+)
+senml_names = st.sampled_from(
+    ["water_level", "rssi", "gate_opening", "battery", "", "bad name", f"{DEVICE}/water_level"]
+)
+senml_records = st.fixed_dictionaries(
+    {},
+    optional={
+        "bn": st.sampled_from([f"{DEVICE}/", f"urn:dev:{DEVICE}/", f"{OTHER}/", "", "x/"]),
+        "bt": epochs | st.integers(min_value=-(10**6), max_value=10**6),
+        "bu": units,
+        "bv": numbers,
+        "n": senml_names,
+        "u": units,
+        "v": numbers,
+        "vb": st.booleans(),
+        "t": st.integers(min_value=-100, max_value=100) | st.floats(-1e3, 1e3),
+        "s": numbers,
+        "vs": st.sampled_from(["open", "shut"]),
+        "bver": st.integers(min_value=5, max_value=12),
+        "x_": st.just(1),
+        "note": oddities,
+    },
+)
+plain_senml = st.tuples(
+    st.sampled_from([f"{DEVICE}/", f"urn:dev:{DEVICE}/"]),
+    epochs | st.integers(min_value=-(10**6), max_value=10**3),
+    st.lists(
+        st.fixed_dictionaries(
+            {
+                "n": st.sampled_from(["water_level", "rssi", "gate_opening"]),
+                "v": st.floats(min_value=-150, max_value=1600),
+            },
+            optional={"t": st.integers(-100, 100), "u": st.sampled_from(["cm", "m", "dBm"])},
+        )
+        | st.fixed_dictionaries({"n": st.just("gate_opening"), "vb": st.booleans()}),
+        min_size=1,
+        max_size=4,
+    ),
+).map(lambda p: [{"bn": p[0], "bt": p[1]}, *p[2]])
+any_senml = st.lists(senml_records, max_size=5)
+native_bodies = st.one_of(plain_native, plain_native, plain_native, any_native)
+senml_packs = st.one_of(plain_senml, plain_senml, plain_senml, any_senml)
+compare = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def outcomes(payload: bytes, content_type: str | None) -> tuple[Outcome, Outcome]:
+    topic = TOPICS.sensor_up(DEVICE)
+    fast = FAST.handle(topic, payload, content_type, NOW)
+    general = GENERAL.handle(topic, payload, content_type, NOW)
+    return fast, general
+
+
+def assert_same(payload: bytes, content_type: str | None) -> None:
+    fast, general = outcomes(payload, content_type)
+    assert fast.lines == general.lines
+    assert [(r.reason, r.detail) for r in fast.rejections] == [
+        (r.reason, r.detail) for r in general.rejections
+    ]
+
+
+@compare
+@given(native_bodies)
+def test_native_messages_come_out_the_same(body: dict[str, object]) -> None:
+    assert_same(json.dumps(body).encode(), None)
+
+
+@compare
+@given(senml_packs, st.sampled_from([SENML_CONTENT_TYPE, None, "application/json"]))
+def test_senml_packs_come_out_the_same(pack: list[dict[str, object]], ct: str | None) -> None:
+    assert_same(json.dumps(pack).encode(), ct)
+
+
+def fast_lines(payload: bytes, content_type: str | None) -> list[str] | None:
+    reader = DeviceMessageReader(CITY, TOPICS, SETTINGS)
+    got = FastLines(CITY, reader.names, SETTINGS).lines(DEVICE, payload, content_type, NOW)
+    return None if got is None else got[0]
+
+
+def test_the_common_messages_take_the_fast_path() -> None:
+    when = NOW - timedelta(minutes=1)
+    native = {
+        "device": DEVICE,
+        "seq": 7,
+        "time": when.isoformat(),
+        "readings": [
+            {"metric": "water_level", "value": 1.5, "unit": "m"},
+            {"metric": "rssi", "value": -70, "time": when.timestamp() - 1},
+        ],
+    }
+    pack = [{"bn": f"{DEVICE}/", "bt": when.timestamp(), "bu": "cm"}] + [
+        {"n": "water_level", "v": 100 + k, "t": k} for k in range(3)
+    ]
+    for body, ct in ((native, None), (pack, SENML_CONTENT_TYPE), (pack, None)):
+        payload = json.dumps(body).encode()
+        lines = fast_lines(payload, ct)
+        assert lines is not None
+        assert lines == GENERAL.handle(TOPICS.sensor_up(DEVICE), payload, ct, NOW).lines
+
+
+def test_what_it_does_not_take_goes_the_general_way_with_its_reason() -> None:
+    body = {
+        "device": DEVICE,
+        "time": NOW.isoformat(),
+        "readings": [{"metric": "water_level", "value": 9000, "unit": "cm"}],
+    }
+    payload = json.dumps(body).encode()
+    assert fast_lines(payload, None) is None
+    outcome = FAST.handle(TOPICS.sensor_up(DEVICE), payload, None, NOW)
+    assert [r.reason for r in outcome.rejections] == ["out_of_range"]
+    assert not outcome.lines
+
+
+def test_the_budget_holds_on_the_fast_path() -> None:
+    pipeline = Pipeline(CITY, TOPICS, IngestSettings(rate_limit_factor=1))
+    body = {
+        "device": DEVICE,
+        "time": NOW.isoformat(),
+        "readings": [{"metric": "water_level", "value": 10}],
+    }
+    payload = json.dumps(body).encode()
+    first = pipeline.handle(TOPICS.sensor_up(DEVICE), payload, None, NOW)
+    second = pipeline.handle(TOPICS.sensor_up(DEVICE), payload, None, NOW)
+    assert len(first.lines) == 1
+    assert not first.rejections
+    assert not second.lines
+    assert [r.reason for r in second.rejections] == ["rate_limited"]
