@@ -20,6 +20,15 @@ in its series (rules.engine), so publish -> alert is the whole path: broker, dec
 engine, store commit, outbox publish, broker.
 
     uv run python -m bench.rules_latency --rates 1000,10000 [--injections 40] [--no-save]
+    uv run python -m bench.rules_latency --rates 1000,2000,5000 --until-fail
+    uv run --with py-spy python -m bench.rules_latency --rates 2000 --profile bench/results
+
+`--until-fail` doubles the rate after the last one given until a run is not sustained
+(an alert missing, p99 publish -> alert >= 250 ms, or the load generator short of the
+offered rate); the table then names the highest sustained rate. Each run reports the
+rules process's readings per CPU second (readings it took / its CPU seconds in the run)
+and the machine's load average. `--profile DIR` runs the service under py-spy and
+writes `rules-flame-<date>-<rate>per-s.svg` there (CPU figures are then py-spy's child's).
 
 is `python -m bench.rules --only alert_latency` (same options; results in
 bench/results/rules-alert_latency-<date>.json).
@@ -31,6 +40,7 @@ import heapq
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -59,6 +69,8 @@ HOLD_STEP_S = 10.0  # device-time spacing of an injected station's breaching rea
 PACE_S = 0.005  # pacing threads wake this often
 PACERS = 4  # pacing threads (each owns a quarter of the background devices)
 TAIL_S = 20.0  # after the last expected alert time, wait this long for stragglers
+TARGET_P99_MS = 250.0  # publish -> alert: a rate is sustained below this, every alert in
+MAX_RATE = 64_000  # the --until-fail sweep stops here whatever happens
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +79,8 @@ class LatencyArgs:
     injections: int  # stations (one per kelurahan) made to breach, per run
     spacing_s: float  # between injected stations' first readings
     warmup_s: float  # background load before the first injection
+    until_fail: bool = False  # after `rates`, double the rate until a run fails
+    profile: Path | None = None  # py-spy flame graphs of the service go here (no CPU figures)
 
 
 @dataclass(slots=True)
@@ -92,7 +106,27 @@ class RunResult:
     service_messages: int | None
     injections: list[Injection]
     cpu: dict[str, float] = field(default_factory=dict)  # cores used over the run
+    cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds over the run
+    loadavg: tuple[float, float, float] = (0.0, 0.0, 0.0)  # the machine's, at the run's end
     service_log: str = ""
+
+    @property
+    def readings_per_cpu_s(self) -> float:
+        """Readings the service took (background + injected) per CPU second of its process
+        (all threads: decode, engine, incident store, publish, MQTT)."""
+        used = self.cpu_s.get("rules", 0.0)
+        return (self.written + 13 * len(self.injections)) / used if used > 0 else float("nan")
+
+    @property
+    def sustained(self) -> bool:
+        """Every alert came, p99 publish -> alert under the target, and the load generator
+        delivered what was offered (within 5 %: otherwise the bench, not the service, failed)."""
+        e2e = self.publish_to_alert_ms()
+        return (
+            len(e2e) == len(self.injections)
+            and percentile(e2e, 99) < TARGET_P99_MS
+            and self.achieved >= 0.95 * self.rate
+        )
 
     @property
     def achieved(self) -> float:
@@ -285,8 +319,10 @@ def inject(
 
 
 def start_service(
-    stack: LocalStack, root: str, database: str, work: Path
+    stack: LocalStack, root: str, database: str, work: Path, profile: Path | None = None
 ) -> tuple[subprocess.Popen[bytes], Path]:
+    """The service as a subprocess; with `profile` (an SVG path) under `py-spy record`
+    (run the bench with `uv run --with py-spy`): then the process is py-spy's."""
     log = work / f"rules-{root}.log"
     env = {
         **os.environ,
@@ -297,8 +333,14 @@ def start_service(
         "PANTAU_RULES__CLIENT_ID": f"bench-{root}",
     }
     with log.open("ab") as sink:
+        command = [sys.executable, "-m", "pantau.cli", "rules"]
+        if profile is not None:
+            spy = shutil.which("py-spy")
+            if spy is None:
+                raise RuntimeError("--profile needs py-spy: uv run --with py-spy python -m ...")
+            command = [spy, "record", "-r", "200", "-o", str(profile), "--", *command]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pantau.cli", "rules"],
+            command,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=sink,
@@ -317,8 +359,18 @@ def start_service(
     raise RuntimeError(f"rules service not up in 60 s:\n{log.read_text()[-2000:]}")
 
 
-def stop_service(proc: subprocess.Popen[bytes], log: Path) -> int | None:
-    proc.send_signal(signal.SIGTERM)
+def service_pid(proc: subprocess.Popen[bytes], profiled: bool) -> int:
+    """The rules process: py-spy's child when profiled."""
+    if not profiled:
+        return proc.pid
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    return int(children[0])
+
+
+def stop_service(proc: subprocess.Popen[bytes], log: Path, pid: int | None = None) -> int | None:
+    """SIGTERM the service (`pid`: the rules process under py-spy, which then writes its
+    flame graph and exits)."""
+    os.kill(pid or proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=60)
     except subprocess.TimeoutExpired:
@@ -343,13 +395,18 @@ def run_rate(
     stack.create_database(database)
     stations = pick_stations(city, args.injections)
     devices = background_devices(city, stations)
-    service, log = start_service(stack, root, database, work)
+    profile = None
+    if args.profile is not None:
+        stamp = datetime.now(UTC).strftime("%Y-%m-%d")
+        profile = args.profile / f"rules-flame-{stamp}-{rate}per-s.svg"
+    service, log = start_service(stack, root, database, work, profile)
+    pid = service_pid(service, profile is not None)
     listener = AlertListener(stack, root)
     if not listener.wait_subscribed(10):
         raise RuntimeError("alert listener not subscribed")
     background = Background(stack, topics, devices)
     stop = threading.Event()
-    pids = {"rules": service.pid, "bench": os.getpid()}
+    pids = {"rules": pid, "bench": os.getpid()}
     if stack.mosquitto.pid is not None:
         pids["mosquitto"] = stack.mosquitto.pid
     try:
@@ -380,11 +437,12 @@ def run_rate(
         load_s = background.stopped - background.started
     finally:
         stop.set()
-        messages = stop_service(service, log)
+        messages = stop_service(service, log, pid)
         listener.close()
     match_alerts(injections, listener.received)
     stack.drop_database(database)
-    cpu = {name: use.cores for name, use in watch.result().items()}
+    used = watch.result()
+    cpu = {name: use.cores for name, use in used.items()}
     return RunResult(
         rate=rate,
         lateness_s=lateness_s,
@@ -394,6 +452,8 @@ def run_rate(
         service_messages=messages,
         injections=injections,
         cpu=cpu,
+        cpu_s={name: use.seconds for name, use in used.items()},
+        loadavg=os.getloadavg(),
         service_log=log.read_text(errors="replace")[-3000:],
     )
 
