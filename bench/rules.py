@@ -506,6 +506,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--profile", type=Path, help="py-spy flame graphs of the service into this directory"
     )
     parser.add_argument("--tag", default="", help="appended to the results file name")
+    parser.add_argument(
+        "--service-tree", type=Path, help="run the rules service from this source tree"
+    )
     opts = parser.parse_args(argv)
     args = (
         Args(
@@ -529,7 +532,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         la = replace(la, rates=opts.rates)
     if opts.injections is not None:
         la = replace(la, injections=opts.injections)
-    la = replace(la, until_fail=opts.until_fail, profile=opts.profile)
+    la = replace(
+        la, until_fail=opts.until_fail, profile=opts.profile, service_tree=opts.service_tree
+    )
     args = replace(args, latency=la)
     info = machine()
     sections = [s(args) for s in SECTIONS if not opts.only or s.__name__ in opts.only]

@@ -29,6 +29,8 @@ offered rate); the table then names the highest sustained rate. Each run reports
 rules process's readings per CPU second (readings it took / its CPU seconds in the run)
 and the machine's load average. `--profile DIR` runs the service under py-spy and
 writes `rules-flame-<date>-<rate>per-s.svg` there (CPU figures are then py-spy's child's).
+`--service-tree DIR` runs the service from another source tree (`git archive` of the
+commit to compare with), so before and after can alternate in the same minutes.
 
 is `python -m bench.rules --only alert_latency` (same options; results in
 bench/results/rules-alert_latency-<date>.json).
@@ -80,7 +82,8 @@ class LatencyArgs:
     spacing_s: float  # between injected stations' first readings
     warmup_s: float  # background load before the first injection
     until_fail: bool = False  # after `rates`, double the rate until a run fails
-    profile: Path | None = None  # py-spy flame graphs of the service go here (no CPU figures)
+    profile: Path | None = None  # py-spy flame graphs of the service go here
+    service_tree: Path | None = None  # run the service from this source tree (a before/after)
 
 
 @dataclass(slots=True)
@@ -319,10 +322,16 @@ def inject(
 
 
 def start_service(
-    stack: LocalStack, root: str, database: str, work: Path, profile: Path | None = None
+    stack: LocalStack,
+    root: str,
+    database: str,
+    work: Path,
+    profile: Path | None = None,
+    tree: Path | None = None,
 ) -> tuple[subprocess.Popen[bytes], Path]:
     """The service as a subprocess; with `profile` (an SVG path) under `py-spy record`
-    (run the bench with `uv run --with py-spy`): then the process is py-spy's."""
+    (run the bench with `uv run --with py-spy`): then the process is py-spy's. `tree`:
+    another checkout's source (e.g. `git archive main`), run with this environment."""
     log = work / f"rules-{root}.log"
     env = {
         **os.environ,
@@ -332,6 +341,8 @@ def start_service(
         "PANTAU_DATABASE_URL": f"sqlite:///{work / f'incidents-{root}.db'}",
         "PANTAU_RULES__CLIENT_ID": f"bench-{root}",
     }
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
     with log.open("ab") as sink:
         command = [sys.executable, "-m", "pantau.cli", "rules"]
         if profile is not None:
@@ -342,6 +353,7 @@ def start_service(
         proc = subprocess.Popen(
             command,
             env=env,
+            cwd=tree,
             stdin=subprocess.DEVNULL,
             stdout=sink,
             stderr=subprocess.STDOUT,
@@ -399,7 +411,7 @@ def run_rate(
     if args.profile is not None:
         stamp = datetime.now(UTC).strftime("%Y-%m-%d")
         profile = args.profile / f"rules-flame-{stamp}-{rate}per-s.svg"
-    service, log = start_service(stack, root, database, work, profile)
+    service, log = start_service(stack, root, database, work, profile, args.service_tree)
     pid = service_pid(service, profile is not None)
     listener = AlertListener(stack, root)
     if not listener.wait_subscribed(10):

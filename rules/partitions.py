@@ -169,6 +169,7 @@ class PartitionService(RulesService):
                 log.warning("partition %s: session taken over; stopping", self.key)
                 self.lost = True
                 self._stop.set()
+                self._arrived.set()
                 c.disconnect()  # no reconnect (the socket is gone: it only sets the state)
 
         client.on_disconnect = on_disconnect

@@ -15,7 +15,8 @@ webhooks (rules.notify). The same thread ticks the engine with the system clock
 `advance_to` requests.
 
 Latency: a batch is whatever the inbox holds when the worker looks (it waits only when
-the inbox is empty), per-device rules judge a reading as it arrives (rules.engine), and
+the inbox is empty, woken by the MQTT thread when a message arrives: an idle worker
+costs nothing between its ticks), per-device rules judge a reading as it arrives (rules.engine), and
 the outbox rows of a batch are published right after their commit, in the same turn.
 So a crew alert leaves one batch turn (decode, engine, SQLite commit, PUBACK) after the
 reading that raised it.
@@ -78,7 +79,6 @@ from rules.stats import RulesStats
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.002  # an idle worker looks at the inbox this often
 PEEK_MESSAGES = 200  # redelivered messages looked at for the earliest pending reading
 STOP_GRACE_S = 3.0  # for PUBACKs in flight when stopping
 # Buffered readings the watermark kinds take per turn beyond twice the batch (a few
@@ -160,6 +160,7 @@ class RulesService:
             clock=self._clock,
         )
         self._inbox = self._session.inbox
+        self._arrived = self._session.arrived  # also set to wake the worker (stop, requests)
         self.metrics = RulesMetrics(
             settings, lambda: len(self._inbox), lambda: self.stats.sources_idle
         )
@@ -214,6 +215,7 @@ class RulesService:
         """Finish the batch in hand (unless a publish is stuck), then disconnect. Messages
         not yet processed stay unacknowledged in the broker's session."""
         self._stop.set()
+        self._arrived.set()
         self._worker.join(timeout=30)
         if self._webhooks is not None:
             self._webhooks.stop()
@@ -235,11 +237,13 @@ class RulesService:
         scenario's end once its stream is done. True once done."""
         done = threading.Event()
         self._requests.put((when, done))
+        self._arrived.set()
         return done.wait(timeout)
 
     def request_reload(self) -> None:
         """Reload the rule file at the next turn of the worker (SIGHUP)."""
         self._reload_requested.set()
+        self._arrived.set()
 
     # --- the worker -----------------------------------------------------------------
     def _run(self) -> None:
@@ -286,16 +290,23 @@ class RulesService:
         batch: list[Inbound] = []
         deadline = time.monotonic() + self._config.batch_max_delay_s
         limit = self._config.batch_max_messages
-        inbox = self._inbox
+        inbox, arrived = self._inbox, self._arrived
         while len(batch) < limit:
             try:
                 batch.append(inbox.popleft())
             except IndexError:
                 if batch or self._stop.is_set() or not self._requests.empty():
                     break
-                if time.monotonic() >= deadline:
+                if self._reload_requested.is_set():
                     break
-                time.sleep(POLL_S)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                # Cleared, then looked at again: a message appended in between has set
+                # it again, so the wait below cannot miss it.
+                arrived.clear()
+                if not inbox and not self._stop.is_set() and self._requests.empty():
+                    arrived.wait(left)
         return batch
 
     def _decode(self, batch: Sequence[Inbound], *, count: bool = True) -> list[Reading]:
@@ -553,8 +564,14 @@ class RulesService:
         if not self._session.wait_connected(wait) or not self._session.session_present:
             return  # a new session has no backlog, and nothing was acknowledged before
         deadline = time.monotonic() + wait
-        while not self._inbox and time.monotonic() < deadline:
-            time.sleep(POLL_S)  # a persistent session's backlog arrives right after CONNACK
+        # A persistent session's backlog arrives right after CONNACK.
+        while not self._inbox and not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._arrived.clear()
+            if not self._inbox:
+                self._arrived.wait(left)
         first = min(
             (r.time for r in self._decode(self._peek(PEEK_MESSAGES), count=False)),
             default=None,
