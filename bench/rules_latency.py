@@ -27,8 +27,9 @@ engine, store commit, outbox publish, broker.
 (an alert missing, p99 publish -> alert >= 250 ms, or the load generator short of the
 offered rate); the table then names the highest sustained rate. Each run reports the
 rules process's readings per CPU second (readings it took / its CPU seconds in the run)
-and the machine's load average. `--profile DIR` runs the service under py-spy and
-writes `rules-flame-<date>-<rate>per-s.svg` there (CPU figures are then py-spy's child's).
+and the machine's load average. `--profile DIR` attaches py-spy to the service while the load
+runs (`uv run --with py-spy`; it costs the machine a little CPU) and writes
+`rules-flame-<date>-<rate>per-s.svg` there.
 `--service-tree DIR` runs the service from another source tree (`git archive` of the
 commit to compare with), so before and after can alternate in the same minutes.
 
@@ -322,16 +323,10 @@ def inject(
 
 
 def start_service(
-    stack: LocalStack,
-    root: str,
-    database: str,
-    work: Path,
-    profile: Path | None = None,
-    tree: Path | None = None,
+    stack: LocalStack, root: str, database: str, work: Path, tree: Path | None = None
 ) -> tuple[subprocess.Popen[bytes], Path]:
-    """The service as a subprocess; with `profile` (an SVG path) under `py-spy record`
-    (run the bench with `uv run --with py-spy`): then the process is py-spy's. `tree`:
-    another checkout's source (e.g. `git archive main`), run with this environment."""
+    """The service as a subprocess. `tree`: another checkout's source (e.g. `git
+    archive main`), run with this environment."""
     log = work / f"rules-{root}.log"
     env = {
         **os.environ,
@@ -344,14 +339,8 @@ def start_service(
     if tree is not None:
         env["PYTHONPATH"] = str(tree)
     with log.open("ab") as sink:
-        command = [sys.executable, "-m", "pantau.cli", "rules"]
-        if profile is not None:
-            spy = shutil.which("py-spy")
-            if spy is None:
-                raise RuntimeError("--profile needs py-spy: uv run --with py-spy python -m ...")
-            command = [spy, "record", "-r", "200", "-o", str(profile), "--", *command]
         proc = subprocess.Popen(
-            command,
+            [sys.executable, "-m", "pantau.cli", "rules"],
             env=env,
             cwd=tree,
             stdin=subprocess.DEVNULL,
@@ -371,18 +360,32 @@ def start_service(
     raise RuntimeError(f"rules service not up in 60 s:\n{log.read_text()[-2000:]}")
 
 
-def service_pid(proc: subprocess.Popen[bytes], profiled: bool) -> int:
-    """The rules process: py-spy's child when profiled."""
-    if not profiled:
-        return proc.pid
-    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-    return int(children[0])
+class Profiler:
+    """py-spy attached to a running process from now until `stop` (a steady state: no
+    start-up in the graph); sampling does not pause it (--nonblocking)."""
+
+    def __init__(self, pid: int, svg: Path) -> None:
+        spy = shutil.which("py-spy")
+        if spy is None:
+            raise RuntimeError("--profile needs py-spy: uv run --with py-spy python -m ...")
+        self.svg = svg
+        self._proc = subprocess.Popen(
+            [spy, "record", "--nonblocking", "-r", "100", "-p", str(pid), "-o", str(svg)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def stop(self) -> None:
+        self._proc.send_signal(signal.SIGINT)  # py-spy writes the graph, then exits
+        try:
+            self._proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
 
 
-def stop_service(proc: subprocess.Popen[bytes], log: Path, pid: int | None = None) -> int | None:
-    """SIGTERM the service (`pid`: the rules process under py-spy, which then writes its
-    flame graph and exits)."""
-    os.kill(pid or proc.pid, signal.SIGTERM)
+def stop_service(proc: subprocess.Popen[bytes], log: Path) -> int | None:
+    proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout=60)
     except subprocess.TimeoutExpired:
@@ -407,23 +410,23 @@ def run_rate(
     stack.create_database(database)
     stations = pick_stations(city, args.injections)
     devices = background_devices(city, stations)
-    profile = None
-    if args.profile is not None:
-        stamp = datetime.now(UTC).strftime("%Y-%m-%d")
-        profile = args.profile / f"rules-flame-{stamp}-{rate}per-s.svg"
-    service, log = start_service(stack, root, database, work, profile, args.service_tree)
-    pid = service_pid(service, profile is not None)
+    service, log = start_service(stack, root, database, work, args.service_tree)
     listener = AlertListener(stack, root)
     if not listener.wait_subscribed(10):
         raise RuntimeError("alert listener not subscribed")
     background = Background(stack, topics, devices)
     stop = threading.Event()
-    pids = {"rules": pid, "bench": os.getpid()}
+    pids = {"rules": service.pid, "bench": os.getpid()}
     if stack.mosquitto.pid is not None:
         pids["mosquitto"] = stack.mosquitto.pid
     try:
         with CpuWatch(pids) as watch:
             background.start(rate)
+            profiler = None
+            if args.profile is not None:
+                stamp = datetime.now(UTC).strftime("%Y-%m-%d")
+                svg = args.profile / f"rules-flame-{stamp}-{rate}per-s.svg"
+                profiler = Profiler(service.pid, svg)
             first = time.time() + args.warmup_s
             injections = [
                 Injection(d, round(first + i * args.spacing_s, 3)) for i, d in enumerate(stations)
@@ -443,13 +446,15 @@ def run_rate(
                 match_alerts(injections, listener.received)
                 if all(i.alert_at is not None for i in injections):
                     break
+            if profiler is not None:
+                profiler.stop()
             stop.set()
             written = background.stop()
             injector.join()
         load_s = background.stopped - background.started
     finally:
         stop.set()
-        messages = stop_service(service, log, pid)
+        messages = stop_service(service, log)
         listener.close()
     match_alerts(injections, listener.received)
     stack.drop_database(database)
