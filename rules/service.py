@@ -6,9 +6,10 @@ One worker thread owns the rule engine (it is not thread-safe): it batches messa
 decodes and validates them exactly as ingest does (ingest dead-letters rejects; here
 they are only counted), feeds the engine, applies each ConditionChange to the incident
 store together with the messages it owes (the outbox, one transaction), publishes the
-unsent outbox rows and marks them after the PUBACKs, then acks. A crash anywhere in
-between loses no alert: the next start publishes what is still unsent (at-least-once;
-every message carries its outbox id as `message_id`). On each tick it also escalates
+unsent outbox rows and marks them after the PUBACKs, then acks (the batches of the
+last ACK_EVERY_S together). A crash anywhere in between loses no alert: the next start
+publishes what is still unsent (at-least-once; every message carries its outbox id as
+`message_id`). On each tick it also escalates
 unacknowledged incidents (rules.escalation); a second thread posts alerts to the chat
 webhooks (rules.notify). The same thread ticks the engine with the system clock
 (so absence fires with a silent fleet), polls the rule file for a hot reload, and runs
@@ -81,6 +82,13 @@ log = logging.getLogger(__name__)
 
 PEEK_MESSAGES = 200  # redelivered messages looked at for the earliest pending reading
 STOP_GRACE_S = 3.0  # for PUBACKs in flight when stopping
+# Processed messages are acknowledged together, at most this long after the first of
+# them was done (or once ACK_MAX wait): a PUBACK write wakes the MQTT thread, and a
+# partition checks its lease before each (rules.partitions). An alert never waits for
+# it (its outbox row is published before its message is acknowledged); a crash only
+# means that much more is redelivered. ACK_MAX stays well under receive_maximum.
+ACK_EVERY_S = 0.05
+ACK_MAX = 1000
 # Buffered readings the watermark kinds take per turn beyond twice the batch (a few
 # ms: an alert arriving meanwhile waits for them); a
 # kecamatan an idle source held back catches up over a few turns, not in one stall.
@@ -169,6 +177,8 @@ class RulesService:
         # Unsent outbox rows of an earlier run (a crash before the PUBACK) go out first.
         self._outbox_dirty = True
         self._owed: list[OutboxMessage] = []  # rows this turn wrote (rules.partitions)
+        self._unacked: list[Inbound] = []  # processed, their acknowledgement pending
+        self._ack_due: float | None = None  # monotonic time _unacked must go out by
         self.lost = False  # the partition lease was lost (rules.partitions)
         hooks = WebhookConfig.from_settings(self._config) if webhooks else None
         self._webhooks = None if hooks is None else NotifierThread(store, hooks)
@@ -272,6 +282,7 @@ class RulesService:
                 self._report_quality()
                 self._ack(batch)
                 self._serve_requests()
+            self._flush_acks()  # a clean stop: everything processed is acknowledged
         except Stopping:
             log.info("stopping with messages unacknowledged (redelivered later)")
         except LeaseLost as err:
@@ -299,7 +310,8 @@ class RulesService:
                     break
                 if self._reload_requested.is_set():
                     break
-                left = deadline - time.monotonic()
+                due = deadline if self._ack_due is None else min(deadline, self._ack_due)
+                left = due - time.monotonic()
                 if left <= 0:
                     break
                 # Cleared, then looked at again: a message appended in between has set
@@ -527,9 +539,23 @@ class RulesService:
                 return False
 
     def _ack(self, batch: Sequence[Inbound]) -> None:
-        self._session.ack(batch)
-        self.stats.messages += len(batch)
-        self.metrics.acked(batch, self._clock.now(), self.stats)
+        """The batch is done: acknowledge it with the others of the last ACK_EVERY_S."""
+        if batch:
+            self._unacked += batch
+            if self._ack_due is None:
+                self._ack_due = time.monotonic() + ACK_EVERY_S
+        if not self._unacked:
+            self.metrics.acked((), self._clock.now(), self.stats)  # counters follow stats
+        elif len(self._unacked) >= ACK_MAX or time.monotonic() >= (self._ack_due or 0.0):
+            self._flush_acks()
+
+    def _flush_acks(self) -> None:
+        done, self._unacked, self._ack_due = self._unacked, [], None
+        if not done:
+            return
+        self._session.ack(done)
+        self.stats.messages += len(done)
+        self.metrics.acked(done, self._clock.now(), self.stats)
 
     # --- rebuild --------------------------------------------------------------------
     def _rebuild(self) -> None:
