@@ -74,6 +74,7 @@ PACERS = 4  # pacing threads (each owns a quarter of the background devices)
 TAIL_S = 20.0  # after the last expected alert time, wait this long for stragglers
 TARGET_P99_MS = 250.0  # publish -> alert: a rate is sustained below this, every alert in
 MAX_RATE = 64_000  # the --until-fail sweep stops here whatever happens
+IDLE_S = 5.0  # the service's CPU with no input is measured this long before the load
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +113,7 @@ class RunResult:
     cpu: dict[str, float] = field(default_factory=dict)  # cores used over the run
     cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds over the run
     loadavg: tuple[float, float, float] = (0.0, 0.0, 0.0)  # the machine's, at the run's end
+    idle_cores: float = float("nan")  # the service with no input, before the load
     service_log: str = ""
 
     @property
@@ -420,6 +422,9 @@ def run_rate(
     if stack.mosquitto.pid is not None:
         pids["mosquitto"] = stack.mosquitto.pid
     try:
+        with CpuWatch({"rules": service.pid}) as quiet:
+            time.sleep(IDLE_S)
+        idle = quiet.result()["rules"].cores
         with CpuWatch(pids) as watch:
             background.start(rate)
             profiler = None
@@ -471,6 +476,7 @@ def run_rate(
         cpu=cpu,
         cpu_s={name: use.seconds for name, use in used.items()},
         loadavg=os.getloadavg(),
+        idle_cores=idle,
         service_log=log.read_text(errors="replace")[-3000:],
     )
 

@@ -16,8 +16,9 @@ webhooks (rules.notify). The same thread ticks the engine with the system clock
 `advance_to` requests.
 
 Latency: a batch is whatever the inbox holds when the worker looks (it waits only when
-the inbox is empty, woken by the MQTT thread when a message arrives: an idle worker
-costs nothing between its ticks), per-device rules judge a reading as it arrives (rules.engine), and
+the inbox is empty, woken by the MQTT thread when a message arrives, then lingering
+BATCH_LINGER_S so a trickle comes in batches: an idle worker costs nothing between its
+ticks), per-device rules judge a reading as it arrives (rules.engine), and
 the outbox rows of a batch are published right after their commit, in the same turn.
 So a crew alert leaves one batch turn (decode, engine, SQLite commit, PUBACK) after the
 reading that raised it.
@@ -89,6 +90,11 @@ STOP_GRACE_S = 3.0  # for PUBACKs in flight when stopping
 # means that much more is redelivered. ACK_MAX stays well under receive_maximum.
 ACK_EVERY_S = 0.05
 ACK_MAX = 1000
+# A worker woken from an empty inbox lets the next messages of a trickle arrive before
+# it takes the batch: each turn has a fixed cost (a thread wake, settle, gaps, quality),
+# so a turn per message at a few thousand a second would cost more than the messages.
+# Only a worker that had nothing to do waits it; a busy one never does.
+BATCH_LINGER_S = 0.002
 # Buffered readings the watermark kinds take per turn beyond twice the batch (a few
 # ms: an alert arriving meanwhile waits for them); a
 # kecamatan an idle source held back catches up over a few turns, not in one stall.
@@ -296,8 +302,9 @@ class RulesService:
     def _collect(self) -> list[Inbound]:
         """What the inbox holds now (up to batch_max_messages); when it is empty, wait
         for the first message at most batch_max_delay_s (so the tick, reloads and a stop
-        are still looked at). A batch never waits for more messages to come: under
-        load batches grow by themselves, and an alert does not sit in a batch window."""
+        are still looked at). A batch waits for more messages only BATCH_LINGER_S after
+        an idle wait: under load batches grow by themselves, and an alert does not sit
+        in a batch window."""
         batch: list[Inbound] = []
         deadline = time.monotonic() + self._config.batch_max_delay_s
         limit = self._config.batch_max_messages
@@ -317,8 +324,9 @@ class RulesService:
                 # Cleared, then looked at again: a message appended in between has set
                 # it again, so the wait below cannot miss it.
                 arrived.clear()
-                if not inbox and not self._stop.is_set() and self._requests.empty():
-                    arrived.wait(left)
+                idle = not inbox and not self._stop.is_set() and self._requests.empty()
+                if idle and arrived.wait(left) and not self._stop.is_set():
+                    time.sleep(BATCH_LINGER_S)
         return batch
 
     def _decode(self, batch: Sequence[Inbound], *, count: bool = True) -> list[Reading]:
