@@ -88,7 +88,7 @@ STOP_GRACE_S = 3.0  # for PUBACKs in flight when stopping
 # partition checks its lease before each (rules.partitions). An alert never waits for
 # it (its outbox row is published before its message is acknowledged); a crash only
 # means that much more is redelivered. ACK_MAX stays well under receive_maximum.
-ACK_EVERY_S = 0.05
+ACK_EVERY_S = 0.2
 ACK_MAX = 1000
 # A worker woken from an empty inbox lets the next messages of a trickle arrive before
 # it takes the batch: each turn has a fixed cost (a thread wake, settle, gaps, quality),
@@ -549,6 +549,7 @@ class RulesService:
     def _ack(self, batch: Sequence[Inbound]) -> None:
         """The batch is done: acknowledge it with the others of the last ACK_EVERY_S."""
         if batch:
+            self.metrics.done(batch, self._clock.now())
             self._unacked += batch
             if self._ack_due is None:
                 self._ack_due = time.monotonic() + ACK_EVERY_S
