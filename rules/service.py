@@ -399,9 +399,10 @@ class RulesService:
             self.stats.reload_errors += 1
             log.error("rule file not reloaded, the old rules stay in force:\n%s", err)
             return []
-        self.stats.reloads += 1
         self._rules = rules
-        return self._engine.reload(rules)
+        changes = self._engine.reload(rules)
+        self.stats.reloads += 1  # after the engine has the new rules (a test reads both)
+        return changes
 
     def _mtime(self) -> float | None:
         try:
