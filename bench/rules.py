@@ -394,7 +394,8 @@ def alert_latency(args: Args) -> Section:
         "Target: p99 < 250 ms at 1,000 readings/s (publish->alert).",
         f"(idle): the service's cores over {IDLE_S:.0f} s with no input, before the load. "
         "readings per rules CPU s: (background written + injected readings) / the rules "
-        "process's CPU seconds (all threads) over the run; target >= 15,000. 'sustained': "
+        "process's CPU seconds (all threads) over the run; target >= 15,000; nan when an "
+        "alert is missing (the service fell behind, so it had not read all). 'sustained': "
         f"every alert came, p99 < {TARGET_P99_MS:.0f} ms, and the load generator delivered "
         ">= 95 % of the offered rate.",
         "Highest rate sustained: "

@@ -119,9 +119,12 @@ class RunResult:
     @property
     def readings_per_cpu_s(self) -> float:
         """Readings the service took (background + injected) per CPU second of its process
-        (all threads: decode, engine, incident store, publish, MQTT)."""
+        (all threads: decode, engine, incident store, publish, MQTT); NaN when it fell
+        behind (what it had not read yet would count as free)."""
         used = self.cpu_s.get("rules", 0.0)
-        return (self.written + 13 * len(self.injections)) / used if used > 0 else float("nan")
+        if used <= 0 or len(self.publish_to_alert_ms()) < len(self.injections):
+            return float("nan")  # an alert missing: the service fell behind, the rest is unread
+        return (self.written + 13 * len(self.injections)) / used
 
     @property
     def sustained(self) -> bool:
