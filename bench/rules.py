@@ -21,7 +21,7 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,7 +32,16 @@ import numpy.typing as npt
 import shapely
 
 from bench.ingest_report import markdown_table
-from bench.rules_latency import HOLD_STEP_S, PACERS, LatencyArgs, percentile, run_rate
+from bench.rules_latency import (
+    HOLD_STEP_S,
+    IDLE_S,
+    MAX_RATE,
+    PACERS,
+    TARGET_P99_MS,
+    LatencyArgs,
+    percentile,
+    run_rate,
+)
 from pantau.city import City, load_city
 from pantau.clock import SystemClock
 from pantau.devices import default_config_dir
@@ -287,9 +296,16 @@ def alert_latency(args: Args) -> Section:
         tempfile.TemporaryDirectory(prefix="pantau-bench-rules-") as tmp,
         LocalStack(Path(tmp) / "stack") as stack,
     ):
-        for rate in la.rates:
+        for rate in sweep_rates(la):
             progress(f"alert latency at {rate:,} readings/s offered")
             runs.append(run_rate(stack, city, la, rate, lateness_s, Path(tmp), progress))
+            progress(
+                f"  {rate:,}/s: {runs[-1].readings_per_cpu_s:,.0f} readings per rules CPU s, "
+                f"p99 {percentile(runs[-1].publish_to_alert_ms(), 99):,.0f} ms, "
+                f"{'sustained' if runs[-1].sustained else 'NOT sustained'}"
+            )
+            if la.until_fail and rate >= la.rates[-1] and not runs[-1].sustained:
+                break
     header = [
         "offered /s",
         "achieved /s",
@@ -297,7 +313,10 @@ def alert_latency(args: Args) -> Section:
         "alerts",
         "publish->alert p50 / p99 / max ms",
         "device time->alert p50 / p99 ms",
-        "rules CPU cores",
+        "rules CPU cores (idle)",
+        "readings per rules CPU s",
+        "sustained",
+        "load avg 1 / 5 min",
     ]
     rows = []
     for r in runs:
@@ -313,7 +332,10 @@ def alert_latency(args: Args) -> Section:
                 f"{percentile(e2e, 50):,.0f} / {percentile(e2e, 99):,.0f}"
                 f" / {max(e2e, default=float('nan')):,.0f}",
                 f"{percentile(after, 50):,.0f} / {percentile(after, 99):,.0f}",
-                f"{r.cpu.get('rules', float('nan')):.2f}",
+                f"{r.cpu.get('rules', float('nan')):.2f} ({r.idle_cores:.3f})",
+                f"{r.readings_per_cpu_s:,.0f}",
+                "yes" if r.sustained else "**no**",
+                f"{r.loadavg[0]:.1f} / {r.loadavg[1]:.1f}",
             ]
         )
         section.data.append(
@@ -335,6 +357,11 @@ def alert_latency(args: Args) -> Section:
                 "device_time_to_alert_p50_ms": percentile(after, 50),
                 "device_time_to_alert_p99_ms": percentile(after, 99),
                 "cpu_cores": r.cpu,
+                "cpu_s": r.cpu_s,
+                "readings_per_rules_cpu_s": r.readings_per_cpu_s,
+                "sustained": r.sustained,
+                "loadavg": r.loadavg,
+                "idle_cores": r.idle_cores,
             }
         )
         if got < len(r.injections):
@@ -342,6 +369,7 @@ def alert_latency(args: Args) -> Section:
                 f"missing alerts at {r.rate}/s; service log tail:\n{r.service_log}", file=sys.stderr
             )
     section.table = (header, rows)
+    best = max((r.rate for r in runs if r.sustained), default=None)
     n = la.injections
     section.notes += [
         f"Background: one `mosquitto_pub -l -q 1 -V 5` per device ({runs[0].background_devices}"
@@ -364,8 +392,27 @@ def alert_latency(args: Args) -> Section:
         "i.e. publish->alert plus the injector's scheduling delay.",
         f"{n} samples per rate: p99 is the largest or second largest sample.",
         "Target: p99 < 250 ms at 1,000 readings/s (publish->alert).",
+        f"(idle): the service's cores over {IDLE_S:.0f} s with no input, before the load. "
+        "readings per rules CPU s: (background written + injected readings) / the rules "
+        "process's CPU seconds (all threads) over the run; target >= 15,000; nan when an "
+        "alert is missing (the service fell behind, so it had not read all). 'sustained': "
+        f"every alert came, p99 < {TARGET_P99_MS:.0f} ms, and the load generator delivered "
+        ">= 95 % of the offered rate.",
+        "Highest rate sustained: "
+        + ("none" if best is None else f"{best:,} readings/s")
+        + ("" if not la.until_fail else " (the sweep doubled the rate until a run failed)."),
     ]
     return section
+
+
+def sweep_rates(la: LatencyArgs) -> Iterator[int]:
+    """The rates given, then (until_fail) doubling from the last up to MAX_RATE; the
+    caller stops the sweep at the first run that is not sustained."""
+    yield from la.rates
+    rate = la.rates[-1] * 2
+    while la.until_fail and rate <= MAX_RATE:
+        yield rate
+        rate *= 2
 
 
 SECTIONS: tuple[Callable[[Args], Section], ...] = (point_in_zone, rule_evaluations, alert_latency)
@@ -454,6 +501,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="offered readings/s of the latency section, comma-separated (e.g. 1000,10000)",
     )
     parser.add_argument("--injections", type=int, help="stations made to breach per rate")
+    parser.add_argument(
+        "--until-fail",
+        action="store_true",
+        help="after --rates, double the rate until a run is not sustained",
+    )
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy flame graphs of the service into this directory"
+    )
+    parser.add_argument("--tag", default="", help="appended to the results file name")
+    parser.add_argument(
+        "--service-tree", type=Path, help="run the rules service from this source tree"
+    )
     opts = parser.parse_args(argv)
     args = (
         Args(
@@ -477,6 +536,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         la = replace(la, rates=opts.rates)
     if opts.injections is not None:
         la = replace(la, injections=opts.injections)
+    la = replace(
+        la, until_fail=opts.until_fail, profile=opts.profile, service_tree=opts.service_tree
+    )
     args = replace(args, latency=la)
     info = machine()
     sections = [s(args) for s in SECTIONS if not opts.only or s.__name__ in opts.only]
@@ -485,7 +547,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         RESULTS_DIR.mkdir(exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y-%m-%d")
         only = "".join(f"-{name}" for name in opts.only or ())
-        path = RESULTS_DIR / f"rules{only}-{stamp}{'-quick' if opts.quick else ''}.json"
+        tag = f"-{opts.tag}" if opts.tag else ""
+        path = RESULTS_DIR / f"rules{only}-{stamp}{'-quick' if opts.quick else ''}{tag}.json"
         doc = {
             "run_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "args": asdict(args),
@@ -500,7 +563,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for s in sections
             ],
         }
-        path.write_text(json.dumps(doc, indent=2) + "\n")
+        path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
         sys.stdout.write(f"\nsaved {path}\n")
     return 1 if any(s.failed for s in sections) else 0
 

@@ -20,6 +20,18 @@ in its series (rules.engine), so publish -> alert is the whole path: broker, dec
 engine, store commit, outbox publish, broker.
 
     uv run python -m bench.rules_latency --rates 1000,10000 [--injections 40] [--no-save]
+    uv run python -m bench.rules_latency --rates 1000,2000,5000 --until-fail
+    uv run --with py-spy python -m bench.rules_latency --rates 2000 --profile bench/results
+
+`--until-fail` doubles the rate after the last one given until a run is not sustained
+(an alert missing, p99 publish -> alert >= 250 ms, or the load generator short of the
+offered rate); the table then names the highest sustained rate. Each run reports the
+rules process's readings per CPU second (readings it took / its CPU seconds in the run)
+and the machine's load average. `--profile DIR` attaches py-spy to the service while the load
+runs (`uv run --with py-spy`; it costs the machine a little CPU) and writes
+`rules-flame-<date>-<rate>per-s.svg` there.
+`--service-tree DIR` runs the service from another source tree (`git archive` of the
+commit to compare with), so before and after can alternate in the same minutes.
 
 is `python -m bench.rules --only alert_latency` (same options; results in
 bench/results/rules-alert_latency-<date>.json).
@@ -31,6 +43,7 @@ import heapq
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -59,6 +72,9 @@ HOLD_STEP_S = 10.0  # device-time spacing of an injected station's breaching rea
 PACE_S = 0.005  # pacing threads wake this often
 PACERS = 4  # pacing threads (each owns a quarter of the background devices)
 TAIL_S = 20.0  # after the last expected alert time, wait this long for stragglers
+TARGET_P99_MS = 250.0  # publish -> alert: a rate is sustained below this, every alert in
+MAX_RATE = 64_000  # the --until-fail sweep stops here whatever happens
+IDLE_S = 5.0  # the service's CPU with no input is measured this long before the load
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +83,9 @@ class LatencyArgs:
     injections: int  # stations (one per kelurahan) made to breach, per run
     spacing_s: float  # between injected stations' first readings
     warmup_s: float  # background load before the first injection
+    until_fail: bool = False  # after `rates`, double the rate until a run fails
+    profile: Path | None = None  # py-spy flame graphs of the service go here
+    service_tree: Path | None = None  # run the service from this source tree (a before/after)
 
 
 @dataclass(slots=True)
@@ -92,7 +111,31 @@ class RunResult:
     service_messages: int | None
     injections: list[Injection]
     cpu: dict[str, float] = field(default_factory=dict)  # cores used over the run
+    cpu_s: dict[str, float] = field(default_factory=dict)  # CPU seconds over the run
+    loadavg: tuple[float, float, float] = (0.0, 0.0, 0.0)  # the machine's, at the run's end
+    idle_cores: float = float("nan")  # the service with no input, before the load
     service_log: str = ""
+
+    @property
+    def readings_per_cpu_s(self) -> float:
+        """Readings the service took (background + injected) per CPU second of its process
+        (all threads: decode, engine, incident store, publish, MQTT); NaN when it fell
+        behind (what it had not read yet would count as free)."""
+        used = self.cpu_s.get("rules", 0.0)
+        if used <= 0 or len(self.publish_to_alert_ms()) < len(self.injections):
+            return float("nan")  # an alert missing: the service fell behind, the rest is unread
+        return (self.written + 13 * len(self.injections)) / used
+
+    @property
+    def sustained(self) -> bool:
+        """Every alert came, p99 publish -> alert under the target, and the load generator
+        delivered what was offered (within 5 %: otherwise the bench, not the service, failed)."""
+        e2e = self.publish_to_alert_ms()
+        return (
+            len(e2e) == len(self.injections)
+            and percentile(e2e, 99) < TARGET_P99_MS
+            and self.achieved >= 0.95 * self.rate
+        )
 
     @property
     def achieved(self) -> float:
@@ -285,8 +328,10 @@ def inject(
 
 
 def start_service(
-    stack: LocalStack, root: str, database: str, work: Path
+    stack: LocalStack, root: str, database: str, work: Path, tree: Path | None = None
 ) -> tuple[subprocess.Popen[bytes], Path]:
+    """The service as a subprocess. `tree`: another checkout's source (e.g. `git
+    archive main`), run with this environment."""
     log = work / f"rules-{root}.log"
     env = {
         **os.environ,
@@ -296,10 +341,13 @@ def start_service(
         "PANTAU_DATABASE_URL": f"sqlite:///{work / f'incidents-{root}.db'}",
         "PANTAU_RULES__CLIENT_ID": f"bench-{root}",
     }
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
     with log.open("ab") as sink:
         proc = subprocess.Popen(
             [sys.executable, "-m", "pantau.cli", "rules"],
             env=env,
+            cwd=tree,
             stdin=subprocess.DEVNULL,
             stdout=sink,
             stderr=subprocess.STDOUT,
@@ -315,6 +363,30 @@ def start_service(
         time.sleep(0.2)
     proc.kill()
     raise RuntimeError(f"rules service not up in 60 s:\n{log.read_text()[-2000:]}")
+
+
+class Profiler:
+    """py-spy attached to a running process from now until `stop` (a steady state: no
+    start-up in the graph); sampling does not pause it (--nonblocking)."""
+
+    def __init__(self, pid: int, svg: Path) -> None:
+        spy = shutil.which("py-spy")
+        if spy is None:
+            raise RuntimeError("--profile needs py-spy: uv run --with py-spy python -m ...")
+        self.svg = svg
+        self._proc = subprocess.Popen(
+            [spy, "record", "--nonblocking", "-r", "100", "-p", str(pid), "-o", str(svg)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def stop(self) -> None:
+        self._proc.send_signal(signal.SIGINT)  # py-spy writes the graph, then exits
+        try:
+            self._proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.wait()
 
 
 def stop_service(proc: subprocess.Popen[bytes], log: Path) -> int | None:
@@ -343,7 +415,7 @@ def run_rate(
     stack.create_database(database)
     stations = pick_stations(city, args.injections)
     devices = background_devices(city, stations)
-    service, log = start_service(stack, root, database, work)
+    service, log = start_service(stack, root, database, work, args.service_tree)
     listener = AlertListener(stack, root)
     if not listener.wait_subscribed(10):
         raise RuntimeError("alert listener not subscribed")
@@ -353,8 +425,16 @@ def run_rate(
     if stack.mosquitto.pid is not None:
         pids["mosquitto"] = stack.mosquitto.pid
     try:
+        with CpuWatch({"rules": service.pid}) as quiet:
+            time.sleep(IDLE_S)
+        idle = quiet.result()["rules"].cores
         with CpuWatch(pids) as watch:
             background.start(rate)
+            profiler = None
+            if args.profile is not None:
+                stamp = datetime.now(UTC).strftime("%Y-%m-%d")
+                svg = args.profile / f"rules-flame-{stamp}-{rate}per-s.svg"
+                profiler = Profiler(service.pid, svg)
             first = time.time() + args.warmup_s
             injections = [
                 Injection(d, round(first + i * args.spacing_s, 3)) for i, d in enumerate(stations)
@@ -374,6 +454,8 @@ def run_rate(
                 match_alerts(injections, listener.received)
                 if all(i.alert_at is not None for i in injections):
                     break
+            if profiler is not None:
+                profiler.stop()
             stop.set()
             written = background.stop()
             injector.join()
@@ -384,7 +466,8 @@ def run_rate(
         listener.close()
     match_alerts(injections, listener.received)
     stack.drop_database(database)
-    cpu = {name: use.cores for name, use in watch.result().items()}
+    used = watch.result()
+    cpu = {name: use.cores for name, use in used.items()}
     return RunResult(
         rate=rate,
         lateness_s=lateness_s,
@@ -394,6 +477,9 @@ def run_rate(
         service_messages=messages,
         injections=injections,
         cpu=cpu,
+        cpu_s={name: use.seconds for name, use in used.items()},
+        loadavg=os.getloadavg(),
+        idle_cores=idle,
         service_log=log.read_text(errors="replace")[-3000:],
     )
 

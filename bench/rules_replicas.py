@@ -9,7 +9,11 @@ same publish -> crew alert measure). Reported per run: readings/s achieved, CPU-
 of all replicas per 1,000 readings and each replica's cores, p50/p99 publish -> alert.
 
     uv run python -m bench.rules_replicas [--replicas 1,2,3] [--rates 1000,2000,5000]
-        [--injections 20] [--warmup 10] [--no-save]
+        [--injections 20] [--warmup 10] [--idle 10] [--service-tree DIR] [--no-save]
+
+`--idle S`: each run first measures the settled replicas' CPU for S seconds with no
+input (what waiting costs: 13 partition workers). `--service-tree DIR` runs the
+replicas from another source tree (`git archive` of the commit to compare with).
 
 Targets (issue 19): CPU per reading with 2 replicas within 15 % of one replica's; p99
 publish -> alert < 500 ms at 5,000 readings/s with 2 replicas.
@@ -31,6 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 import psycopg
 
@@ -66,6 +71,7 @@ class ReplicaRun:
     injections: list[Injection]
     cpu_s: dict[str, float] = field(default_factory=dict)  # CPU-seconds per replica
     loadavg: str = ""
+    idle_cores: dict[str, float] = field(default_factory=dict)  # before the load, no input
 
     @property
     def achieved(self) -> float:
@@ -96,6 +102,7 @@ class ReplicaRun:
             "p50_ms": round(percentile(lat, 50), 1),
             "p99_ms": round(percentile(lat, 99), 1),
             "loadavg": self.loadavg,
+            "idle_cores_by_replica": {k: round(v, 3) for k, v in self.idle_cores.items()},
         }
 
 
@@ -103,7 +110,14 @@ class Replicas:
     """N rules replicas on one root, InfluxDB database and PostgreSQL database."""
 
     def __init__(
-        self, stack: LocalStack, root: str, database: str, url: str, n: int, work: Path
+        self,
+        stack: LocalStack,
+        root: str,
+        database: str,
+        url: str,
+        n: int,
+        work: Path,
+        tree: Path | None = None,
     ) -> None:
         base = {
             **os.environ,
@@ -114,6 +128,8 @@ class Replicas:
             "PANTAU_RULES__CLIENT_ID": f"bench-{root}",
             "PANTAU_RULES__PARTITIONED": "true",
         }
+        if tree is not None:  # another checkout's source, run with this environment
+            base["PYTHONPATH"] = str(tree)
         self.logs = [work / f"rules-{root}-r{i}.log" for i in range(n)]
         self.procs: list[subprocess.Popen[bytes]] = []
         for i, log in enumerate(self.logs):
@@ -122,6 +138,7 @@ class Replicas:
                     subprocess.Popen(
                         [sys.executable, "-m", "pantau.cli", "rules"],
                         env={**base, "PANTAU_REPLICA": f"r{i}"},
+                        cwd=tree,
                         stdin=subprocess.DEVNULL,
                         stdout=sink,
                         stderr=subprocess.STDOUT,
@@ -205,7 +222,8 @@ def run(
     stack.create_database(database)
     stations = pick_stations(city, opts.injections)
     devices = background_devices(city, stations)
-    replicas = Replicas(stack, root, database, fresh_database(postgres), n, work)
+    url = fresh_database(postgres)
+    replicas = Replicas(stack, root, database, url, n, work, opts.service_tree)
     listener = AlertListener(stack, root)
     background = Background(stack, topics, devices)
     stop = threading.Event()
@@ -214,6 +232,12 @@ def run(
         if not listener.wait_subscribed(10):
             raise RuntimeError("alert listener not subscribed")
         pids = {f"r{i}": p.pid for i, p in enumerate(replicas.procs)}
+        idle: dict[str, float] = {}
+        if opts.idle > 0:  # settled, no input: what waiting costs
+            with CpuWatch(pids) as quiet:
+                time.sleep(opts.idle)
+            idle = {k: u.cores for k, u in quiet.result().items() if k in pids}
+            progress(f"  {n} replica(s) idle: {idle} cores")
         with CpuWatch(pids) as watch:
             background.start(rate)
             first = time.time() + opts.warmup
@@ -246,7 +270,7 @@ def run(
     # The watch also reports the machine and other processes: the replicas only.
     cpu = {name: use.seconds for name, use in watch.result().items() if name in pids}
     load_s = background.stopped - background.started
-    return ReplicaRun(n, rate, load_s, written, injections, cpu, loadavg)
+    return ReplicaRun(n, rate, load_s, written, injections, cpu, loadavg, idle)
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -261,6 +285,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--spacing", type=float, default=0.5, help="s between injections")
     parser.add_argument("--warmup", type=float, default=10.0, help="s of load before them")
     parser.add_argument("--no-save", action="store_true", help="do not write bench/results/")
+    parser.add_argument(
+        "--idle", type=float, default=10.0, help="s of no input, measured before each load"
+    )
+    parser.add_argument("--service-tree", type=Path, help="run the replicas from this tree")
+    parser.add_argument("--tag", default="", help="appended to the results file name")
     opts = parser.parse_args(argv)
     city = load_city()
     results: list[dict[str, object]] = []
@@ -284,17 +313,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             postgres.stop()
     progress(
         f"\n{'replicas':>8} {'offered/s':>9} {'achieved/s':>10} {'cpu-s/1k':>9} "
-        f"{'per replica':>11} {'p50 ms':>7} {'p99 ms':>7}"
+        f"{'per replica':>11} {'p50 ms':>7} {'p99 ms':>7} {'idle cores':>10}"
     )
     for r in results:
         progress(
             f"{r['replicas']:>8} {r['offered_per_s']:>9} {r['achieved_per_s']:>10} "
             f"{r['cpu_s_per_1k_readings']:>9} {r['cpu_s_per_1k_readings_per_replica']:>11} "
-            f"{r['p50_ms']:>7} {r['p99_ms']:>7}"
+            f"{r['p50_ms']:>7} {r['p99_ms']:>7} "
+            f"{sum(cast(dict[str, float], r['idle_cores_by_replica']).values()):>10.3f}"
         )
     if not opts.no_save:
         RESULTS_DIR.mkdir(exist_ok=True)
-        path = RESULTS_DIR / f"rules-replicas-{datetime.now(UTC):%Y-%m-%d}.json"
+        tag = f"-{opts.tag}" if opts.tag else ""
+        path = RESULTS_DIR / f"rules-replicas-{datetime.now(UTC):%Y-%m-%d}{tag}.json"
         path.write_text(json.dumps({"runs": results}, indent=2) + "\n")
         progress(f"saved {path}")
     return 0

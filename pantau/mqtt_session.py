@@ -48,7 +48,8 @@ class SessionConsumer:
     """Subscribes `topic_filter` (one or several) at QoS 1 on a persistent session;
     queues each message in `inbox` (a deque: append/popleft are atomic, cheaper than
     queue.Queue at 10k msg/s; the MQTT v5 Receive Maximum bounds its length, on 3.1.1
-    the broker's own in-flight limit does)."""
+    the broker's own in-flight limit does). `arrived` is set after each append: a
+    consumer with an empty inbox clears it, looks again, then waits on it (no polling)."""
 
     def __init__(
         self,
@@ -67,6 +68,7 @@ class SessionConsumer:
         self._receive_maximum = receive_maximum
         self._clock = clock
         self.inbox: deque[Inbound] = deque()
+        self.arrived = threading.Event()
         self.connects = 0
         self.session_present = False  # the broker resumed a session (with its backlog)
         self._connected = threading.Event()
@@ -177,3 +179,5 @@ class SessionConsumer:
                 self._clock.now(),
             )
         )
+        if not self.arrived.is_set():  # a busy consumer has not cleared it: skip the lock
+            self.arrived.set()

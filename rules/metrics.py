@@ -1,7 +1,7 @@
 """The rules service's own metrics (pantau/metrics.py): messages and readings judged,
 incidents opened, alerts published, the backlog, and the rule latency: from a message's
-arrival to its acknowledgement, i.e. after every incident change and alert it led to
-is stored and published."""
+arrival until every incident change and alert it led to is stored and published (its
+acknowledgement follows within rules.service.ACK_EVERY_S)."""
 
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ class RulesMetrics:
         self.alerts = m.counter("alerts_published", "crew alerts published")
         self.latency = m.latency(
             "message_to_ack",
-            "oldest message of a batch: arrival to acknowledgement (its incidents and "
-            "alerts stored and published)",
+            "oldest message of a batch: arrival to done (its incidents and alerts stored "
+            "and published; acknowledged together with others right after)",
         )
         m.gauge("backlog_messages", "messages received, not yet judged", backlog)
         m.gauge("sources_idle", "sources silent past their interval + idle_after", sources_idle)
@@ -67,10 +67,15 @@ class RulesMetrics:
         if writer is not None:
             writer.close()
 
+    def done(self, batch: Sequence[Inbound], now: datetime) -> None:
+        """A batch is judged, stored and published: one latency observation (its oldest
+        message), so a busy worker pays for one histogram update, not thousands."""
+        if batch:
+            self.latency.observe(max((now - batch[0].received_at).total_seconds(), 0.0))
+
     def acked(self, batch: Sequence[Inbound], now: datetime, stats: RulesStats) -> None:
-        """After each batch: counters follow the service's stats; one latency
-        observation per batch (its oldest message), so a busy worker pays for one
-        histogram update, not thousands."""
+        """After each acknowledgement (and idle turn): counters follow the service's
+        stats."""
         for counter, key, value in (
             (self.readings, "readings", stats.readings),
             (self.opened, "opened", stats.opened),
@@ -81,7 +86,5 @@ class RulesMetrics:
         ):
             counter.inc(max(value - self._seen.get(key, 0), 0))
             self._seen[key] = value
-        if not batch:
-            return
-        self.messages.inc(len(batch))
-        self.latency.observe(max((now - batch[0].received_at).total_seconds(), 0.0))
+        if batch:
+            self.messages.inc(len(batch))

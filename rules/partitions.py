@@ -20,7 +20,8 @@ that takes the partition connects under the same name and gets the backlog. On
 takeover the new owner rebuilds the partition's state from InfluxDB, as a restart does.
 
 Every incident write of a partition is fenced by its lease (pantau.store.leases) in the
-same transaction, and each batch is acknowledged only after a fence check, so a
+same transaction, and processed messages are acknowledged (together, every
+ACK_EVERY_S: rules.service) only after a fence check, so a
 replica that lost the partition (paused past its lease, cut off) stops: its writes are
 refused and what it holds stays unacknowledged for the new owner.
 
@@ -169,6 +170,7 @@ class PartitionService(RulesService):
                 log.warning("partition %s: session taken over; stopping", self.key)
                 self.lost = True
                 self._stop.set()
+                self._arrived.set()
                 c.disconnect()  # no reconnect (the socket is gone: it only sets the state)
 
         client.on_disconnect = on_disconnect
@@ -315,7 +317,7 @@ class PartitionService(RulesService):
             self._count_published(owed)
         self._outbox_dirty = False
 
-    def _ack(self, batch: Sequence[Inbound]) -> None:
-        if batch:
-            self._role.check()  # lost meanwhile: leave the batch to the new owner
-        super()._ack(batch)
+    def _flush_acks(self) -> None:
+        if self._unacked:
+            self._role.check()  # lost meanwhile: leave the messages to the new owner
+        super()._flush_acks()

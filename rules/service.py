@@ -6,16 +6,19 @@ One worker thread owns the rule engine (it is not thread-safe): it batches messa
 decodes and validates them exactly as ingest does (ingest dead-letters rejects; here
 they are only counted), feeds the engine, applies each ConditionChange to the incident
 store together with the messages it owes (the outbox, one transaction), publishes the
-unsent outbox rows and marks them after the PUBACKs, then acks. A crash anywhere in
-between loses no alert: the next start publishes what is still unsent (at-least-once;
-every message carries its outbox id as `message_id`). On each tick it also escalates
+unsent outbox rows and marks them after the PUBACKs, then acks (the batches of the
+last ACK_EVERY_S together). A crash anywhere in between loses no alert: the next start
+publishes what is still unsent (at-least-once; every message carries its outbox id as
+`message_id`). On each tick it also escalates
 unacknowledged incidents (rules.escalation); a second thread posts alerts to the chat
 webhooks (rules.notify). The same thread ticks the engine with the system clock
 (so absence fires with a silent fleet), polls the rule file for a hot reload, and runs
 `advance_to` requests.
 
 Latency: a batch is whatever the inbox holds when the worker looks (it waits only when
-the inbox is empty), per-device rules judge a reading as it arrives (rules.engine), and
+the inbox is empty, woken by the MQTT thread when a message arrives, then lingering
+BATCH_LINGER_S so a trickle comes in batches: an idle worker costs nothing between its
+ticks), per-device rules judge a reading as it arrives (rules.engine), and
 the outbox rows of a batch are published right after their commit, in the same turn.
 So a crew alert leaves one batch turn (decode, engine, SQLite commit, PUBACK) after the
 reading that raised it.
@@ -78,9 +81,20 @@ from rules.stats import RulesStats
 
 log = logging.getLogger(__name__)
 
-POLL_S = 0.002  # an idle worker looks at the inbox this often
 PEEK_MESSAGES = 200  # redelivered messages looked at for the earliest pending reading
 STOP_GRACE_S = 3.0  # for PUBACKs in flight when stopping
+# Processed messages are acknowledged together, at most this long after the first of
+# them was done (or once ACK_MAX wait): a PUBACK write wakes the MQTT thread, and a
+# partition checks its lease before each (rules.partitions). An alert never waits for
+# it (its outbox row is published before its message is acknowledged); a crash only
+# means that much more is redelivered. ACK_MAX stays well under receive_maximum.
+ACK_EVERY_S = 0.2
+ACK_MAX = 1000
+# A worker woken from an empty inbox lets the next messages of a trickle arrive before
+# it takes the batch: each turn has a fixed cost (a thread wake, settle, gaps, quality),
+# so a turn per message at a few thousand a second would cost more than the messages.
+# Only a worker that had nothing to do waits it; a busy one never does.
+BATCH_LINGER_S = 0.002
 # Buffered readings the watermark kinds take per turn beyond twice the batch (a few
 # ms: an alert arriving meanwhile waits for them); a
 # kecamatan an idle source held back catches up over a few turns, not in one stall.
@@ -160,6 +174,7 @@ class RulesService:
             clock=self._clock,
         )
         self._inbox = self._session.inbox
+        self._arrived = self._session.arrived  # also set to wake the worker (stop, requests)
         self.metrics = RulesMetrics(
             settings, lambda: len(self._inbox), lambda: self.stats.sources_idle
         )
@@ -168,6 +183,8 @@ class RulesService:
         # Unsent outbox rows of an earlier run (a crash before the PUBACK) go out first.
         self._outbox_dirty = True
         self._owed: list[OutboxMessage] = []  # rows this turn wrote (rules.partitions)
+        self._unacked: list[Inbound] = []  # processed, their acknowledgement pending
+        self._ack_due: float | None = None  # monotonic time _unacked must go out by
         self.lost = False  # the partition lease was lost (rules.partitions)
         hooks = WebhookConfig.from_settings(self._config) if webhooks else None
         self._webhooks = None if hooks is None else NotifierThread(store, hooks)
@@ -215,6 +232,7 @@ class RulesService:
         """Finish the batch in hand (unless a publish is stuck), then disconnect. Messages
         not yet processed stay unacknowledged in the broker's session."""
         self._stop.set()
+        self._arrived.set()
         self._worker.join(timeout=30)
         if self._webhooks is not None:
             self._webhooks.stop()
@@ -236,11 +254,13 @@ class RulesService:
         scenario's end once its stream is done. True once done."""
         done = threading.Event()
         self._requests.put((when, done))
+        self._arrived.set()
         return done.wait(timeout)
 
     def request_reload(self) -> None:
         """Reload the rule file at the next turn of the worker (SIGHUP)."""
         self._reload_requested.set()
+        self._arrived.set()
 
     # --- the worker -----------------------------------------------------------------
     def _run(self) -> None:
@@ -270,6 +290,7 @@ class RulesService:
                 self._report_quality()
                 self._ack(batch)
                 self._serve_requests()
+            self._flush_acks()  # a clean stop: everything processed is acknowledged
         except Stopping:
             log.info("stopping with messages unacknowledged (redelivered later)")
         except LeaseLost as err:
@@ -283,21 +304,31 @@ class RulesService:
     def _collect(self) -> list[Inbound]:
         """What the inbox holds now (up to batch_max_messages); when it is empty, wait
         for the first message at most batch_max_delay_s (so the tick, reloads and a stop
-        are still looked at). A batch never waits for more messages to come: under
-        load batches grow by themselves, and an alert does not sit in a batch window."""
+        are still looked at). A batch waits for more messages only BATCH_LINGER_S after
+        an idle wait: under load batches grow by themselves, and an alert does not sit
+        in a batch window."""
         batch: list[Inbound] = []
         deadline = time.monotonic() + self._config.batch_max_delay_s
         limit = self._config.batch_max_messages
-        inbox = self._inbox
+        inbox, arrived = self._inbox, self._arrived
         while len(batch) < limit:
             try:
                 batch.append(inbox.popleft())
             except IndexError:
                 if batch or self._stop.is_set() or not self._requests.empty():
                     break
-                if time.monotonic() >= deadline:
+                if self._reload_requested.is_set():
                     break
-                time.sleep(POLL_S)
+                due = deadline if self._ack_due is None else min(deadline, self._ack_due)
+                left = due - time.monotonic()
+                if left <= 0:
+                    break
+                # Cleared, then looked at again: a message appended in between has set
+                # it again, so the wait below cannot miss it.
+                arrived.clear()
+                idle = not inbox and not self._stop.is_set() and self._requests.empty()
+                if idle and arrived.wait(left) and not self._stop.is_set():
+                    time.sleep(BATCH_LINGER_S)
         return batch
 
     def _decode(self, batch: Sequence[Inbound], *, count: bool = True) -> list[Reading]:
@@ -374,9 +405,10 @@ class RulesService:
             self.stats.reload_errors += 1
             log.error("rule file not reloaded, the old rules stay in force:\n%s", err)
             return []
-        self.stats.reloads += 1
         self._rules = rules
-        return self._engine.reload(rules)
+        changes = self._engine.reload(rules)
+        self.stats.reloads += 1  # after the engine has the new rules (a test reads both)
+        return changes
 
     def _mtime(self) -> float | None:
         try:
@@ -522,9 +554,24 @@ class RulesService:
                 return False
 
     def _ack(self, batch: Sequence[Inbound]) -> None:
-        self._session.ack(batch)
-        self.stats.messages += len(batch)
-        self.metrics.acked(batch, self._clock.now(), self.stats)
+        """The batch is done: acknowledge it with the others of the last ACK_EVERY_S."""
+        if batch:
+            self.metrics.done(batch, self._clock.now())
+            self._unacked += batch
+            if self._ack_due is None:
+                self._ack_due = time.monotonic() + ACK_EVERY_S
+        if not self._unacked:
+            self.metrics.acked((), self._clock.now(), self.stats)  # counters follow stats
+        elif len(self._unacked) >= ACK_MAX or time.monotonic() >= (self._ack_due or 0.0):
+            self._flush_acks()
+
+    def _flush_acks(self) -> None:
+        done, self._unacked, self._ack_due = self._unacked, [], None
+        if not done:
+            return
+        self._session.ack(done)
+        self.stats.messages += len(done)
+        self.metrics.acked(done, self._clock.now(), self.stats)
 
     # --- rebuild --------------------------------------------------------------------
     def _rebuild(self) -> None:
@@ -559,8 +606,14 @@ class RulesService:
         if not self._session.wait_connected(wait) or not self._session.session_present:
             return  # a new session has no backlog, and nothing was acknowledged before
         deadline = time.monotonic() + wait
-        while not self._inbox and time.monotonic() < deadline:
-            time.sleep(POLL_S)  # a persistent session's backlog arrives right after CONNACK
+        # A persistent session's backlog arrives right after CONNACK.
+        while not self._inbox and not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._arrived.clear()
+            if not self._inbox:
+                self._arrived.wait(left)
         first = min(
             (r.time for r in self._decode(self._peek(PEEK_MESSAGES), count=False)),
             default=None,

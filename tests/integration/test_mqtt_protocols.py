@@ -118,3 +118,32 @@ def test_a_session_consumer_names_the_node_it_reached(
         assert consumer.client.failovers == 1
     finally:
         consumer.stop()
+
+
+def test_a_session_consumer_wakes_its_reader_on_arrival(settings: Settings) -> None:
+    """A consumer waits on `arrived` instead of polling its inbox: each message sets it,
+    and a reader that cleared it and found the inbox empty is woken by the next one."""
+    consumer = SessionConsumer(
+        settings.mqtt,
+        f"wake-{settings.mqtt.root}",
+        Topics(settings.mqtt.root).all_sensor_up,
+        session_expiry_s=60,
+        receive_maximum=10,
+        clock=SystemClock(),
+    )
+    consumer.start()
+    publisher = Publisher(settings.mqtt)
+    try:
+        assert consumer.wait_subscribed(30)
+        topic = Topics(settings.mqtt.root).sensor_up("dev-1")
+        for n in range(3):
+            consumer.arrived.clear()
+            assert not consumer.inbox
+            publisher.publish(topic, f"m{n}".encode())
+            assert consumer.arrived.wait(10)
+            assert consumer.inbox.popleft().payload == f"m{n}".encode()
+        consumer.arrived.clear()
+        assert not consumer.arrived.wait(0.3)  # nothing more came: stays clear
+    finally:
+        publisher.close()
+        consumer.stop()
