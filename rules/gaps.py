@@ -61,6 +61,7 @@ from pantau.incidents import (
 from pantau.influx.lineprotocol import tag_value
 from pantau.influx.writers import InfluxWriter, WriteRejected, WriteUnavailable, make_writer
 from pantau.settings import InfluxSettings
+from rules.stats import RulesStats
 
 log = logging.getLogger(__name__)
 
@@ -313,6 +314,10 @@ class UplinkGaps:
     @property
     def unsettled(self) -> int:
         return len(self._seen)
+
+    def count(self, stats: RulesStats) -> None:
+        stats.uplink_gaps, stats.uplinks_missing = self.gaps, self.missing
+        stats.uplink_gaps_filled, stats.uplink_gaps_unsettled = self.filled_late, self.unsettled
 
     def _judge(self, now: datetime) -> None:
         """Gaps whose settle time is over count what is still missing."""

@@ -8,12 +8,14 @@ catalogue does not know and devices the registry does not hold are skipped.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 
+from pantau.cameras import Camera
 from pantau.city import City
 from pantau.influx.query import InfluxQL
 from pantau.readings import Reading
+from rules.cameras import read_camera_history
 
 DEFAULT_CHUNK = timedelta(hours=1)
 _SINCE = "SELECT value FROM /.*/ WHERE time >= $start GROUP BY device"
@@ -97,3 +99,16 @@ def iter_readings(
 
 def _from_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def read_history(
+    influx: InfluxQL,
+    city: City,
+    cameras: Mapping[str, Camera],
+    since: datetime,
+    devices: Collection[str] | None = None,
+) -> list[Reading]:
+    """What a rebuild replays: the devices' readings and the cameras' analyses since
+    `since` (all devices when `devices` is None)."""
+    readings = read_readings(influx, city, since, devices=devices)
+    return readings + read_camera_history(influx, cameras, city.catalogue, since)

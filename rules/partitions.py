@@ -56,9 +56,9 @@ from pantau.store import IncidentStore, OutboxMessage
 from pantau.store.leases import LeaseLost
 from pantau.topics import Topics
 from pantau.zoneindex import ZoneIndex
-from rules.cameras import read_camera_history, rules_city
+from rules.cameras import rules_city
 from rules.engine import RuleEngine
-from rules.history import read_readings
+from rules.history import read_history
 from rules.routing import Router
 from rules.rulespec import RuleSet
 from rules.service import RulesService
@@ -262,9 +262,7 @@ class PartitionService(RulesService):
         for attempt in range(HISTORY_ATTEMPTS):
             try:
                 with _HISTORY_LOCK:
-                    return read_readings(
-                        self._influx, self._city, since, devices=devices
-                    ) + read_camera_history(self._influx, cameras, self._city.catalogue, since)
+                    return read_history(self._influx, self._city, cameras, since, devices)
             except InfluxQLError as err:
                 log.warning("partition %s: history not read (%s); retrying", self.key, err)
                 if self._stop.wait(2.0 * (attempt + 1)):

@@ -25,9 +25,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from sqlalchemy.orm import Session
 
 from pantau.cameras import Camera
@@ -42,8 +39,8 @@ from pantau.zoneindex import ZoneIndex
 from rules.cameras import rules_city
 from rules.escalation import escalate_due
 from rules.notify import NotifierThread, WebhookConfig
-from rules.outbox import MESSAGE_ID_PROPERTY
 from rules.partitions import PartitionService, Role, plan
+from rules.publishing import publish_row
 from rules.routing import Router
 from rules.rulespec import load_rules
 
@@ -234,7 +231,7 @@ class ReplicatedRules:
             if time.monotonic() > deadline or self._stop.is_set():
                 return False
             time.sleep(0.05)
-        infos = [_publish(self._out, m) for m in rows]
+        infos = [publish_row(self._out, m) for m in rows]
         for info in infos:
             try:
                 while not info.is_published():
@@ -247,13 +244,6 @@ class ReplicatedRules:
         if self._notifier is not None:
             self._notifier.wake()
         return True
-
-
-def _publish(client: mqtt.Client, m: OutboxMessage) -> mqtt.MQTTMessageInfo:
-    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-    props.ContentType = "application/json"
-    props.UserProperty = [(MESSAGE_ID_PROPERTY, str(m.id))]
-    return client.publish(m.topic, m.payload, qos=1, properties=props)
 
 
 def _delivery_s(hooks: WebhookConfig | None) -> float:

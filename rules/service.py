@@ -38,9 +38,6 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 from sqlalchemy.orm import Session
 
 from pantau.cameras import Camera
@@ -67,14 +64,15 @@ from pantau.store.leases import LeaseLost
 from pantau.store.prune import drop_report_photos
 from pantau.topics import Topics
 from pantau.zoneindex import ZoneIndex
-from rules.cameras import CameraReadings, read_camera_history, rules_city
+from rules.cameras import CameraReadings, rules_city
 from rules.engine import RuleEngine
 from rules.escalation import escalate_due
 from rules.gaps import UplinkGaps, input_quality_line
-from rules.history import latest_time, read_readings
+from rules.history import latest_time, read_history
 from rules.metrics import RulesMetrics
 from rules.notify import NotifierThread, WebhookConfig
-from rules.outbox import MESSAGE_ID_PROPERTY, change_dispatch
+from rules.outbox import change_dispatch
+from rules.publishing import RowPublisher, Stopping, count_published
 from rules.routing import Router
 from rules.rulespec import RuleSet, load_rules
 from rules.stats import RulesStats
@@ -82,7 +80,6 @@ from rules.stats import RulesStats
 log = logging.getLogger(__name__)
 
 PEEK_MESSAGES = 200  # redelivered messages looked at for the earliest pending reading
-STOP_GRACE_S = 3.0  # for PUBACKs in flight when stopping
 # Processed messages are acknowledged together, at most this long after the first of
 # them was done (or once ACK_MAX wait): a PUBACK write wakes the MQTT thread, and a
 # partition checks its lease before each (rules.partitions). An alert never waits for
@@ -99,10 +96,6 @@ BATCH_LINGER_S = 0.002
 # ms: an alert arriving meanwhile waits for them); a
 # kecamatan an idle source held back catches up over a few turns, not in one stall.
 SETTLE_BUDGET = 200
-
-
-class Stopping(Exception):
-    """The service is stopping: leave the batch unacknowledged for redelivery."""
 
 
 def make_store(settings: Settings, zones: ZoneIndex, clock: Clock | None = None) -> IncidentStore:
@@ -179,6 +172,7 @@ class RulesService:
             settings, lambda: len(self._inbox), lambda: self.stats.sources_idle
         )
         self._client = self._session.client  # incident events and alerts go out on it
+        self._publisher = RowPublisher(self._client, self._session.wait_connected, self._stop)
         self._worker = threading.Thread(target=self._run, name="rules-worker", daemon=True)
         # Unsent outbox rows of an earlier run (a crash before the PUBACK) go out first.
         self._outbox_dirty = True
@@ -277,7 +271,7 @@ class RulesService:
                 budget = SETTLE_BUDGET + 2 * len(readings)
                 changes = self._engine.settle(budget)
                 changes += self._gaps.changes(self._clock.now())
-                self._count_gaps()
+                self._gaps.count(self.stats)
                 now = time.monotonic()
                 if tick_every > 0 and now >= next_tick:
                     changes += self._engine.tick(budget)
@@ -357,11 +351,6 @@ class RulesService:
             self.stats.rejected += rejected
             self.stats.readings += len(out)
         return out
-
-    def _count_gaps(self) -> None:
-        gaps, stats = self._gaps, self.stats
-        stats.uplink_gaps, stats.uplinks_missing = gaps.gaps, gaps.missing
-        stats.uplink_gaps_filled, stats.uplink_gaps_unsettled = gaps.filled_late, gaps.unsettled
 
     def _report_quality(self) -> None:
         """What the engine reported instead of judging: stale and too-old readings become
@@ -494,7 +483,7 @@ class RulesService:
         while True:
             rows = self._store.unpublished(limit)
             if rows:
-                self._publish_rows(rows)
+                self._publisher.publish(rows)
                 self._store.mark_published([m.id for m in rows])
                 self._count_published(rows)
             if len(rows) < limit:
@@ -504,54 +493,7 @@ class RulesService:
             self._webhooks.wake()
 
     def _count_published(self, rows: Sequence[OutboxMessage]) -> None:
-        stats = self.stats
-        for m in rows:
-            if m.kind is OutboxKind.EVENT:
-                stats.events_published += 1
-            elif m.kind is OutboxKind.ALERT:
-                stats.alerts_published += 1
-                if m.crew_id is not None:
-                    stats.alerts_by_crew[m.crew_id] = stats.alerts_by_crew.get(m.crew_id, 0) + 1
-            else:
-                stats.escalations_published += 1
-
-    def _publish(self, topic: str, payload: bytes, message_id: int) -> mqtt.MQTTMessageInfo:
-        props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        props.ContentType = "application/json"
-        props.UserProperty = [(MESSAGE_ID_PROPERTY, str(message_id))]
-        return self._client.publish(topic, payload, qos=1, properties=props)
-
-    def _publish_rows(self, rows: Sequence[OutboxMessage]) -> None:
-        """Publish and wait for every PUBACK. A row published while the connection was
-        down (a broker restart, a failover to another node) is published again once it
-        is back: a copy under the same message id, which receivers dedupe on."""
-        pending = list(rows)
-        while pending:
-            infos = [(m, self._publish(m.topic, m.payload, m.id)) for m in pending]
-            pending = [m for m, info in infos if not self._wait_published(info)]
-            while pending and not self._session.wait_connected(1.0):
-                if self._stop.is_set():
-                    raise Stopping
-
-    def _wait_published(self, info: mqtt.MQTTMessageInfo) -> bool:
-        """True once the broker acknowledged it; False if it was never sent (no
-        connection: paho's is_published and wait_for_publish raise then, for good)."""
-        # A stop still gives PUBACKs in flight a moment (STOP_GRACE_S), so a clean stop
-        # marks what the broker took instead of leaving it to be sent again.
-        give_up: float | None = None
-        # Not acknowledged by the broker (e.g. it went away after the send): paho
-        # resends on the reconnect; until then the inputs stay unacknowledged too.
-        while True:
-            try:
-                if info.is_published():
-                    return True
-                if self._stop.is_set():
-                    give_up = give_up or time.monotonic() + STOP_GRACE_S
-                    if time.monotonic() >= give_up:
-                        raise Stopping
-                info.wait_for_publish(timeout=0.2 if give_up else 1.0)
-            except (RuntimeError, ValueError):  # published while not connected
-                return False
+        count_published(self.stats, rows)
 
     def _ack(self, batch: Sequence[Inbound]) -> None:
         """The batch is done: acknowledge it with the others of the last ACK_EVERY_S."""
@@ -649,9 +591,7 @@ class RulesService:
             return []
         since = self._clock.now() - timedelta(seconds=window)
         try:
-            return read_readings(self._influx, self._city, since) + read_camera_history(
-                self._influx, self._cameras, self._city.catalogue, since
-            )
+            return read_history(self._influx, self._city, self._cameras, since)
         except InfluxQLError as err:
             log.warning("no rebuild, InfluxDB did not answer: %s", err)
             return []
