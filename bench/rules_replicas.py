@@ -40,6 +40,7 @@ from typing import cast
 import psycopg
 
 from bench.cpu import CpuWatch
+from bench.replicas_plot import plot_rules_replicas
 from bench.rules_latency import (
     TAIL_S,
     AlertListener,
@@ -327,7 +328,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         tag = f"-{opts.tag}" if opts.tag else ""
         path = RESULTS_DIR / f"rules-replicas-{datetime.now(UTC):%Y-%m-%d}{tag}.json"
         path.write_text(json.dumps({"runs": results}, indent=2) + "\n")
-        progress(f"saved {path}")
+        plot_rules_replicas(results, path.with_suffix(".png"), f"rules replicas ({path.stem})")
+        progress(f"saved {path} and its plot")
     return 0
 
 
