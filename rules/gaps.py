@@ -143,14 +143,22 @@ class GapDetector:
             self._tracks[device_id] = _Track(seq, device_time)
             return None
         if seq <= track.seq:
-            if seq < track.seq and device_time > track.time:
+            # A late copy inside a gap not settled yet fills it, whatever its device
+            # time says (a skewed clock may put it after the reading that closed the gap).
+            hole = next(
+                (
+                    h
+                    for h in self._holes.get(device_id, ())
+                    if h.gap.after_seq < seq < h.gap.next_seq
+                ),
+                None,
+            )
+            if hole is not None:
+                hole.filled.add(seq)
+            elif seq < track.seq and device_time > track.time:
                 self.reboots += 1  # the counter restarted: a new baseline
                 self._tracks[device_id] = _Track(seq, device_time)
-            else:  # a redelivered or late copy: it may fill a gap not settled yet
-                for hole in self._holes.get(device_id, ()):
-                    if hole.gap.after_seq < seq < hole.gap.next_seq:
-                        hole.filled.add(seq)
-            return None
+            return None  # else a redelivered or late copy
         missing = seq - track.seq - 1 - track.unsequenced
         gap = None
         if missing > 0:
@@ -298,6 +306,7 @@ class UplinkGaps:
         self.gaps = 0
         self.missing = 0
         self.filled_late = 0  # gaps seen and then filled by late copies: not gaps
+        self._observed_at: datetime | None = None  # arrival time of the newest observed
 
     def observe(
         self,
@@ -307,6 +316,7 @@ class UplinkGaps:
         generation: int,
         received_at: datetime,
     ) -> None:
+        self._observed_at = max(self._observed_at or received_at, received_at)
         gap = self.detector.observe(device_id, seq, device_time, generation, received_at)
         if gap is not None:
             self._seen.append((received_at + self._settle, gap))
@@ -345,10 +355,14 @@ class UplinkGaps:
         """Other data_quality points, written with the next batch of gaps."""
         self._pending += lines
 
-    def changes(self, now: datetime) -> list[ConditionChange]:
+    def changes(self, now: datetime, *, caught_up: bool = True) -> list[ConditionChange]:
         """The verdicts of the gaps found since the last call (and the clearing ones
-        once the reconnect window is over); queues their points for InfluxDB."""
-        self._judge(now)
+        once the reconnect window is over); queues their points for InfluxDB.
+        `caught_up=False` (messages still wait in the inbox): the settle time runs on
+        the arrival time of what was observed, so a late copy waiting in a backlog is
+        looked at before its gap is judged."""
+        observed = self._observed_at
+        self._judge(now if caught_up or observed is None else min(now, observed))
         found, self._found = self._found, []
         self._pending += [data_quality_line(g) for g in found]
         if len(self._pending) > MAX_PENDING_POINTS:

@@ -270,7 +270,7 @@ class RulesService:
                 self._apply(self._engine.take(readings))
                 budget = SETTLE_BUDGET + 2 * len(readings)
                 changes = self._engine.settle(budget)
-                changes += self._gaps.changes(self._clock.now())
+                changes += self._gaps.changes(self._clock.now(), caught_up=not self._inbox)
                 self._gaps.count(self.stats)
                 now = time.monotonic()
                 if tick_every > 0 and now >= next_tick:

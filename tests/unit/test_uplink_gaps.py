@@ -174,3 +174,19 @@ def test_without_settle_time_a_gap_is_judged_when_seen() -> None:
     gaps.observe(a, 104, at(30), 2, at(30))
     (change,) = gaps.changes(at(30))
     assert change.evidence is not None and change.evidence.peak_value == 3
+
+
+def test_a_late_copy_fills_its_gap_even_with_a_skewed_clock_and_a_backlog() -> None:
+    """A late copy whose device time is after the reading that closed the gap (a clock
+    that jumped) fills the gap rather than looking like a reboot; and while messages
+    wait in the inbox the settle time runs on what was observed, not the wall clock."""
+    (a,) = sorted(CITY.devices)[:1]
+    gaps = UplinkGaps(CITY, None, timedelta(minutes=5), settle=timedelta(seconds=45))
+    gaps.observe(a, 100, at(0), 1, at(0))
+    gaps.observe(a, 103, at(30), 2, at(30))  # 101, 102 seem lost
+    # The wall clock is 60 s past, but the worker is behind: not judged yet.
+    assert gaps.changes(at(90), caught_up=False) == [] and gaps.unsettled == 1
+    gaps.observe(a, 101, at(10), 2, at(40))
+    gaps.observe(a, 102, at(99), 2, at(41))  # its clock jumped ahead: still a late copy
+    assert gaps.detector.reboots == 0
+    assert gaps.changes(at(95)) == [] and gaps.unsettled == 0 and gaps.filled_late == 1
