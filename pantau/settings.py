@@ -213,7 +213,7 @@ class RulesSettings(BaseModel):
     )
     reload_check_s: float = Field(default=2.0, gt=0, description="rule file mtime poll")
     uplink_gap_settle_s: float = Field(
-        default=45.0,
+        default=90.0,
         ge=0,
         description="a device's seq gap is judged this long after it is seen, so copies a "
         "broker redelivers late fill it (NATS JetStream: ack_wait, 30 s by default)",
