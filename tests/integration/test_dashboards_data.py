@@ -30,10 +30,11 @@ from pydantic import SecretStr
 from sqlalchemy import Engine
 
 from api.app import create_app
-from api.context import build_context
+from api.context import ApiContext, build_context
 from api.kpi_queries import Scope, ScopeKind, kpis_for, month_bounds, publish, report_scopes
 from api.principal import Principal, Role
 from api.routes.reports import Category, NewReport, file_report
+from api.schemas import ReportOut
 from dashboards import expand
 from dashboards.build import GENERATED
 from dashboards.model import INFLUX, POSTGRES
@@ -67,7 +68,7 @@ from pantau.influx.retention import ensure_retention
 from pantau.influx.writers import make_writer
 from pantau.roster import load_roster
 from pantau.settings import ApiSettings, MetricsSettings, RulesSettings, Settings
-from pantau.store import IncidentStore
+from pantau.store import Incident, IncidentStore
 from pantau.topics import Topics
 from pantau.zoneindex import ZoneIndex
 from rules.routing import Router
@@ -514,30 +515,36 @@ def _add_cameras_incidents_and_crews(run: Run) -> None:
         run.store.transition(incident.id, WorkflowState.RESOLVED, "crew:test", "fixed", resolved)
 
 
+def _report_a_kelurahan_flood(
+    run: Run, ctx: ApiContext, description: str
+) -> tuple[Incident, ReportOut]:
+    """A resident's flood report at a station of the first kelurahan the sensors'
+    flood incidents name; the incident and what filing the report gave."""
+    flood = next(
+        i
+        for i in run.store.active()
+        if i.key.hazard is Hazard.FLOOD and i.key.zone_id.startswith("kel-")
+    )
+    device = next(d for d in run.city.devices.values() if d.kelurahan_id == flood.key.zone_id)
+    report = NewReport(
+        lon=device.lon,
+        lat=device.lat,
+        category=Category.FLOOD,
+        description=description,
+        photo=None,
+        photo_type=None,
+        kelurahan_id=flood.key.zone_id,
+    )
+    return flood, file_report(ctx, report)
+
+
 def _rate_a_resolved_report(run: Run) -> None:
     """A resident reports a flood the crews then resolve, and rates the response through
     the public tracking endpoint: the satisfaction KPI the e-Kinerja dashboard draws."""
     at = run.report.start + timedelta(minutes=45)
     ctx = build_context(run.settings, city=run.city, clock=ManualClock(at))
     try:
-        flood = next(
-            i
-            for i in run.store.active()
-            if i.key.hazard is Hazard.FLOOD and i.key.zone_id.startswith("kel-")
-        )
-        device = next(d for d in run.city.devices.values() if d.kelurahan_id == flood.key.zone_id)
-        out = file_report(
-            ctx,
-            NewReport(
-                lon=device.lon,
-                lat=device.lat,
-                category=Category.FLOOD,
-                description="jalan tergenang",
-                photo=None,
-                photo_type=None,
-                kelurahan_id=flood.key.zone_id,
-            ),
-        )
+        flood, out = _report_a_kelurahan_flood(run, ctx, "jalan tergenang")
         assert out.incident_id == flood.id
         acked = flood.opened_at + timedelta(minutes=5)
         run.store.transition(flood.id, WorkflowState.ACKNOWLEDGED, "crew:test", "on it", acked)
@@ -557,26 +564,8 @@ def _file_citizen_report(run: Run) -> None:
     incident the sensors opened there (a verified report, on the wall's map)."""
     at = run.report.start + timedelta(minutes=50)
     ctx = build_context(run.settings, city=run.city, clock=ManualClock(at))
-    flood = next(
-        i
-        for i in run.store.active()
-        if i.key.hazard is Hazard.FLOOD and i.key.zone_id.startswith("kel-")
-    )
-    kelurahan = flood.key.zone_id
-    device = next(d for d in run.city.devices.values() if d.kelurahan_id == kelurahan)
     try:
-        out = file_report(
-            ctx,
-            NewReport(
-                lon=device.lon,
-                lat=device.lat,
-                category=Category.FLOOD,
-                description="air masuk rumah",
-                photo=None,
-                photo_type=None,
-                kelurahan_id=kelurahan,
-            ),
-        )
+        flood, out = _report_a_kelurahan_flood(run, ctx, "air masuk rumah")
         assert (out.outcome, out.incident_id) == ("corroborated", flood.id)
     finally:
         ctx.close()
