@@ -152,8 +152,7 @@ def main(argv: Sequence[str]) -> int:
         if isinstance(played, ReplicatedPlay):
             print(f"\nReplicas     by their leases in PostgreSQL at the storm's end{played.shares}")
             print(played.takeover)
-        if judged:
-            print(_oracle_line(city, scenario, settings, report, store))
+        oracle_exact = judged and _print_oracle(city, scenario, settings, report, store)
         store.close()
         # The simulated fleet went into service when the storm began: a month's
         # availability does not count the days before it existed.
@@ -173,7 +172,8 @@ def main(argv: Sequence[str]) -> int:
             with live_city(settings, city, zones, scenario) as line:
                 print(line, flush=True)
                 _serve_until_ctrl_c(stack, settings, city, crews)
-    ok = stored == len(report.reading_keys) and crews is not None
+    # A demo whose incidents differ from the oracle failed, whatever else it printed.
+    ok = stored == len(report.reading_keys) and crews is not None and oracle_exact
     return 0 if ok else 1
 
 
@@ -315,12 +315,13 @@ def _wait_until_judged(rules: RulesService, report: SimReport, timeout_s: float)
     return rules.advance_to(report.end, max(1.0, deadline - time.monotonic()))
 
 
-def _oracle_line(
+def _print_oracle(
     city: City, scenario: Scenario, settings: Settings, report: SimReport, store: IncidentStore
-) -> str:
-    """Whether the sensors' incidents are exactly what the devices measured
-    (testkit.truth). The oracle knows the sensor fleet only, so incidents of the rules on
-    cameras (and camera faults) are left out of the comparison, and the line says so."""
+) -> bool:
+    """Print whether the sensors' incidents are exactly what the devices measured
+    (testkit.truth), and return it. The oracle knows the sensor fleet only, so incidents
+    of the rules on cameras (and camera faults) are left out of the comparison, and the
+    line says so."""
     rules = load_rules(settings.config_dir / "rules.yaml", city)
     truth = ground_truth(city, scenario, rules, report.end, start=report.start)
     on_cameras = {
@@ -338,10 +339,11 @@ def _oracle_line(
     said = verdict.summary().splitlines()[0]
     left_out = len(active) - len(sensors)
     match = "match" if verdict.exact else "do NOT match"
-    return (
+    print(
         f"Oracle       the sensors' incidents {match} the ground truth: {said}"
         f" ({left_out} camera incidents left out: the oracle knows the sensors only)"
     )
+    return verdict.exact
 
 
 def _incidents(city: City, zones: ZoneIndex, store: IncidentStore, rules: RulesStats) -> str:
