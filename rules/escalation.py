@@ -17,20 +17,18 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from pantau.store import Dispatch, Incident, IncidentStore, OutboxKind, Outgoing
-from pantau.topics import Topics
-from rules.outbox import ops_topic
+from pantau.escalation import (
+    LEVEL_STATE,
+    OPS,
+    SUPERVISOR,
+    escalation_dispatch,
+    escalation_target,
+)
+from pantau.store import Dispatch, Incident, IncidentStore
 from rules.routing import Router
 
 log = logging.getLogger(__name__)
-
-SUPERVISOR = 1
-OPS = 2
-OPS_ADDRESS = "ops"  # crew_id of an operations-center alert (webhook key too)
-LEVEL_STATE = {SUPERVISOR: "escalated_supervisor", OPS: "escalated_ops"}
-SCHEMA_VERSION = 1
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -84,32 +82,10 @@ def _escalate(
     window = inc.sla_ack_due - inc.opened_at
     reason = f"not acknowledged within {_minutes(window * level)} min"
     supervisor = router.roster.supervisors.get(inc.agency or "")
-    if level == SUPERVISOR and supervisor is not None:
-        to, topic = supervisor, Topics(root).crew_alerts(supervisor)
-    else:  # the operations center (also for an incident without a supervisor)
-        to, topic = OPS_ADDRESS, ops_topic(root)
+    to, topic = escalation_target(root, level, supervisor)
 
     def compose(current: Incident) -> Dispatch:
-        body: dict[str, Any] = {
-            "v": SCHEMA_VERSION,
-            "alert": "escalation",
-            "level": level,
-            "to": to,
-            "incident_id": current.id,
-            "hazard": current.key.hazard.value,
-            "severity": current.severity_current.name.lower(),
-            "zone_id": current.key.zone_id,
-            "agency": current.agency,
-            "routed_crew_id": current.routed_crew_id,
-            "opened_at": current.opened_at.isoformat(),
-            "ack_due": current.sla_ack_due.isoformat(),
-            "reason": reason,
-            "at": now.isoformat(),
-        }
-        return Dispatch(
-            routed_crew_id=None,
-            messages=(Outgoing(kind=OutboxKind.ESCALATION, topic=topic, body=body, crew_id=to),),
-        )
+        return escalation_dispatch(current, level=level, to=to, topic=topic, reason=reason, at=now)
 
     update = store.escalate(
         inc.id, level, at=now, to_state=LEVEL_STATE[level], reason=reason, compose=compose

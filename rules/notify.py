@@ -30,9 +30,9 @@ from dataclasses import dataclass
 
 import urllib3
 
+from pantau.escalation import OPS_ADDRESS
 from pantau.settings import RulesSettings
 from pantau.store import IncidentStore, NotifyState, OutboxMessage
-from rules.escalation import OPS_ADDRESS
 
 log = logging.getLogger(__name__)
 

@@ -24,11 +24,6 @@ from rules.routing import Router
 MESSAGE_ID_PROPERTY = "message-id"
 
 
-def ops_topic(root: str) -> str:
-    """The operations center's alert topic (second-level escalations)."""
-    return f"{root}/alerts/ops"
-
-
 def json_object(payload: bytes) -> dict[str, Any]:
     body = json.loads(payload)
     if not isinstance(body, dict):

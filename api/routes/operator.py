@@ -4,8 +4,6 @@ is checked against the caller's role and scope and audited, like the moves."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, HTTPException, status
 
 from api.audit import Outcome
@@ -14,17 +12,13 @@ from api.deps import Ctx, CurrentPrincipal, IncidentId, unprocessable
 from api.principal import Principal, Role
 from api.routes.incidents import WRITE, get, visible_detail
 from api.schemas import AssignBody, IncidentDetailOut, NoteBody, NoteIn
+from pantau.escalation import LEVEL_STATE, OPS, escalation_dispatch, escalation_target
 from pantau.incidents import WorkflowState
-from pantau.store import INACTIVE_WORKFLOW, Dispatch, EventKind, Incident, OutboxKind, Outgoing
-from pantau.topics import Topics
+from pantau.store import INACTIVE_WORKFLOW, Dispatch, EventKind, Incident
 
 router = APIRouter(prefix="/incidents", tags=["incidents"])
 
 STAFF = frozenset({Role.OPERATOR, Role.SUPERVISOR})
-# The escalation levels of rules.escalation: its agency's supervisor, then the centre.
-SUPERVISOR, OPS = 1, 2
-LEVEL_STATE = {SUPERVISOR: "escalated_supervisor", OPS: "escalated_ops"}
-OPS_ADDRESS = "ops"
 ACTIVE = frozenset(set(WorkflowState) - set(INACTIVE_WORKFLOW))
 
 
@@ -124,34 +118,14 @@ def escalate(
     if level > OPS:
         _conflict(ctx, who, action, incident, "already escalated to the operations centre")
     note = (body.note if body else "").strip() or "escalated by hand"
-    root = ctx.settings.mqtt.root
     supervisor = ctx.roster.supervisors.get(incident.agency or "")
-    if level == SUPERVISOR and supervisor is not None:
-        to, topic = supervisor, Topics(root).crew_alerts(supervisor)
-    else:
-        to, topic = OPS_ADDRESS, f"{root}/alerts/ops"
+    to, topic = escalation_target(ctx.settings.mqtt.root, level, supervisor)
     now = ctx.clock.now()
 
     def compose(current: Incident) -> Dispatch:
-        body_: dict[str, Any] = {
-            "v": 1,
-            "alert": "escalation",
-            "level": level,
-            "to": to,
-            "incident_id": current.id,
-            "hazard": current.key.hazard.value,
-            "severity": current.severity_current.name.lower(),
-            "zone_id": current.key.zone_id,
-            "agency": current.agency,
-            "routed_crew_id": current.routed_crew_id,
-            "opened_at": current.opened_at.isoformat(),
-            "ack_due": current.sla_ack_due.isoformat(),
-            "reason": note,
-            "by": who.actor,
-            "at": now.isoformat(),
-        }
-        message = Outgoing(kind=OutboxKind.ESCALATION, topic=topic, body=body_, crew_id=to)
-        return Dispatch(routed_crew_id=None, messages=(message,))
+        return escalation_dispatch(
+            current, level=level, to=to, topic=topic, reason=note, at=now, by=who.actor
+        )
 
     update = ctx.store.escalate(
         incident_id,

@@ -13,11 +13,12 @@ import pytest
 
 from pantau.city import City
 from pantau.clock import ManualClock
+from pantau.escalation import OPS, SUPERVISOR
 from pantau.incidents import Severity, WorkflowState
 from pantau.roster import load_roster
 from pantau.store import EventKind, IncidentStore, OutboxKind, load_sla_policy, migrate
 from pantau.zoneindex import ZoneIndex
-from rules.escalation import OPS, SUPERVISOR, escalate_due
+from rules.escalation import escalate_due
 from rules.routing import Router
 from tests.unit.test_store import PLACE, T0, change
 
