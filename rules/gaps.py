@@ -59,8 +59,11 @@ from pantau.incidents import (
     Severity,
 )
 from pantau.influx.lineprotocol import tag_value
+from pantau.influx.query import InfluxQL, InfluxQLError
 from pantau.influx.writers import InfluxWriter, WriteRejected, WriteUnavailable, make_writer
+from pantau.readings import Reading
 from pantau.settings import InfluxSettings
+from rules.history import read_uplinks
 from rules.stats import RulesStats
 
 log = logging.getLogger(__name__)
@@ -70,6 +73,10 @@ MEASUREMENT = "data_quality"
 RECONNECT_WINDOW = timedelta(minutes=5)  # longer than a device's report interval
 MAX_PENDING_POINTS = 10_000  # kept while InfluxDB is away; older ones are dropped
 WRITE_RETRY_S = 10.0
+
+# (device, after_seq, next_seq, from, to): the device's stored readings with
+# after_seq < seq < next_seq and device time in [from, to] (rules.history.read_uplinks).
+StoredUplinks = Callable[[str, int, int, datetime, datetime], list[Reading]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,6 +88,7 @@ class Gap:
     last_time: datetime  # device time of the reading before the gap
     next_time: datetime  # device time of the reading that closed it
     at_reconnect: bool
+    filled: frozenset[int] = frozenset()  # seqs of the gap that came late (settle)
 
     @property
     def cause(self) -> str:
@@ -188,7 +196,9 @@ class GapDetector:
         if not holes:
             del self._holes[gap.device_id]
         missing = gap.missing - len(hole.filled)
-        return None if missing <= 0 else replace(gap, missing=missing)
+        return (
+            None if missing <= 0 else replace(gap, missing=missing, filled=frozenset(hole.filled))
+        )
 
     def _in_window(self, received_at: datetime) -> bool:
         since = self.reconnected_at
@@ -284,7 +294,13 @@ class GapIncidents:
 class UplinkGaps:
     """What the rules service holds: the detector, the zone verdicts, and the
     `data_quality` points on their way to InfluxDB (written by the worker, retried
-    while InfluxDB is away, bounded)."""
+    while InfluxDB is away, bounded).
+
+    Repair: when a gap's settle time is over, the uplinks still missing are looked up
+    in InfluxDB (`stored`; by default read from `influx`): ingest's own session may
+    have stored what never reached this one (NATS 2.9 after a node failure,
+    docs/operations.md). Those found are not missing; their readings wait in
+    `take_repaired` for the rule engine, which judges them like any late reading."""
 
     def __init__(
         self,
@@ -292,8 +308,18 @@ class UplinkGaps:
         influx: InfluxSettings | None,
         window: timedelta = RECONNECT_WINDOW,
         settle: timedelta = timedelta(0),
+        *,
+        stored: StoredUplinks | None = None,
     ) -> None:
         devices = city.devices
+        self._city = city
+        self._stored = stored
+        if stored is None and influx is not None:
+            self._stored = self._read_stored
+        self._query: InfluxQL | None = None  # made on the first repair
+        self._repaired: list[Reading] = []
+        self.uplinks_repaired = 0  # missing uplinks found in InfluxDB
+        self.gaps_repaired = 0  # gaps all of whose missing uplinks were found there
         self.detector = GapDetector(devices.__contains__, window)
         self._settle = settle
         self._seen: deque[tuple[datetime, Gap]] = deque()  # (judge at, gap), in order
@@ -328,6 +354,17 @@ class UplinkGaps:
     def count(self, stats: RulesStats) -> None:
         stats.uplink_gaps, stats.uplinks_missing = self.gaps, self.missing
         stats.uplink_gaps_filled, stats.uplink_gaps_unsettled = self.filled_late, self.unsettled
+        stats.uplinks_repaired, stats.uplink_gaps_repaired = (
+            self.uplinks_repaired,
+            self.gaps_repaired,
+        )
+
+    def take_repaired(self) -> list[Reading]:
+        """The readings of missing uplinks found in InfluxDB since the last call, for
+        the rule engine (in device-time order)."""
+        out, self._repaired = self._repaired, []
+        out.sort(key=lambda r: (r.time, r.device_id, r.metric))
+        return out
 
     def _judge(self, now: datetime) -> None:
         """Gaps whose settle time is over count what is still missing."""
@@ -337,6 +374,10 @@ class UplinkGaps:
             if gap is None:
                 self.filled_late += 1
                 log.info("uplink gap of %s filled by late copies", seen.device_id)
+                continue
+            gap = self._repair(gap)
+            if gap is None:
+                self.gaps_repaired += 1
                 continue
             self._found.append(gap)
             self.gaps += 1
@@ -350,6 +391,57 @@ class UplinkGaps:
                 gap.next_seq - 1,
                 gap.cause,
             )
+
+    def _repair(self, gap: Gap) -> Gap | None:
+        """The gap less the uplinks InfluxDB holds (None: it held them all). A gap of a
+        device dropout finds nothing there; one of a broker that lost the message for
+        every session too (Mosquitto's autosave window) neither."""
+        if self._stored is None:
+            return gap
+        try:
+            stored = self._stored(
+                gap.device_id, gap.after_seq, gap.next_seq, gap.last_time, gap.next_time
+            )
+        except InfluxQLError as err:
+            log.warning("uplink gap of %s not looked up in InfluxDB: %s", gap.device_id, err)
+            return gap
+        readings = [
+            r
+            for r in stored
+            if r.seq is not None
+            and gap.after_seq < r.seq < gap.next_seq
+            and r.seq not in gap.filled
+        ]
+        found = {r.seq for r in readings if r.seq is not None}
+        if not found:
+            return gap
+        self._repaired += readings
+        self.uplinks_repaired += len(found)
+        log.info(
+            "uplink gap of %s: %d of %d missing uplinks read back from InfluxDB (seq %s)",
+            gap.device_id,
+            len(found),
+            gap.missing,
+            ",".join(str(q) for q in sorted(found)),
+        )
+        missing = gap.missing - len(found)
+        return None if missing <= 0 else replace(gap, missing=missing)
+
+    def _read_stored(
+        self, device_id: str, after_seq: int, next_seq: int, start: datetime, end: datetime
+    ) -> list[Reading]:
+        if self._query is None:
+            assert self._influx is not None
+            self._query = InfluxQL.from_settings(self._influx)
+        return read_uplinks(
+            self._query,
+            self._city,
+            device_id,
+            after_seq=after_seq,
+            next_seq=next_seq,
+            start=start,
+            end=end,
+        )
 
     def queue(self, lines: Sequence[str]) -> None:
         """Other data_quality points, written with the next batch of gaps."""
@@ -394,3 +486,6 @@ class UplinkGaps:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        if self._query is not None:
+            self._query.close()
+            self._query = None

@@ -271,6 +271,8 @@ class RulesService:
                 budget = SETTLE_BUDGET + 2 * len(readings)
                 changes = self._engine.settle(budget)
                 changes += self._gaps.changes(self._clock.now(), caught_up=not self._inbox)
+                # Uplinks this session never got and ingest stored: judged late.
+                changes += self._engine.take(self._gaps.take_repaired())
                 self._gaps.count(self.stats)
                 now = time.monotonic()
                 if tick_every > 0 and now >= next_tick:
