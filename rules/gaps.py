@@ -45,7 +45,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -73,6 +73,7 @@ MEASUREMENT = "data_quality"
 RECONNECT_WINDOW = timedelta(minutes=5)  # longer than a device's report interval
 MAX_PENDING_POINTS = 10_000  # kept while InfluxDB is away; older ones are dropped
 WRITE_RETRY_S = 10.0
+MAX_SEEN_TIMES = 256  # reading times kept per device between two seq'd messages
 
 # (device, after_seq, next_seq, from, to): the device's stored readings with
 # after_seq < seq < next_seq and device time in [from, to] (rules.history.read_uplinks).
@@ -89,6 +90,9 @@ class Gap:
     next_time: datetime  # device time of the reading that closed it
     at_reconnect: bool
     filled: frozenset[int] = frozenset()  # seqs of the gap that came late (settle)
+    # Device times of the readings of the messages without a seq that did arrive between
+    # the two (before the jump, or late): None when too many to keep (MAX_SEEN_TIMES).
+    seen_times: frozenset[datetime] | None = frozenset()
 
     @property
     def cause(self) -> str:
@@ -99,6 +103,10 @@ class Gap:
 class _Hole:
     gap: Gap
     filled: set[int] = field(default_factory=set)  # seqs of the hole that came late
+    # Messages without a seq that came late into the hole (a device time inside it):
+    # how many, and their readings' device times.
+    late_unsequenced: int = 0
+    late_times: set[datetime] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -106,6 +114,8 @@ class _Track:
     seq: int
     time: datetime
     unsequenced: int = 0  # messages of the device since `seq` that carried none
+    # Their readings' device times (None: more than MAX_SEEN_TIMES, no longer kept).
+    seen: set[datetime] | None = field(default_factory=set)
 
 
 class GapDetector:
@@ -133,7 +143,11 @@ class GapDetector:
         device_time: datetime | None,
         generation: int,
         received_at: datetime,
+        *,
+        times: Collection[datetime] = (),
     ) -> Gap | None:
+        """`times`: the device times of all the message's readings, for a message
+        without a seq (default: `device_time`), so that a late one is recognised."""
         if generation > self._generation:
             if self._generation > 0:  # not the process's first connection
                 self.reconnected_at = received_at
@@ -145,7 +159,7 @@ class GapDetector:
         track = self._tracks.get(device_id)
         if seq is None or device_time is None:
             if track is not None:
-                track.unsequenced += 1
+                self._unsequenced(device_id, track, device_time, times)
             return None
         if track is None:
             self._tracks[device_id] = _Track(seq, device_time)
@@ -178,12 +192,40 @@ class GapDetector:
                 last_time=track.time,
                 next_time=device_time,
                 at_reconnect=self._in_window(received_at) and device_id in self._watched,
+                seen_times=None if track.seen is None else frozenset(track.seen),
             )
             self._watched.discard(device_id)
             self._holes.setdefault(device_id, []).append(_Hole(gap))
-        track.seq, track.unsequenced = seq, 0
+        track.seq, track.unsequenced, track.seen = seq, 0, set()
         track.time = max(track.time, device_time)
         return gap
+
+    def _unsequenced(
+        self,
+        device_id: str,
+        track: _Track,
+        device_time: datetime | None,
+        times: Collection[datetime],
+    ) -> None:
+        """A message without a seq. Dated inside an unsettled gap it is a late one
+        (NATS redelivers after `ack_wait`, behind newer messages): it fills the gap
+        unless its readings were seen there already (a copy). Else it is counted
+        towards the next gap, as it comes in order."""
+        at = set(times) or ({device_time} if device_time is not None else set())
+        if device_time is not None:
+            for hole in self._holes.get(device_id, ()):
+                gap = hole.gap
+                if gap.last_time < device_time < gap.next_time:
+                    seen = gap.seen_times
+                    if (seen is None or not at & seen) and not at & hole.late_times:
+                        hole.late_unsequenced += 1
+                    hole.late_times |= at
+                    return
+        track.unsequenced += 1
+        if track.seen is not None:
+            track.seen |= at
+            if len(track.seen) > MAX_SEEN_TIMES:
+                track.seen = None
 
     def settle(self, gap: Gap) -> Gap | None:
         """The gap as it stands now: the seqs that came late since it was seen are not
@@ -195,10 +237,11 @@ class GapDetector:
         holes.remove(hole)
         if not holes:
             del self._holes[gap.device_id]
-        missing = gap.missing - len(hole.filled)
-        return (
-            None if missing <= 0 else replace(gap, missing=missing, filled=frozenset(hole.filled))
-        )
+        missing = gap.missing - len(hole.filled) - hole.late_unsequenced
+        if missing <= 0:
+            return None
+        seen = None if gap.seen_times is None else gap.seen_times | hole.late_times
+        return replace(gap, missing=missing, filled=frozenset(hole.filled), seen_times=seen)
 
     def _in_window(self, received_at: datetime) -> bool:
         since = self.reconnected_at
@@ -341,9 +384,13 @@ class UplinkGaps:
         device_time: datetime | None,
         generation: int,
         received_at: datetime,
+        *,
+        times: Collection[datetime] = (),
     ) -> None:
         self._observed_at = max(self._observed_at or received_at, received_at)
-        gap = self.detector.observe(device_id, seq, device_time, generation, received_at)
+        gap = self.detector.observe(
+            device_id, seq, device_time, generation, received_at, times=times
+        )
         if gap is not None:
             self._seen.append((received_at + self._settle, gap))
 
@@ -405,26 +452,41 @@ class UplinkGaps:
         except InfluxQLError as err:
             log.warning("uplink gap of %s not looked up in InfluxDB: %s", gap.device_id, err)
             return gap
-        readings = [
+        by_seq = [
             r
             for r in stored
             if r.seq is not None
             and gap.after_seq < r.seq < gap.next_seq
             and r.seq not in gap.filled
         ]
-        found = {r.seq for r in readings if r.seq is not None}
+        # Messages without a seq (SenML) by device time: readings dated inside the gap
+        # that no message seen there carried, one uplink per time (a pack with several
+        # times counts several: errs low, like the rest).
+        seen = gap.seen_times
+        by_time = (
+            []
+            if seen is None
+            else [
+                r
+                for r in stored
+                if r.seq is None and gap.last_time < r.time < gap.next_time and r.time not in seen
+            ]
+        )
+        found = len({r.seq for r in by_seq}) + len({r.time for r in by_time})
         if not found:
             return gap
-        self._repaired += readings
-        self.uplinks_repaired += len(found)
+        self._repaired += by_seq + by_time
+        self.uplinks_repaired += found
         log.info(
-            "uplink gap of %s: %d of %d missing uplinks read back from InfluxDB (seq %s)",
+            "uplink gap of %s: %d of %d missing uplinks read back from InfluxDB"
+            " (seq %s; %d without one)",
             gap.device_id,
-            len(found),
+            found,
             gap.missing,
-            ",".join(str(q) for q in sorted(found)),
+            ",".join(str(q) for q in sorted({r.seq or 0 for r in by_seq})),
+            len({r.time for r in by_time}),
         )
-        missing = gap.missing - len(found)
+        missing = gap.missing - found
         return None if missing <= 0 else replace(gap, missing=missing)
 
     def _read_stored(

@@ -90,11 +90,11 @@ def read_uplinks(
     start: datetime,
     end: datetime,
 ) -> list[Reading]:
-    """The device's stored readings whose uplink counter is strictly between `after_seq`
-    and `next_seq`, device time `start <= time <= end` (the readings on either side of
-    a seq gap, rules.gaps), with their seq. Ingest stores `seq` with every reading of
-    a native-form message; readings without one are not returned. Raises InfluxQLError
-    when the server refuses or cannot be reached."""
+    """The device's stored readings with device time `start <= time <= end` (the readings
+    on either side of a seq gap, rules.gaps) whose uplink counter is strictly between
+    `after_seq` and `next_seq`, or that carry none (SenML), with their seq. Ingest
+    stores `seq` with every reading of a native-form message. Raises InfluxQLError when
+    the server refuses or cannot be reached."""
     params = {"device": device_id, "start": start.isoformat(), "end": end.isoformat()}
     metrics = city.catalogue.metrics
     out: list[Reading] = []
@@ -106,7 +106,7 @@ def read_uplinks(
             ms, value, seq = row.get("time"), row.get("value"), row.get("seq")
             if not isinstance(ms, int) or not isinstance(value, int | float):
                 continue
-            if not isinstance(seq, int) or not after_seq < seq < next_seq:
+            if seq is not None and not (isinstance(seq, int) and after_seq < seq < next_seq):
                 continue
             out.append(
                 Reading(
@@ -115,7 +115,7 @@ def read_uplinks(
                     value=float(value),
                     unit=spec.unit,
                     time=_from_ms(ms),
-                    seq=seq,
+                    seq=seq if isinstance(seq, int) else None,
                 )
             )
     out.sort(key=lambda r: (r.time, r.metric))

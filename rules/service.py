@@ -342,12 +342,14 @@ class RulesService:
             rejected += len(read.rejections)
             if count:
                 first = read.readings[0] if read.readings else None
+                unsequenced = first is not None and first.seq is None
                 self._gaps.observe(
                     read.device_id,
                     None if first is None else first.seq,
                     None if first is None else first.time,
                     item.generation,
                     item.received_at,
+                    times=[r.time for r in read.readings] if unsequenced else (),
                 )
         if count:
             self.stats.rejected += rejected

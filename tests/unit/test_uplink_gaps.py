@@ -205,7 +205,7 @@ def stored_uplinks(
         return [
             r
             for r in held.get(device, [])
-            if r.seq is not None and after < r.seq < before and start <= r.time <= end
+            if (r.seq is None or after < r.seq < before) and start <= r.time <= end
         ]
 
     return read
@@ -271,3 +271,56 @@ def test_a_gap_is_judged_as_it_stands_when_the_store_cannot_be_read() -> None:
     (change,) = gaps.changes(at(30))
     assert change.evidence is not None and change.evidence.peak_value == 3
     assert gaps.uplinks_repaired == 0 and gaps.take_repaired() == []
+
+
+def test_a_message_without_seq_that_comes_late_fills_its_gap_by_device_time() -> None:
+    """SenML carries no seq. NATS redelivers a SenML message it lost at a failover
+    after `ack_wait`, behind newer ones: dated inside an unsettled gap, it fills the gap
+    (once, whatever its copies); one whose readings were seen there before the jump is
+    a copy and fills nothing; after the gap, one in order counts towards the next."""
+    a, b = sorted(CITY.devices)[:2]
+    gaps = UplinkGaps(CITY, None, timedelta(minutes=5), settle=timedelta(seconds=45))
+    for d in (a, b):
+        gaps.observe(d, 100, at(0), 1, at(0))
+    gaps.observe(a, None, at(10), 1, at(10), times=[at(10)])  # 101: SenML, in order
+    gaps.observe(a, 104, at(40), 2, at(40))  # 102, 103 seem lost (101 arrived)
+    gaps.observe(b, 103, at(40), 2, at(40))  # 101, 102 seem lost
+    gaps.observe(a, None, at(20), 2, at(50), times=[at(20), at(21)])  # 102, late
+    gaps.observe(a, None, at(20), 2, at(51), times=[at(20), at(21)])  # its copy
+    gaps.observe(a, None, at(10), 2, at(52), times=[at(10)])  # a copy of 101
+    gaps.observe(b, None, at(50), 2, at(53), times=[at(50)])  # after b's gap: in order
+    changes = gaps.changes(at(86))
+    assert (gaps.gaps, gaps.missing) == (2, 3)  # a's 103; b's two (its SenML came after)
+    devices = sorted(d for ch in changes if ch.evidence for d in ch.evidence.device_ids)
+    assert devices == sorted([a, b])
+    assert gaps.detector.observe(b, 105, at(60), 2, at(60)) is None  # 104 was that SenML
+
+
+def test_readings_without_seq_are_read_back_by_the_device_times_no_message_carried() -> None:
+    """The store's readings without a seq (SenML) dated inside a gap, at times no message
+    seen there carried, are uplinks this session missed: one per device time."""
+    a, b = sorted(CITY.devices)[:2]
+
+    def senml(device: str, s: float) -> Reading:
+        return Reading(device_id=device, metric="rainfall", value=s, unit="mm", time=at(s))
+
+    held = {
+        a: [senml(a, 10), senml(a, 20), replace(senml(a, 20), metric="battery"), senml(a, 30)],
+        b: [senml(b, 20)],
+    }
+    gaps = UplinkGaps(
+        CITY, None, timedelta(minutes=5), settle=timedelta(seconds=45), stored=stored_uplinks(held)
+    )
+    gaps.observe(a, 100, at(0), 1, at(0))
+    gaps.observe(a, None, at(10), 1, at(10), times=[at(10)])  # 101 arrived
+    gaps.observe(a, 105, at(50), 2, at(50))  # 102..104 seem lost
+    gaps.observe(b, 100, at(0), 1, at(0))
+    gaps.observe(b, 102, at(40), 2, at(40))  # 101 seems lost
+    gaps.changes(at(96))
+    repaired = gaps.take_repaired()
+    # a: 20 (two readings) and 30 read back, 10 was seen; b: 20.
+    expected = [(a, at(20), "rainfall"), (a, at(20), "battery"), (a, at(30), "rainfall")]
+    expected.append((b, at(20), "rainfall"))
+    assert sorted((r.device_id, r.time, r.metric) for r in repaired) == sorted(expected)
+    assert gaps.uplinks_repaired == 3 and gaps.gaps_repaired == 1  # b's
+    assert (gaps.gaps, gaps.missing) == (1, 1)  # a's third uplink is nowhere
