@@ -22,7 +22,13 @@ redelivered. What is not a gap:
   30 s by default, behind newer messages) sends the "missing" uplinks after the one
   that closed the gap. A gap is therefore judged `settle` after it was seen (rules
   setting `uplink_gap_settle_s`, longer than the broker's redelivery timeout), counting
-  only the seqs still missing then; a gap filled in the meantime is no gap.
+  only the seqs still missing then; a gap filled in the meantime is no gap. A late
+  message without a seq (SenML) fills its gap by device time: dated inside it, and
+  not a copy of one seen there before the jump;
+- uplinks another session stored: when the settle time is over, what is still missing
+  is looked up in InfluxDB (ingest stores each reading with its seq; SenML readings
+  count by the device times no message seen in the gap carried). Those found are no
+  gap; their readings go to the rule engine, judged late (`UplinkGaps.take_repaired`).
 
 Every gap is written to InfluxDB (`data_quality`, one point per device and gap, tag
 `cause`): `reconnect` when it is the device's first gap since the rules service's MQTT
