@@ -6,6 +6,12 @@ commit), in arrival order, and only on the connection it arrived on (a message i
 meaningless on the next connection: the broker redelivers instead). This class owns
 that plumbing; a service takes messages from `inbox` and calls `ack` when done.
 
+A packet id is acknowledged once per time the broker gives it out. NATS redelivers a
+message whose PUBACK is late (`ack_wait`) on the same connection, under the same packet
+id: the second copy is not acknowledged again, because once the first PUBACK has
+freed the id the broker may have given it to another message, which a second PUBACK
+would acknowledge before it is processed (lost if the process or connection dies).
+
 With several broker nodes (MqttSettings.hosts) a lost connection is resumed on the
 next node: same client id, no clean start, so a clustered broker hands over the
 session and what it queued; messages not yet acknowledged are redelivered there.
@@ -42,6 +48,7 @@ class Inbound:
     payload: bytes
     content_type: str | None
     received_at: datetime
+    delivery: int = 0  # which handing-out of `mid` on its connection (copies share it)
 
 
 class SessionConsumer:
@@ -76,6 +83,10 @@ class SessionConsumer:
         self._closing = False
         self._generation = 0
         self._ack_lock = threading.Lock()
+        # Packet id -> the delivery it was last given out for, until acknowledged (this
+        # connection only). A PUBLISH whose id is in here is a copy of that delivery.
+        self._unacked: dict[int, int] = {}
+        self._deliveries = 0
         self.client: BufferedClient = make_client(settings, client_id, manual_ack=True, clean=False)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -107,11 +118,20 @@ class SessionConsumer:
 
     def ack(self, items: Iterable[Inbound]) -> None:
         """Acknowledge `items` (in the order they arrived); those from an earlier
-        connection are skipped: the broker redelivers them on this one."""
+        connection are skipped: the broker redelivers them on this one. So is a copy
+        whose packet id was acknowledged already (module docstring)."""
         with self._ack_lock:
-            self.client.ack_many(
-                [i.mid for i in items if i.qos == 1 and i.generation == self._generation]
-            )
+            unacked, generation = self._unacked, self._generation
+            mids = []
+            for i in items:
+                if i.qos != 1 or i.generation != generation:
+                    continue
+                # Forgotten before the PUBACK is queued: a PUBLISH reusing the id can only
+                # come after the broker has it, so it is never taken for a copy.
+                if unacked.get(i.mid) == i.delivery:
+                    del unacked[i.mid]
+                    mids.append(i.mid)
+            self.client.ack_many(mids)
 
     # --- paho callbacks (network thread: keep them short) ---------------------------
     def _on_connect(
@@ -127,6 +147,7 @@ class SessionConsumer:
             return
         with self._ack_lock:
             self._generation += 1
+            self._unacked.clear()
         self.connects += 1
         self.session_present = bool(flags.session_present)
         log.info(
@@ -164,19 +185,28 @@ class SessionConsumer:
         self._subscribed.clear()
         with self._ack_lock:
             self._generation += 1  # acks of messages from the old connection are void
+            self._unacked.clear()
         if not self._closing:
             log.warning("disconnected from the broker (%s); reconnecting", reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        mid, delivery = message.mid, 0
+        if message.qos == 1:
+            # No lock: only this thread adds, and ack() removes an id before its PUBACK.
+            delivery = self._unacked.get(mid, 0)
+            if not delivery:
+                self._deliveries += 1
+                delivery = self._unacked[mid] = self._deliveries
         self.inbox.append(
             Inbound(
                 self._generation,
-                message.mid,
+                mid,
                 message.qos,
                 message.topic,
                 bytes(message.payload),  # paho types it bytes | bytearray
                 content_type(message),
                 self._clock.now(),
+                delivery,
             )
         )
         if not self.arrived.is_set():  # a busy consumer has not cleared it: skip the lock

@@ -22,7 +22,13 @@ redelivered. What is not a gap:
   30 s by default, behind newer messages) sends the "missing" uplinks after the one
   that closed the gap. A gap is therefore judged `settle` after it was seen (rules
   setting `uplink_gap_settle_s`, longer than the broker's redelivery timeout), counting
-  only the seqs still missing then; a gap filled in the meantime is no gap.
+  only the seqs still missing then; a gap filled in the meantime is no gap. A late
+  message without a seq (SenML) fills its gap by device time: dated inside it, and
+  not a copy of one seen there before the jump;
+- uplinks another session stored: when the settle time is over, what is still missing
+  is looked up in InfluxDB (ingest stores each reading with its seq; SenML readings
+  count by the device times no message seen in the gap carried). Those found are no
+  gap; their readings go to the rule engine, judged late (`UplinkGaps.take_repaired`).
 
 Every gap is written to InfluxDB (`data_quality`, one point per device and gap, tag
 `cause`): `reconnect` when it is the device's first gap since the rules service's MQTT
@@ -45,7 +51,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -59,8 +65,11 @@ from pantau.incidents import (
     Severity,
 )
 from pantau.influx.lineprotocol import tag_value
+from pantau.influx.query import InfluxQL, InfluxQLError
 from pantau.influx.writers import InfluxWriter, WriteRejected, WriteUnavailable, make_writer
+from pantau.readings import Reading
 from pantau.settings import InfluxSettings
+from rules.history import read_uplinks
 from rules.stats import RulesStats
 
 log = logging.getLogger(__name__)
@@ -70,6 +79,11 @@ MEASUREMENT = "data_quality"
 RECONNECT_WINDOW = timedelta(minutes=5)  # longer than a device's report interval
 MAX_PENDING_POINTS = 10_000  # kept while InfluxDB is away; older ones are dropped
 WRITE_RETRY_S = 10.0
+MAX_SEEN_TIMES = 256  # reading times kept per device between two seq'd messages
+
+# (device, after_seq, next_seq, from, to): the device's stored readings with
+# after_seq < seq < next_seq and device time in [from, to] (rules.history.read_uplinks).
+StoredUplinks = Callable[[str, int, int, datetime, datetime], list[Reading]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,6 +95,10 @@ class Gap:
     last_time: datetime  # device time of the reading before the gap
     next_time: datetime  # device time of the reading that closed it
     at_reconnect: bool
+    filled: frozenset[int] = frozenset()  # seqs of the gap that came late (settle)
+    # Device times of the readings of the messages without a seq that did arrive between
+    # the two (before the jump, or late): None when too many to keep (MAX_SEEN_TIMES).
+    seen_times: frozenset[datetime] | None = frozenset()
 
     @property
     def cause(self) -> str:
@@ -91,6 +109,10 @@ class Gap:
 class _Hole:
     gap: Gap
     filled: set[int] = field(default_factory=set)  # seqs of the hole that came late
+    # Messages without a seq that came late into the hole (a device time inside it):
+    # how many, and their readings' device times.
+    late_unsequenced: int = 0
+    late_times: set[datetime] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -98,6 +120,8 @@ class _Track:
     seq: int
     time: datetime
     unsequenced: int = 0  # messages of the device since `seq` that carried none
+    # Their readings' device times (None: more than MAX_SEEN_TIMES, no longer kept).
+    seen: set[datetime] | None = field(default_factory=set)
 
 
 class GapDetector:
@@ -125,7 +149,11 @@ class GapDetector:
         device_time: datetime | None,
         generation: int,
         received_at: datetime,
+        *,
+        times: Collection[datetime] = (),
     ) -> Gap | None:
+        """`times`: the device times of all the message's readings, for a message
+        without a seq (default: `device_time`), so that a late one is recognised."""
         if generation > self._generation:
             if self._generation > 0:  # not the process's first connection
                 self.reconnected_at = received_at
@@ -137,7 +165,7 @@ class GapDetector:
         track = self._tracks.get(device_id)
         if seq is None or device_time is None:
             if track is not None:
-                track.unsequenced += 1
+                self._unsequenced(device_id, track, device_time, times)
             return None
         if track is None:
             self._tracks[device_id] = _Track(seq, device_time)
@@ -170,12 +198,40 @@ class GapDetector:
                 last_time=track.time,
                 next_time=device_time,
                 at_reconnect=self._in_window(received_at) and device_id in self._watched,
+                seen_times=None if track.seen is None else frozenset(track.seen),
             )
             self._watched.discard(device_id)
             self._holes.setdefault(device_id, []).append(_Hole(gap))
-        track.seq, track.unsequenced = seq, 0
+        track.seq, track.unsequenced, track.seen = seq, 0, set()
         track.time = max(track.time, device_time)
         return gap
+
+    def _unsequenced(
+        self,
+        device_id: str,
+        track: _Track,
+        device_time: datetime | None,
+        times: Collection[datetime],
+    ) -> None:
+        """A message without a seq. Dated inside an unsettled gap it is a late one
+        (NATS redelivers after `ack_wait`, behind newer messages): it fills the gap
+        unless its readings were seen there already (a copy). Else it is counted
+        towards the next gap, as it comes in order."""
+        at = set(times) or ({device_time} if device_time is not None else set())
+        if device_time is not None:
+            for hole in self._holes.get(device_id, ()):
+                gap = hole.gap
+                if gap.last_time < device_time < gap.next_time:
+                    seen = gap.seen_times
+                    if (seen is None or not at & seen) and not at & hole.late_times:
+                        hole.late_unsequenced += 1
+                    hole.late_times |= at
+                    return
+        track.unsequenced += 1
+        if track.seen is not None:
+            track.seen |= at
+            if len(track.seen) > MAX_SEEN_TIMES:
+                track.seen = None
 
     def settle(self, gap: Gap) -> Gap | None:
         """The gap as it stands now: the seqs that came late since it was seen are not
@@ -187,8 +243,11 @@ class GapDetector:
         holes.remove(hole)
         if not holes:
             del self._holes[gap.device_id]
-        missing = gap.missing - len(hole.filled)
-        return None if missing <= 0 else replace(gap, missing=missing)
+        missing = gap.missing - len(hole.filled) - hole.late_unsequenced
+        if missing <= 0:
+            return None
+        seen = None if gap.seen_times is None else gap.seen_times | hole.late_times
+        return replace(gap, missing=missing, filled=frozenset(hole.filled), seen_times=seen)
 
     def _in_window(self, received_at: datetime) -> bool:
         since = self.reconnected_at
@@ -284,7 +343,13 @@ class GapIncidents:
 class UplinkGaps:
     """What the rules service holds: the detector, the zone verdicts, and the
     `data_quality` points on their way to InfluxDB (written by the worker, retried
-    while InfluxDB is away, bounded)."""
+    while InfluxDB is away, bounded).
+
+    Repair: when a gap's settle time is over, the uplinks still missing are looked up
+    in InfluxDB (`stored`; by default read from `influx`): ingest's own session may
+    have stored what never reached this one (NATS 2.9 after a node failure,
+    docs/operations.md). Those found are not missing; their readings wait in
+    `take_repaired` for the rule engine, which judges them like any late reading."""
 
     def __init__(
         self,
@@ -292,8 +357,18 @@ class UplinkGaps:
         influx: InfluxSettings | None,
         window: timedelta = RECONNECT_WINDOW,
         settle: timedelta = timedelta(0),
+        *,
+        stored: StoredUplinks | None = None,
     ) -> None:
         devices = city.devices
+        self._city = city
+        self._stored = stored
+        if stored is None and influx is not None:
+            self._stored = self._read_stored
+        self._query: InfluxQL | None = None  # made on the first repair
+        self._repaired: list[Reading] = []
+        self.uplinks_repaired = 0  # missing uplinks found in InfluxDB
+        self.gaps_repaired = 0  # gaps all of whose missing uplinks were found there
         self.detector = GapDetector(devices.__contains__, window)
         self._settle = settle
         self._seen: deque[tuple[datetime, Gap]] = deque()  # (judge at, gap), in order
@@ -315,9 +390,13 @@ class UplinkGaps:
         device_time: datetime | None,
         generation: int,
         received_at: datetime,
+        *,
+        times: Collection[datetime] = (),
     ) -> None:
         self._observed_at = max(self._observed_at or received_at, received_at)
-        gap = self.detector.observe(device_id, seq, device_time, generation, received_at)
+        gap = self.detector.observe(
+            device_id, seq, device_time, generation, received_at, times=times
+        )
         if gap is not None:
             self._seen.append((received_at + self._settle, gap))
 
@@ -328,6 +407,17 @@ class UplinkGaps:
     def count(self, stats: RulesStats) -> None:
         stats.uplink_gaps, stats.uplinks_missing = self.gaps, self.missing
         stats.uplink_gaps_filled, stats.uplink_gaps_unsettled = self.filled_late, self.unsettled
+        stats.uplinks_repaired, stats.uplink_gaps_repaired = (
+            self.uplinks_repaired,
+            self.gaps_repaired,
+        )
+
+    def take_repaired(self) -> list[Reading]:
+        """The readings of missing uplinks found in InfluxDB since the last call, for
+        the rule engine (in device-time order)."""
+        out, self._repaired = self._repaired, []
+        out.sort(key=lambda r: (r.time, r.device_id, r.metric))
+        return out
 
     def _judge(self, now: datetime) -> None:
         """Gaps whose settle time is over count what is still missing."""
@@ -337,6 +427,10 @@ class UplinkGaps:
             if gap is None:
                 self.filled_late += 1
                 log.info("uplink gap of %s filled by late copies", seen.device_id)
+                continue
+            gap = self._repair(gap)
+            if gap is None:
+                self.gaps_repaired += 1
                 continue
             self._found.append(gap)
             self.gaps += 1
@@ -350,6 +444,72 @@ class UplinkGaps:
                 gap.next_seq - 1,
                 gap.cause,
             )
+
+    def _repair(self, gap: Gap) -> Gap | None:
+        """The gap less the uplinks InfluxDB holds (None: it held them all). A gap of a
+        device dropout finds nothing there; one of a broker that lost the message for
+        every session too (Mosquitto's autosave window) neither."""
+        if self._stored is None:
+            return gap
+        try:
+            stored = self._stored(
+                gap.device_id, gap.after_seq, gap.next_seq, gap.last_time, gap.next_time
+            )
+        except InfluxQLError as err:
+            log.warning("uplink gap of %s not looked up in InfluxDB: %s", gap.device_id, err)
+            return gap
+        by_seq = [
+            r
+            for r in stored
+            if r.seq is not None
+            and gap.after_seq < r.seq < gap.next_seq
+            and r.seq not in gap.filled
+        ]
+        # Messages without a seq (SenML) by device time: readings dated inside the gap
+        # that no message seen there carried, one uplink per time (a pack with several
+        # times counts several: errs low, like the rest).
+        seen = gap.seen_times
+        by_time = (
+            []
+            if seen is None
+            else [
+                r
+                for r in stored
+                if r.seq is None and gap.last_time < r.time < gap.next_time and r.time not in seen
+            ]
+        )
+        found = len({r.seq for r in by_seq}) + len({r.time for r in by_time})
+        if not found:
+            return gap
+        self._repaired += by_seq + by_time
+        self.uplinks_repaired += found
+        log.info(
+            "uplink gap of %s: %d of %d missing uplinks read back from InfluxDB"
+            " (seq %s; %d without one)",
+            gap.device_id,
+            found,
+            gap.missing,
+            ",".join(str(q) for q in sorted({r.seq or 0 for r in by_seq})),
+            len({r.time for r in by_time}),
+        )
+        missing = gap.missing - found
+        return None if missing <= 0 else replace(gap, missing=missing)
+
+    def _read_stored(
+        self, device_id: str, after_seq: int, next_seq: int, start: datetime, end: datetime
+    ) -> list[Reading]:
+        if self._query is None:
+            assert self._influx is not None
+            self._query = InfluxQL.from_settings(self._influx)
+        return read_uplinks(
+            self._query,
+            self._city,
+            device_id,
+            after_seq=after_seq,
+            next_seq=next_seq,
+            start=start,
+            end=end,
+        )
 
     def queue(self, lines: Sequence[str]) -> None:
         """Other data_quality points, written with the next batch of gaps."""
@@ -394,3 +554,6 @@ class UplinkGaps:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        if self._query is not None:
+            self._query.close()
+            self._query = None

@@ -77,6 +77,51 @@ def latest_time(influx: InfluxQL, start: datetime) -> datetime | None:
     return _from_ms(max(times)) if times else None
 
 
+_UPLINKS = "SELECT value, seq FROM /.*/ WHERE device = $device AND time >= $start AND time <= $end"
+
+
+def read_uplinks(
+    influx: InfluxQL,
+    city: City,
+    device_id: str,
+    *,
+    after_seq: int,
+    next_seq: int,
+    start: datetime,
+    end: datetime,
+) -> list[Reading]:
+    """The device's stored readings with device time `start <= time <= end` (the readings
+    on either side of a seq gap, rules.gaps) whose uplink counter is strictly between
+    `after_seq` and `next_seq`, or that carry none (SenML), with their seq. Ingest
+    stores `seq` with every reading of a native-form message. Raises InfluxQLError when
+    the server refuses or cannot be reached."""
+    params = {"device": device_id, "start": start.isoformat(), "end": end.isoformat()}
+    metrics = city.catalogue.metrics
+    out: list[Reading] = []
+    for s in influx.query(_UPLINKS, params=params, epoch="ms"):
+        spec = metrics.get(s.name)
+        if spec is None:  # data_quality points and the like share the device tag
+            continue
+        for row in s.rows():
+            ms, value, seq = row.get("time"), row.get("value"), row.get("seq")
+            if not isinstance(ms, int) or not isinstance(value, int | float):
+                continue
+            if seq is not None and not (isinstance(seq, int) and after_seq < seq < next_seq):
+                continue
+            out.append(
+                Reading(
+                    device_id=device_id,
+                    metric=s.name,
+                    value=float(value),
+                    unit=spec.unit,
+                    time=_from_ms(ms),
+                    seq=seq if isinstance(seq, int) else None,
+                )
+            )
+    out.sort(key=lambda r: (r.time, r.metric))
+    return out
+
+
 def iter_readings(
     influx: InfluxQL,
     city: City,

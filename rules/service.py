@@ -271,6 +271,8 @@ class RulesService:
                 budget = SETTLE_BUDGET + 2 * len(readings)
                 changes = self._engine.settle(budget)
                 changes += self._gaps.changes(self._clock.now(), caught_up=not self._inbox)
+                # Uplinks this session never got and ingest stored: judged late.
+                changes += self._engine.take(self._gaps.take_repaired())
                 self._gaps.count(self.stats)
                 now = time.monotonic()
                 if tick_every > 0 and now >= next_tick:
@@ -340,12 +342,14 @@ class RulesService:
             rejected += len(read.rejections)
             if count:
                 first = read.readings[0] if read.readings else None
+                unsequenced = first is not None and first.seq is None
                 self._gaps.observe(
                     read.device_id,
                     None if first is None else first.seq,
                     None if first is None else first.time,
                     item.generation,
                     item.received_at,
+                    times=[r.time for r in read.readings] if unsequenced else (),
                 )
         if count:
             self.stats.rejected += rejected

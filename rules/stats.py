@@ -27,4 +27,8 @@ class RulesStats:
     uplinks_missing: int = 0
     uplink_gaps_filled: int = 0  # seen, then filled by late copies within the settle time
     uplink_gaps_unsettled: int = 0  # seen, settle time not over yet
+    # Missing uplinks read back from InfluxDB at the settle time (ingest had them) and
+    # judged as late readings; gaps all of whose missing uplinks were found there.
+    uplinks_repaired: int = 0
+    uplink_gaps_repaired: int = 0
     alerts_by_crew: dict[str, int] = field(default_factory=dict)

@@ -40,7 +40,13 @@ class NodePorts:
 
 
 def render_config(
-    name: str, ports: NodePorts, peers: Sequence[int], store_dir: Path, *, replicas: int
+    name: str,
+    ports: NodePorts,
+    peers: Sequence[int],
+    store_dir: Path,
+    *,
+    replicas: int,
+    ack_wait_s: float = 30.0,
 ) -> str:
     """nats-server.conf of one node; `peers` are the other nodes' route ports (none: a
     single node, which JetStream refuses to run as a cluster)."""
@@ -71,7 +77,9 @@ mqtt {{
   # QoS 1 messages sent to one subscription before a PUBACK; ingest acknowledges in
   # batches, so keep it near the Receive Maximum it asks for on MQTT v5.
   max_ack_pending: 20000
-  ack_wait: "30s"
+  # How long a QoS 1 message waits for its PUBACK before it is sent again, on the
+  # same connection too (tests shorten it to see that happen).
+  ack_wait: "{ack_wait_s:g}s"
 }}
 """
 
@@ -103,13 +111,21 @@ class NatsNode(LocalService):
     cluster is ready only once a quorum is up: NatsCluster.start waits for that)."""
 
     def __init__(
-        self, directory: Path, name: str, ports: NodePorts, peers: Sequence[int], replicas: int
+        self,
+        directory: Path,
+        name: str,
+        ports: NodePorts,
+        peers: Sequence[int],
+        replicas: int,
+        *,
+        ack_wait_s: float = 30.0,
     ) -> None:
         super().__init__(directory.resolve())
         self.name = name
         self.ports = ports
         self.peers = list(peers)
         self.replicas = replicas
+        self.ack_wait_s = ack_wait_s
 
     @property
     def config_file(self) -> Path:
@@ -123,7 +139,14 @@ class NatsNode(LocalService):
         store = self.directory / "jetstream"
         store.mkdir(parents=True, exist_ok=True)
         self.config_file.write_text(
-            render_config(self.name, self.ports, self.peers, store, replicas=self.replicas)
+            render_config(
+                self.name,
+                self.ports,
+                self.peers,
+                store,
+                replicas=self.replicas,
+                ack_wait_s=self.ack_wait_s,
+            )
         )
 
     def command(self) -> Sequence[str]:
@@ -145,7 +168,9 @@ class NatsCluster:
     """`size` nats-server nodes on free loopback ports under `directory`, meshed by
     routes, JetStream on every node and MQTT sessions replicated `replicas` times."""
 
-    def __init__(self, directory: Path, size: int = 3, replicas: int = 3) -> None:
+    def __init__(
+        self, directory: Path, size: int = 3, replicas: int = 3, *, ack_wait_s: float = 30.0
+    ) -> None:
         if not 1 <= replicas <= size:
             raise ServiceError(f"nats: {replicas} replicas need at least as many nodes")
         found = free_ports(4 * size)
@@ -157,6 +182,7 @@ class NatsCluster:
                 p,
                 [q.route for q in ports if q is not p],
                 replicas,
+                ack_wait_s=ack_wait_s,
             )
             for i, p in enumerate(ports)
         ]

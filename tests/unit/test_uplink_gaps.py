@@ -4,12 +4,15 @@ messages between seq'd ones, and which gaps become data-quality incidents."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from pantau.city import City, load_city
 from pantau.device_messages import DeviceMessageReader
 from pantau.incidents import ConditionState, Hazard, Severity
+from pantau.influx.query import InfluxQLError
+from pantau.readings import Reading
 from pantau.settings import IngestSettings
 from pantau.topics import Topics
 from rules.gaps import (
@@ -19,6 +22,7 @@ from rules.gaps import (
     UplinkGaps,
     data_quality_line,
 )
+from rules.stats import RulesStats
 from simulators.messages import FleetStream
 from simulators.scenario import find_scenario, load_scenario
 
@@ -190,3 +194,133 @@ def test_a_late_copy_fills_its_gap_even_with_a_skewed_clock_and_a_backlog() -> N
     gaps.observe(a, 102, at(99), 2, at(41))  # its clock jumped ahead: still a late copy
     assert gaps.detector.reboots == 0
     assert gaps.changes(at(95)) == [] and gaps.unsettled == 0 and gaps.filled_late == 1
+
+
+def stored_uplinks(
+    held: dict[str, list[Reading]],
+) -> Callable[[str, int, int, datetime, datetime], list[Reading]]:
+    """What InfluxDB holds per device, read as rules.history.read_uplinks reads it."""
+
+    def read(device: str, after: int, before: int, start: datetime, end: datetime) -> list[Reading]:
+        return [
+            r
+            for r in held.get(device, [])
+            if (r.seq is None or after < r.seq < before) and start <= r.time <= end
+        ]
+
+    return read
+
+
+def uplink(device: str, seq: int, metric: str = "water_level") -> Reading:
+    return Reading(
+        device_id=device, metric=metric, value=float(seq), unit="cm", time=at(seq - 100), seq=seq
+    )
+
+
+def test_uplinks_still_missing_at_the_settle_time_are_read_back_from_what_ingest_stored() -> None:
+    """NATS 2.9 can lose a few messages for one session across a node failure while
+    another (ingest's) got them. Once the settle time is over, the seqs still missing
+    are looked up among the stored readings: those found are judged late (handed to
+    the engine), counted as repaired, and are no gap; only the rest is."""
+    a, b, c = sorted(CITY.devices)[:3]
+    held = {
+        # a: 101..108 stored (103 twice: two metrics of one uplink), 109 never was.
+        a: [uplink(a, s) for s in range(101, 109)] + [uplink(a, 103, "flow")],
+        b: [uplink(b, s) for s in range(101, 105)],  # b: everything stored
+    }
+    gaps = UplinkGaps(
+        CITY, None, timedelta(minutes=5), settle=timedelta(seconds=45), stored=stored_uplinks(held)
+    )
+    for d in (a, b, c):
+        gaps.observe(d, 100, at(0), 1, at(0))
+    gaps.observe(a, 110, at(10), 2, at(30))  # 101..109 seem lost
+    gaps.observe(b, 105, at(5), 2, at(30))  # 101..104
+    gaps.observe(c, 103, at(3), 2, at(30))  # 101, 102: a dropout, nothing stored
+    gaps.observe(a, 102, at(2), 2, at(50))  # a late copy: not read back again
+    assert gaps.changes(at(60)) == [] and gaps.take_repaired() == []  # not judged yet
+    changes = gaps.changes(at(76))
+    repaired = gaps.take_repaired()
+    assert sorted({(r.device_id, r.seq) for r in repaired}) == sorted(
+        [(a, s) for s in (101, 103, 104, 105, 106, 107, 108)] + [(b, s) for s in range(101, 105)]
+    )
+    assert len(repaired) == 12  # both readings of a's uplink 103
+    assert [r.time for r in repaired] == sorted(r.time for r in repaired)
+    assert gaps.uplinks_repaired == 11 and gaps.gaps_repaired == 1  # b's whole gap
+    assert (gaps.gaps, gaps.missing) == (2, 3)  # a's 109 and c's 101, 102
+    stats = RulesStats()
+    gaps.count(stats)
+    assert (stats.uplinks_repaired, stats.uplink_gaps_repaired) == (11, 1)
+    assert (stats.uplink_gaps, stats.uplinks_missing, stats.uplink_gaps_unsettled) == (2, 3, 0)
+    by_zone = {ch.key.zone_id: ch for ch in changes}
+    assert all(ch.evidence is not None for ch in changes)
+    devices = sorted(d for ch in changes if ch.evidence for d in ch.evidence.device_ids)
+    assert devices == sorted([a, c])  # b's gap was repaired: no incident for it
+    assert sum(ch.evidence.peak_value for ch in by_zone.values() if ch.evidence) == 3
+    assert gaps.take_repaired() == []  # handed over once
+
+
+def test_a_gap_is_judged_as_it_stands_when_the_store_cannot_be_read() -> None:
+    (a,) = sorted(CITY.devices)[:1]
+
+    def unreachable(*_: object) -> list[Reading]:
+        raise InfluxQLError("SELECT", "cannot reach http://127.0.0.1:1")
+
+    gaps = UplinkGaps(CITY, None, timedelta(minutes=5), stored=unreachable)
+    gaps.observe(a, 100, at(0), 1, at(0))
+    gaps.observe(a, 104, at(30), 2, at(30))
+    (change,) = gaps.changes(at(30))
+    assert change.evidence is not None and change.evidence.peak_value == 3
+    assert gaps.uplinks_repaired == 0 and gaps.take_repaired() == []
+
+
+def test_a_message_without_seq_that_comes_late_fills_its_gap_by_device_time() -> None:
+    """SenML carries no seq. NATS redelivers a SenML message it lost at a failover
+    after `ack_wait`, behind newer ones: dated inside an unsettled gap, it fills the gap
+    (once, whatever its copies); one whose readings were seen there before the jump is
+    a copy and fills nothing; after the gap, one in order counts towards the next."""
+    a, b = sorted(CITY.devices)[:2]
+    gaps = UplinkGaps(CITY, None, timedelta(minutes=5), settle=timedelta(seconds=45))
+    for d in (a, b):
+        gaps.observe(d, 100, at(0), 1, at(0))
+    gaps.observe(a, None, at(10), 1, at(10), times=[at(10)])  # 101: SenML, in order
+    gaps.observe(a, 104, at(40), 2, at(40))  # 102, 103 seem lost (101 arrived)
+    gaps.observe(b, 103, at(40), 2, at(40))  # 101, 102 seem lost
+    gaps.observe(a, None, at(20), 2, at(50), times=[at(20), at(21)])  # 102, late
+    gaps.observe(a, None, at(20), 2, at(51), times=[at(20), at(21)])  # its copy
+    gaps.observe(a, None, at(10), 2, at(52), times=[at(10)])  # a copy of 101
+    gaps.observe(b, None, at(50), 2, at(53), times=[at(50)])  # after b's gap: in order
+    changes = gaps.changes(at(86))
+    assert (gaps.gaps, gaps.missing) == (2, 3)  # a's 103; b's two (its SenML came after)
+    devices = sorted(d for ch in changes if ch.evidence for d in ch.evidence.device_ids)
+    assert devices == sorted([a, b])
+    assert gaps.detector.observe(b, 105, at(60), 2, at(60)) is None  # 104 was that SenML
+
+
+def test_readings_without_seq_are_read_back_by_the_device_times_no_message_carried() -> None:
+    """The store's readings without a seq (SenML) dated inside a gap, at times no message
+    seen there carried, are uplinks this session missed: one per device time."""
+    a, b = sorted(CITY.devices)[:2]
+
+    def senml(device: str, s: float) -> Reading:
+        return Reading(device_id=device, metric="rainfall", value=s, unit="mm", time=at(s))
+
+    held = {
+        a: [senml(a, 10), senml(a, 20), replace(senml(a, 20), metric="battery"), senml(a, 30)],
+        b: [senml(b, 20)],
+    }
+    gaps = UplinkGaps(
+        CITY, None, timedelta(minutes=5), settle=timedelta(seconds=45), stored=stored_uplinks(held)
+    )
+    gaps.observe(a, 100, at(0), 1, at(0))
+    gaps.observe(a, None, at(10), 1, at(10), times=[at(10)])  # 101 arrived
+    gaps.observe(a, 105, at(50), 2, at(50))  # 102..104 seem lost
+    gaps.observe(b, 100, at(0), 1, at(0))
+    gaps.observe(b, 102, at(40), 2, at(40))  # 101 seems lost
+    gaps.changes(at(96))
+    repaired = gaps.take_repaired()
+    # a: 20 (two readings) and 30 read back, 10 was seen; b: 20.
+    expected = [(a, at(20), "rainfall"), (a, at(20), "battery"), (a, at(30), "rainfall")]
+    expected.append((b, at(20), "rainfall"))
+    assert sorted((r.device_id, r.time, r.metric) for r in repaired) == sorted(expected)
+    assert gaps.uplinks_repaired == 3 and gaps.gaps_repaired == 1  # b's
+    assert (gaps.gaps, gaps.missing) == (1, 1)  # a's third uplink is nowhere
