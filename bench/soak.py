@@ -71,7 +71,7 @@ def _rss(pid: int | None) -> int:
     return 0
 
 
-def _analysis_lines(camera: Camera, start: datetime, end: datetime, seq0: int) -> list[bytes]:
+def analysis_lines(camera: Camera, start: datetime, end: datetime, seq0: int) -> list[bytes]:
     """The camera's analyses over [start, end) at its sample_fps, one payload per line:
     the vision worker's encoding (encode_analysis) done once, then only its time and
     seq change, so generating a day costs the bench seconds, not minutes."""
@@ -126,7 +126,7 @@ def publish_analyses(
         jobs = []
         for camera in cameras.values():
             seq0 = round((t - start).total_seconds() * camera.sample_fps)
-            lines = _analysis_lines(camera, t, stop, seq0)
+            lines = analysis_lines(camera, t, stop, seq0)
             path = work / f"{camera.id}.lines"
             path.write_bytes(b"\n".join(lines) + b"\n")
             jobs.append(PublishJob(topics.camera_analysis(camera.id), path, len(lines), len(lines)))
