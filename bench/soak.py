@@ -28,6 +28,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
 from bench.mosquitto_clients import PublishJob, run_publishers
 from dashboards import expand
 from dashboards.build import GENERATED
@@ -46,6 +49,7 @@ from pantau.influx.downsample import Downsampler
 from pantau.influx.query import InfluxQL
 from pantau.influx.retention import ensure_retention
 from pantau.local import LocalStack
+from pantau.local.mosquitto import MosquittoOptions
 from pantau.settings import Settings
 from pantau.topics import Topics
 from pantau.wire import rfc3339
@@ -101,28 +105,71 @@ def analysis_lines(camera: Camera, start: datetime, end: datetime, seq0: int) ->
     ]
 
 
+# Analyses go out in rounds of this much simulated time, each once the broker holds
+# fewer than ROUND_BACKLOG messages: the rules service (which reads every analysis,
+# slower than ingest on this box) and ingest are then never more than ~2 rounds behind.
+# Unbounded, the broker's queues grew to hundreds of thousands of messages and
+# mosquitto spent its time on them while the consumers starved.
+ROUND = timedelta(minutes=15)
+ROUND_BACKLOG = 60_000
+SETTLED_BACKLOG = 2_000  # at the day's end: the retained statuses and little else
+
+
+class BrokerBacklog:
+    """The broker's stored message count (`$SYS/broker/store/messages/count`, every
+    `sys_interval`): what its subscribers' queues hold, retained messages included."""
+
+    TOPIC = "$SYS/broker/store/messages/count"
+
+    def __init__(self, stack: LocalStack) -> None:
+        self._cond = threading.Condition()
+        self._count: int | None = None
+        self._client = paho.Client(CallbackAPIVersion.VERSION2, "soak-backlog")
+        self._client.on_connect = lambda c, *_: c.subscribe(self.TOPIC)
+        self._client.on_message = self._on_message
+        self._client.connect(stack.mqtt_host, stack.mqtt_port)
+        self._client.loop_start()
+
+    def _on_message(self, _c: object, _u: object, msg: paho.MQTTMessage) -> None:
+        with self._cond:
+            self._count = int(msg.payload)
+            self._cond.notify_all()
+
+    def wait_below(self, limit: int, timeout: float = 3600) -> int:
+        """Until the count is under `limit`; that count. The broker publishes it only
+        when it changes, so the last value holds once a sys_interval has passed."""
+        fresh = time.monotonic() + 1.5
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._count is None or self._count >= limit or time.monotonic() < fresh:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the broker still holds {self._count} messages")
+                self._cond.wait(0.5)
+            return self._count
+
+    def close(self) -> None:
+        self._client.loop_stop()
+        self._client.disconnect()
+
+
 def publish_analyses(
     stack: LocalStack,
     settings: Settings,
-    influx: InfluxQL,
+    backlog: BrokerBacklog,
     cameras: dict[str, Camera],
     start: datetime,
     end: datetime,
     work: Path,
 ) -> int:
     """Every camera's analyses over [start, end) at its sample_fps, QoS 1, one
-    `mosquitto_pub -l` per camera and hour (the C client: the bench's own publishing
-    costs little CPU beside the services it measures). Before an hour goes out, the one
-    two hours earlier must be stored, so the broker's queue for ingest stays bounded
-    (~2 hours of analyses, far under its max_queued_messages). The number published."""
+    `mosquitto_pub -l` per camera and round (the C client: the bench's own publishing
+    costs little CPU beside the services it measures). The number published."""
     topics = Topics(settings.mqtt.root)
-    hours: list[tuple[datetime, datetime, int]] = []  # (start, end, analyses)
     sent = 0
     t = start
     while t < end:
-        stop = min(t + timedelta(hours=1), end)
-        if len(hours) >= 2:
-            _wait_analyses(influx, *hours[-2])
+        stop = min(t + ROUND, end)
+        backlog.wait_below(ROUND_BACKLOG)
         jobs = []
         for camera in cameras.values():
             seq0 = round((t - start).total_seconds() * camera.sample_fps)
@@ -131,38 +178,22 @@ def publish_analyses(
             path.write_bytes(b"\n".join(lines) + b"\n")
             jobs.append(PublishJob(topics.camera_analysis(camera.id), path, len(lines), len(lines)))
         run_publishers(stack, jobs, ("-D", "publish", "content-type", ANALYSIS_CONTENT_TYPE))
-        count = sum(j.count for j in jobs)
-        hours.append((t, stop, count))
-        sent += count
+        sent += sum(j.count for j in jobs)
         t = stop
     return sent
-
-
-def _wait_analyses(influx: InfluxQL, start: datetime, end: datetime, count: int) -> None:
-    """Until ingest has stored every analysis of [start, end) (one camera_brightness
-    point each; a count over an hour, cheap beside the old count of the whole day)."""
-
-    def stored() -> bool:
-        rows = influx.rows(
-            "SELECT count(value) FROM camera_brightness WHERE time >= $s AND time < $e",
-            params={"s": start.isoformat(), "e": end.isoformat()},
-        )
-        return bool(rows) and int(str(rows[0]["count"])) >= count
-
-    wait_until(stored, 3600, "ingest to store an hour of analyses", poll=1)
 
 
 def _analyses_into(
     out: list[int],
     stack: LocalStack,
     settings: Settings,
+    backlog: BrokerBacklog,
     cameras: dict[str, Camera],
     day: datetime,
     played: timedelta,
     work: Path,
 ) -> None:
-    with InfluxQL.from_settings(settings.influx) as influx:
-        out.append(publish_analyses(stack, settings, influx, cameras, day, day + played, work))
+    out.append(publish_analyses(stack, settings, backlog, cameras, day, day + played, work))
 
 
 def _wait_stored(influx: InfluxQL, day: datetime, readings: int) -> None:
@@ -366,7 +397,10 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="pantau-soak-") as tmp, load:
         run = Path(tmp)
         (run / "lines").mkdir()
-        with LocalStack(run / "stack") as stack:
+        # The broker as deployed (deploy/mosquitto/mosquitto.conf saves every 30 s; the
+        # test stack's 1 s rewrites the whole queue every ~2 s), and $SYS every second.
+        broker = MosquittoOptions(autosave_interval_s=30, extra_lines=("sys_interval 1",))
+        with LocalStack(run / "stack", mosquitto_options=broker) as stack:
             settings = stack.settings(database="soak", root="soak")
             stack.create_database("soak")
             ensure_retention(settings.influx, settings.retention)
@@ -388,6 +422,7 @@ def main(argv: list[str] | None = None) -> int:
             rules.start(timeout=300)  # a loaded machine starts it slowly
             influx = InfluxQL.from_settings(settings.influx)
             timer = PanelTimer(influx, city)
+            backlog = BrokerBacklog(stack)
             data = stack.influxd.directory
             first = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
             first -= timedelta(days=args.days, hours=1)
@@ -399,7 +434,7 @@ def main(argv: list[str] | None = None) -> int:
                     cams: list[int] = []
                     thread = threading.Thread(
                         target=_analyses_into,
-                        args=(cams, stack, settings, cameras, day, played, run / "lines"),
+                        args=(cams, stack, settings, backlog, cameras, day, played, run / "lines"),
                     )
                     thread.start()
                     report = run_scenario(city, scenario, settings.mqtt, speed=None, start=day)
@@ -407,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
                     if not cams:
                         raise RuntimeError("publishing the analyses failed (see above)")
                     _wait_stored(influx, day, len(report.reading_keys))
+                    backlog.wait_below(SETTLED_BACKLOG)  # rules caught up too
                     played_s = time.monotonic() - t0
                     t1 = time.monotonic()
                     ds = Downsampler.from_settings(settings)
@@ -451,6 +487,7 @@ def main(argv: list[str] | None = None) -> int:
                     days.append(row)
                     print(json.dumps(row), flush=True)
             finally:
+                backlog.close()
                 influx.close()
                 ingest.stop()
                 rules.stop()
