@@ -379,6 +379,48 @@ class LoadSampler:
         }
 
 
+def _mb(n: object) -> str:
+    return f"{int(str(n)) / 1e6:.1f}"
+
+
+def table(result: Mapping[str, Any], heaviest: int = 4) -> str:
+    """The results file as bench/README.md's markdown: a row per day, then the
+    `heaviest` panels of each range (by their last-day p95) on the first and last day."""
+    days = result["days"]
+    out = [
+        "| day | played (points) | downsampler | raw / 5-min / hourly on disk, cumulative "
+        "| RSS mosquitto / influxd / ingest / rules | load |",
+        "|---|---|---|---|---|---|",
+    ]
+    for d in days:
+        b, r = d["bytes"], d["rss_mb"]
+        out.append(
+            f"| {d['day']} | {d['points_in_influx']:,} in {d['played_s']:,.0f} s "
+            f"| {d['downsample_s']} s | {_mb(b['autogen'])} / {_mb(b['agg_5m'])} / "
+            f"{_mb(b['agg_1h'])} MB | {r['mosquitto']} / {r['influxd']} / {r['ingest']} / "
+            f"{r['rules']} MB | {d['loadavg']} |"
+        )
+    first, last = days[0]["panels"], days[-1]["panels"]
+    n = days[-1]["day"]
+    out += [
+        "",
+        f"| range | panel | level read | p95 day 1 | p95 day {n} | day {n}, $rp forced raw |",
+        "|---|---|---|---|---|---|",
+    ]
+    for rname in RANGES:
+        keys = sorted(
+            (k for k in last if k.startswith(f"{rname} | ")), key=lambda k: -last[k]["p95_ms"]
+        )
+        for k in keys[:heaviest]:
+            raw = last[k].get("p95_ms_from_raw")
+            title = k.split(" | ", 1)[1].split(" (")[0].split(" - ")[0]
+            out.append(
+                f"| {rname} | {title} | {last[k]['rp']} | {first[k]['p95_ms']:,.0f} ms "
+                f"| {last[k]['p95_ms']:,.0f} ms | {'' if raw is None else f'{raw:,.0f} ms'} |"
+            )
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__)
     parser.add_argument("--days", type=int, default=7)
@@ -386,7 +428,16 @@ def main(argv: list[str] | None = None) -> int:
         "--day-hours", type=float, default=24, help="play only this much of each day (a check)"
     )
     parser.add_argument("--out", type=Path, default=None, help="JSON results file")
+    parser.add_argument(
+        "--table",
+        type=Path,
+        default=None,
+        help="print a results file's markdown tables, run nothing",
+    )
     args = parser.parse_args(argv)
+    if args.table:
+        print(table(json.loads(args.table.read_text(encoding="utf-8"))))
+        return 0
     city = load_city(default_config_dir())
     cameras = load_cameras(city)
     scenario = load_scenario(find_scenario("calm-day"), city)
