@@ -3,12 +3,18 @@ with every camera's analyses at its `sample_fps`, played as fast as the machine 
 it through real Mosquitto -> `pantau ingest` and `pantau rules` processes -> InfluxDB.
 
 After each simulated day: InfluxDB's bytes on disk for raw readings and for their
-5-minute and hourly aggregates (the downsampler is run on the day, timed), the RSS of
-each service (mosquitto, influxd, ingest, rules), and after the first and the last day
-the p95 time of the heaviest dashboard panels. Writes a JSON file and prints a table.
+5-minute and hourly aggregates (the downsampler is run on the day, timed), the RSS and
+CPU seconds of each service (mosquitto, influxd, ingest, rules) and of the bench
+itself, the load average; after the first and the last day the p95 time of every
+InfluxDB panel of the shipped dashboards (dashboards/generated) as Grafana would run
+it for a 24-hour, a 3-day and a 7-day range ending where the played data ends: the
+dashboards' hidden level variables pick raw, 5-minute or hourly data per range; over
+the week each panel is also run with `$rp` forced to raw. Writes a JSON file and
+prints a row per day.
 
-    uv run python -m bench.soak --days 1     # the short version (bench/README.md)
-    uv run python -m bench.soak              # the week
+    uv run python -m bench.soak --days 1 --day-hours 1   # a check (~2 min)
+    uv run python -m bench.soak                          # the week
+    uv run python -m bench.soak --table bench/results/soak-....json   # its tables
 """
 
 from __future__ import annotations
