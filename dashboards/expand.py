@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 # Grafana rounds the interval (time range / max data points) to one of these.
 NICE_INTERVALS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 86400)
@@ -107,3 +108,31 @@ def _ms(when: datetime) -> int:
 
 def _iso(when: datetime) -> str:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def variables(
+    model: Mapping[str, Any],
+    when: TimeRange,
+    *,
+    run_influxql: Callable[[str], Sequence[str]],
+    run_sql: Callable[[str], Sequence[str]],
+    datasource_uid: str,
+) -> dict[str, list[str]]:
+    """A dashboard's template variables as Grafana first resolves them for `when`:
+    custom ones their options, a textbox its text, a query variable what its data
+    source answers (`run_influxql` runs expanded InfluxQL when the variable's data source is
+    `datasource_uid`, `run_sql` expanded SQL otherwise), each seeing those before it. All
+    selects every value; a single-value variable starts at the first. A variable that
+    finds nothing is left empty (a query using it then fails to expand)."""
+    values: dict[str, list[str]] = {}
+    for var in model["templating"]["list"]:
+        if var["type"] == "custom":
+            found = [str(o["value"]) for o in var["options"]]
+        elif var["type"] == "textbox":
+            found = [str(var["query"])]
+        elif var["datasource"]["uid"] == datasource_uid:
+            found = [str(v) for v in run_influxql(influxql(var["query"], when, values))]
+        else:
+            found = [str(v) for v in run_sql(sql(var["query"], when, values))]
+        values[var["name"]] = found if var.get("includeAll") else found[:1]
+    return values
