@@ -7,10 +7,13 @@ camera's state on subscribing. Stopping publishes `offline` for every camera.
 
 With `leases` (vision.share_cameras), several vision workers share the cameras: each
 camera is leased to one live worker (pantau.store.leases, kind `vision`), a fair share
-each. A worker runs a camera only while it holds its lease, stops it as soon as a
-balance says it lost it, and stops all of them once its leases could have expired
-without its knowing (the store unreachable); a stopping worker gives its cameras back
-so the others take them at once, and says `offline` only if no other worker is live.
+each. A worker runs a camera only while it holds its lease, and an analysis carries no
+epoch a reader could check, so the worker fences itself: it halts a camera (nothing more
+published for it, `CameraWorker.halt`) before giving its lease back and as soon as a
+balance says it lost it, and publishes nothing for a camera once its lease could have
+expired without its knowing (no balance renewed it for ttl - period: the store
+unreachable or slow, the balance stuck). A stopping worker gives its cameras back so the
+others take them at once, and says `offline` only if no other worker is live.
 """
 
 from __future__ import annotations
@@ -87,6 +90,12 @@ class VisionService:
         self._period_s = period_s
         self._replica = None if leases is None else leases.owner
         self._last_renewed = time.monotonic()
+        # Per camera, the monotonic time until which its lease is surely still ours: the
+        # start of the balance that last renewed it + ttl - period. Analyses after it
+        # are not published (read by the camera threads without a lock: one dict get).
+        self._valid_until: dict[str, float] = {}
+        self._stoppers: list[threading.Thread] = []  # halted workers winding down
+        self.fenced = 0  # analyses and states not published: their lease may have expired
         self._stop = threading.Event()
         self._balancer = threading.Thread(target=self._balance_loop, name="vision-leases")
         self.running: dict[str, CameraWorker] = {}
@@ -101,7 +110,7 @@ class VisionService:
             self._source_factory(camera, self._clock),
             CameraAnalyzer(camera, self._evidence_dir),
             on_analysis=self._publish_analysis,
-            on_state=self._publish_state,
+            on_state=self._report_state,
             clock=self._clock,
         )
         self.running[camera.id] = worker
@@ -126,8 +135,13 @@ class VisionService:
         if self._balancer.is_alive():
             self._balancer.join(timeout=30)
         stopped = list(self.running)
-        for camera_id in stopped:
-            self.running.pop(camera_id).stop()
+        workers = [self.running.pop(camera_id) for camera_id in stopped]
+        for worker in workers:
+            worker.halt()  # all at once: one slow source must not keep the others going
+        for worker in workers:
+            worker.stop()
+        for stopper in self._stoppers:
+            stopper.join(timeout=10)
         others = False
         if self._leases is not None:
             try:
@@ -147,33 +161,73 @@ class VisionService:
 
     def _balance(self) -> None:
         assert self._leases is not None
+        ttl_s = self._leases.ttl_s
+        started = time.monotonic()  # every renewal and take of this balance is later
         try:
-            held, lost = self._leases.balance(sorted(self._cameras))
+            held, _lost = self._leases.balance(sorted(self._cameras), before_release=self._halt)
         except Exception as err:
             log.warning("cannot renew the camera leases: %s", err)
+            # What the balance lost before it failed (its `lost` never came back).
+            self._halt(sorted(set(self.running) - set(self._leases.held)))
             # Stop before a lease not renewed since could expire and be taken.
-            if time.monotonic() - self._last_renewed >= self._leases.ttl_s - self._period_s:
-                for camera_id in list(self.running):
-                    log.warning("stopping camera %s: its lease may expire", camera_id)
-                    self.running.pop(camera_id).stop()
+            if time.monotonic() - self._last_renewed >= ttl_s - self._period_s:
+                self._halt(sorted(self.running), "its lease may expire")
             return
-        self._last_renewed = time.monotonic()
-        for camera_id in lost:
-            if camera_id in self.running:
-                log.info("camera %s moves to another worker", camera_id)
-                self.running.pop(camera_id).stop()
+        self._last_renewed = started
+        valid_until = started + ttl_s - self._period_s
+        keys = {lease.key for lease in held}
+        # Lost (taken by another worker after it expired): stop at once.
+        self._halt(sorted(set(self.running) - keys))
         for lease in held:
+            self._valid_until[lease.key] = valid_until
             if lease.key not in self.running:
                 log.info("camera %s: analysed here (lease epoch %d)", lease.key, lease.epoch)
                 self._new_worker(self._cameras[lease.key]).start()
 
+    def _halt(self, camera_ids: list[str], why: str = "moves to another worker") -> None:
+        """Stop publishing for these cameras now; their threads wind down in the
+        background (a camera slow to close must not delay the next renewal)."""
+        self._stoppers = [t for t in self._stoppers if t.is_alive()]
+        for camera_id in camera_ids:
+            worker = self.running.pop(camera_id, None)
+            if worker is not None:
+                log.info("camera %s %s", camera_id, why)
+                worker.halt()
+                stopper = threading.Thread(
+                    target=worker.stop, name=f"stop-{camera_id}", daemon=True
+                )
+                stopper.start()
+                self._stoppers.append(stopper)
+            self._valid_until.pop(camera_id, None)  # after halt: nothing is fenced in between
+
+    def _leased(self, camera_id: str) -> bool:
+        """Whether this worker may still publish for the camera (always, unshared)."""
+        if self._leases is None or time.monotonic() < self._valid_until.get(camera_id, 0.0):
+            return True
+        self.fenced += 1
+        if self.fenced == 1 or self.fenced % 100 == 0:
+            log.warning(
+                "camera %s: not published, its lease may have expired (%d so far)",
+                camera_id,
+                self.fenced,
+            )
+        return False
+
     def _publish_analysis(self, analysis: FrameAnalysis) -> None:
+        if not self._leased(analysis.camera_id):
+            return
         self._client.publish(
             self._topics.camera_analysis(analysis.camera_id),
             encode_analysis(analysis),
             qos=1,
             properties=_content_type(ANALYSIS_CONTENT_TYPE, self._replica),
         )
+
+    def _report_state(
+        self, camera_id: str, state: CameraState, time: datetime, detail: str
+    ) -> None:
+        if self._leased(camera_id):
+            self._publish_state(camera_id, state, time, detail)
 
     def _publish_state(
         self, camera_id: str, state: CameraState, time: datetime, detail: str

@@ -7,6 +7,11 @@ dropped, so analysis never falls behind real time. A source that fails is reopen
 with exponential backoff (1 s .. 30 s); the camera's state goes online ->
 reconnecting -> offline (after `OFFLINE_AFTER_S` without a frame) and back, and each
 change is reported to `on_state`.
+
+`halt()` is the fence of a worker whose camera moves to another vision worker: once it
+returns, the worker reports nothing more (no analysis, no state), even while its threads
+are still winding down (a source can take seconds to close); `stop()` halts and then
+waits for them.
 """
 
 from __future__ import annotations
@@ -74,6 +79,8 @@ class CameraWorker:
         self._offline_after_s = offline_after_s
         self._frames: queue.Queue[Frame | None] = queue.Queue(maxsize=QUEUE_SIZE)
         self._stop = threading.Event()
+        # Held while reporting and while halting, so nothing is reported after halt().
+        self._report_lock = threading.Lock()
         self._last_frame = clock.now()
         self._backoff = BACKOFF_MIN_S
         self.finished = threading.Event()  # the source ended (files) or the worker stopped
@@ -86,18 +93,25 @@ class CameraWorker:
         self._reader.start()
         self._analyst.start()
 
+    def halt(self) -> None:
+        """Stop reporting now (an analysis being reported finishes first); the threads
+        end on their own at their next frame."""
+        with self._report_lock:
+            self._stop.set()
+
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
+        self.halt()
         self._reader.join(timeout)
         self._analyst.join(timeout)
         self._source.close()
 
     def _set_state(self, state: CameraState, detail: str = "") -> None:
-        if state is self.state:
-            return
-        self.state = state
-        log.info("camera %s: %s %s", self.camera.id, state.value, detail)
-        self._on_state(self.camera.id, state, self._clock.now(), detail)
+        with self._report_lock:
+            if state is self.state or self._stop.is_set():
+                return
+            self.state = state
+            log.info("camera %s: %s %s", self.camera.id, state.value, detail)
+            self._on_state(self.camera.id, state, self._clock.now(), detail)
 
     # --- reader -------------------------------------------------------------------------
     def _read(self) -> None:
@@ -188,7 +202,10 @@ class CameraWorker:
                     continue
                 seq += 1
                 self.stats.frames_analysed += 1
-                self._on_analysis(analysis)
+                with self._report_lock:
+                    if self._stop.is_set():
+                        return  # halted: the camera may be another worker's by now
+                    self._on_analysis(analysis)
         finally:
             self.finished.set()
 

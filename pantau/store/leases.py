@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -139,28 +139,44 @@ class Leases:
             rows = conn.execute(self._sql["live"], {"kind": self.kind, "ago": self._ago})
             return [r.name for r in rows]
 
-    def balance(self, keys: Sequence[str]) -> tuple[list[Lease], list[str]]:
+    def balance(
+        self,
+        keys: Sequence[str],
+        before_release: Callable[[list[str]], None] | None = None,
+    ) -> tuple[list[Lease], list[str]]:
         """Heartbeat, renew what I hold, give back what exceeds my fair share, take free
         or expired keys up to it. Returns (held now, keys lost or given back since the
-        last balance); the caller stops acting on the lost ones."""
+        last balance); the caller stops acting on the lost ones.
+
+        A key given back is anyone's at once, so a caller without a fence in its writes
+        (vision's analyses) passes `before_release`: it is called with the keys about to
+        be given back and must have stopped acting on them when it returns. If it raises,
+        nothing is given back (the keys stay held)."""
         wanted = sorted(set(keys))
         self.heartbeat()
         share = self.fair_share(len(wanted), self.live_replicas())
         lost: list[str] = []
+        give_back: list[Lease] = []
         for key, lease in sorted(self._held.items()):
-            renewed = self._renew(lease) if key in wanted else None
+            if key not in wanted:
+                give_back.append(lease)
+                continue
+            renewed = self._renew(lease)
             if renewed is None:
                 del self._held[key]
                 lost.append(key)
-                if key in wanted:
-                    logger.warning("%s lost lease %s/%s", self.owner, self.kind, key)
-                else:
-                    self._release(lease)
+                logger.warning("%s lost lease %s/%s", self.owner, self.kind, key)
             else:
                 self._held[key] = renewed
-        for key in sorted(self._held)[share:]:
-            self._release(self._held.pop(key))
-            lost.append(key)
+        kept = sorted(k for k in self._held if k in wanted)
+        give_back += [self._held[key] for key in kept[share:]]
+        if give_back:
+            if before_release is not None:
+                before_release([lease.key for lease in give_back])
+            for lease in give_back:
+                del self._held[lease.key]
+                lost.append(lease.key)
+                self._release(lease)
         if len(self._held) < share:
             for key in self._takeable(wanted):
                 if len(self._held) >= share:
