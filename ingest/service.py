@@ -77,7 +77,7 @@ class HttpWaiter:
     outcome: Outcome | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class HttpInbound(Inbound):
     """A message POSTed to the HTTP intake (ingest.http): it takes the MQTT messages' way
     through decoding, the budget, the spool and the dead letters; QoS 0, so nothing is

@@ -33,7 +33,7 @@ from pantau.settings import MqttSettings
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs ~0.6 us more per message
 class Inbound:
     generation: int  # connection number: mids are only valid on their own connection
     mid: int
