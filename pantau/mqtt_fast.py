@@ -52,6 +52,9 @@ from pantau.mqtt_failover import FailoverClient
 _PUBACK = struct.Struct("!BBH")
 READ_CHUNK = 256 * 1024
 PACKETS_PER_PASS = 2000  # bound a pass so keepalive and writes still get their turn
+# A publish_sink pass keeps its messages in one list until the pass ends: at 2,000 SenML
+# packs of ~2.4 kB that list raised ingest's peak RSS by ~15 MB; 200 costs no throughput.
+SINK_PACKETS_PER_PASS = 200
 
 
 class BufferedSocket:
@@ -345,13 +348,13 @@ class BufferedClient(FailoverClient):
         return rc
 
     def _read_pass(self, sink: PublishSink, sock: BufferedSocket) -> MQTTErrorCode:
-        """Up to PACKETS_PER_PASS packets: plain QoS 1 PUBLISHes go to `sink` in one
+        """Up to SINK_PACKETS_PER_PASS packets: plain QoS 1 PUBLISHes go to `sink` in one
         list, anything else to paho's handler once the sink has what came before it."""
         v5 = self._protocol == mqtt.MQTTv5
         batch: list[FastPublish] = []
         rc = MQTTErrorCode.MQTT_ERR_SUCCESS
         read = False
-        for _ in range(PACKETS_PER_PASS):
+        for _ in range(SINK_PACKETS_PER_PASS):
             try:
                 command, body = sock.read_packet()
             except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
