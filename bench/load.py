@@ -15,7 +15,10 @@ takes a burst (`--burst` readings published at once, `bench.ingest`'s cases).
 
     uv run python -m bench.load [--quick] [--from 500] [--nodered-from 125]
                                 [--senml-from 12500] [--seconds 12] [--burst 100000]
-                                [--consumers native,nodered,senml]
+                                [--consumers native,nodered,senml] [--baseline main]
+
+`--baseline REF` adds a curve (and a burst) of the ingest of git commit REF, Pantau
+native, measured step by step beside this tree's: a before / after in the same minutes.
 
 prints the tables; `python -m bench.suite` runs it beside the ceilings and plots it.
 """
@@ -28,7 +31,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,7 +50,7 @@ from bench.ingest import (
     senml_payloads,
 )
 from bench.ingest import QUICK_SIZES as INGEST_QUICK_SIZES
-from bench.ingest_process import IngestProcess
+from bench.ingest_process import IngestProcess, baseline_tree
 from bench.ingest_report import CaseResult, markdown_table
 from bench.knee import (
     NODERED,
@@ -76,6 +79,11 @@ __all__ = ["NODERED", "PANTAU_NATIVE", "PANTAU_SENML", "LoadPoint", "LoadSweep",
 DRAIN_S = 30.0  # wait this long after publishing ended, then a lagging point is judged
 SYSTEMS = (PANTAU_NATIVE, NODERED, PANTAU_SENML)
 KEYS = {"native": PANTAU_NATIVE, "nodered": NODERED, "senml": PANTAU_SENML}
+BASELINE_PREFIX = "Pantau native, baseline"  # + " REF": another commit's ingest (--baseline)
+
+
+def baseline_system(ref: str) -> str:
+    return f"{BASELINE_PREFIX} {ref}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +96,8 @@ class SweepPlan:
     systems: tuple[str, ...] = SYSTEMS
 
     def start(self, system: str) -> int:
+        if system.startswith(BASELINE_PREFIX):
+            return self.native_from
         return {
             PANTAU_NATIVE: self.native_from,
             NODERED: self.nodered_from,
@@ -183,6 +193,7 @@ class LoadSweep:
     """Paced points on `bench`'s stack and devices, one consumer process per point."""
 
     def __init__(self, bench: Bench, plan: SweepPlan) -> None:
+        """With `bench.baseline`, the plan's baseline system runs that source tree's ingest."""
         self.bench = bench
         self.plan = plan
 
@@ -249,7 +260,11 @@ class LoadSweep:
             )
             consumer = NodeRed(work / f"nodered-{root}", free_port(), flows)
         else:
-            consumer = IngestProcess(stack, root, database, work / f"ingest-{root}.log")
+            source = None
+            if system.startswith(BASELINE_PREFIX):
+                assert self.bench.baseline is not None
+                source = self.bench.baseline[1]
+            consumer = IngestProcess(stack, root, database, work / f"ingest-{root}.log", source)
         consumer.start()
         pacers: PacedPublishers | None = None
         try:
@@ -321,13 +336,17 @@ def bursts(
     Pantau and Node-RED cases on one payload set per form."""
     out = []
     native = bench.jobs(NATIVE, f"bb{uuid.uuid4().hex[:8]}", readings)
-    cases: Mapping[str, Callable[[], CaseResult]] = {
+    cases: dict[str, Callable[[], CaseResult]] = {
         PANTAU_NATIVE: lambda: bench.pantau(NATIVE, native),
         NODERED: lambda: bench.nodered(native),
         PANTAU_SENML: lambda: bench.pantau(
             bench.senml, bench.jobs(bench.senml, f"bb{uuid.uuid4().hex[:8]}", readings)
         ),
     }
+    if bench.baseline is not None:
+        cases[baseline_system(bench.baseline[0])] = lambda: bench.pantau(
+            NATIVE, native, baseline=True
+        )
     for system in systems:
         progress(f"burst: {system}, {readings:,} readings at once")
         case = cases[system]()
@@ -343,14 +362,14 @@ BURST_NAMES = {"native": PANTAU_NATIVE, "nodered": NODERED, "senml": PANTAU_SENM
 def burst_table(cases: Sequence[CaseResult]) -> str:
     rows = [
         [
-            BURST_NAMES[c.key],
+            BURST_NAMES.get(c.key, c.name),
             f"{c.sent:,}",
             f"{c.stored:,}" + (f" LOST {c.sent - c.stored:,}" if c.stored < c.sent else ""),
             f"{c.seconds:.2f}",
             "FAILED" if c.lost else f"{c.rate:,.0f}",
         ]
         for c in cases
-        if c.key in BURST_NAMES
+        if c.key in BURST_NAMES or c.key == "native_baseline"
     ]
     header = ["consumer", "readings at once", "stored", "s to last stored", "readings/s"]
     return markdown_table(header, rows)
@@ -375,14 +394,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--consumers", type=_keys, help="comma-separated: native,nodered,senml (default all)"
     )
+    parser.add_argument(
+        "--baseline",
+        metavar="REF",
+        help="also sweep the ingest of git commit REF (e.g. main), Pantau native, each "
+        "point right after this tree's",
+    )
     args = parser.parse_args(argv)
     base = QUICK_PLAN if args.quick else DEFAULT_PLAN
+    systems = args.consumers or base.systems
+    if args.baseline:
+        at = systems.index(PANTAU_NATIVE) + 1 if PANTAU_NATIVE in systems else 0
+        systems = (*systems[:at], baseline_system(args.baseline), *systems[at:])
     plan = SweepPlan(
         native_from=args.native_from or base.native_from,
         nodered_from=args.nodered_from or base.nodered_from,
         senml_from=args.senml_from or base.senml_from,
         seconds=args.seconds or base.seconds,
-        systems=args.consumers or base.systems,
+        systems=systems,
     )
     started = time.monotonic()
 
@@ -393,7 +422,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         tempfile.TemporaryDirectory(prefix="pantau-bench-") as tmp,
         LocalStack(Path(tmp) / "stack") as stack,
     ):
-        bench = Bench(stack, load_city(), INGEST_QUICK_SIZES, Path(tmp))
+        baseline = None
+        if args.baseline:
+            baseline = (args.baseline, baseline_tree(args.baseline, Path(tmp) / "baseline"))
+        bench = Bench(stack, load_city(), INGEST_QUICK_SIZES, Path(tmp), baseline=baseline)
         sweep = LoadSweep(bench, plan)
         curves = sweep.run(progress, sweep.caps(progress))
         burst = bursts(bench, args.burst, plan.systems, progress) if args.burst else []
@@ -405,8 +437,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(burst_table(burst))
     print(f"\nend-to-end times are read by polling the count every {POLL_S} s")
     # Node-RED losing data is the peer's knee; Pantau losing any is a failure.
-    pantau_lost = any(p.lost for c in curves if c.system != NODERED for p in c.points)
-    pantau_lost |= any(c.lost for c in burst if c.key != "nodered")
+    pantau_lost = any(
+        p.lost
+        for c in curves
+        if c.system == PANTAU_NATIVE or c.system == PANTAU_SENML
+        for p in c.points
+    )
+    pantau_lost |= any(c.lost for c in burst if c.key in ("native", "senml"))
     return 1 if any(c.error for c in curves) or pantau_lost else 0
 
 

@@ -77,7 +77,7 @@ class HttpWaiter:
     outcome: Outcome | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class HttpInbound(Inbound):
     """A message POSTed to the HTTP intake (ingest.http): it takes the MQTT messages' way
     through decoding, the budget, the spool and the dead letters; QoS 0, so nothing is
@@ -141,6 +141,7 @@ class IngestService:
             session_expiry_s=settings.ingest.session_expiry_s,
             receive_maximum=settings.ingest.receive_maximum,
             clock=self._clock,
+            fast_publishes=True,
         )
         self._client = self._session.client  # dead letters are published on it
         # Two batches in hand at most: one being spooled, one decoded and waiting.

@@ -33,13 +33,13 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from pantau.clock import Clock
 from pantau.mqtt import content_type, make_client
-from pantau.mqtt_fast import BufferedClient
+from pantau.mqtt_fast import BufferedClient, FastPublish
 from pantau.settings import MqttSettings
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen __init__ costs ~0.6 us more per message
 class Inbound:
     generation: int  # connection number: mids are only valid on their own connection
     mid: int
@@ -67,7 +67,10 @@ class SessionConsumer:
         session_expiry_s: int,
         receive_maximum: int,
         clock: Clock,
+        fast_publishes: bool = False,
     ) -> None:
+        """`fast_publishes`: plain QoS 1 messages come in lists past paho's per-message
+        layers (pantau.mqtt_fast.BufferedClient.publish_sink), the rest via on_message."""
         self._settings = settings
         filters = [topic_filter] if isinstance(topic_filter, str) else list(topic_filter)
         self._subscription = [(f, 1) for f in filters]
@@ -92,6 +95,8 @@ class SessionConsumer:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_subscribe = self._on_subscribe
+        if fast_publishes:
+            self.client.publish_sink = self._on_publishes
 
     def start(self) -> None:
         self.client.start_async(
@@ -188,6 +193,16 @@ class SessionConsumer:
             self._unacked.clear()
         if not self._closing:
             log.warning("disconnected from the broker (%s); reconnecting", reason)
+
+    def _on_publishes(self, publishes: list[FastPublish]) -> None:
+        """One read pass's plain QoS 1 messages: one clock reading and one wake-up for
+        all of them (they came in the same recv() calls)."""
+        generation, now = self._generation, self._clock.now()
+        self.inbox.extend(
+            [Inbound(generation, mid, 1, t, payload, ct, now) for mid, t, payload, ct in publishes]
+        )
+        if not self.arrived.is_set():
+            self.arrived.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         mid, delivery = message.mid, 0

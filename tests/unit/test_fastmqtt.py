@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import socket
-from typing import Any
+from typing import Any, cast
 
 import paho.mqtt._packet as paho_packet  # noqa: PLC2701 - what mqtt_fast replaces
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.enums import MQTTProtocolVersion
 from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from pantau.mqtt import content_type
 from pantau.mqtt_fast import (
+    BufferedClient,
     BufferedSocket,
     LeanProperties,
+    decode_qos1_publish,
     install_lean_properties,
     lean_decode_publish,
     paho_decode_publish,
 )
+from pantau.settings import MqttSettings
 
 
 def _publish_props() -> bytes:
@@ -126,3 +131,105 @@ def test_lean_decode_publish_is_paho_decode_publish(header: int, body: bytes) ->
     assert paho_packet.decode_publish is lean_decode_publish
     expected = _decoded(header, body, paho_decode_publish)
     assert _decoded(header, body, lean_decode_publish) == expected
+
+
+def _stock_message(
+    header: int, body: bytes, protocol: MQTTProtocolVersion
+) -> tuple[int, str, bytes | bytearray, str | None]:
+    """What stock paho hands on_message for a PUBLISH: mid, topic, payload, content type."""
+    result = paho_decode_publish(header, body, protocol)
+    message = mqtt.MQTTMessage(mid=result.mid, topic=result.topic)
+    message.properties = result.properties
+    message.payload = result.payload
+    return message.mid, message.topic, message.payload, content_type(message)
+
+
+_QOS1_BODIES_V5 = [
+    _publish_body(b"a/sensors/d-1/up", 7, b"\x00", b'{"x":1}'),
+    _publish_body(b"a/sensors/d-1/up", 65535, b"\x00", b""),
+    _publish_body("kota/sensors/sensör/up".encode(), 1, b"\x00", b"\xff\x00"),
+    _publish_body(b"t", 3, _props(ContentType="application/senml+json"), b"[]"),
+    _publish_body(b"t", 4, _props(ContentType=""), b"p"),
+]
+# Forms paho's own path takes: other properties, a long property block, text that is
+# not valid MQTT UTF-8, and malformed packets.
+_QOS1_BODIES_V5_PAHO = [
+    _publish_body(b"t", 1, _props(ContentType="x" * 200), b"p"),
+    _publish_body(b"t", 1, _props(ContentType="a", UserProperty=[("k", "v")]), b"p"),
+    _publish_body(b"t", 1, _props(PayloadFormatIndicator=1), b"p"),
+    _publish_body(b"t", 1, b"\x04\x03\x00\x01\x00", b"p"),
+    _publish_body(b"t", 1, b"\x06\x03\x00\x03\xef\xbb\xbf", b"p"),
+    _publish_body(b"t", 1, b"\x05\x03\x00\x02\xed\xa0", b"p"),
+    _publish_body(b"\xc3\x28", 1, b"\x00", b"p"),  # topic not UTF-8
+    _publish_body(b"t", 1, b"\x05\x03\x00\x09ab", b""),
+    _publish_body(b"t", 1, b"\x09\x03\x00\x02ab", b""),
+    b"\x00\x09abc",
+    b"\x00\x01t\x00",
+    b"\x00",
+]
+
+
+@pytest.mark.parametrize("body", _QOS1_BODIES_V5)
+@pytest.mark.parametrize("header", [0x32, 0x3A, 0x33])  # plain, dup, retain
+def test_decode_qos1_publish_is_what_stock_paho_delivers(header: int, body: bytes) -> None:
+    assert decode_qos1_publish(body, v5=True) == _stock_message(header, body, mqtt.MQTTv5)
+
+
+@pytest.mark.parametrize("body", _QOS1_BODIES_V5_PAHO)
+def test_decode_qos1_publish_leaves_other_forms_to_paho(body: bytes) -> None:
+    assert decode_qos1_publish(body, v5=True) is None
+
+
+def test_decode_qos1_publish_on_mqtt_311() -> None:
+    body = _publish_body(b"a/sensors/d-1/up", 513, b"", b'{"x":1}')
+    expected = _stock_message(0x32, body, mqtt.MQTTv311)
+    assert (
+        decode_qos1_publish(body, v5=False)
+        == expected
+        == (513, "a/sensors/d-1/up", b'{"x":1}', None)
+    )
+
+
+def _packet(header: int, body: bytes) -> bytes:
+    length, encoded = len(body), bytearray()
+    while True:
+        byte, length = length % 128, length // 128
+        encoded.append(byte | (0x80 if length else 0))
+        if not length:
+            return bytes([header]) + bytes(encoded) + body
+
+
+def test_publish_sink_takes_plain_qos1_in_order_and_paho_the_rest() -> None:
+    """One read pass over a mix: the sink gets the plain QoS 1 messages in lists, paho's
+    on_message the others, and the two together are the arrival order."""
+    client = BufferedClient(MqttSettings(), "fast-test", clean=True, manual_ack=True)
+    seen: list[tuple[str, Any]] = []
+    client.publish_sink = lambda batch: seen.extend(("sink", item) for item in batch)
+    client.on_message = lambda _c, _u, m: seen.append(("paho", (m.mid, m.topic, m.qos)))
+    packets = [
+        (0x32, _publish_body(b"r/sensors/a/up", 1, b"\x00", b"one")),
+        (0x3A, _publish_body(b"r/sensors/a/up", 2, b"\x00", b"two, again")),
+        (0x30, _publish_body(b"r/sensors/a/up", None, b"\x00", b"qos 0")),
+        (0x32, _publish_body(b"r/sensors/b/up", 3, b"\x00", b"three")),
+        (0x32, _publish_body(b"r/u", 4, _props(UserProperty=[("k", "v")]), b"props")),
+        (0x32, _publish_body(b"r/sensors/c/up", 5, _props(ContentType="x/y"), b"five")),
+    ]
+    left, right = socket.socketpair()
+    left.setblocking(False)
+    try:
+        client._sock = cast(Any, BufferedSocket(left))  # as connected
+        right.sendall(b"".join(_packet(h, b) for h, b in packets))
+        assert client.loop_read() == mqtt.MQTT_ERR_SUCCESS
+        assert seen == [
+            ("sink", (1, "r/sensors/a/up", b"one", None)),
+            ("sink", (2, "r/sensors/a/up", b"two, again", None)),
+            ("paho", (0, "r/sensors/a/up", 0)),
+            ("sink", (3, "r/sensors/b/up", b"three", None)),
+            ("paho", (4, "r/u", 1)),
+            ("sink", (5, "r/sensors/c/up", b"five", "x/y")),
+        ]
+        right.close()  # the broker went away: a lost connection, as paho reports it
+        assert client.loop_read() == mqtt.MQTT_ERR_CONN_LOST
+    finally:
+        client._sock = None
+        left.close()
