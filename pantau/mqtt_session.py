@@ -198,9 +198,15 @@ class SessionConsumer:
         """One read pass's plain QoS 1 messages: one clock reading and one wake-up for
         all of them (they came in the same recv() calls)."""
         generation, now = self._generation, self._clock.now()
-        self.inbox.extend(
-            [Inbound(generation, mid, 1, t, payload, ct, now) for mid, t, payload, ct in publishes]
-        )
+        unacked, batch = self._unacked, []
+        for mid, topic, payload, ct in publishes:
+            # A copy of an unacknowledged delivery shares its number (see _on_message).
+            delivery = unacked.get(mid, 0)
+            if not delivery:
+                self._deliveries += 1
+                delivery = unacked[mid] = self._deliveries
+            batch.append(Inbound(generation, mid, 1, topic, payload, ct, now, delivery))
+        self.inbox.extend(batch)
         if not self.arrived.is_set():
             self.arrived.set()
 

@@ -46,9 +46,12 @@ def take(consumer: SessionConsumer, payload: bytes, count: int, timeout: float) 
     return [i for i in inbox(consumer) if i.payload == payload]
 
 
+@pytest.mark.parametrize("fast", [False, True], ids=["on_message", "publish_sink"])
 def test_a_copy_nats_redelivers_on_the_connection_is_acknowledged_once(
-    nats: NatsCluster, topic_root: str
+    nats: NatsCluster, topic_root: str, fast: bool
 ) -> None:
+    """Both ways a message reaches the inbox: paho's on_message (rules) and the
+    publish sink past paho's per-message layers (ingest)."""
     mqtt = MqttSettings(hosts=nats.hosts, protocol=MqttProtocol.V311, root=topic_root)
     topics = Topics(topic_root)
     consumer = SessionConsumer(
@@ -58,6 +61,7 @@ def test_a_copy_nats_redelivers_on_the_connection_is_acknowledged_once(
         session_expiry_s=60,
         receive_maximum=10,
         clock=SystemClock(),
+        fast_publishes=fast,
     )
     consumer.start()
     publisher = Publisher(mqtt)
