@@ -270,7 +270,12 @@ class RuleEngine:
                 continue
             routes = self._routes.get(r.device_id, ())
             key = (r.device_id, r.metric, r.time)
-            if any(key in p.buffered for p in routes):
+            for p in routes:  # a loop, not any(): this runs for every reading
+                if key in p.buffered:
+                    break
+            else:
+                p = None
+            if p is not None:
                 self.stats.duplicates += 1
                 continue
             series = (r.device_id, r.metric)

@@ -15,7 +15,7 @@ from rules.kinds.base import ANY_METRIC, Evaluator, S, minutes
 from rules.rulespec import (
     Rule,
 )
-from rules.state import Debounce, worst
+from rules.state import CLEARED, NO_DATA, Debounce, worst
 
 
 @dataclass(slots=True)
@@ -56,9 +56,10 @@ class PerDeviceEvaluator(Evaluator):
         zone again unless nothing can have changed there (the device's verdict did not
         move and the zone has no open episode collecting evidence)."""
         s = self.series[device.id]
-        if self.no_data_after is not None and s.debounce.state not in (S.CLEARED, S.NO_DATA):
+        state = s.debounce.state
+        if self.no_data_after is not None and state is not CLEARED and state is not NO_DATA:
             heapq.heappush(self.silences, (reading.time + self.no_data_after, device.id))
-        if (s.debounce.state, s.severity) == before:
+        if state is before[0] and s.severity == before[1]:
             t = self.trackers.get(self.zone(device))
             if t is None or not t.open:
                 return []

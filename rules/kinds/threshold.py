@@ -14,6 +14,7 @@ from rules.rulespec import (
     ThresholdRule,
     resolve_level,
 )
+from rules.state import CLEARED
 
 
 @EVALUATORS.register("threshold")
@@ -65,7 +66,7 @@ class ThresholdEvaluator(PerDeviceEvaluator):
         state = s.debounce.update(
             reading.time, breaching=self.beyond(v, raise_v), clearing=clearing
         )
-        if state is S.CLEARED:
+        if state is CLEARED:
             s.severity = rule.severity
         else:
             severity = rule.severity
