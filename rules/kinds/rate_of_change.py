@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime
 
 from pantau.city import City
@@ -45,6 +46,14 @@ class RateOfChangeEvaluator(PerDeviceEvaluator):
             clearing=rate is not None and rate < rule.clear_per_min,
         )
 
+        if self.unmoved(reading, device, before):
+            return []
+        return self.settle_zone(reading.time, device, self._reason(rate, device))
+
+    def _reason(self, rate: float | None, device: Device) -> Callable[[], str]:
+        """Worded only for a change (threshold.py says why the closure is made here)."""
+        rule = self.rule
+
         def reason() -> str:
             shown = "n/a" if rate is None else f"{rate:.2f}"
             unit = self.units.get(rule.metric, "")
@@ -54,4 +63,4 @@ class RateOfChangeEvaluator(PerDeviceEvaluator):
                 f" clear < {rule.clear_per_min:g})"
             )
 
-        return self.judged(reading, device, before, reason)
+        return reason

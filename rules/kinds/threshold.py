@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pantau.city import City
 from pantau.devices import Device
-from pantau.incidents import ConditionChange, Severity
+from pantau.incidents import ConditionChange, ConditionState, Severity
 from pantau.readings import Reading
 from rules.kinds.base import EVALUATORS, S, minutes
-from rules.kinds.per_device import PerDeviceEvaluator
+from rules.kinds.per_device import PerDeviceEvaluator, Series
 from rules.kinds.windows import Mean
 from rules.rulespec import (
     Rule,
@@ -75,6 +77,22 @@ class ThresholdEvaluator(PerDeviceEvaluator):
                 if self.beyond(v, at) or held:
                     severity = max(severity, step_sev)
             s.severity = severity
+        if self.unmoved(reading, device, before):
+            return []
+        return self.settle_zone(reading.time, device, self._reason(v, state, s, device, levels))
+
+    def _reason(
+        self,
+        v: float,
+        state: ConditionState,
+        s: Series,
+        device: Device,
+        levels: tuple[float, float, list[tuple[Severity, float, float, str]]],
+    ) -> Callable[[], str]:
+        """The reason of a change as a closure, made only when the zone is judged again
+        (`unmoved`): made in on_reading it cost every reading its locals as cells."""
+        rule = self.rule
+        raise_v, clear_v, steps = levels
 
         def reason() -> str:
             unit = self.units.get(rule.metric, "")
@@ -105,7 +123,7 @@ class ThresholdEvaluator(PerDeviceEvaluator):
                 f" still {sev} (its level {at:g} {unit}{named})"
             )
 
-        return self.judged(reading, device, before, reason)
+        return reason
 
 
 def _named(level: float | str) -> str:
