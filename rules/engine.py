@@ -72,26 +72,7 @@ Nothing is dropped silently:
 
 Reports (`drain_quality`) become `data_quality` points in InfluxDB (rules.service).
 
-Known limits:
-
-- Under reordering within a series, a series-local verdict can miss one reading
-  (counted in `reordered`).
-- A device's own silence deadline (`no_data_after`) fires when its kecamatan's watermark
-  passes it or when its next reading shows it passed. In the second case the zone key is
-  judged against the other devices' *current* verdicts: when every device of a zone was
-  silent (a dropout), a replay as fast as possible keeps the zone ACTIVE where real time
-  turns it NO_DATA and back (the store keeps its one incident open; the incident set,
-  keys and severities, is the same). A fix would judge zones on each device's verdict as
-  of the deadline (a short verdict history per series).
-- A source never heard from does not hold its kecamatan back, so its first reading may
-  be late (judged on the late path); a kecamatan that an undeclared slow source
-  (a logger without `uploads_every_s`) shares with live ones judges its cross-device
-  rules on the late path. Declare loggers and gateways in the registry.
-- A silent kecamatan's absence incidents come `outage_grace` late (`source_idle` is
-  logged at once); a single device is never taken for an outage.
-- Series-local changes of different devices of one zone key interleave in arrival
-  order, so the zone key's change list (not its incidents) can differ from the ordered
-  stream's when devices' messages overtake each other.
+Known limits: docs/rules.md, "The engine".
 """
 
 from __future__ import annotations

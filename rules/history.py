@@ -7,15 +7,19 @@ catalogue does not know and devices the registry does not hold are skipped.
 
 from __future__ import annotations
 
+import logging
 import re
+import time
 from collections.abc import Collection, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 
 from pantau.cameras import Camera
 from pantau.city import City
-from pantau.influx.query import InfluxQL
+from pantau.influx.query import InfluxQL, InfluxQLError
 from pantau.readings import Reading
 from rules.cameras import read_camera_history
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CHUNK = timedelta(hours=1)
 _SINCE = "SELECT value FROM /.*/ WHERE time >= $start GROUP BY device"
@@ -70,11 +74,46 @@ def read_readings(
 _LATEST = "SELECT last(value) FROM /.*/ WHERE time >= $start"
 
 
+def rebuild_history(
+    influx: InfluxQL, city: City, cameras: Mapping[str, Camera], since: datetime
+) -> list[Reading]:
+    """`read_history` for a rebuild: nothing (logged) when InfluxDB does not answer."""
+    try:
+        return read_history(influx, city, cameras, since)
+    except InfluxQLError as err:
+        log.warning("no rebuild, InfluxDB did not answer: %s", err)
+        return []
+
+
 def latest_time(influx: InfluxQL, start: datetime) -> datetime | None:
     """The newest stored reading's time since `start`, any metric (None: nothing)."""
     series = influx.query(_LATEST, params={"start": start.isoformat()}, epoch="ms")
     times = [ms for s in series for ms, *_ in s.values if isinstance(ms, int)]
     return _from_ms(max(times)) if times else None
+
+
+def await_stored(influx: InfluxQL, first: datetime, *, window_s: float, wait_s: float) -> None:
+    """Wait (at most `wait_s`) until InfluxDB holds readings up to `first`, the earliest
+    redelivered one, looking back `window_s`; log and give up when it does not answer or
+    does not get there in time (the rebuild goes on with what is stored)."""
+    since = first - timedelta(seconds=window_s)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            stored = latest_time(influx, since)
+        except InfluxQLError as err:
+            log.warning("InfluxDB did not answer while waiting for history: %s", err)
+            return
+        if stored is not None and stored >= first:
+            return
+        if time.monotonic() >= deadline:
+            log.warning(
+                "rebuilding without history up to %s: InfluxDB holds readings up to %s",
+                first,
+                stored,
+            )
+            return
+        time.sleep(0.2)
 
 
 _UPLINKS = "SELECT value, seq FROM /.*/ WHERE device = $device AND time >= $start AND time <= $end"

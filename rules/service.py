@@ -9,17 +9,16 @@ store together with the messages it owes (the outbox, one transaction), publishe
 unsent outbox rows and marks them after the PUBACKs, then acks (the batches of the
 last ACK_EVERY_S together). A crash anywhere in between loses no alert: the next start
 publishes what is still unsent (at-least-once; every message carries its outbox id as
-`message_id`). On each tick it also escalates
-unacknowledged incidents (rules.escalation); a second thread posts alerts to the chat
-webhooks (rules.notify). The same thread ticks the engine with the system clock
-(so absence fires with a silent fleet), polls the rule file for a hot reload, and runs
-`advance_to` requests.
+`message_id`). On each tick it also escalates unacknowledged incidents (rules.escalation);
+a second thread posts alerts to the chat webhooks (rules.notify). The same thread ticks
+the engine with the system clock (so absence fires with a silent fleet), polls the rule
+file for a hot reload, and runs `advance_to` requests.
 
 Latency: a batch is whatever the inbox holds when the worker looks (it waits only when
 the inbox is empty, woken by the MQTT thread when a message arrives, then lingering
 BATCH_LINGER_S so a trickle comes in batches: an idle worker costs nothing between its
-ticks), per-device rules judge a reading as it arrives (rules.engine), and
-the outbox rows of a batch are published right after their commit, in the same turn.
+ticks), per-device rules judge a reading as it arrives (rules.engine), and the outbox
+rows of a batch are published right after their commit, in the same turn.
 So a crew alert leaves one batch turn (decode, engine, SQLite commit, PUBACK) after the
 reading that raised it.
 
@@ -46,7 +45,7 @@ from pantau.clock import Clock, SystemClock
 from pantau.device_messages import DeviceMessageReader
 from pantau.errors import ConfigError, ConfigErrors
 from pantau.incidents import ConditionChange
-from pantau.influx.query import InfluxQL, InfluxQLError
+from pantau.influx.query import InfluxQL
 from pantau.mqtt_session import Inbound, SessionConsumer
 from pantau.readings import Reading
 from pantau.settings import Settings
@@ -69,7 +68,7 @@ from rules.engine import RuleEngine
 from rules.escalation import escalate_due
 from rules.fastread import FastReadings
 from rules.gaps import UplinkGaps, input_quality_line
-from rules.history import latest_time, read_history
+from rules.history import await_stored, rebuild_history
 from rules.metrics import RulesMetrics
 from rules.notify import NotifierThread, WebhookConfig
 from rules.outbox import change_dispatch
@@ -95,9 +94,9 @@ ACK_MAX = 1000
 # at 3,000/s the network thread's wake-ups of the worker (Event.set) were a tenth of
 # the process under py-spy (2026-12-06); an alert waits at most 3 ms more.
 BATCH_LINGER_S = 0.005
-# Buffered readings the watermark kinds take per turn beyond twice the batch (a few
-# ms: an alert arriving meanwhile waits for them); a
-# kecamatan an idle source held back catches up over a few turns, not in one stall.
+# Buffered readings the watermark kinds take per turn beyond twice the batch (a few ms:
+# an alert arriving meanwhile waits for them); a kecamatan an idle source held back
+# catches up over a few turns, not in one stall.
 SETTLE_BUDGET = 200
 
 
@@ -582,24 +581,12 @@ class RulesService:
         )
         if first is None:
             return  # nothing pending: the last run had acknowledged everything it got
-        since = first - timedelta(seconds=self._config.rebuild_window_s)
-        deadline = time.monotonic() + self._config.rebuild_wait_s
-        while True:
-            try:
-                stored = latest_time(self._influx, since)
-            except InfluxQLError as err:
-                log.warning("InfluxDB did not answer while waiting for history: %s", err)
-                return
-            if stored is not None and stored >= first:
-                return
-            if time.monotonic() >= deadline:
-                log.warning(
-                    "rebuilding without history up to %s: InfluxDB holds readings up to %s",
-                    first,
-                    stored,
-                )
-                return
-            time.sleep(0.2)
+        await_stored(
+            self._influx,
+            first,
+            window_s=self._config.rebuild_window_s,
+            wait_s=self._config.rebuild_wait_s,
+        )
 
     def _peek(self, n: int) -> list[Inbound]:
         # By index: iterating a deque the MQTT thread appends to may raise.
@@ -610,8 +597,4 @@ class RulesService:
         if self._influx is None or window <= 0:
             return []
         since = self._clock.now() - timedelta(seconds=window)
-        try:
-            return read_history(self._influx, self._city, self._cameras, since)
-        except InfluxQLError as err:
-            log.warning("no rebuild, InfluxDB did not answer: %s", err)
-            return []
+        return rebuild_history(self._influx, self._city, self._cameras, since)
