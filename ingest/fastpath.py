@@ -26,25 +26,12 @@ from pantau.city import City
 from pantau.decoding import MAX_RECORDS, SENML_RELATIVE_LIMIT, device_time, epoch_time
 from pantau.errors import RejectedInput
 from pantau.influx.lineprotocol import EPOCH, MILLISECOND, series_key
+from pantau.native_fast import Unfit, native_body
 from pantau.senml import NAME_PATTERN, SenmlNames
 from pantau.settings import IngestSettings
 from pantau.wire import NATIVE_CONTENT_TYPE, SENML_CONTENT_TYPE
 
 _MEASUREMENT_ESCAPES = str.maketrans({",": r"\,", " ": r"\ "})
-
-
-class NativeReading(msgspec.Struct, forbid_unknown_fields=True):
-    metric: str
-    value: float | bool
-    unit: str | None = None
-    time: str | float | UnsetType = UNSET  # present but null is an error, as in decoding
-
-
-class NativeBody(msgspec.Struct, forbid_unknown_fields=True):
-    device: str
-    time: str | float
-    readings: list[NativeReading]
-    seq: int | None = None
 
 
 class SenmlRecord(msgspec.Struct, forbid_unknown_fields=True):
@@ -62,12 +49,7 @@ class SenmlRecord(msgspec.Struct, forbid_unknown_fields=True):
     t: float | UnsetType = UNSET
 
 
-_NATIVE = msgspec.json.Decoder(NativeBody)
 _SENML = msgspec.json.Decoder(list[SenmlRecord])
-
-
-class _Unfit(Exception):
-    """Not for this path: the general one decides."""
 
 
 Target = tuple[str, MetricSpec]  # escaped measurement, catalogue spec
@@ -118,7 +100,7 @@ class FastLines:
             return None
         try:
             return read(device_id, device, payload, received_at)
-        except (msgspec.DecodeError, _Unfit, RejectedInput, OverflowError, ValueError):
+        except (msgspec.DecodeError, Unfit, RejectedInput, OverflowError, ValueError):
             return None
 
     def _native(
@@ -128,16 +110,9 @@ class FastLines:
         payload: bytes,
         received_at: datetime,
     ) -> tuple[list[str], float]:
-        body = _NATIVE.decode(payload)
+        body = native_body(payload, device_id)
         seq = body.seq
         readings = body.readings
-        if (
-            body.device != device_id
-            or not readings
-            or len(readings) > MAX_RECORDS
-            or (seq is not None and not 0 <= seq < 2**63)
-        ):
-            raise _Unfit
         tags, targets = device
         base_time = device_time(body.time, "time")
         window = (received_at + self._skew, received_at - self._max_age)  # newest, oldest
@@ -147,7 +122,7 @@ class FastLines:
         for item in readings:
             target = targets.get(item.metric)
             if target is None:
-                raise _Unfit
+                raise Unfit
             measurement, spec = target
             raw = item.value
             value = (1.0 if raw else 0.0) if isinstance(raw, bool) else raw
@@ -170,7 +145,7 @@ class FastLines:
     ) -> tuple[list[str], float]:
         records = _SENML.decode(payload)
         if not records or len(records) > MAX_RECORDS:
-            raise _Unfit
+            raise Unfit
         tags, targets = device
         known = self._senml_names.setdefault(device_id, {})
         window = (received_at + self._skew, received_at - self._max_age)  # newest, oldest
@@ -189,13 +164,13 @@ class FastLines:
             v, vb = r.v, r.vb
             if isinstance(vb, bool):
                 if v is not UNSET:
-                    raise _Unfit  # two values
+                    raise Unfit  # two values
                 value = 1.0 if vb else 0.0
             elif isinstance(v, float):
                 value = base_value + v
             else:
                 if r.n is not UNSET or r.t is not UNSET or r.u is not UNSET:
-                    raise _Unfit  # a value is required (RFC 8428 4.2)
+                    raise Unfit  # a value is required (RFC 8428 4.2)
                 continue  # a base-only record
             name = base_name if r.n is UNSET else base_name + r.n
             target = known.get(name) or self._resolve(device_id, targets, known, name, i)
@@ -213,7 +188,7 @@ class FastLines:
             if newest is None or when > newest:
                 newest = when
         if newest is None:
-            raise _Unfit  # no values: the general path says so
+            raise Unfit  # no values: the general path says so
         return lines, newest.timestamp()
 
     def _resolve(
@@ -226,10 +201,10 @@ class FastLines:
     ) -> Target:
         """A SenML name not seen before: checked as pantau.senml checks it, then cached."""
         if not name or not NAME_PATTERN.match(name):
-            raise _Unfit
+            raise Unfit
         target = targets.get(self._names.metric(device_id, name, i))
         if target is None:
-            raise _Unfit
+            raise Unfit
         known[name] = target
         return target
 
@@ -244,6 +219,6 @@ class FastLines:
         """pantau.validation's checks of a numeric reading, as a yes or no."""
         factor = spec.factors.get(spec.unit if unit is None else unit)
         if factor is None or not spec.valid_min <= value * factor <= spec.valid_max:
-            raise _Unfit  # also a NaN or infinity: no comparison holds
+            raise Unfit  # also a NaN or infinity: no comparison holds
         if when > window[0] or when < window[1]:
-            raise _Unfit
+            raise Unfit

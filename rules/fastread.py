@@ -19,33 +19,16 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import msgspec
-from msgspec import UNSET, UnsetType
+from msgspec import UNSET
 
 from pantau.catalogue import MetricSpec
 from pantau.city import City
-from pantau.decoding import MAX_RECORDS, device_time
+from pantau.decoding import device_time
+from pantau.native_fast import Unfit, native_body
 from pantau.readings import Reading
 from pantau.settings import IngestSettings
 from pantau.topics import Topics
 from pantau.wire import NATIVE_CONTENT_TYPE
-
-
-class _NativeReading(msgspec.Struct, forbid_unknown_fields=True):
-    metric: str
-    value: float | bool
-    unit: str | None = None
-    time: str | float | UnsetType = UNSET  # present but null is an error, as in decoding
-
-
-class _NativeBody(msgspec.Struct, forbid_unknown_fields=True):
-    device: str
-    time: str | float
-    readings: list[_NativeReading]
-    seq: int | None = None
-
-
-_NATIVE = msgspec.json.Decoder(_NativeBody)
-_SEQ_LIMIT = 2**63
 
 
 class FastReadings:
@@ -78,39 +61,32 @@ class FastReadings:
             return None  # SenML, CBOR or not JSON: the general path
         try:
             return device[0], self._native(device, payload, received_at)
-        except (msgspec.DecodeError, _Unfit, OverflowError, ValueError):
+        except (msgspec.DecodeError, Unfit, OverflowError, ValueError):
             return None
 
     def _native(
         self, device: tuple[str, dict[str, MetricSpec]], payload: bytes, received_at: datetime
     ) -> list[Reading]:
         device_id, specs = device
-        body = _NATIVE.decode(payload)
+        body = native_body(payload, device_id)
         seq, items = body.seq, body.readings
-        if (
-            body.device != device_id
-            or not items
-            or len(items) > MAX_RECORDS
-            or (seq is not None and not 0 <= seq < _SEQ_LIMIT)
-        ):
-            raise _Unfit
         base_time = _time(body.time)
         newest, oldest = received_at + self._skew, received_at - self._max_age
         out = []
         for item in items:
             spec = specs.get(item.metric)
             if spec is None:
-                raise _Unfit  # also an empty metric: no catalogue name is empty
+                raise Unfit  # also an empty metric: no catalogue name is empty
             raw = item.value
             factor = spec.factors.get(spec.unit if item.unit is None else item.unit)
             if factor is None:
-                raise _Unfit
+                raise Unfit
             value = ((1.0 if raw else 0.0) if isinstance(raw, bool) else raw) * factor
             if not spec.valid_min <= value <= spec.valid_max:
-                raise _Unfit  # also a NaN or an infinity: no comparison holds
+                raise Unfit  # also a NaN or an infinity: no comparison holds
             when = base_time if item.time is UNSET else _time(item.time)
             if when > newest or when < oldest:
-                raise _Unfit
+                raise Unfit
             out.append(
                 Reading(
                     device_id=device_id,
@@ -124,12 +100,8 @@ class FastReadings:
         return out
 
 
-class _Unfit(Exception):
-    """Not for this path: the general one decides."""
-
-
 def _time(value: str | float) -> datetime:
     try:
         return device_time(value, "time")
     except Exception as err:  # RejectedInput: the general path words it
-        raise _Unfit from err
+        raise Unfit from err
