@@ -10,24 +10,22 @@ import dataclasses
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-import paho.mqtt.client as paho
 import pytest
 from sqlalchemy import Engine
 
 from pantau.cameras import Camera, SourceKind
 from pantau.clock import Clock
 from pantau.frame_analysis import decode_analysis
-from pantau.mqtt import make_client
 from pantau.settings import Settings
 from pantau.store import make_engine, migrate
 from pantau.store.leases import Leases
 from simulators.camera.scene import RoadScene, Vehicle
 from simulators.camera.server import CameraFeed, CameraServer
+from testkit.mqtt import Collector, wait_for
 from vision.service import VisionService
 from vision.sources import Frame, FrameSource, open_source
 
@@ -55,38 +53,14 @@ class SlowToClose(FrameSource):
         self._inner.close()
 
 
-class Published:
-    """Every analysis on the broker: (replica, camera, frame time)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._lock = threading.Lock()
-        self.seen: list[tuple[str, str, datetime]] = []
-        self._client = make_client(settings.mqtt, f"watch-{settings.mqtt.root}", manual_ack=False)
-        self._client.on_message = self._on_message
-        self._client.connect(settings.mqtt.host, settings.mqtt.port)
-        self._client.subscribe(f"{settings.mqtt.root}/cameras/+/analysis", qos=1)
-        self._client.loop_start()
-
-    def _on_message(self, _c: paho.Client, _u: Any, message: paho.MQTTMessage) -> None:
+def analyses(published: Collector) -> list[tuple[str, str, datetime]]:
+    """Every analysis on the broker so far: (replica, camera, frame time)."""
+    out = []
+    for message in published.snapshot():
         props = dict(getattr(message.properties, "UserProperty", []) or [])
         analysis = decode_analysis(bytes(message.payload))
-        with self._lock:
-            self.seen.append((props.get("replica", "?"), analysis.camera_id, analysis.time))
-
-    def snapshot(self) -> list[tuple[str, str, datetime]]:
-        with self._lock:
-            return list(self.seen)
-
-    def close(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
-
-
-def wait_for(what: Callable[[], bool], timeout: float, label: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not what():
-        assert time.monotonic() < deadline, f"timed out waiting for {label}"
-        time.sleep(0.05)
+        out.append((props.get("replica", "?"), analysis.camera_id, analysis.time))
+    return out
 
 
 @pytest.fixture
@@ -144,7 +118,7 @@ def test_a_camera_given_back_is_no_longer_published_by_the_worker_that_had_it(
 ) -> None:
     engine, _ = lease_db
     keys = sorted(road_cameras)
-    published = Published(settings)
+    published = Collector(settings.mqtt, f"{settings.mqtt.root}/cameras/+/analysis")
     service = vision_a(settings, road_cameras, engine, tmp_path, ttl_s=10.0)
     service.start()
     other = Leases(engine, "vision", "vision-b", ttl_s=10.0)
@@ -161,7 +135,7 @@ def test_a_camera_given_back_is_no_longer_published_by_the_worker_that_had_it(
     b = threading.Thread(target=vision_b)
     try:
         wait_for(
-            lambda: {c for r, c, _ in published.snapshot() if r == "vision-a"} == set(keys),
+            lambda: {c for r, c, _ in analyses(published) if r == "vision-a"} == set(keys),
             30,
             "vision-a analysing all four cameras alone",
         )
@@ -178,7 +152,7 @@ def test_a_camera_given_back_is_no_longer_published_by_the_worker_that_had_it(
             b.join(timeout=10)
         service.stop()
         published.close()
-    seen = published.snapshot()
+    seen = analyses(published)
     late = [
         (camera, (at - taken[camera]).total_seconds())
         for r, camera, at in seen
@@ -203,13 +177,13 @@ def test_a_worker_that_cannot_renew_stops_publishing_before_its_leases_may_expir
     engine, path = lease_db
     ttl_s = 2.0
     keys = set(road_cameras)
-    published = Published(settings)
+    published = Collector(settings.mqtt, f"{settings.mqtt.root}/cameras/+/analysis")
     service = vision_a(settings, road_cameras, engine, tmp_path, ttl_s=ttl_s)
     service.start()
     locker = sqlite3.connect(path, timeout=30, isolation_level=None)
     try:
         wait_for(
-            lambda: {c for r, c, _ in published.snapshot() if r == "vision-a"} == keys,
+            lambda: {c for r, c, _ in analyses(published) if r == "vision-a"} == keys,
             30,
             "vision-a analysing all four cameras",
         )
@@ -219,7 +193,7 @@ def test_a_worker_that_cannot_renew_stops_publishing_before_its_leases_may_expir
         locker.execute("COMMIT")
         unlocked_at = datetime.now(UTC)
         wait_for(
-            lambda: {c for r, c, at in published.snapshot() if at > unlocked_at} == keys,
+            lambda: {c for r, c, at in analyses(published) if at > unlocked_at} == keys,
             15,
             "vision-a publishing again once the store answers",
         )
@@ -232,7 +206,7 @@ def test_a_worker_that_cannot_renew_stops_publishing_before_its_leases_may_expir
     # The last renewal was before the lock: every lease ended by locked_at + ttl.
     after_expiry = [
         (c, (at - locked_at).total_seconds())
-        for _, c, at in published.snapshot()
+        for _, c, at in analyses(published)
         if locked_at + timedelta(seconds=ttl_s) < at < unlocked_at
     ]
     assert after_expiry == [], f"published after the leases may have expired: {after_expiry}"
