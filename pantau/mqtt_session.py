@@ -194,30 +194,33 @@ class SessionConsumer:
         if not self._closing:
             log.warning("disconnected from the broker (%s); reconnecting", reason)
 
+    def _delivery(self, mid: int) -> int:
+        """The number of this handing-out of QoS 1 packet id `mid`: a copy of a delivery
+        not yet acknowledged shares its number. No lock: only the MQTT thread adds, and
+        ack() removes an id before its PUBACK."""
+        delivery = self._unacked.get(mid, 0)
+        if not delivery:
+            self._deliveries += 1
+            delivery = self._unacked[mid] = self._deliveries
+        return delivery
+
     def _on_publishes(self, publishes: list[FastPublish]) -> None:
         """One read pass's plain QoS 1 messages: one clock reading and one wake-up for
         all of them (they came in the same recv() calls)."""
         generation, now = self._generation, self._clock.now()
-        unacked, batch = self._unacked, []
-        for mid, topic, payload, ct in publishes:
-            # A copy of an unacknowledged delivery shares its number (see _on_message).
-            delivery = unacked.get(mid, 0)
-            if not delivery:
-                self._deliveries += 1
-                delivery = unacked[mid] = self._deliveries
-            batch.append(Inbound(generation, mid, 1, topic, payload, ct, now, delivery))
-        self.inbox.extend(batch)
+        number = self._delivery
+        self.inbox.extend(
+            [
+                Inbound(generation, mid, 1, topic, payload, ct, now, number(mid))
+                for mid, topic, payload, ct in publishes
+            ]
+        )
         if not self.arrived.is_set():
             self.arrived.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        mid, delivery = message.mid, 0
-        if message.qos == 1:
-            # No lock: only this thread adds, and ack() removes an id before its PUBACK.
-            delivery = self._unacked.get(mid, 0)
-            if not delivery:
-                self._deliveries += 1
-                delivery = self._unacked[mid] = self._deliveries
+        mid = message.mid
+        delivery = self._delivery(mid) if message.qos == 1 else 0
         self.inbox.append(
             Inbound(
                 self._generation,
