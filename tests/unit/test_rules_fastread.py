@@ -6,86 +6,30 @@ same readings with no rejection; and the common messages do take the fast path."
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, given, settings
 
-from pantau.city import City, load_city
 from pantau.device_messages import DeviceMessageReader
 from pantau.settings import IngestSettings
-from pantau.topics import Topics
 from pantau.wire import SENML_CONTENT_TYPE, Sample, encode_native, encode_senml
 from rules.fastread import FastReadings
+from tests.unit import native_strategies as ns
+from tests.unit.native_strategies import CITY, DEVICE, NOW, OTHER, TOPICS
 
-CITY: City = load_city()
-TOPICS = Topics("fast")
-DEVICE = min(d.id for d in CITY.devices.values() if "water_level" in d.metrics)
-OTHER = max(d.id for d in CITY.devices.values() if d.id != DEVICE)
-NOW = datetime(2026, 11, 28, 12, tzinfo=UTC)
 SETTINGS = IngestSettings()
 FAST = FastReadings(CITY, TOPICS, SETTINGS)
 GENERAL = DeviceMessageReader(CITY, TOPICS, SETTINGS)
 
-epochs = st.floats(
-    min_value=(NOW - timedelta(days=8)).timestamp(),
-    max_value=(NOW + timedelta(minutes=10)).timestamp(),
+# Beyond what the ingest test feeds: local-zone times, a null reading time, a value
+# past a signed 64-bit integer, and a device, time or readings list of the wrong type.
+times = ns.times(local_offset=True)
+readings = ns.readings(
+    ns.METRICS, ns.numbers(more_extremes=[2**63 + 1]) | st.booleans(), times | st.none()
 )
-times = (
-    epochs
-    | epochs.map(lambda s: datetime.fromtimestamp(s, UTC).isoformat())
-    | epochs.map(lambda s: datetime.fromtimestamp(s, UTC).isoformat().replace("+00:00", ""))
-    | epochs.map(lambda s: datetime.fromtimestamp(s, UTC).astimezone().isoformat())
-    | st.integers(min_value=-(10**20), max_value=10**20)
-)
-oddities: st.SearchStrategy[object] = (
-    st.none() | st.booleans() | st.text(max_size=5) | st.just([]) | st.just({})
-)
-numbers = (
-    st.floats(min_value=-200, max_value=2000)
-    | st.integers(min_value=-200, max_value=2000)
-    | st.sampled_from([1e308, -1e308, 10**400, 2**63 + 1, 1500, 1500.0001, 0, -0.0])
-)
-readings = st.fixed_dictionaries(
-    {
-        "metric": st.sampled_from(["water_level", "rssi", "gate_opening", "battery", ""]),
-        "value": numbers | st.booleans(),
-    },
-    optional={
-        "unit": st.none() | st.sampled_from(["cm", "m", "mm", "dBm", "%", "ft", ""]),
-        "time": times | st.none(),
-        "extra": oddities,
-    },
-)
-plain = st.fixed_dictionaries(
-    {
-        "device": st.just(DEVICE),
-        "time": epochs,
-        "readings": st.lists(
-            st.fixed_dictionaries(
-                {
-                    "metric": st.sampled_from(["water_level", "rssi", "gate_opening"]),
-                    "value": st.floats(min_value=-150, max_value=1600) | st.booleans(),
-                },
-                optional={"unit": st.sampled_from(["cm", "m", "dBm", "%"]), "time": epochs},
-            ),
-            min_size=1,
-            max_size=3,
-        ),
-    },
-    optional={"seq": st.integers(min_value=0, max_value=2**63)},
-)
-anything = st.fixed_dictionaries(
-    {
-        "device": st.just(DEVICE) | st.just(OTHER) | oddities,
-        "time": times | oddities,
-        "readings": st.lists(readings | oddities, min_size=0, max_size=4) | oddities,
-    },
-    optional={
-        "seq": st.none() | st.integers(min_value=-5, max_value=2**64) | st.booleans(),
-        "extra": oddities,
-    },
-)
+plain = ns.plain_messages
+anything = ns.any_messages(times, readings, odd_fields=True)
 bodies = st.one_of(plain, plain, anything)
 content_types = st.sampled_from([None, "", "application/json", SENML_CONTENT_TYPE, "text/x"])
 compare = settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
