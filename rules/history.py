@@ -14,8 +14,9 @@ from collections.abc import Collection, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 
 from pantau.cameras import Camera
+from pantau.catalogue import Catalogue
 from pantau.city import City
-from pantau.influx.query import InfluxQL, InfluxQLError
+from pantau.influx.query import InfluxQL, InfluxQLError, Series
 from pantau.readings import Reading
 from rules.cameras import read_camera_history
 
@@ -48,27 +49,43 @@ def read_readings(
         # Device ids are [A-Za-z0-9_.-] (pantau.topics); escaped all the same.
         alternatives = "|".join(re.escape(d) for d in sorted(devices))
         query = query.replace(" GROUP BY", f" AND device =~ /^(?:{alternatives})$/ GROUP BY")
-    series = influx.query(query, params=params, epoch="ms")
-    metrics = city.catalogue.metrics
     out: list[Reading] = []
-    for s in series:
-        spec = metrics.get(s.name)
+    for s in influx.query(query, params=params, epoch="ms"):
         device_id = s.tags.get("device")
-        if spec is None or device_id not in city.devices:
-            continue
-        for ms, value in s.values:
-            if not isinstance(ms, int) or not isinstance(value, int | float):
-                continue
-            out.append(
-                Reading(
-                    device_id=device_id,
-                    metric=s.name,
-                    value=float(value),
-                    unit=spec.unit,
-                    time=_from_ms(ms),
-                )
-            )
+        if device_id in city.devices:
+            out.extend(_series_readings(s, city.catalogue, device_id))
     return out
+
+
+def _series_readings(
+    s: Series, catalogue: Catalogue, device_id: str, seqs: tuple[int, int] | None = None
+) -> Iterator[Reading]:
+    """The rows of `s` (columns time in ms, value, and seq if queried) as the device's
+    Readings, none when `s` is no catalogue metric's; rows without an integer time or a
+    number are skipped. With `seqs` (after, next), so is a row whose seq is not strictly
+    between them; one without seq (SenML) is kept."""
+    spec = catalogue.metrics.get(s.name)
+    if spec is None:  # data_quality points and the like share the device tag
+        return
+    at, val = s.columns.index("time"), s.columns.index("value")
+    sq = s.columns.index("seq") if "seq" in s.columns else None
+    for row in s.values:
+        ms, value = row[at], row[val]
+        seq = None if sq is None else row[sq]
+        if not isinstance(ms, int) or not isinstance(value, int | float):
+            continue
+        if seqs is not None and seq is not None:
+            after_seq, next_seq = seqs
+            if not (isinstance(seq, int) and after_seq < seq < next_seq):
+                continue
+        yield Reading(
+            device_id=device_id,
+            metric=s.name,
+            value=float(value),
+            unit=spec.unit,
+            time=_from_ms(ms),
+            seq=seq if isinstance(seq, int) else None,
+        )
 
 
 _LATEST = "SELECT last(value) FROM /.*/ WHERE time >= $start"
@@ -135,28 +152,12 @@ def read_uplinks(
     stores `seq` with every reading of a native-form message. Raises InfluxQLError when
     the server refuses or cannot be reached."""
     params = {"device": device_id, "start": start.isoformat(), "end": end.isoformat()}
-    metrics = city.catalogue.metrics
-    out: list[Reading] = []
-    for s in influx.query(_UPLINKS, params=params, epoch="ms"):
-        spec = metrics.get(s.name)
-        if spec is None:  # data_quality points and the like share the device tag
-            continue
-        for row in s.rows():
-            ms, value, seq = row.get("time"), row.get("value"), row.get("seq")
-            if not isinstance(ms, int) or not isinstance(value, int | float):
-                continue
-            if seq is not None and not (isinstance(seq, int) and after_seq < seq < next_seq):
-                continue
-            out.append(
-                Reading(
-                    device_id=device_id,
-                    metric=s.name,
-                    value=float(value),
-                    unit=spec.unit,
-                    time=_from_ms(ms),
-                    seq=seq if isinstance(seq, int) else None,
-                )
-            )
+    seqs = (after_seq, next_seq)
+    out = [
+        reading
+        for s in influx.query(_UPLINKS, params=params, epoch="ms")
+        for reading in _series_readings(s, city.catalogue, device_id, seqs)
+    ]
     out.sort(key=lambda r: (r.time, r.metric))
     return out
 
