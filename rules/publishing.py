@@ -1,12 +1,15 @@
 """Outbox rows onto the broker: QoS 1 with the message id as a user property, each
 awaited until the broker acknowledged it (rules.service publishes a turn's rows this
-way; rules.replicas sends a replica's claimed rows with the same `publish_row`)."""
+way; rules.replicas sends a replica's claimed rows with the same `publish_row` and
+`await_ack`)."""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
+from enum import Enum
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -17,6 +20,7 @@ from rules.outbox import MESSAGE_ID_PROPERTY
 from rules.stats import RulesStats
 
 STOP_GRACE_S = 3.0  # for PUBACKs in flight when stopping
+POLL_S = 1.0  # how often a wait for a PUBACK looks at the stop and the deadline
 
 
 class Stopping(Exception):
@@ -68,21 +72,41 @@ class RowPublisher:
                     raise Stopping
 
     def _wait(self, info: mqtt.MQTTMessageInfo) -> bool:
-        """True once the broker acknowledged it; False if it was never sent (no
-        connection: paho's is_published and wait_for_publish raise then, for good)."""
-        # A stop still gives PUBACKs in flight a moment (STOP_GRACE_S), so a clean stop
-        # marks what the broker took instead of leaving it to be sent again.
-        give_up: float | None = None
+        """True once the broker acknowledged it; False if it was never sent. A stop
+        still gives PUBACKs in flight a moment (STOP_GRACE_S), so a clean stop marks
+        what the broker took instead of leaving it to be sent again."""
         # Not acknowledged by the broker (e.g. it went away after the send): paho
         # resends on the reconnect; until then the inputs stay unacknowledged too.
-        while True:
-            try:
-                if info.is_published():
-                    return True
-                if self._stop.is_set():
-                    give_up = give_up or time.monotonic() + STOP_GRACE_S
-                    if time.monotonic() >= give_up:
-                        raise Stopping
-                info.wait_for_publish(timeout=0.2 if give_up else 1.0)
-            except (RuntimeError, ValueError):  # published while not connected
-                return False
+        ack = await_ack(info, self._stop, grace_s=STOP_GRACE_S)
+        if ack is Ack.GAVE_UP:
+            raise Stopping
+        return ack is Ack.ACKED
+
+
+class Ack(Enum):
+    ACKED = "acked"  # the broker acknowledged it
+    UNSENT = "unsent"  # never sent: no connection (paho's calls raise then, for good)
+    GAVE_UP = "gave up"  # the deadline passed, or the stop and its grace
+
+
+def await_ack(
+    info: mqtt.MQTTMessageInfo,
+    stop: threading.Event,
+    *,
+    deadline: float = math.inf,
+    grace_s: float = 0.0,
+) -> Ack:
+    """Wait for the broker's PUBACK of `info` until `deadline` (time.monotonic), or
+    until `grace_s` after `stop` is set, whichever comes first."""
+    give_up, stopping = deadline, False
+    try:
+        while not info.is_published():
+            now = time.monotonic()
+            if not stopping and stop.is_set():
+                stopping, give_up = True, min(give_up, now + grace_s)
+            if now >= give_up:
+                return Ack.GAVE_UP
+            info.wait_for_publish(timeout=min(POLL_S, give_up - now))
+    except (RuntimeError, ValueError):  # published while not connected
+        return Ack.UNSENT
+    return Ack.ACKED

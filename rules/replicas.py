@@ -40,7 +40,7 @@ from rules.cameras import rules_city
 from rules.escalation import escalate_due
 from rules.notify import NotifierThread, WebhookConfig
 from rules.partitions import PartitionService, Role, plan
-from rules.publishing import publish_row
+from rules.publishing import Ack, await_ack, publish_row
 from rules.routing import Router
 from rules.rulespec import load_rules
 
@@ -232,14 +232,8 @@ class ReplicatedRules:
                 return False
             time.sleep(0.05)
         infos = [publish_row(self._out, m) for m in rows]
-        for info in infos:
-            try:
-                while not info.is_published():
-                    if time.monotonic() > deadline or self._stop.is_set():
-                        return False
-                    info.wait_for_publish(timeout=0.5)
-            except (RuntimeError, ValueError):  # the connection went meanwhile
-                return False
+        if any(await_ack(i, self._stop, deadline=deadline) is not Ack.ACKED for i in infos):
+            return False  # not in time, stopping, or the connection went meanwhile
         self._store.mark_published([m.id for m in rows])
         if self._notifier is not None:
             self._notifier.wake()
