@@ -38,7 +38,6 @@ def main(argv: Sequence[str]) -> int:
     city = load_city(settings.config_dir)
     cameras = load_cameras(city)
     prepare_storage(settings)
-    writer = make_writer(settings.influx)
     port = settings.ingest.http_port
     if settings.ingest.partitions:
         if port is not None:
@@ -48,9 +47,8 @@ def main(argv: Sequence[str]) -> int:
                 file=sys.stderr,
             )
             return 2
-        writer.close()
-        return run_partitioned(settings, city, cameras)
-    service = IngestService(settings, city, writer, cameras=cameras)
+        return run_partitioned(settings, city, cameras)  # a writer per partition
+    service = IngestService(settings, city, make_writer(settings.influx), cameras=cameras)
     intake: Service = service
     if port is not None:
         # Imported only here: FastAPI and uvicorn are ~9 MB of an ingest's memory.

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from pantau.influx.writers import InfluxWriter, make_writer
-from pantau.metrics import ServiceMetrics
+from pantau.influx.writers import InfluxWriter
+from pantau.metrics import ServiceMetrics, Sink
 from pantau.settings import Settings
 
 
@@ -32,19 +32,19 @@ class IngestMetrics:
         m.gauge("spool_bytes", "bytes of the durable spool on disk", spool_bytes)
         bound = float(settings.ingest.spool_max_bytes)
         m.gauge("spool_max_bytes", "the spool's bound (ingest.spool_max_bytes)", lambda: bound)
-        self._influx = settings.influx
-        self._writer: InfluxWriter | None = None
+        self._sink: Sink | None = None
 
-    def start(self) -> None:
-        # Its own writer: the pipeline's belongs to the writer thread.
-        self._writer = make_writer(self._influx)
-        self.service.start(self._writer.write)
+    def start(self, writer: InfluxWriter) -> None:
+        """Report through the pipeline's `writer`: the reporter thread writes beside the
+        drain thread, which both writers allow (urllib3's pools are thread-safe; the
+        v2 client, on a token, keeps no state a write reads)."""
+        self._sink = writer.write
+        self.service.start(self._sink)
 
     def stop(self) -> None:
-        writer, self._writer = self._writer, None
-        self.service.stop(writer.write if writer is not None else None)
-        if writer is not None:
-            writer.close()
+        """Before the writer closes: the last report goes through it."""
+        sink, self._sink = self._sink, None
+        self.service.stop(sink)
 
     def batch(self, messages: int, readings: int, rejected: Iterable[str], write_s: float) -> None:
         self.messages.inc(messages)

@@ -164,7 +164,7 @@ class IngestService:
     # --- lifecycle ------------------------------------------------------------------
     def start(self) -> None:
         self.spool.open()  # before subscribing: a spool in use elsewhere stops us here
-        self.metrics.start()
+        self.metrics.start(self._writer)
         self._session.start()
         self._decode_thread.start()
         self._spool_thread.start()
@@ -193,8 +193,8 @@ class IngestService:
         self._abort.set()
         self._drain_thread.join(timeout=30)
         self._session.stop()
-        self._writer.close()
         self.metrics.stop()
+        self._writer.close()
         drained = self.spool.drained() and not self._drain_thread.is_alive()
         self.spool.close()
         if drained and self._settings.ingest.spool_dir is None:
