@@ -2,11 +2,12 @@
 
 A day of readings of two registered water-level stations and a rain gauge goes into raw
 (their real series tags), the downsampler aggregates it, ingest's level table is
-written. Then the committed drainage dashboard's hidden variables are resolved as
-Grafana resolves them (their queries, expanded for the range, run on InfluxDB) and its
-panels are expanded and run: a 1-day range reads raw readings, 3 days the 5-minute
-aggregates, a year the hourly ones, and all three give the day's mean, and the rain
-panel's peak, that the readings give by hand.
+written. Then the committed drainage dashboard's variables are resolved as Grafana
+resolves them (their queries, expanded for the range, run on InfluxDB and PostgreSQL;
+the hidden level ones pick the level) and its panels are expanded and run: a 1-day
+range reads raw readings, 3 days the 5-minute aggregates, a year the hourly ones, and
+all three give the day's mean, and the rain panel's peak, that the readings give by
+hand.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine
 
 from dashboards import expand
 from dashboards.build import GENERATED
@@ -30,6 +32,7 @@ from pantau.influx.query import InfluxQL
 from pantau.influx.retention import AGG_1H, AGG_5M, RAW, ensure_retention, level_for
 from pantau.influx.writers import make_writer
 from pantau.settings import Settings
+from tests.integration.dashboard_variables import resolve
 
 pytestmark = pytest.mark.integration
 
@@ -82,18 +85,6 @@ def _truth(readings: list[tuple[int, float]], start_ms: int, width_ms: int) -> f
     return sum(inside) / len(inside)
 
 
-def _levels(
-    influx: InfluxQL, model: dict[str, Any], when: expand.TimeRange
-) -> dict[str, list[str]]:
-    """The hidden level variables as Grafana gives them for `when`."""
-    out = {}
-    for var in model["templating"]["list"]:
-        if var["name"] in level_table.VARIABLES:
-            rows = influx.rows(expand.influxql(var["query"], when, {}))
-            out[var["name"]] = [str(r["value"]) for r in rows]
-    return out
-
-
 def _run(
     influx: InfluxQL, panel: dict[str, Any], when: expand.TimeRange, values: dict[str, list[str]]
 ) -> dict[str, list[tuple[str, int, float]]]:
@@ -113,7 +104,9 @@ def _run(
     return out
 
 
-def test_a_day_reads_raw_a_year_hourly_and_both_give_the_same_day(settings: Settings) -> None:
+def test_a_day_reads_raw_a_year_hourly_and_both_give_the_same_day(
+    settings: Settings, postgres_url: str
+) -> None:
     city = load_city()
     ensure_retention(settings.influx, settings.retention)
     now = datetime.now(UTC)
@@ -130,11 +123,6 @@ def test_a_day_reads_raw_a_year_hourly_and_both_give_the_same_day(settings: Sett
     panels = {p["title"]: p for p in model["panels"]}
     levels_panel = panels["Tinggi air stasiun"]
     rain_panel = next(p for t, p in panels.items() if t.startswith("Hujan rata-rata 60 menit"))
-    zones = {
-        "kecamatan": [z.id for z in city.zones.kecamatan],
-        "kelurahan": [z.id for z in city.zones.kelurahan],
-        "agency": list(city.agencies),
-    }
     end = day + DAY
     # level -> range and the bucket Grafana draws it in (range / 1000 points, rounded;
     # never finer than the level's window)
@@ -143,43 +131,47 @@ def test_a_day_reads_raw_a_year_hourly_and_both_give_the_same_day(settings: Sett
         AGG_5M.rp: (expand.TimeRange(end - 3 * DAY, end), 300),
         AGG_1H.rp: (expand.TimeRange(end - 365 * DAY, end), 86400),
     }
-    with InfluxQL.from_settings(settings.influx) as influx:
-        for rp, (when, bucket_s) in ranges.items():
-            values = {**zones, **_levels(influx, model, when)}
-            assert values["rp"] == [rp], (rp, values)
-            assert level_for(when.start, when.end, now, settings.retention).rp == rp
-            # Only the target of the level's schema has data: raw `value`, or the twin.
-            got = _run(influx, levels_panel, when, values)
-            reading, other = ("A", "A" + AGG_SUFFIX)[:: 1 if rp == RAW.rp else -1]
-            assert got[reading] and not got[other], (rp, got)
-            # Each bucket is the mean of the readings in it, whichever level it comes
-            # from: windows of unequal counts weigh by count (a mean of the windows'
-            # means would not); a year shows the day's mean.
-            assert {device for device, _, _ in got[reading]} == readings.keys()
-            width = bucket_s * 1000
-            for device, times in readings.items():
-                shown = {t for d, t, _ in got[reading] if d == device}
-                assert shown == {t - t % width for t, _ in times}, (rp, device)
-            for device, t, v in got[reading]:
-                want = _truth(readings[device], t, width)
-                assert v == pytest.approx(want, rel=1e-9), (rp, device, t)
-            # Rain: the worst 60-minute mean of the day. A rolling mean (raw) peaks at or
-            # above the worst clock hour; the aggregates give the clock hours themselves.
-            rain = _run(influx, rain_panel, when, values)
-            peak = max(v for target in rain.values() for _, _, v in target)
-            if rp == RAW.rp:
-                assert peak >= max(hourly_rain) - 1e-9
-            else:
-                assert peak == pytest.approx(max(hourly_rain), rel=1e-9)
-        # Past the raw retention a short range reads the 5-minute level, past theirs hourly.
-        for start, rp in (
-            (now - 100 * DAY, AGG_5M.rp),
-            (now - 1000 * DAY, AGG_1H.rp),
-            (now - 2 * timedelta(hours=1), RAW.rp),
-        ):
-            when = expand.TimeRange(start, start + timedelta(hours=2))
-            assert _levels(influx, model, when)["rp"] == [rp]
-            assert level_for(when.start, when.end, now, settings.retention).rp == rp
+    sql = create_engine(postgres_url)  # the kelurahan variable's query (Grafana's SQL source)
+    try:
+        with InfluxQL.from_settings(settings.influx) as influx:
+            for rp, (when, bucket_s) in ranges.items():
+                values = resolve(model, when, influx, sql)  # every zone and agency: All
+                assert values["rp"] == [rp], (rp, values)
+                assert level_for(when.start, when.end, now, settings.retention).rp == rp
+                # Only the target of the level's schema has data: raw `value`, or the twin.
+                got = _run(influx, levels_panel, when, values)
+                reading, other = ("A", "A" + AGG_SUFFIX)[:: 1 if rp == RAW.rp else -1]
+                assert got[reading] and not got[other], (rp, got)
+                # Each bucket is the mean of the readings in it, whichever level it comes
+                # from: windows of unequal counts weigh by count (a mean of the windows'
+                # means would not); a year shows the day's mean.
+                assert {device for device, _, _ in got[reading]} == readings.keys()
+                width = bucket_s * 1000
+                for device, times in readings.items():
+                    shown = {t for d, t, _ in got[reading] if d == device}
+                    assert shown == {t - t % width for t, _ in times}, (rp, device)
+                for device, t, v in got[reading]:
+                    want = _truth(readings[device], t, width)
+                    assert v == pytest.approx(want, rel=1e-9), (rp, device, t)
+                # Rain: the worst 60-minute mean of the day. A rolling mean (raw) peaks at or
+                # above the worst clock hour; the aggregates give the clock hours themselves.
+                rain = _run(influx, rain_panel, when, values)
+                peak = max(v for target in rain.values() for _, _, v in target)
+                if rp == RAW.rp:
+                    assert peak >= max(hourly_rain) - 1e-9
+                else:
+                    assert peak == pytest.approx(max(hourly_rain), rel=1e-9)
+            # Past the raw retention a short range reads the 5-minute level, past theirs hourly.
+            for start, rp in (
+                (now - 100 * DAY, AGG_5M.rp),
+                (now - 1000 * DAY, AGG_1H.rp),
+                (now - 2 * timedelta(hours=1), RAW.rp),
+            ):
+                when = expand.TimeRange(start, start + timedelta(hours=2))
+                assert resolve(model, when, influx, sql)["rp"] == [rp]
+                assert level_for(when.start, when.end, now, settings.retention).rp == rp
+    finally:
+        sql.dispose()
 
 
 def test_the_level_table_agrees_with_level_for(settings: Settings) -> None:

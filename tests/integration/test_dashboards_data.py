@@ -78,6 +78,7 @@ from simulators.report import SimReport
 from simulators.scenario import find_scenario, load_scenario
 from testkit.grafana import Frame, GrafanaData
 from testkit.mqtt import Publisher, wait_for
+from tests.integration.dashboard_variables import resolve
 
 pytestmark = pytest.mark.integration
 
@@ -232,14 +233,13 @@ def test_every_variable_and_panel_returns_data_after_a_storm(run: Run) -> None:
     for path in sorted(GENERATED.glob("*.json")):
         model: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
         when = wall_clock if path.name == "pipeline.json" else storm
-        values: dict[str, list[str]] = {}
-        for var in model["templating"]["list"]:
-            found = _variable_values(run, var, when, values)
+        # A variable that finds nothing is listed (a later one that reads it fails to
+        # expand: expand.ExpandError names it).
+        values = resolve(model, when, run.influx, engine)
+        for name, found in values.items():
             if not found:
-                empty.append(f"{path.name}: variable ${var['name']}")
-                found = ["(none)"]
-            # All selects every value; a single-value variable starts at the first
-            values[var["name"]] = found if var.get("includeAll") else found[:1]
+                empty.append(f"{path.name}: variable ${name}")
+                values[name] = ["(none)"]
         for annotation in model["annotations"]["list"]:
             ran += 1
             rows = _sql_rows(engine, expand.sql(annotation["target"]["rawSql"], when, values))
@@ -369,9 +369,9 @@ def _check_a_kecamatan_narrows_a_panel(run: Run, when: expand.TimeRange) -> None
         "agency": list(run.city.agencies),
     }
     levels = {
-        v["name"]: _variable_values(run, v, when, {})
-        for v in drainage["templating"]["list"]
-        if v["name"] in level_table.VARIABLES
+        name: found
+        for name, found in resolve(drainage, when, run.influx, run.store.engine).items()
+        if name in level_table.VARIABLES
     }
     every |= levels
     ciledug = {**every, "kecamatan": ["kec-ciledug"]}
@@ -402,22 +402,6 @@ def _empty_targets(where: str, found: dict[str, bool]) -> list[str]:
         if not has and not twin:
             out.append(f"{where} [{ref}]")
     return out
-
-
-def _variable_values(
-    run: Run, var: dict[str, Any], when: expand.TimeRange, values: dict[str, list[str]]
-) -> list[str]:
-    if var["type"] == "custom":
-        return [str(o["value"]) for o in var["options"]]
-    if var["type"] == "textbox":
-        return [str(var["query"])]
-    if var["datasource"]["uid"] == INFLUX.uid:
-        return [
-            str(r["value"]) for r in run.influx.rows(expand.influxql(var["query"], when, values))
-        ]
-    with run.store.engine.connect() as conn:
-        result = conn.exec_driver_sql(expand.sql(var["query"], when, values))
-        return [str(row._mapping["__value"]) for row in result]
 
 
 def _influx_rows(influx: InfluxQL, query: str) -> list[tuple[object, ...]]:
