@@ -234,7 +234,9 @@ def plot_throughput(
     point ringed and labelled (its knee's last good point); a failing point as a cross
     (lost data: at the offered rate, no figure) or a hollow marker (lagged > 5 s: at what
     it stored); a curve the publishers' cap ended, with an arrow. Ceilings as horizontal
-    lines. Right: the bursts beside it, readings/s per consumer."""
+    lines. Right: the bursts beside it, readings/s per consumer; a consumer that lost
+    readings as a hatched bar (what it stored per second until the bench stopped waiting,
+    not a figure) labelled LOST with its counts."""
     fig, (ax, bx) = plt.subplots(
         1, 2, figsize=(11, 5.8), dpi=110, gridspec_kw={"width_ratios": [3, 1]}
     )
@@ -309,25 +311,23 @@ def plot_throughput(
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(0.0, 0.66))  # under the ceilings
     names = {"native": PANTAU_NATIVE, "nodered": NODERED, "senml": PANTAU_SENML}
     shown = [c for c in bursts if c.key in names]
+    heights = [c.rate for c in shown if c.rate > 0]
+    floor = min(heights) / 3 if heights else 1.0  # every bar's foot above the log axis's
     for i, case in enumerate(shown):
         color = STYLE.get(names[case.key], ("0.3", "o"))[0]
-        if case.lost:  # no figure: a label at the foot of the axis, no bar
-            bx.text(
-                i,
-                0.03,
-                f"FAILED:\nLOST\n{case.sent - case.stored:,}\nof {case.sent:,}",
-                transform=bx.get_xaxis_transform(),
-                ha="center",
-                va="bottom",
-                fontsize=8,
-                color=color,
-            )
+        if case.lost:  # a failure, not a figure: hatched, labelled with its counts
+            top = max(case.rate, floor)
+            bx.bar(i, top, color="none", edgecolor=color, hatch="//")
+            label = f"LOST {case.sent - case.stored:,}\nof {case.sent:,}\nstored {case.stored:,}"
+            bx.text(i, top, label, ha="center", va="bottom", fontsize=8, color=color)
             continue
         bx.bar(i, case.rate, color=color)
         bx.text(i, case.rate, f"{case.rate:,.0f}", ha="center", va="bottom", fontsize=8)
     bx.set_xticks(range(len(shown)), [names[c.key].replace(" ", "\n") for c in shown], fontsize=8)
-    if any(not c.lost for c in shown):  # a log axis of no bar cannot be drawn
+    if heights:  # a log axis of no bar cannot be drawn
         bx.set_yscale("log")
+        # Room above the tallest bar for its label (three lines for a lost case).
+        bx.set_ylim(floor, max(heights) * 8)
     sizes = sorted({c.sent for c in shown})
     bx.set_title("burst: " + " / ".join(f"{s:,}" for s in sizes) + " readings at once", fontsize=9)
     bx.set_ylabel("readings/s until all stored")
