@@ -224,48 +224,68 @@ class IngestService:
 
     # --- decoder thread -------------------------------------------------------------------
     def _decode(self) -> None:
-        """Decode, validate and batch; hand full batches to the spool thread, so the next
+        """Decode, validate and batch; hand each batch to the spool thread, so the next
         batch is decoded while the previous one is fsynced."""
-        max_points = self._settings.ingest.batch_max_points
-        max_delay = self._settings.ingest.batch_max_delay_s
-        inbox = self._session.inbox
-        arrived = self._session.arrived
         try:
-            while True:
-                batch = _Batch()
-                deadline = None
-                http_waiting = False
-                while len(batch.lines) < max_points:
-                    if deadline is not None and time.monotonic() >= deadline:
-                        break
-                    try:
-                        item = inbox.popleft()
-                    except IndexError:
-                        if deadline is None and self._stop.is_set():
-                            return
-                        if http_waiting:  # a request waits: nothing more to group, go
-                            break
-                        # Clear, then look again: an arrival after the clear sets it anew.
-                        arrived.clear()
-                        if not inbox:
-                            wait = IDLE_WAIT_S if deadline is None else deadline - time.monotonic()
-                            arrived.wait(max(wait, 0.0))
-                        continue
-                    if deadline is None:
-                        deadline = time.monotonic() + max_delay
-                    batch.items.append(item)
-                    outcome = self._pipeline.handle(
-                        item.topic, item.payload, item.content_type, item.received_at
-                    )
-                    batch.lines.extend(outcome.lines)
-                    batch.rejections.extend(outcome.rejections)
-                    if isinstance(item, HttpInbound):
-                        item.waiter.outcome = outcome
-                        http_waiting = True
+            while (batch := self._next_batch()) is not None:
+                if log.isEnabledFor(logging.DEBUG):  # bench.ingest's timeline reads these
+                    log.debug("batch formed at %.6f: %d messages", time.time(), len(batch.items))
                 if not self._hand_over(batch):
                     return
         finally:
             self._hand_over(None)  # tells the spool thread no more batches come
+
+    def _next_batch(self) -> _Batch | None:
+        """The next batch: full (batch_max_points), batch_max_delay_s old, quiet for
+        batch_quiet_s, or holding an HTTP request; None once stopped with nothing in hand."""
+        max_points = self._settings.ingest.batch_max_points
+        inbox = self._session.inbox
+        arrived = self._session.arrived
+        batch = _Batch()
+        deadline = None
+        quiet_until = None  # set when the inbox runs dry, cleared by an arrival
+        http_waiting = False
+        while len(batch.lines) < max_points:
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            try:
+                item = inbox.popleft()
+            except IndexError:
+                if deadline is None and self._stop.is_set():
+                    return None
+                if http_waiting:  # a request waits: nothing more to group, go
+                    break
+                if deadline is not None:
+                    # Group commit: under load the inbox never stays empty this long, so
+                    # batches still fill; once nothing has come for batch_quiet_s the burst
+                    # is over, and waiting out the deadline would only delay its acks and
+                    # its write to InfluxDB.
+                    now = time.monotonic()
+                    if quiet_until is None:
+                        quiet_until = now + self._settings.ingest.batch_quiet_s
+                    elif now >= quiet_until:
+                        break
+                # Clear, then look again: an arrival after the clear sets it anew.
+                arrived.clear()
+                if not inbox:
+                    wait = IDLE_WAIT_S
+                    if deadline is not None and quiet_until is not None:
+                        wait = min(deadline, quiet_until) - time.monotonic()
+                    arrived.wait(max(wait, 0.0))
+                continue
+            quiet_until = None
+            if deadline is None:
+                deadline = time.monotonic() + self._settings.ingest.batch_max_delay_s
+            batch.items.append(item)
+            outcome = self._pipeline.handle(
+                item.topic, item.payload, item.content_type, item.received_at
+            )
+            batch.lines.extend(outcome.lines)
+            batch.rejections.extend(outcome.rejections)
+            if isinstance(item, HttpInbound):
+                item.waiter.outcome = outcome
+                http_waiting = True
+        return batch
 
     def _hand_over(self, batch: _Batch | None) -> bool:
         """Queue `batch` for the spool thread, waiting while it is busy (spool full: the
@@ -304,6 +324,8 @@ class IngestService:
                     log.error("cannot append to the spool (%s); retrying", err)
                     if self._stop.wait(1.0):
                         raise Stopping from err
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("batch spooled at %.6f: %d lines", time.time(), len(batch.lines))
         self._publish_dead_letters(batch.rejections, self._stop)
         self._session.ack(batch.items)
         for item in batch.items:
@@ -351,6 +373,8 @@ class IngestService:
                 )
             )
         write_s = time.monotonic() - started
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("chunk written at %.6f: %d lines, %.1f ms", time.time(), lines, write_s * 1e3)
         # Dead letters before the commit: a crash in between sends them again, never none.
         self._publish_dead_letters(rejections, self._abort)
         self.spool.commit(chunk.end)
