@@ -38,6 +38,7 @@ from pantau.cameras import Camera
 from pantau.city import City
 from pantau.clock import Clock, SystemClock
 from pantau.influx.writers import InfluxWriter, WriteRejected, WriteUnavailable
+from pantau.mqtt_fast import FastPublish
 from pantau.mqtt_session import Inbound, SessionConsumer
 from pantau.settings import Settings
 from pantau.topics import Topics
@@ -45,20 +46,46 @@ from pantau.topics import Topics
 log = logging.getLogger(__name__)
 
 IDLE_WAIT_S = 5.0  # an idle decoder wakes this seldom; arrivals and stop() wake it at once
+HOLD_WAIT_S = 0.005  # a full inbox: how long the network thread waits for room per pass
 BACKOFF_MAX_S = 30.0
 
 
 class WakingSession(SessionConsumer):
     """A SessionConsumer that sets `arrived` when a message lands in the inbox, so the
-    decoder sleeps until there is work instead of polling (an idle ingest costs nothing)."""
+    decoder sleeps until there is work instead of polling (an idle ingest costs nothing),
+    and stops reading the socket while the inbox holds `max_messages` or `max_bytes` of
+    payload: a burst then waits at the broker, not in ingest's memory."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, max_messages: int, max_bytes: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.arrived = threading.Event()
+        self._max_messages = max_messages
+        self._max_bytes = max_bytes
+        # Payload bytes in and out of the inbox; one writer each (network thread, decoder).
+        self.received_bytes = 0
+        self.taken_bytes = 0
+        self.client.hold_reading = self._full
+
+    def _on_publishes(self, publishes: list[FastPublish]) -> None:
+        self.received_bytes += sum(len(p[2]) for p in publishes)
+        super()._on_publishes(publishes)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self.received_bytes += len(message.payload)
         super()._on_message(client, userdata, message)
         self.wake()
+
+    def _full(self) -> bool:
+        """The network thread, before a read pass: wait a little if the inbox is full,
+        then say whether it still is (paho writes the acks meanwhile)."""
+        for wait in (HOLD_WAIT_S, 0.0):
+            if (
+                len(self.inbox) < self._max_messages
+                and self.received_bytes - self.taken_bytes < self._max_bytes
+            ):
+                return False
+            time.sleep(wait)
+        return True
 
     def wake(self) -> None:
         if not self.arrived.is_set():  # a plain read: no lock per message at full rate
@@ -142,6 +169,8 @@ class IngestService:
             receive_maximum=settings.ingest.receive_maximum,
             clock=self._clock,
             fast_publishes=True,
+            max_messages=settings.ingest.receive_maximum,
+            max_bytes=settings.ingest.inbox_max_bytes,
         )
         self._client = self._session.client  # dead letters are published on it
         # Two batches in hand at most: one being spooled, one decoded and waiting.
@@ -239,8 +268,9 @@ class IngestService:
         """The next batch: full (batch_max_points), batch_max_delay_s old, quiet for
         batch_quiet_s, or holding an HTTP request; None once stopped with nothing in hand."""
         max_points = self._settings.ingest.batch_max_points
-        inbox = self._session.inbox
-        arrived = self._session.arrived
+        session = self._session
+        inbox = session.inbox
+        arrived = session.arrived
         batch = _Batch()
         deadline = None
         quiet_until = None  # set when the inbox runs dry, cleared by an arrival
@@ -285,6 +315,8 @@ class IngestService:
             if isinstance(item, HttpInbound):
                 item.waiter.outcome = outcome
                 http_waiting = True
+            else:
+                session.taken_bytes += len(item.payload)
         return batch
 
     def _hand_over(self, batch: _Batch | None) -> bool:

@@ -150,6 +150,13 @@ class IngestSettings(BaseModel):
         le=65535,
         description="unacknowledged QoS 1 messages the broker may send (MQTT v5 flow control)",
     )
+    inbox_max_bytes: int = Field(
+        default=4 * 1024**2,
+        ge=64 * 1024,
+        description="payload bytes received and not yet decoded past which ingest stops "
+        "reading from the broker for a moment (so does receive_maximum messages): a burst "
+        "of large SenML packs waits at the broker, not in ingest's memory",
+    )
     spool_dir: Path | None = Field(
         default=None,
         description="durable spool (ingest.spool): messages are acknowledged once their "
