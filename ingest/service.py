@@ -211,6 +211,11 @@ class IngestService:
         """Connections made to the broker so far (reconnects included)."""
         return self._session.connects
 
+    def inbox(self) -> tuple[int, int]:
+        """Messages and payload bytes received and not yet decoded (HTTP ones uncounted)."""
+        session = self._session
+        return len(session.inbox), session.received_bytes - session.taken_bytes
+
     def stop(self) -> None:
         """Spool and acknowledge what is in hand, write the spool out for up to
         `stop_drain_s` if InfluxDB takes it, then disconnect."""
