@@ -46,6 +46,7 @@ from pantau.topics import Topics
 log = logging.getLogger(__name__)
 
 IDLE_WAIT_S = 5.0  # an idle decoder wakes this seldom; arrivals and stop() wake it at once
+QUIET_GAPS = 4.0  # a batch ends once the inbox stays empty this many usual gaps
 HOLD_WAIT_S = 0.005  # a full inbox: how long the network thread waits for room per pass
 BACKOFF_MAX_S = 30.0
 
@@ -176,6 +177,8 @@ class IngestService:
         # Two batches in hand at most: one being spooled, one decoded and waiting.
         self._batches: queue.Queue[_Batch | None] = queue.Queue(maxsize=1)
         self._spool_failed = threading.Event()
+        self._gap = 0.0  # the usual gap between arrivals into an empty inbox (_refilled)
+        self._last_arrival = 0.0
         self._decode_thread = threading.Thread(
             target=self._decode, name="ingest-decode", daemon=True
         )
@@ -279,6 +282,7 @@ class IngestService:
         batch = _Batch()
         deadline = None
         quiet_until = None  # set when the inbox runs dry, cleared by an arrival
+        dry = False  # the inbox was found empty since the last arrival
         http_waiting = False
         while len(batch.lines) < max_points:
             if deadline is not None and time.monotonic() >= deadline:
@@ -286,18 +290,21 @@ class IngestService:
             try:
                 item = inbox.popleft()
             except IndexError:
+                dry = True
                 if deadline is None and self._stop.is_set():
                     return None
                 if http_waiting:  # a request waits: nothing more to group, go
                     break
                 if deadline is not None:
                     # Group commit: under load the inbox never stays empty this long, so
-                    # batches still fill; once nothing has come for batch_quiet_s the burst
-                    # is over, and waiting out the deadline would only delay its acks and
-                    # its write to InfluxDB.
+                    # batches still fill; once nothing has come for batch_quiet_s, and for
+                    # QUIET_GAPS of the usual gaps between arrivals (a stream paced in ticks
+                    # keeps its batches), the burst is over, and waiting out the deadline
+                    # would only delay its acks and its write to InfluxDB.
                     now = time.monotonic()
                     if quiet_until is None:
-                        quiet_until = now + self._settings.ingest.batch_quiet_s
+                        quiet = max(self._settings.ingest.batch_quiet_s, QUIET_GAPS * self._gap)
+                        quiet_until = now + quiet
                     elif now >= quiet_until:
                         break
                 # Clear, then look again: an arrival after the clear sets it anew.
@@ -308,6 +315,9 @@ class IngestService:
                         wait = min(deadline, quiet_until) - time.monotonic()
                     arrived.wait(max(wait, 0.0))
                 continue
+            if dry:
+                self._refilled()
+                dry = False
             quiet_until = None
             if deadline is None:
                 deadline = time.monotonic() + self._settings.ingest.batch_max_delay_s
@@ -323,6 +333,15 @@ class IngestService:
             else:
                 session.taken_bytes += len(item.payload)
         return batch
+
+    def _refilled(self) -> None:
+        """The inbox ran dry and has a message again: update the usual gap between such
+        arrivals (a moving average, each gap counted up to batch_max_delay_s, so a burst
+        after an idle hour is seen as a burst within a few dozen arrivals)."""
+        now = time.monotonic()
+        gap = min(now - self._last_arrival, self._settings.ingest.batch_max_delay_s)
+        self._gap += 0.2 * (gap - self._gap)
+        self._last_arrival = now
 
     def _hand_over(self, batch: _Batch | None) -> bool:
         """Queue `batch` for the spool thread, waiting while it is busy (spool full: the

@@ -137,8 +137,9 @@ class IngestSettings(BaseModel):
     batch_quiet_s: float = Field(
         default=0.01,
         gt=0,
-        description="a batch is spooled once no message has come for this long (the burst "
-        "is over), at the latest batch_max_delay_s after its first message",
+        description="a batch is spooled once no message has come for this long and for 4 "
+        "of the usual gaps between arrivals (the burst is over), at the latest "
+        "batch_max_delay_s after its first message",
     )
     max_future_skew_s: float = Field(default=300.0, ge=0, description="device clocks ahead")
     max_age_s: float = Field(default=7 * 86400.0, gt=0, description="oldest accepted reading")

@@ -73,6 +73,25 @@ def test_the_last_batch_goes_once_nothing_more_comes(
         service.stop()
 
 
+def test_a_paced_stream_keeps_its_batches(
+    settings: Settings, city: City, publish: Callable[[int, int], None]
+) -> None:
+    # One message every 30 ms: longer than batch_quiet_s, but the usual gap, so batches
+    # still gather up to their linger instead of one fsync and write per message.
+    settings = with_ingest(settings, batch_max_delay_s=0.6, batch_quiet_s=0.01)
+    service = IngestService(settings, city, make_writer(settings.influx))
+    service.start()
+    try:
+        assert service.wait_subscribed(10)
+        for i in range(60):
+            publish(i, i + 1)
+            time.sleep(0.03)
+        wait_for(lambda: stored(settings) == 60, 10, "the stream stored")
+        assert service.stats.batches <= 15, service.stats.batches
+    finally:
+        service.stop()
+
+
 def test_a_burst_beyond_the_inbox_waits_at_the_broker(
     stack: LocalStack, settings: Settings, city: City, publish: Callable[[int, int], None]
 ) -> None:
