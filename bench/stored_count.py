@@ -3,7 +3,7 @@
 A burst of 100,000 readings is stored in about a second, so polling the count every
 0.25 s would put up to a quarter of the figure in the poll's step. `poll_stored` polls
 every POLL_S while the end is far, then ever faster as the count nears what was sent
-(the rate so far predicts how far off it is), down to FINE_POLL_S: the end costs a few
+(the rate predicts how far off it is), down to FINE_POLL_S: the end costs a few
 extra count queries (each one competes with the consumer for influxd), not one every
 10 ms for the whole burst.
 
@@ -44,12 +44,19 @@ def count_points(influx: InfluxQL, measurement: str | None = None) -> int:
     return total
 
 
-def next_poll_s(stored: int, expected: int, elapsed_s: float) -> float:
-    """Half the time the rate so far says the rest will take, within [FINE, POLL]."""
+NEAR = 0.9  # past this share of the total, polled at least every NEAR_POLL_S
+NEAR_POLL_S = 0.05
+
+
+def next_poll_s(stored: int, expected: int, elapsed_s: float, recent_rate: float = 0.0) -> float:
+    """Half the time the rest will take at the faster of the rate so far and the rate
+    since the previous poll, within [FINE, POLL] (within [FINE, NEAR_POLL_S] past NEAR):
+    the drain comes in steps, so a prediction can be late, never by much near the end."""
     if stored <= 0 or elapsed_s <= 0:
         return POLL_S
-    remaining_s = (expected - stored) / (stored / elapsed_s)
-    return min(POLL_S, max(FINE_POLL_S, remaining_s / 2))
+    rate = max(stored / elapsed_s, recent_rate)
+    longest = NEAR_POLL_S if stored >= NEAR * expected else POLL_S
+    return min(longest, max(FINE_POLL_S, (expected - stored) / rate / 2))
 
 
 def poll_stored(
@@ -63,6 +70,7 @@ def poll_stored(
     exits."""
     last, changed_at = -1, time.monotonic()
     asked_before = started  # the first poll may come late (after the publishers)
+    previous = (started, 0)  # (when, count) of the previous poll
     while True:
         asked = time.monotonic()
         stored = count_points(influx, measurement)
@@ -73,5 +81,6 @@ def poll_stored(
             last, changed_at = stored, now
         elif now - changed_at > STALL_S or not alive():
             return Stored(stored, now - started, now - asked_before)
-        asked_before = asked
-        time.sleep(next_poll_s(stored, expected, now - started))
+        recent = (stored - previous[1]) / (now - previous[0]) if now > previous[0] else 0.0
+        previous, asked_before = (now, stored), asked
+        time.sleep(next_poll_s(stored, expected, now - started, recent))

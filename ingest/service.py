@@ -16,6 +16,7 @@ stops acknowledging and the MQTT v5 Receive Maximum stops the broker sending mor
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import shutil
 import threading
@@ -46,7 +47,11 @@ from pantau.topics import Topics
 log = logging.getLogger(__name__)
 
 IDLE_WAIT_S = 5.0  # an idle decoder wakes this seldom; arrivals and stop() wake it at once
-QUIET_GAPS = 4.0  # a batch ends once the inbox stays empty this many usual gaps
+QUIET_GAPS = 2.0  # a batch ends once the inbox stays empty this many usual gaps
+GAP_HALF_LIFE_S = 0.1  # how fast the usual gap is forgotten (_refilled)
+# What an inbox message costs beside its payload (the Inbound, its topic, the packet id's
+# entry; tracemalloc: ~340 bytes), so the byte bound holds for small messages too.
+MESSAGE_BYTES = 340
 HOLD_WAIT_S = 0.005  # a full inbox: how long the network thread waits for room per pass
 BACKOFF_MAX_S = 30.0
 
@@ -54,25 +59,26 @@ BACKOFF_MAX_S = 30.0
 class WakingSession(SessionConsumer):
     """A SessionConsumer that sets `arrived` when a message lands in the inbox, so the
     decoder sleeps until there is work instead of polling (an idle ingest costs nothing),
-    and stops reading the socket while the inbox holds `max_messages` or `max_bytes` of
-    payload: a burst then waits at the broker, not in ingest's memory."""
+    and stops reading the socket while the inbox holds `max_messages` or `max_bytes`
+    (payloads plus MESSAGE_BYTES each): a burst then waits at the broker, not in ingest's
+    memory."""
 
     def __init__(self, *args: Any, max_messages: int, max_bytes: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.arrived = threading.Event()
         self._max_messages = max_messages
         self._max_bytes = max_bytes
-        # Payload bytes in and out of the inbox; one writer each (network thread, decoder).
+        # Bytes into and out of the inbox; one writer each (network thread, decoder).
         self.received_bytes = 0
         self.taken_bytes = 0
         self.client.hold_reading = self._full
 
     def _on_publishes(self, publishes: list[FastPublish]) -> None:
-        self.received_bytes += sum(len(p[2]) for p in publishes)
+        self.received_bytes += sum(len(p[2]) for p in publishes) + MESSAGE_BYTES * len(publishes)
         super()._on_publishes(publishes)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self.received_bytes += len(message.payload)
+        self.received_bytes += len(message.payload) + MESSAGE_BYTES
         super()._on_message(client, userdata, message)
         self.wake()
 
@@ -119,6 +125,7 @@ class _Batch:
     items: list[Inbound] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
+    ended: str = "full"  # why it was handed over (the debug timeline says)
 
 
 @dataclass(slots=True)
@@ -178,7 +185,8 @@ class IngestService:
         self._batches: queue.Queue[_Batch | None] = queue.Queue(maxsize=1)
         self._spool_failed = threading.Event()
         self._gap = 0.0  # the usual gap between arrivals into an empty inbox (_refilled)
-        self._last_arrival = 0.0
+        self._gap_at = 0.0
+        self._last_arrival: float | None = None
         self._decode_thread = threading.Thread(
             target=self._decode, name="ingest-decode", daemon=True
         )
@@ -215,7 +223,8 @@ class IngestService:
         return self._session.connects
 
     def inbox(self) -> tuple[int, int]:
-        """Messages and payload bytes received and not yet decoded (HTTP ones uncounted)."""
+        """Messages and their bytes (payloads plus MESSAGE_BYTES each) received and not
+        yet decoded (HTTP ones uncounted)."""
         session = self._session
         return len(session.inbox), session.received_bytes - session.taken_bytes
 
@@ -266,7 +275,12 @@ class IngestService:
         try:
             while (batch := self._next_batch()) is not None:
                 if log.isEnabledFor(logging.DEBUG):  # bench.ingest's timeline reads these
-                    log.debug("batch formed at %.6f: %d messages", time.time(), len(batch.items))
+                    log.debug(
+                        "batch formed at %.6f: %d messages (%s)",
+                        time.time(),
+                        len(batch.items),
+                        batch.ended,
+                    )
                 if not self._hand_over(batch):
                     return
         finally:
@@ -278,14 +292,15 @@ class IngestService:
         max_points = self._settings.ingest.batch_max_points
         session = self._session
         inbox = session.inbox
-        arrived = session.arrived
         batch = _Batch()
         deadline = None
-        quiet_until = None  # set when the inbox runs dry, cleared by an arrival
+        dry_since = None  # when the batch found the inbox empty, cleared by an arrival
+        quiet_until = None
         dry = False  # the inbox was found empty since the last arrival
         http_waiting = False
         while len(batch.lines) < max_points:
             if deadline is not None and time.monotonic() >= deadline:
+                batch.ended = "linger"
                 break
             try:
                 item = inbox.popleft()
@@ -294,6 +309,7 @@ class IngestService:
                 if deadline is None and self._stop.is_set():
                     return None
                 if http_waiting:  # a request waits: nothing more to group, go
+                    batch.ended = "http"
                     break
                 if deadline is not None:
                     # Group commit: under load the inbox never stays empty this long, so
@@ -301,24 +317,25 @@ class IngestService:
                     # QUIET_GAPS of the usual gaps between arrivals (a stream paced in ticks
                     # keeps its batches), the burst is over, and waiting out the deadline
                     # would only delay its acks and its write to InfluxDB.
+                    # The usual gap fades while we wait: look again every half-life.
                     now = time.monotonic()
-                    if quiet_until is None:
-                        quiet = max(self._settings.ingest.batch_quiet_s, QUIET_GAPS * self._gap)
-                        quiet_until = now + quiet
-                    elif now >= quiet_until:
+                    dry_since = now if dry_since is None else dry_since
+                    quiet_until = dry_since + max(
+                        self._settings.ingest.batch_quiet_s, QUIET_GAPS * self._usual_gap(now)
+                    )
+                    if now >= quiet_until:
+                        batch.ended = "quiet"
                         break
-                # Clear, then look again: an arrival after the clear sets it anew.
-                arrived.clear()
-                if not inbox:
-                    wait = IDLE_WAIT_S
-                    if deadline is not None and quiet_until is not None:
-                        wait = min(deadline, quiet_until) - time.monotonic()
-                    arrived.wait(max(wait, 0.0))
+                self._wait_for_arrival(
+                    IDLE_WAIT_S
+                    if deadline is None or quiet_until is None
+                    else min(deadline, quiet_until, now + GAP_HALF_LIFE_S) - time.monotonic()
+                )
                 continue
             if dry:
                 self._refilled()
                 dry = False
-            quiet_until = None
+            dry_since = quiet_until = None
             if deadline is None:
                 deadline = time.monotonic() + self._settings.ingest.batch_max_delay_s
             batch.items.append(item)
@@ -331,17 +348,30 @@ class IngestService:
                 item.waiter.outcome = outcome
                 http_waiting = True
             else:
-                session.taken_bytes += len(item.payload)
+                session.taken_bytes += len(item.payload) + MESSAGE_BYTES
         return batch
 
+    def _wait_for_arrival(self, timeout: float) -> None:
+        # Clear, then look again: an arrival after the clear sets it anew.
+        self._session.arrived.clear()
+        if not self._session.inbox:
+            self._session.arrived.wait(max(timeout, 0.0))
+
     def _refilled(self) -> None:
-        """The inbox ran dry and has a message again: update the usual gap between such
-        arrivals (a moving average, each gap counted up to batch_max_delay_s, so a burst
-        after an idle hour is seen as a burst within a few dozen arrivals)."""
+        """The inbox ran dry and has a message again: note the gap since the last time.
+        The usual gap is the longest recent one (a stream paced in ticks arrives in a
+        few read passes per tick: an average would take the short gaps within a tick for
+        its pace), forgotten with a half-life of GAP_HALF_LIFE_S, so that after a
+        second of arrivals that never let the inbox run dry (a burst) it is ~0 again."""
         now = time.monotonic()
-        gap = min(now - self._last_arrival, self._settings.ingest.batch_max_delay_s)
-        self._gap += 0.2 * (gap - self._gap)
+        if self._last_arrival is not None:  # the first arrival has no gap before it
+            gap = min(now - self._last_arrival, self._settings.ingest.batch_max_delay_s)
+            self._gap = max(gap, self._usual_gap(now))
+            self._gap_at = now
         self._last_arrival = now
+
+    def _usual_gap(self, now: float) -> float:
+        return self._gap * math.pow(0.5, (now - self._gap_at) / GAP_HALF_LIFE_S)
 
     def _hand_over(self, batch: _Batch | None) -> bool:
         """Queue `batch` for the spool thread, waiting while it is busy (spool full: the

@@ -137,7 +137,7 @@ class IngestSettings(BaseModel):
     batch_quiet_s: float = Field(
         default=0.01,
         gt=0,
-        description="a batch is spooled once no message has come for this long and for 4 "
+        description="a batch is spooled once no message has come for this long and for 2 "
         "of the usual gaps between arrivals (the burst is over), at the latest "
         "batch_max_delay_s after its first message",
     )
@@ -154,9 +154,9 @@ class IngestSettings(BaseModel):
     inbox_max_bytes: int = Field(
         default=4 * 1024**2,
         ge=64 * 1024,
-        description="payload bytes received and not yet decoded past which ingest stops "
-        "reading from the broker for a moment (so does receive_maximum messages): a burst "
-        "of large SenML packs waits at the broker, not in ingest's memory",
+        description="bytes of messages received and not yet decoded (payloads plus ~340 "
+        "each) past which ingest stops reading from the broker for a moment (so do "
+        "receive_maximum messages): a burst waits at the broker, not in ingest's memory",
     )
     spool_dir: Path | None = Field(
         default=None,

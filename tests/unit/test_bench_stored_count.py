@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from bench.ingest_report import CaseResult, seconds_cell
-from bench.stored_count import FINE_POLL_S, POLL_S, next_poll_s
+from bench.stored_count import FINE_POLL_S, NEAR_POLL_S, POLL_S, next_poll_s
 from bench.suite_report import ingest_verdicts
 
 
 def test_the_step_shrinks_as_the_total_nears() -> None:
     assert next_poll_s(0, 100_000, 0.5) == POLL_S  # nothing yet: no rate to go by
     assert next_poll_s(10_000, 100_000, 0.5) == POLL_S  # 4.5 s to go
-    # 50,000/s so far, 10,000 to go: 0.2 s predicted, polled at half of it
-    assert abs(next_poll_s(90_000, 100_000, 1.8) - 0.1) < 1e-9
+    # 20,000/s so far, 40,000 to go: 2 s predicted; 100,000/s lately: 0.4 s, half of it
+    assert abs(next_poll_s(60_000, 100_000, 3.0, 100_000) - 0.2) < 1e-9
+    # past 90 %: at most every NEAR_POLL_S whatever the rates say
+    assert next_poll_s(90_000, 100_000, 9.0) == NEAR_POLL_S
     assert next_poll_s(99_990, 100_000, 2.0) == FINE_POLL_S
 
 
