@@ -26,6 +26,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -43,11 +44,12 @@ from bench.mosquitto_clients import (
     write_lines,
 )
 from bench.nodered import NodeRed, nodered_flow
+from bench.stored_count import POLL_S, STALL_S, count_points, poll_stored
 from ingest.pipeline import Pipeline
 from pantau.city import City, load_city
 from pantau.devices import Device
 from pantau.influx.lineprotocol import series_key, to_line
-from pantau.influx.query import InfluxQL, quote_ident
+from pantau.influx.query import InfluxQL
 from pantau.influx.writers import make_writer
 from pantau.local import LocalStack
 from pantau.local.ports import free_port
@@ -57,8 +59,6 @@ from pantau.topics import Topics
 from pantau.wire import SENML_CONTENT_TYPE, Sample, encode_native
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-POLL_S = 0.25  # InfluxQL count polling: the resolution of the end-to-end times
-STALL_S = 30.0  # no progress for this long while waiting = the rest is lost
 SETTLE_S = 2.0  # between cases, so one case's tail (WAL flush, autosave) spares the next
 
 
@@ -157,34 +157,12 @@ def check_accepted(city: City, topics: Topics, job: PublishJob, form: PayloadFor
 # --- InfluxDB -------------------------------------------------------------------------
 
 
-def count_points(influx: InfluxQL, measurement: str | None = None) -> int:
-    """Points with a `value` in one measurement, or in all of them."""
-    source = quote_ident(measurement) if measurement else "/.*/"
-    total = 0
-    for row in influx.rows(f"SELECT count(value) FROM {source}"):
-        value = row["count"]
-        if not isinstance(value, int):
-            raise TypeError(f"count is {value!r}")
-        total += value
-    return total
-
-
 def wait_stored(
     influx: InfluxQL, measurement: str, expected: int, started: float, alive: Callable[[], bool]
 ) -> tuple[int, float]:
-    """Poll the count until it reaches `expected` or stalls: (count, seconds since
-    `started` at the poll that saw it complete, or at the last poll)."""
-    last, changed_at = -1, time.monotonic()
-    while True:
-        stored = count_points(influx, measurement)
-        now = time.monotonic()
-        if stored >= expected:
-            return stored, now - started
-        if stored != last:
-            last, changed_at = stored, now
-        elif now - changed_at > STALL_S or not alive():
-            return stored, now - started
-        time.sleep(POLL_S)
+    """`poll_stored` as (count, seconds): for callers that do not report its resolution."""
+    stored = poll_stored(influx, measurement, expected, started, alive)
+    return stored.count, stored.seconds
 
 
 def influx_lines(city: City, points: int) -> list[str]:
@@ -212,6 +190,18 @@ def influx_lines(city: City, points: int) -> list[str]:
         )
         lines.append(to_line(reading, tags))
     return lines
+
+
+def publish_beside(
+    stack: LocalStack, jobs: Sequence[PublishJob], extra: Sequence[str]
+) -> Future[float]:
+    """`run_publishers` in a thread, so the count is polled from the first publish on:
+    a poll that saw everything stored is then never the first one, whose interval (the
+    error bound) would be the whole run."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="publishers")
+    future = pool.submit(run_publishers, stack, jobs, extra)
+    pool.shutdown(wait=False)
+    return future
 
 
 def fresh_root(jobs: Sequence[PublishJob], root: str) -> list[PublishJob]:
@@ -395,10 +385,9 @@ class Bench:
                 flame = None if baseline or not self.flame else FlameGraph(ingest.pid, key)
                 with CpuWatch(pids) as watch, flame or nullcontext():
                     started = time.monotonic()
-                    publish_s = run_publishers(self.stack, jobs, form.publish_args)
-                    stored, seconds = wait_stored(
-                        influx, "water_level", sent, started, ingest.alive
-                    )
+                    publishing = publish_beside(self.stack, jobs, form.publish_args)
+                    done = poll_stored(influx, "water_level", sent, started, ingest.alive)
+                    publish_s = publishing.result()
                 rss_mb = ingest.peak_rss_mb()
                 time.sleep(0.5)  # anything beyond what was sent would show up now
                 stored = count_points(influx, "water_level")
@@ -416,7 +405,8 @@ class Bench:
             unit="readings/s",
             sent=sent,
             stored=stored,
-            seconds=seconds,
+            seconds=done.seconds,
+            resolution_s=done.resolution_s,
             messages=sum(j.count for j in jobs),
             publish_seconds=publish_s,
             cpu=watch.result(),
@@ -443,8 +433,9 @@ class Bench:
                 self.wait_until_ingesting(peer, Topics(root), influx)
                 with CpuWatch({**self.service_pids(), "node-red": peer.pid}) as watch:
                     started = time.monotonic()
-                    publish_s = run_publishers(self.stack, jobs, NATIVE.publish_args)
-                    stored, seconds = wait_stored(influx, "water_level", sent, started, peer.alive)
+                    publishing = publish_beside(self.stack, jobs, NATIVE.publish_args)
+                    done = poll_stored(influx, "water_level", sent, started, peer.alive)
+                    publish_s = publishing.result()
                 time.sleep(0.5)
                 stored = count_points(influx, "water_level")
         finally:
@@ -458,7 +449,8 @@ class Bench:
             unit="readings/s",
             sent=sent,
             stored=stored,
-            seconds=seconds,
+            seconds=done.seconds,
+            resolution_s=done.resolution_s,
             messages=sum(j.count for j in jobs),
             publish_seconds=publish_s,
             cpu=watch.result(),

@@ -32,8 +32,9 @@ from pathlib import Path
 import psycopg
 
 from bench.cpu import CpuWatch
-from bench.ingest import NATIVE, QUICK_SIZES, Bench, count_points, wait_stored
+from bench.ingest import NATIVE, QUICK_SIZES, Bench, wait_stored
 from bench.mosquitto_clients import run_publishers
+from bench.stored_count import count_points
 from pantau.city import load_city
 from pantau.influx.query import InfluxQL
 from pantau.local import LocalStack

@@ -39,12 +39,9 @@ from pathlib import Path
 from bench.cpu import CpuWatch
 from bench.ingest import (
     NATIVE,
-    POLL_S,
     SETTLE_S,
-    STALL_S,
     Bench,
     PayloadForm,
-    count_points,
     history_start,
     native_payloads,
     senml_payloads,
@@ -66,6 +63,7 @@ from bench.knee import (
 from bench.mosquitto_clients import PUBLISHER_MAX_LINES
 from bench.nodered import NodeRed, nodered_flow
 from bench.pacer import PacedPublishers, PacedStream
+from bench.stored_count import POLL_S, STALL_S, count_points
 from ingest.pipeline import Pipeline
 from pantau.city import City, load_city
 from pantau.influx.query import InfluxQL

@@ -35,11 +35,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import rules
-from bench.ingest import DEFAULT_SIZES, POLL_S, QUICK_SIZES, Bench, Sizes
+from bench.ingest import DEFAULT_SIZES, QUICK_SIZES, Bench, Sizes
 from bench.ingest_report import CaseResult, machine_info, markdown_table, report
 from bench.knee import NODERED, Curve, LoadPoint, knee_table, load_table
 from bench.load import DEFAULT_PLAN, QUICK_PLAN, Caps, LoadSweep, SweepPlan, burst_table
 from bench.rules_latency import LatencyArgs
+from bench.stored_count import POLL_S
 from bench.suite_report import (
     LatencyPoint,
     latency_table,

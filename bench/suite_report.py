@@ -65,10 +65,12 @@ def ingest_verdicts(cases: Sequence[CaseResult]) -> list[Verdict]:
         out.append(Verdict(target, "not measured", None))
     else:
         ratio = native.message_rate / fan_in.rate
+        bound = native.rate_bound / native.rate * ratio  # one reading per message
         out.append(
             Verdict(
                 target,
                 f"{native.message_rate:,.0f} vs {fan_in.rate:,.0f} msg/s = {ratio:.2f}x"
+                + _polling(native, bound)
                 + (" (Pantau LOST data)" if native.lost or fan_in.lost else ""),
                 ratio >= BROKER_SHARE and not native.lost and not fan_in.lost,
             )
@@ -83,11 +85,19 @@ def ingest_verdicts(cases: Sequence[CaseResult]) -> list[Verdict]:
             Verdict(
                 target,
                 f"{senml.rate:,.0f} readings/s vs {influx.rate:,.0f} points/s = {ratio:.2f}x"
+                + _polling(senml, senml.rate_bound / influx.rate)
                 + (" (Pantau LOST data)" if senml.lost or influx.lost else ""),
                 ratio >= INFLUX_SHARE and not senml.lost and not influx.lost,
             )
         )
     return out
+
+
+def _polling(case: CaseResult, bound: float) -> str:
+    """The count polling's error on a ratio judged at the conservative end."""
+    if case.resolution_s is None:
+        return ""
+    return f" (<= {bound:.2f}x: stored up to {case.resolution_s * 1000:.0f} ms before seen)"
 
 
 def rules_verdict(latency: Sequence[LatencyPoint]) -> Verdict:

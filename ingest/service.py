@@ -16,6 +16,7 @@ stops acknowledging and the MQTT v5 Receive Maximum stops the broker sending mor
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import shutil
 import threading
@@ -38,6 +39,7 @@ from pantau.cameras import Camera
 from pantau.city import City
 from pantau.clock import Clock, SystemClock
 from pantau.influx.writers import InfluxWriter, WriteRejected, WriteUnavailable
+from pantau.mqtt_fast import FastPublish
 from pantau.mqtt_session import Inbound, SessionConsumer
 from pantau.settings import Settings
 from pantau.topics import Topics
@@ -45,20 +47,52 @@ from pantau.topics import Topics
 log = logging.getLogger(__name__)
 
 IDLE_WAIT_S = 5.0  # an idle decoder wakes this seldom; arrivals and stop() wake it at once
+QUIET_GAPS = 2.0  # a batch ends once the inbox stays empty this many usual gaps
+GAP_HALF_LIFE_S = 0.1  # how fast the usual gap is forgotten (_refilled)
+# What an inbox message costs beside its payload (the Inbound, its topic, the packet id's
+# entry; tracemalloc: ~340 bytes), so the byte bound holds for small messages too.
+MESSAGE_BYTES = 340
+HOLD_WAIT_S = 0.005  # a full inbox: how long the network thread waits for room per pass
 BACKOFF_MAX_S = 30.0
 
 
 class WakingSession(SessionConsumer):
     """A SessionConsumer that sets `arrived` when a message lands in the inbox, so the
-    decoder sleeps until there is work instead of polling (an idle ingest costs nothing)."""
+    decoder sleeps until there is work instead of polling (an idle ingest costs nothing),
+    and stops reading the socket while the inbox holds `max_messages` or `max_bytes`
+    (payloads plus MESSAGE_BYTES each): a burst then waits at the broker, not in ingest's
+    memory."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, max_messages: int, max_bytes: int, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.arrived = threading.Event()
+        self._max_messages = max_messages
+        self._max_bytes = max_bytes
+        # Bytes into and out of the inbox; one writer each (network thread, decoder).
+        self.received_bytes = 0
+        self.taken_bytes = 0
+        self.client.hold_reading = self._full
+
+    def _on_publishes(self, publishes: list[FastPublish]) -> None:
+        self.received_bytes += sum(len(p[2]) for p in publishes) + MESSAGE_BYTES * len(publishes)
+        super()._on_publishes(publishes)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        self.received_bytes += len(message.payload) + MESSAGE_BYTES
         super()._on_message(client, userdata, message)
         self.wake()
+
+    def _full(self) -> bool:
+        """The network thread, before a read pass: wait a little if the inbox is full,
+        then say whether it still is (paho writes the acks meanwhile)."""
+        for wait in (HOLD_WAIT_S, 0.0):
+            if (
+                len(self.inbox) < self._max_messages
+                and self.received_bytes - self.taken_bytes < self._max_bytes
+            ):
+                return False
+            time.sleep(wait)
+        return True
 
     def wake(self) -> None:
         if not self.arrived.is_set():  # a plain read: no lock per message at full rate
@@ -91,6 +125,7 @@ class _Batch:
     items: list[Inbound] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
+    ended: str = "full"  # why it was handed over (the debug timeline says)
 
 
 @dataclass(slots=True)
@@ -142,11 +177,16 @@ class IngestService:
             receive_maximum=settings.ingest.receive_maximum,
             clock=self._clock,
             fast_publishes=True,
+            max_messages=settings.ingest.receive_maximum,
+            max_bytes=settings.ingest.inbox_max_bytes,
         )
         self._client = self._session.client  # dead letters are published on it
         # Two batches in hand at most: one being spooled, one decoded and waiting.
         self._batches: queue.Queue[_Batch | None] = queue.Queue(maxsize=1)
         self._spool_failed = threading.Event()
+        self._gap = 0.0  # the usual gap between arrivals into an empty inbox (_refilled)
+        self._gap_at = 0.0
+        self._last_arrival: float | None = None
         self._decode_thread = threading.Thread(
             target=self._decode, name="ingest-decode", daemon=True
         )
@@ -181,6 +221,12 @@ class IngestService:
     def connects(self) -> int:
         """Connections made to the broker so far (reconnects included)."""
         return self._session.connects
+
+    def inbox(self) -> tuple[int, int]:
+        """Messages and their bytes (payloads plus MESSAGE_BYTES each) received and not
+        yet decoded (HTTP ones uncounted)."""
+        session = self._session
+        return len(session.inbox), session.received_bytes - session.taken_bytes
 
     def stop(self) -> None:
         """Spool and acknowledge what is in hand, write the spool out for up to
@@ -224,48 +270,108 @@ class IngestService:
 
     # --- decoder thread -------------------------------------------------------------------
     def _decode(self) -> None:
-        """Decode, validate and batch; hand full batches to the spool thread, so the next
+        """Decode, validate and batch; hand each batch to the spool thread, so the next
         batch is decoded while the previous one is fsynced."""
-        max_points = self._settings.ingest.batch_max_points
-        max_delay = self._settings.ingest.batch_max_delay_s
-        inbox = self._session.inbox
-        arrived = self._session.arrived
         try:
-            while True:
-                batch = _Batch()
-                deadline = None
-                http_waiting = False
-                while len(batch.lines) < max_points:
-                    if deadline is not None and time.monotonic() >= deadline:
-                        break
-                    try:
-                        item = inbox.popleft()
-                    except IndexError:
-                        if deadline is None and self._stop.is_set():
-                            return
-                        if http_waiting:  # a request waits: nothing more to group, go
-                            break
-                        # Clear, then look again: an arrival after the clear sets it anew.
-                        arrived.clear()
-                        if not inbox:
-                            wait = IDLE_WAIT_S if deadline is None else deadline - time.monotonic()
-                            arrived.wait(max(wait, 0.0))
-                        continue
-                    if deadline is None:
-                        deadline = time.monotonic() + max_delay
-                    batch.items.append(item)
-                    outcome = self._pipeline.handle(
-                        item.topic, item.payload, item.content_type, item.received_at
+            while (batch := self._next_batch()) is not None:
+                if log.isEnabledFor(logging.DEBUG):  # bench.ingest's timeline reads these
+                    log.debug(
+                        "batch formed at %.6f: %d messages (%s)",
+                        time.time(),
+                        len(batch.items),
+                        batch.ended,
                     )
-                    batch.lines.extend(outcome.lines)
-                    batch.rejections.extend(outcome.rejections)
-                    if isinstance(item, HttpInbound):
-                        item.waiter.outcome = outcome
-                        http_waiting = True
                 if not self._hand_over(batch):
                     return
         finally:
             self._hand_over(None)  # tells the spool thread no more batches come
+
+    def _next_batch(self) -> _Batch | None:
+        """The next batch: full (batch_max_points), batch_max_delay_s old, quiet for
+        batch_quiet_s, or holding an HTTP request; None once stopped with nothing in hand."""
+        max_points = self._settings.ingest.batch_max_points
+        session = self._session
+        inbox = session.inbox
+        batch = _Batch()
+        deadline = None
+        dry_since = None  # when the batch found the inbox empty, cleared by an arrival
+        quiet_until = None
+        dry = False  # the inbox was found empty since the last arrival
+        http_waiting = False
+        while len(batch.lines) < max_points:
+            if deadline is not None and time.monotonic() >= deadline:
+                batch.ended = "linger"
+                break
+            try:
+                item = inbox.popleft()
+            except IndexError:
+                dry = True
+                if deadline is None and self._stop.is_set():
+                    return None
+                if http_waiting:  # a request waits: nothing more to group, go
+                    batch.ended = "http"
+                    break
+                if deadline is not None:
+                    # Group commit: under load the inbox never stays empty this long, so
+                    # batches still fill; once nothing has come for batch_quiet_s, and for
+                    # QUIET_GAPS of the usual gaps between arrivals (a stream paced in ticks
+                    # keeps its batches), the burst is over, and waiting out the deadline
+                    # would only delay its acks and its write to InfluxDB.
+                    # The usual gap fades while we wait: look again every half-life.
+                    now = time.monotonic()
+                    dry_since = now if dry_since is None else dry_since
+                    quiet_until = dry_since + max(
+                        self._settings.ingest.batch_quiet_s, QUIET_GAPS * self._usual_gap(now)
+                    )
+                    if now >= quiet_until:
+                        batch.ended = "quiet"
+                        break
+                self._wait_for_arrival(
+                    IDLE_WAIT_S
+                    if deadline is None or quiet_until is None
+                    else min(deadline, quiet_until, now + GAP_HALF_LIFE_S) - time.monotonic()
+                )
+                continue
+            if dry:
+                self._refilled()
+                dry = False
+            dry_since = quiet_until = None
+            if deadline is None:
+                deadline = time.monotonic() + self._settings.ingest.batch_max_delay_s
+            batch.items.append(item)
+            outcome = self._pipeline.handle(
+                item.topic, item.payload, item.content_type, item.received_at
+            )
+            batch.lines.extend(outcome.lines)
+            batch.rejections.extend(outcome.rejections)
+            if isinstance(item, HttpInbound):
+                item.waiter.outcome = outcome
+                http_waiting = True
+            else:
+                session.taken_bytes += len(item.payload) + MESSAGE_BYTES
+        return batch
+
+    def _wait_for_arrival(self, timeout: float) -> None:
+        # Clear, then look again: an arrival after the clear sets it anew.
+        self._session.arrived.clear()
+        if not self._session.inbox:
+            self._session.arrived.wait(max(timeout, 0.0))
+
+    def _refilled(self) -> None:
+        """The inbox ran dry and has a message again: note the gap since the last time.
+        The usual gap is the longest recent one (a stream paced in ticks arrives in a
+        few read passes per tick: an average would take the short gaps within a tick for
+        its pace), forgotten with a half-life of GAP_HALF_LIFE_S, so that after a
+        second of arrivals that never let the inbox run dry (a burst) it is ~0 again."""
+        now = time.monotonic()
+        if self._last_arrival is not None:  # the first arrival has no gap before it
+            gap = min(now - self._last_arrival, self._settings.ingest.batch_max_delay_s)
+            self._gap = max(gap, self._usual_gap(now))
+            self._gap_at = now
+        self._last_arrival = now
+
+    def _usual_gap(self, now: float) -> float:
+        return self._gap * math.pow(0.5, (now - self._gap_at) / GAP_HALF_LIFE_S)
 
     def _hand_over(self, batch: _Batch | None) -> bool:
         """Queue `batch` for the spool thread, waiting while it is busy (spool full: the
@@ -304,6 +410,8 @@ class IngestService:
                     log.error("cannot append to the spool (%s); retrying", err)
                     if self._stop.wait(1.0):
                         raise Stopping from err
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("batch spooled at %.6f: %d lines", time.time(), len(batch.lines))
         self._publish_dead_letters(batch.rejections, self._stop)
         self._session.ack(batch.items)
         for item in batch.items:
@@ -351,6 +459,8 @@ class IngestService:
                 )
             )
         write_s = time.monotonic() - started
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("chunk written at %.6f: %d lines, %.1f ms", time.time(), lines, write_s * 1e3)
         # Dead letters before the commit: a crash in between sends them again, never none.
         self._publish_dead_letters(rejections, self._abort)
         self.spool.commit(chunk.end)

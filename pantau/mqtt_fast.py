@@ -280,6 +280,12 @@ def decode_qos1_publish(body: bytes, v5: bool) -> FastPublish | None:
 
 
 class BufferedClient(FailoverClient):
+    # Set by a consumer with a bounded inbox: called before each sink read pass, True
+    # leaves the socket unread for now (it may wait a little for room first). TCP then
+    # holds the rest at the broker, which Receive Maximum alone does not: mosquitto 2.0.11
+    # with max_inflight_messages 0 was seen sending a client 15,000 messages past its 2,000.
+    hold_reading: Callable[[], bool] | None = None
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         install_lean_properties()
         super().__init__(*args, **kwargs)
@@ -336,6 +342,11 @@ class BufferedClient(FailoverClient):
     def loop_read(self, max_packets: int = 1) -> MQTTErrorCode:
         sink, sock = self.publish_sink, self._sock
         if sink is not None and isinstance(sock, BufferedSocket):
+            hold = self.hold_reading
+            # While a PINGREQ awaits its answer, read anyway: unread, the PINGRESP behind
+            # the queued publishes would time the connection out.
+            if hold is not None and not self._ping_t and hold():
+                return MQTTErrorCode.MQTT_ERR_SUCCESS
             return self._read_pass(sink, sock)
         rc = super().loop_read(max_packets)
         for _ in range(PACKETS_PER_PASS):

@@ -134,6 +134,13 @@ class IngestSettings(BaseModel):
     )
     batch_max_points: int = Field(default=5000, ge=1)
     batch_max_delay_s: float = Field(default=0.2, gt=0)
+    batch_quiet_s: float = Field(
+        default=0.01,
+        gt=0,
+        description="a batch is spooled once no message has come for this long and for 2 "
+        "of the usual gaps between arrivals (the burst is over), at the latest "
+        "batch_max_delay_s after its first message",
+    )
     max_future_skew_s: float = Field(default=300.0, ge=0, description="device clocks ahead")
     max_age_s: float = Field(default=7 * 86400.0, gt=0, description="oldest accepted reading")
     session_expiry_s: int = Field(default=7 * 86400, ge=0)
@@ -143,6 +150,13 @@ class IngestSettings(BaseModel):
         ge=1,
         le=65535,
         description="unacknowledged QoS 1 messages the broker may send (MQTT v5 flow control)",
+    )
+    inbox_max_bytes: int = Field(
+        default=4 * 1024**2,
+        ge=64 * 1024,
+        description="bytes of messages received and not yet decoded (payloads plus ~340 "
+        "each) past which ingest stops reading from the broker for a moment (so do "
+        "receive_maximum messages): a burst waits at the broker, not in ingest's memory",
     )
     spool_dir: Path | None = Field(
         default=None,
