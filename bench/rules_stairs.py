@@ -128,8 +128,8 @@ def run_stairs(
     work: Path,
     progress: Callable[[str], None],
 ) -> tuple[list[RunResult], int | None]:
-    """One RunResult per step up to the first not sustained; the service's message count
-    from its stop log."""
+    """One RunResult per step (until_fail: up to the first not sustained); the service's
+    message count from its stop log."""
     n = la.injections
     rates = ladder(la, len(pick_stations(city, 10**6)))
     stairs = Stairs(rates, la.warmup_s, la.step_s)
@@ -194,7 +194,7 @@ def run_stairs(
                 f"{'sustained' if r.sustained else 'NOT sustained'}"
             )
             begin = end
-            if not r.sustained:
+            if la.until_fail and not r.sustained:
                 break
         stop.set()
         background.stop()
