@@ -391,7 +391,7 @@ class RulesService:
         stats.sources_idle = self._engine.sources_idle()
 
     def _serve_requests(self) -> None:
-        if self._inbox:  # serve once all that was received so far is processed
+        if self._inbox or self._requests.empty():  # inbox done first; no Empty raised a turn
             return
         while True:
             try:
