@@ -5,6 +5,7 @@ Pure functions of measured results (no measuring here), so they can be unit-test
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,6 +110,11 @@ def ingest_verdicts(cases: Sequence[CaseResult]) -> list[Verdict]:
     return out
 
 
+def _per_cpu(p: LatencyPoint) -> str:
+    """NaN (alerts missing: the service had not read everything) as not measured."""
+    return "-/CPU-s" if math.isnan(p.per_cpu_s) else f"{p.per_cpu_s:,.0f}/CPU-s"
+
+
 def rules_verdict(latency: Sequence[LatencyPoint]) -> Verdict:
     """Readings per CPU-second at RULES_AT readings/s (else at the highest rate kept up
     with), the highest rate sustained (p99 under the bound, every alert in) with every
@@ -134,9 +140,7 @@ def rules_verdict(latency: Sequence[LatencyPoint]) -> Verdict:
         f"({ref.rules_cores:.2f} cores) = {ref.per_cpu_s / RULES_PER_CPU_S:.2f}x the target",
         "highest sustained " + ("none" if highest is None else f"{highest.offered:,.0f}/s"),
         "per rate "
-        + ", ".join(
-            f"{p.offered:,.0f}/s {p.per_cpu_s:,.0f}/CPU-s p99 {p.p99_ms:,.0f} ms" for p in points
-        ),
+        + ", ".join(f"{p.offered:,.0f}/s {_per_cpu(p)} p99 {p.p99_ms:,.0f} ms" for p in points),
     ]
     failed = [p for p in points if not p.kept_up]
     if failed:

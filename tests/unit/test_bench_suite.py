@@ -4,6 +4,7 @@ they do not test.)"""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -210,6 +211,8 @@ def test_rules_verdict_takes_the_cpu_at_2000_and_names_the_highest_sustained_rat
     assert "16,000 readings/CPU-s at 2,000/s" in verdict.measured
     assert "highest sustained 4,000/s" in verdict.measured
     assert "stopped: p99 300 ms at 8,000/s" in verdict.measured
+    lagged = rules_verdict([*ladder, step(8000, math.nan, alerts=8)])
+    assert lagged.met is True and "8,000/s -/CPU-s" in lagged.measured
     # cheaper per reading at higher rates does not count: 2,000/s is the reference
     costly = [step(500, 9_000), step(2000, 14_000), step(4000, 25_000)]
     assert rules_verdict(costly).met is False
