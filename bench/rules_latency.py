@@ -50,7 +50,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -86,6 +86,7 @@ class LatencyArgs:
     until_fail: bool = False  # after `rates`, double the rate until a run fails
     profile: Path | None = None  # py-spy flame graphs of the service go here
     service_tree: Path | None = None  # run the service from this source tree (a before/after)
+    step_s: float = 0.0  # > 0: one service run, the rates as steps this long (bench.rules_stairs)
 
 
 @dataclass(slots=True)
@@ -239,19 +240,24 @@ class Background:
         self.stopped = 0.0
 
     def start(self, rate: int) -> None:
+        self.start_curve(lambda elapsed: rate * elapsed)
+
+    def start_curve(self, offered: Callable[[float], float]) -> None:
+        """`offered(s)`: the readings due in the load's first s seconds, all pacers together
+        (a steady rate, or bench.rules_stairs' steps)."""
         self.started = time.time()
         for p in range(PACERS):
-            t = threading.Thread(target=self._pace, args=(p, rate / PACERS), daemon=True)
+            t = threading.Thread(target=self._pace, args=(p, offered), daemon=True)
             self._threads.append(t)
             t.start()
 
-    def _pace(self, p: int, rate: float) -> None:
+    def _pace(self, p: int, offered: Callable[[float], float]) -> None:
         mine = list(range(p, len(self._devices), PACERS))
         seqs = dict.fromkeys(mine, 0)
         sent = 0
         t0 = time.time()
         while not self._stop.wait(PACE_S):
-            due = int(rate * (time.time() - t0)) - sent
+            due = int(offered(time.time() - t0) / PACERS) - sent
             for _ in range(due):
                 k = mine[sent % len(mine)]
                 device, sample = self._devices[k]
@@ -287,10 +293,16 @@ class Background:
 
 
 def inject(
-    stack: LocalStack, topics: Topics, injections: list[Injection], stop: threading.Event
+    stack: LocalStack,
+    topics: Topics,
+    injections: list[Injection],
+    stop: threading.Event,
+    backdate_s: float | None = None,
 ) -> None:
     """Publish each station's breaching readings at their device times (QoS 1, one paho
-    client), recording when the ACTIVE-making one is handed to the client."""
+    client), recording when the ACTIVE-making one is handed to the client. `backdate_s`:
+    the first 12 go together that long before the 13th instead (device times unchanged:
+    the hold is in the past), so a run need not wait out raise_for."""
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
         client_id=f"bench-inject-{uuid.uuid4().hex[:8]}",
@@ -298,18 +310,22 @@ def inject(
     )
     client.connect(stack.mqtt_host, stack.mqtt_port)
     client.loop_start()
-    queue: list[tuple[float, int, int]] = []  # (device time, injection, step)
+    queue: list[tuple[float, int, int]] = []  # (wall time to send, injection, step)
     for n, inj in enumerate(injections):
         for k in range(13):
-            heapq.heappush(queue, (inj.start + k * HOLD_STEP_S, n, k))
+            send = inj.start + k * HOLD_STEP_S
+            if backdate_s is not None and k < 12:
+                send = inj.last_time - backdate_s
+            heapq.heappush(queue, (send, n, k))
     try:
         while queue and not stop.is_set():
-            at, n, k = queue[0]
-            if time.time() < at:
-                time.sleep(max(0.0, min(0.001, at - time.time())))
+            send, n, k = queue[0]
+            if time.time() < send:
+                time.sleep(max(0.0, min(0.001, send - time.time())))
                 continue
             heapq.heappop(queue)
             inj = injections[n]
+            at = inj.start + k * HOLD_STEP_S  # device time
             assert inj.device.levels is not None
             level = inj.device.levels.danger_cm + 20
             payload = encode_native(

@@ -6,7 +6,9 @@
    100,000 readings), then `bench.load` (each consumer's knee: offered rates doubled
    until it fails, up to what the publishers can push).
 2. `bench.rules`: point-in-zone tests/s, rule evaluations/s, reading -> crew alert
-   latency at several background loads.
+   latency and readings per rules CPU-second on a staircase of background rates (500/s
+   doubling until a step is not sustained: `bench.rules_stairs`), its highest sustained
+   rate named.
 3. `bench.api`, `bench.vision`, `bench.faults`, `bench.ingest_replicas` as subprocesses
    when those modules exist (their own tables, their own exit status); "not run: module
    missing" otherwise.
@@ -75,7 +77,11 @@ FULL = Plan(
         single_points=100_000,
         repeats=3,
         eval_readings=10**9,
-        latency=LatencyArgs(rates=(1_000, 2_000, 4_000), injections=40, spacing_s=0.5, warmup_s=10),
+        # One service, 500/s doubling every 30 s until a step is not sustained (the
+        # issue's reference point, 2,000/s, is the third step): ~5 min.
+        latency=LatencyArgs(
+            rates=(500,), injections=12, spacing_s=0.5, warmup_s=10, until_fail=True, step_s=30
+        ),
     ),
     external_timeout_s=2400,  # bench.faults at full length holds a 10-minute outage
 )
@@ -87,7 +93,10 @@ QUICK = Plan(
         single_points=10_000,
         repeats=1,
         eval_readings=100_000,
-        latency=LatencyArgs(rates=(500, 1_000, 2_000), injections=10, spacing_s=0.5, warmup_s=5),
+        # As FULL's, 15 s a step: ~2-3 min.
+        latency=LatencyArgs(
+            rates=(500,), injections=10, spacing_s=0.5, warmup_s=5, until_fail=True, step_s=15
+        ),
     ),
     external_timeout_s=600,
 )
@@ -134,6 +143,7 @@ class SuiteRun:
                 if "publish_to_alert_p50_ms" in d:
                     cores = d.get("cpu_cores")
                     rules_cores = cores.get("rules") if isinstance(cores, dict) else None
+                    per = d.get("readings_per_rules_cpu_s")
                     out.append(
                         LatencyPoint(
                             offered=float(str(d["offered_per_s"])),
@@ -143,6 +153,8 @@ class SuiteRun:
                             p50_ms=float(str(d["publish_to_alert_p50_ms"])),
                             p99_ms=float(str(d["publish_to_alert_p99_ms"])),
                             rules_cores=float(str(rules_cores or "nan")),
+                            sustained=bool(d["sustained"]) if "sustained" in d else None,
+                            readings_per_cpu_s=None if per is None else float(str(per)),
                         )
                     )
         return out

@@ -68,9 +68,12 @@ class SessionConsumer:
         receive_maximum: int,
         clock: Clock,
         fast_publishes: bool = False,
+        linger_s: float = 0.0,
     ) -> None:
         """`fast_publishes`: plain QoS 1 messages come in lists past paho's per-message
-        layers (pantau.mqtt_fast.BufferedClient.publish_sink), the rest via on_message."""
+        layers (pantau.mqtt_fast.BufferedClient.publish_sink), the rest via on_message;
+        `linger_s`: a read pass of those that found a few waits this long for more
+        (BufferedClient.sink_linger_s)."""
         self._settings = settings
         filters = [topic_filter] if isinstance(topic_filter, str) else list(topic_filter)
         self._subscription = [(f, 1) for f in filters]
@@ -97,6 +100,7 @@ class SessionConsumer:
         self.client.on_subscribe = self._on_subscribe
         if fast_publishes:
             self.client.publish_sink = self._on_publishes
+            self.client.sink_linger_s = linger_s
 
     def start(self) -> None:
         self.client.start_async(

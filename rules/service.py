@@ -14,13 +14,11 @@ a second thread posts alerts to the chat webhooks (rules.notify). The same threa
 the engine with the system clock (so absence fires with a silent fleet), polls the rule
 file for a hot reload, and runs `advance_to` requests.
 
-Latency: a batch is whatever the inbox holds when the worker looks (it waits only when
-the inbox is empty, woken by the MQTT thread when a message arrives, then lingering
-BATCH_LINGER_S so a trickle comes in batches: an idle worker costs nothing between its
-ticks), per-device rules judge a reading as it arrives (rules.engine), and the outbox
-rows of a batch are published right after their commit, in the same turn.
-So a crew alert leaves one batch turn (decode, engine, SQLite commit, PUBACK) after the
-reading that raised it.
+Latency: a batch is what the inbox holds when the worker looks (it waits only when the
+inbox is empty, woken by the MQTT thread, then lingers BATCH_LINGER_S so a trickle comes
+in batches: an idle worker costs nothing between ticks), per-device rules judge a
+reading as it arrives (rules.engine), and a batch's outbox rows are published right
+after their commit: a crew alert leaves one turn after the reading that raised it.
 
 A reading still buffered for the watermark rules (younger than the watermark) is acked
 before those rules evaluate it. That is safe because ingest stores it too: a restarted
@@ -91,8 +89,9 @@ ACK_MAX = 1000
 # it takes the batch: each turn has a fixed cost (a thread wake, settle, gaps, quality),
 # so a turn per message at a few thousand a second would cost more than the messages.
 # Only a worker that had nothing to do waits it; a busy one never does. 5 ms, not 2:
-# at 3,000/s the network thread's wake-ups of the worker (Event.set) were a tenth of
-# the process under py-spy (2026-12-06); an alert waits at most 3 ms more.
+# at 3,000/s the wake-ups of the worker were a tenth of the process (py-spy). The MQTT
+# thread lingers as long after a read pass that found a few (mqtt_fast.sink_linger_s):
+# at 2,000/s it otherwise woke ~900 times a second for ~2 messages each, 40 % of the CPU.
 BATCH_LINGER_S = 0.005
 # Buffered readings the watermark kinds take per turn beyond twice the batch (a few ms:
 # an alert arriving meanwhile waits for them); a kecamatan an idle source held back
@@ -169,6 +168,7 @@ class RulesService:
             receive_maximum=self._config.receive_maximum,
             clock=self._clock,
             fast_publishes=True,  # past paho's per-message layers (pantau.mqtt_fast)
+            linger_s=BATCH_LINGER_S,
         )
         self._inbox = self._session.inbox
         self._arrived = self._session.arrived  # also set to wake the worker (stop, requests)
@@ -391,7 +391,7 @@ class RulesService:
         stats.sources_idle = self._engine.sources_idle()
 
     def _serve_requests(self) -> None:
-        if self._inbox:  # serve once all that was received so far is processed
+        if self._inbox or self._requests.empty():  # inbox done first; no Empty raised a turn
             return
         while True:
             try:

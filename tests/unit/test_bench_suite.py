@@ -4,6 +4,7 @@ they do not test.)"""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -195,6 +196,30 @@ def test_rules_verdict_needs_the_rate_and_the_latency() -> None:
     verdict = rules_verdict([fine, missed])
     assert verdict.met is True and "missing alerts at 4,000/s" in verdict.measured
     assert rules_verdict([missed]).met is None
+
+
+def step(rate: int, per_cpu: float, p99: float = 20.0, alerts: int = 10) -> LatencyPoint:
+    """A staircase step as bench.rules_stairs reports it (its own sustained judgement)."""
+    kept = alerts == 10 and p99 < 250
+    return LatencyPoint(rate, rate, alerts, 10, 10.0, p99, rate / per_cpu, kept, per_cpu)
+
+
+def test_rules_verdict_takes_the_cpu_at_2000_and_names_the_highest_sustained_rate() -> None:
+    ladder = [step(500, 9_000), step(1000, 12_000), step(2000, 16_000), step(4000, 25_000)]
+    verdict = rules_verdict([*ladder, step(8000, 30_000, p99=300.0)])
+    assert verdict.met is True
+    assert "16,000 readings/CPU-s at 2,000/s" in verdict.measured
+    assert "highest sustained 4,000/s" in verdict.measured
+    assert "stopped: p99 300 ms at 8,000/s" in verdict.measured
+    lagged = rules_verdict([*ladder, step(8000, math.nan, alerts=8)])
+    assert lagged.met is True and "8,000/s -/CPU-s" in lagged.measured
+    # cheaper per reading at higher rates does not count: 2,000/s is the reference
+    costly = [step(500, 9_000), step(2000, 14_000), step(4000, 25_000)]
+    assert rules_verdict(costly).met is False
+    # a ladder that stops below the reference rate does not meet it
+    short = [step(500, 20_000), step(1000, 20_000), step(2000, 20_000, alerts=7)]
+    verdict = rules_verdict(short)
+    assert verdict.met is False and "missing alerts at 2,000/s (7/10)" in verdict.measured
 
 
 def test_latency_table_flags_missing_alerts() -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import threading
+import time
 from typing import Any, cast
 
 import paho.mqtt._packet as paho_packet  # noqa: PLC2701 - what mqtt_fast replaces
@@ -15,6 +17,7 @@ from paho.mqtt.properties import Properties
 
 from pantau.mqtt import content_type
 from pantau.mqtt_fast import (
+    LINGER_BELOW,
     BufferedClient,
     BufferedSocket,
     LeanProperties,
@@ -233,3 +236,57 @@ def test_publish_sink_takes_plain_qos1_in_order_and_paho_the_rest() -> None:
     finally:
         client._sock = None
         left.close()
+
+
+def _sink_client(linger_s: float) -> tuple[BufferedClient, list[list[Any]]]:
+    client = BufferedClient(MqttSettings(), "fast-test", clean=True, manual_ack=True)
+    calls: list[list[Any]] = []
+    client.publish_sink = lambda batch: calls.append(list(batch))
+    client.sink_linger_s = linger_s
+    return client, calls
+
+
+def _qos1(mid: int) -> bytes:
+    return _packet(0x32, _publish_body(b"r/sensors/a/up", mid, b"\x00", b"x"))
+
+
+def test_a_lingering_pass_takes_what_comes_meanwhile_in_one_list() -> None:
+    client, calls = _sink_client(linger_s=1.0)
+    left, right = socket.socketpair()
+    left.setblocking(False)
+    try:
+        client._sock = cast(Any, BufferedSocket(left))
+        right.sendall(_qos1(1))
+        later = threading.Timer(0.02, lambda: right.sendall(_qos1(2) + _qos1(3)))
+        later.start()
+        assert client.loop_read() == mqtt.MQTT_ERR_SUCCESS
+        later.join()
+        assert [[m[0] for m in c] for c in calls] == [[1, 2, 3]]
+    finally:
+        client._sock = None
+        left.close()
+        right.close()
+
+
+def test_a_full_pass_or_something_to_send_ends_the_linger() -> None:
+    client, calls = _sink_client(linger_s=5.0)
+    left, right = socket.socketpair()
+    wake_r, wake_w = socket.socketpair()
+    left.setblocking(False)
+    try:
+        client._sock = cast(Any, BufferedSocket(left))
+        client._sockpairR = wake_r
+        right.sendall(b"".join(_qos1(mid) for mid in range(1, LINGER_BELOW + 1)))
+        started = time.monotonic()
+        assert client.loop_read() == mqtt.MQTT_ERR_SUCCESS  # enough: no wait
+        right.sendall(_qos1(100))
+        # paho's socketpair byte: another thread queued a packet to send
+        threading.Timer(0.02, lambda: wake_w.send(b"0")).start()
+        assert client.loop_read() == mqtt.MQTT_ERR_SUCCESS
+        assert time.monotonic() - started < 2.5
+        assert [len(c) for c in calls] == [LINGER_BELOW, 1]
+    finally:
+        client._sock = None
+        client._sockpairR = None
+        for s in (left, right, wake_r, wake_w):
+            s.close()
