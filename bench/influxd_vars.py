@@ -109,12 +109,14 @@ def points_written(url: str) -> int:
     return int(json.loads(resp.data)["write"]["values"].get("pointReq", 0))
 
 
-def wait_quiet(url: str, timeout: float, poll: float = 1.0) -> float:
-    """Until no cache snapshot or TSM compaction is running (seen twice in a row), at
-    most `timeout` s; the seconds waited."""
+def wait_quiet(url: str, timeout: float, poll: float = 1.0, cache_mb: float = 1.0) -> float:
+    """Until no cache snapshot or TSM compaction runs and the caches hold under
+    `cache_mb` together (the played shards, cold, snapshotted into TSM files), seen
+    twice in a row, at most `timeout` s; the seconds waited."""
     t0 = time.monotonic()
     quiet = 0
     while time.monotonic() - t0 < timeout and quiet < 2:
-        quiet = quiet + 1 if read(url, None).compactions_active == 0 else 0
+        now = read(url, None)
+        quiet = quiet + 1 if now.compactions_active == 0 and now.cache < cache_mb else 0
         time.sleep(poll)
     return time.monotonic() - t0

@@ -135,7 +135,9 @@ def _analyses_into(
     out.append(publish_analyses(stack, settings, backlog, gate, cameras, day, day + played, lines))
 
 
-QUIET_TIMEOUT_S = 300  # at most this long for influxd's compactions before the panels
+# At most this long for influxd to snapshot the played shards' caches and finish its
+# compactions before the panels (~1 min: DATA_TUNING's cold duration).
+QUIET_TIMEOUT_S = 180
 
 
 def _panels(
@@ -144,15 +146,16 @@ def _panels(
     stack: LocalStack,
     procs: Mapping[str, Callable[[], int | None]],
     end: datetime,
+    again: datetime | None,
 ) -> dict[str, object]:
-    """The panels' timings, taken once influxd has finished the day's cache snapshots
-    and compactions: on day 7 several shards were still compacting while the panels
-    ran, and the two days were not timed in the same state. What influxd held and what
-    each service used while they ran go with them."""
+    """The panels' timings, taken once influxd has snapshotted the played day's cache
+    and finished its compactions, so that every timing reads the same kind of storage
+    (TSM files; a query over points still in a cache copies and sorts them); what
+    influxd held and what each service used while they ran go with them."""
     quiet_s = influxd_vars.wait_quiet(stack.influx_url, QUIET_TIMEOUT_S)
     state = influxd_vars.read(stack.influx_url, stack.influxd.pid).as_dict()
     cpu0, t0 = _cpu(procs), time.monotonic()
-    panels = time_panels(timer, settings, end)
+    panels = time_panels(timer, settings, end, again)
     cpu1 = _cpu(procs)
     return {
         "panels": panels,
@@ -366,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
                         "at": datetime.now(UTC).strftime("%H:%M:%S"),
                     }
                     if d in (0, args.days - 1):
-                        row.update(_panels(timer, settings, stack, procs, day + DAY))
+                        again = first + DAY if d > 0 else None
+                        row.update(_panels(timer, settings, stack, procs, day + DAY, again))
                     days.append(row)
                     print(json.dumps(row), flush=True)
             finally:

@@ -106,17 +106,26 @@ def panel_ranges(end: datetime) -> dict[str, expand.TimeRange]:
 RANGES = {"24 h": DAY, "3 days": 3 * DAY, "7 days": 7 * DAY}
 
 
+AGAIN = "24 h of day 1, again"
+
+
 def time_panels(
-    timer: PanelTimer, settings: Settings, end: datetime
+    timer: PanelTimer, settings: Settings, end: datetime, again: datetime | None = None
 ) -> dict[str, dict[str, object]]:
     """p95 milliseconds of every InfluxDB panel of DASHBOARDS for each range (the
     heaviest are picked from these when reported). Over the week each panel is also
-    timed with $rp forced to the raw level: what it would cost without the aggregates."""
+    timed with $rp forced to the raw level: what it would cost without the aggregates.
+    With `again` (the first day's end) the first day's 24 hours are timed once more
+    (AGAIN): the same data read in the last day's state, which tells a query that got
+    slower because of what lies in its range from one slowed by the server's state."""
     level_table.write(settings.influx, settings.retention, datetime.now(UTC))  # as ingest does
     raw = level_table.rows(datetime.now(UTC), settings.retention)[0]
     force_raw = {"rp": raw.rp, "rp_window": raw.window, "rp_bucket": raw.bucket}
     out: dict[str, dict[str, object]] = {}
-    for rname, when in panel_ranges(end).items():
+    ranges = panel_ranges(end)
+    if again is not None:
+        ranges[AGAIN] = expand.TimeRange(again - DAY, again)
+    for rname, when in ranges.items():
         for model, found in dashboard_panels():
             values = timer.values(model, when)
             forced = timer.values(model, when, force_raw) if rname == "7 days" else None
