@@ -5,14 +5,16 @@ it through real Mosquitto -> `pantau ingest` and `pantau rules` processes -> Inf
 After each simulated day: InfluxDB's bytes on disk for raw readings and for their
 5-minute and hourly aggregates (the downsampler is run on the day, timed), the RSS and
 CPU seconds of each service (mosquitto, influxd, ingest, rules) and of the bench
-itself, the load average; after the first and the last day the p95 time of every
+itself, what influxd's memory holds (bench.influxd_vars), the load average; after the
+first and the last day (once influxd has snapshotted and compacted) the p95 time of every
 InfluxDB panel of the shipped dashboards (dashboards/generated) as Grafana would run
 it for a 24-hour, a 3-day and a 7-day range ending where the played data ends: the
 dashboards' hidden level variables pick raw, 5-minute or hourly data per range; over
-the week each panel is also run with `$rp` forced to raw. Writes a JSON file and
-prints a row per day.
+the week each panel is also run with `$rp` forced to raw, and on the last day the first
+day's 24 hours once more. The feed: bench.soak_feed. Writes a JSON file and prints a
+row per day.
 
-    uv run python -m bench.soak --days 1 --day-hours 1   # a check (~2 min)
+    uv run python -m bench.soak --days 2 --day-hours 1   # a check (~4-5 min)
     uv run python -m bench.soak                          # the week
     uv run python -m bench.soak --table bench/results/soak-....json   # its tables
 """
@@ -155,7 +157,7 @@ def _panels(
     quiet_s = influxd_vars.wait_quiet(stack.influx_url, QUIET_TIMEOUT_S)
     state = influxd_vars.read(stack.influx_url, stack.influxd.pid).as_dict()
     cpu0, t0 = _cpu(procs), time.monotonic()
-    panels = time_panels(timer, settings, end, again)
+    panels, spent = time_panels(timer, settings, end, again, cpu=lambda: _cpu_s(procs["influxd"]()))
     cpu1 = _cpu(procs)
     return {
         "panels": panels,
@@ -163,6 +165,7 @@ def _panels(
         "panels_waited_quiet_s": round(quiet_s, 1),
         "panels_influxd": state,
         "panels_cpu_s": {k: round(cpu1[k] - cpu0[k], 1) for k in cpu1},
+        "panels_influxd_cpu_s_by_range": spent,
     }
 
 

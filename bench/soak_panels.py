@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -110,22 +110,31 @@ AGAIN = "24 h of day 1, again"
 
 
 def time_panels(
-    timer: PanelTimer, settings: Settings, end: datetime, again: datetime | None = None
-) -> dict[str, dict[str, object]]:
+    timer: PanelTimer,
+    settings: Settings,
+    end: datetime,
+    again: datetime | None = None,
+    cpu: Callable[[], float] | None = None,
+) -> tuple[dict[str, dict[str, object]], dict[str, float]]:
     """p95 milliseconds of every InfluxDB panel of DASHBOARDS for each range (the
     heaviest are picked from these when reported). Over the week each panel is also
     timed with $rp forced to the raw level: what it would cost without the aggregates.
     With `again` (the first day's end) the first day's 24 hours are timed once more
     (AGAIN): the same data read in the last day's state, which tells a query that got
-    slower because of what lies in its range from one slowed by the server's state."""
+    slower because of what lies in its range from one slowed by the server's state.
+    `cpu`: influxd's CPU seconds so far; the second dict is what each range's panels
+    cost it (a figure the machine's load inflates far less than the milliseconds)."""
     level_table.write(settings.influx, settings.retention, datetime.now(UTC))  # as ingest does
     raw = level_table.rows(datetime.now(UTC), settings.retention)[0]
     force_raw = {"rp": raw.rp, "rp_window": raw.window, "rp_bucket": raw.bucket}
     out: dict[str, dict[str, object]] = {}
     ranges = panel_ranges(end)
-    if again is not None:
-        ranges[AGAIN] = expand.TimeRange(again - DAY, again)
+    if again is not None:  # right after the last day's 24 hours, under the same load
+        first = list(ranges.items())
+        ranges = dict([first[0], (AGAIN, expand.TimeRange(again - DAY, again)), *first[1:]])
+    spent: dict[str, float] = {}
     for rname, when in ranges.items():
+        cpu0 = cpu() if cpu else 0.0
         for model, found in dashboard_panels():
             values = timer.values(model, when)
             forced = timer.values(model, when, force_raw) if rname == "7 days" else None
@@ -137,4 +146,5 @@ def time_panels(
                 if forced is not None:
                     row["p95_ms_from_raw"] = round(timer.p95(panel, when, forced), 1)
                 out[f"{rname} | {panel.dashboard}: {panel.title}"] = row
-    return out
+        spent[rname] = round((cpu() if cpu else 0.0) - cpu0, 2)
+    return out, spent

@@ -4,6 +4,7 @@ bench.influxd_vars reads what influxd's memory holds from the server itself."""
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 
 import urllib3
@@ -14,15 +15,17 @@ from pantau.local.influxd import DATA_TUNING, render_config
 
 
 def test_the_config_carries_the_data_tuning_and_overrides(tmp_path: Path) -> None:
-    def data(**kw: object) -> dict[str, object]:
-        text = render_config(host="127.0.0.1", http_port=1, rpc_port=2, directory=tmp_path, **kw)
+    def data(tuning: Mapping[str, str] = DATA_TUNING) -> dict[str, object]:
+        text = render_config(
+            host="127.0.0.1", http_port=1, rpc_port=2, directory=tmp_path, data=tuning
+        )
         section: dict[str, object] = tomllib.loads(text)["data"]
         return section
 
     assert DATA_TUNING["cache-snapshot-write-cold-duration"] == "1m"
     assert data().items() >= DATA_TUNING.items()
     other = {"cache-snapshot-write-cold-duration": "10m", "index-version": "tsi1"}
-    assert data(data=other).items() >= other.items()
+    assert data(other).items() >= other.items()
 
 
 def test_influxd_vars_sees_the_cache_shards_and_series(stack: LocalStack, influx_db: str) -> None:
