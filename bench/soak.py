@@ -5,14 +5,16 @@ it through real Mosquitto -> `pantau ingest` and `pantau rules` processes -> Inf
 After each simulated day: InfluxDB's bytes on disk for raw readings and for their
 5-minute and hourly aggregates (the downsampler is run on the day, timed), the RSS and
 CPU seconds of each service (mosquitto, influxd, ingest, rules) and of the bench
-itself, the load average; after the first and the last day the p95 time of every
+itself, what influxd's memory holds (bench.influxd_vars), the load average; after the
+first and the last day (once influxd has snapshotted and compacted) the p95 time of every
 InfluxDB panel of the shipped dashboards (dashboards/generated) as Grafana would run
 it for a 24-hour, a 3-day and a 7-day range ending where the played data ends: the
 dashboards' hidden level variables pick raw, 5-minute or hourly data per range; over
-the week each panel is also run with `$rp` forced to raw. Writes a JSON file and
-prints a row per day.
+the week each panel is also run with `$rp` forced to raw, and on the last day the first
+day's 24 hours once more. The feed: bench.soak_feed. Writes a JSON file and prints a
+row per day.
 
-    uv run python -m bench.soak --days 1 --day-hours 1   # a check (~2 min)
+    uv run python -m bench.soak --days 2 --day-hours 1   # a check (~4-5 min)
     uv run python -m bench.soak                          # the week
     uv run python -m bench.soak --table bench/results/soak-....json   # its tables
 """
@@ -28,43 +30,32 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
-
-from bench.mosquitto_clients import PublishJob, run_publishers
-from dashboards import expand
-from dashboards.build import GENERATED
-from dashboards.model import INFLUX
-from pantau.cameras import Camera, load_cameras
-from pantau.city import City, load_city
-from pantau.devices import default_config_dir
-from pantau.frame_analysis import (
-    ANALYSIS_CONTENT_TYPE,
-    FrameAnalysis,
-    Measure,
-    encode_analysis,
+from bench import influxd_vars
+from bench.soak_feed import (
+    SETTLED_BACKLOG,
+    BrokerBacklog,
+    Gate,
+    publish_analyses,
 )
-from pantau.influx import level_table
+from bench.soak_panels import DAY, RANGES, PanelTimer, time_panels
+from pantau.cameras import Camera, load_cameras
+from pantau.city import load_city
+from pantau.devices import default_config_dir
 from pantau.influx.downsample import Downsampler
 from pantau.influx.query import InfluxQL
 from pantau.influx.retention import ensure_retention
 from pantau.local import LocalStack
 from pantau.local.mosquitto import MosquittoOptions
 from pantau.settings import Settings
-from pantau.topics import Topics
-from pantau.wire import rfc3339
 from simulators.publisher import run_scenario
 from simulators.scenario import find_scenario, load_scenario
 from testkit.services import IngestProcess, RulesProcess, wait_until
-
-DAY = timedelta(days=1)  # the spacing of the played days
-PANEL_RUNS = 10
 
 
 def tree_bytes(path: Path) -> int:
@@ -81,139 +72,21 @@ def _rss(pid: int | None) -> int:
     return 0
 
 
-def analysis_lines(camera: Camera, start: datetime, end: datetime, seq0: int) -> list[bytes]:
-    """The camera's analyses over [start, end) at its sample_fps, one payload per line:
-    the vision worker's encoding (encode_analysis) done once, then only its time and
-    seq change, so generating a day costs the bench seconds, not minutes."""
-    measures = [
-        Measure("camera_brightness", 0.5, "/", 0.9),
-        Measure("camera_sharpness", 1.0, "/", 0.9),
-        Measure("camera_fault", 0.0, "/", 0.9),
-    ]
-    measures += [Measure("region_occupancy", 0.2, "/", 0.8, r.id) for r in camera.regions]
-    if camera.gauge is not None:
-        measures.append(Measure("water_depth", 3.0, "cm", 0.8))
-    w, h = camera.frame_size
-    marker = datetime(2000, 1, 1, tzinfo=UTC)
-    template = encode_analysis(
-        FrameAnalysis(
-            camera_id=camera.id, time=marker, seq=0, width=w, height=h, measures=tuple(measures)
-        )
-    )
-    head, tail = template.split(f'"{rfc3339(marker)}","seq":0'.encode(), 1)
-    step = 1 / camera.sample_fps
-    first = start.timestamp()
-    count = round((end - start).total_seconds() * camera.sample_fps)
-    return [
-        b'%s"%s","seq":%d%s'
-        % (head, rfc3339(datetime.fromtimestamp(first + i * step, UTC)).encode(), seq0 + i, tail)
-        for i in range(count)
-    ]
-
-
-# Analyses go out in rounds of this much simulated time, each once the broker holds
-# fewer than ROUND_BACKLOG messages: the rules service (which reads every analysis,
-# slower than ingest on this box) and ingest are then never more than ~2 rounds behind.
-# Unbounded, the broker's queues grew to hundreds of thousands of messages and
-# mosquitto spent its time on them while the consumers starved.
-ROUND = timedelta(minutes=15)
-ROUND_BACKLOG = 60_000
-SETTLED_BACKLOG = 2_000  # at the day's end: the retained statuses and little else
-
-
-class BrokerBacklog:
-    """The broker's stored message count (`$SYS/broker/store/messages/count`, every
-    `sys_interval`): what its subscribers' queues hold, retained messages included."""
-
-    TOPIC = "$SYS/broker/store/messages/count"
-
-    def __init__(self, stack: LocalStack) -> None:
-        self._cond = threading.Condition()
-        self._count: int | None = None
-        self._client = paho.Client(CallbackAPIVersion.VERSION2, "soak-backlog")
-        self._client.on_connect = lambda c, *_: c.subscribe(self.TOPIC)
-        self._client.on_message = self._on_message
-        self._client.connect(stack.mqtt_host, stack.mqtt_port)
-        self._client.loop_start()
-
-    def _on_message(self, _c: object, _u: object, msg: paho.MQTTMessage) -> None:
-        with self._cond:
-            self._count = int(msg.payload)
-            self._cond.notify_all()
-
-    def wait_below(self, limit: int, timeout: float = 3600) -> int:
-        """Until the count is under `limit`; that count. The broker publishes it only
-        when it changes, so the last value holds once a sys_interval has passed."""
-        fresh = time.monotonic() + 1.5
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._count is None or self._count >= limit or time.monotonic() < fresh:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"the broker still holds {self._count} messages")
-                self._cond.wait(0.5)
-            return self._count
-
-    def close(self) -> None:
-        self._client.loop_stop()
-        self._client.disconnect()
-
-
-def publish_analyses(
-    stack: LocalStack,
-    settings: Settings,
-    backlog: BrokerBacklog,
-    cameras: dict[str, Camera],
-    start: datetime,
-    end: datetime,
-    work: Path,
-) -> int:
-    """Every camera's analyses over [start, end) at its sample_fps, QoS 1, one
-    `mosquitto_pub -l` per camera and round (the C client: the bench's own publishing
-    costs little CPU beside the services it measures). The number published."""
-    topics = Topics(settings.mqtt.root)
-    sent = 0
-    t = start
-    while t < end:
-        stop = min(t + ROUND, end)
-        backlog.wait_below(ROUND_BACKLOG)
-        jobs = []
-        for camera in cameras.values():
-            seq0 = round((t - start).total_seconds() * camera.sample_fps)
-            lines = analysis_lines(camera, t, stop, seq0)
-            path = work / f"{camera.id}.lines"
-            path.write_bytes(b"\n".join(lines) + b"\n")
-            jobs.append(PublishJob(topics.camera_analysis(camera.id), path, len(lines), len(lines)))
-        run_publishers(stack, jobs, ("-D", "publish", "content-type", ANALYSIS_CONTENT_TYPE))
-        sent += sum(j.count for j in jobs)
-        t = stop
-    return sent
-
-
-def _analyses_into(
-    out: list[int],
-    stack: LocalStack,
-    settings: Settings,
-    backlog: BrokerBacklog,
-    cameras: dict[str, Camera],
-    day: datetime,
-    played: timedelta,
-    work: Path,
-) -> None:
-    out.append(publish_analyses(stack, settings, backlog, cameras, day, day + played, work))
-
-
-def _wait_stored(influx: InfluxQL, day: datetime, readings: int) -> None:
-    """Until the day's readings are in and the count stops moving (the analyses' many
-    measures arrive besides them)."""
+def _wait_stored(influx: InfluxQL, url: str, day: datetime, readings: int) -> int:
+    """Until influxd's count of accepted points stops moving (polled from /debug/vars,
+    cheap) and the day holds at least its readings (one count query, not one every 5 s
+    over the day's 16 M points: those were influxd's biggest reads of the soak); the
+    day's points."""
     seen = [-1]
 
     def settled() -> bool:
-        n = _count(influx, day, day + DAY)
-        done = n >= readings and n == seen[0]
+        n = influxd_vars.points_written(url)
+        done = n == seen[0]
         seen[0] = n
-        return done
+        return done and _count(influx, day, day + DAY) >= readings
 
-    wait_until(settled, 3600, "ingest to store the day", poll=5)
+    wait_until(settled, 3600, "ingest to store the day", poll=2)
+    return _count(influx, day, day + DAY)
 
 
 def _count(influx: InfluxQL, start: datetime, end: datetime) -> int:
@@ -222,113 +95,6 @@ def _count(influx: InfluxQL, start: datetime, end: datetime) -> int:
         params={"s": start.isoformat(), "e": end.isoformat()},
     )
     return sum(int(str(v)) for r in rows for k, v in r.items() if k.startswith("count"))
-
-
-# The dashboards whose panels read the fleet's readings and the cameras' analyses
-# (performance reads monthly KPIs and pipeline Pantau's own metrics: neither grows
-# with the played history).
-DASHBOARDS = ("city-overview", "drainage", "cameras", "traffic")
-
-
-@dataclass(frozen=True, slots=True)
-class Panel:
-    dashboard: str
-    title: str
-    targets: tuple[str, ...]  # InfluxQL with Grafana's variables and macros
-    interval: str | None  # the panel's minimum interval (may be a variable)
-
-
-def dashboard_panels() -> list[tuple[dict[str, Any], list[Panel]]]:
-    """The committed dashboards' InfluxDB panels (SQL targets left out: PostgreSQL)."""
-    out = []
-    for name in DASHBOARDS:
-        model = json.loads((GENERATED / f"{name}.json").read_text(encoding="utf-8"))
-        found = []
-        for p in model["panels"]:
-            queries = tuple(
-                t["query"] for t in p["targets"] if t["datasource"]["uid"] == INFLUX.uid
-            )
-            if queries:
-                found.append(Panel(name, p["title"], queries, p.get("interval")))
-        out.append((model, found))
-    return out
-
-
-class PanelTimer:
-    """Runs dashboard panels as Grafana would for a time range: the dashboard's
-    variables resolved for the range (the hidden rp / rp_window / rp_bucket ones from
-    the level table, so the range picks raw, 5-minute or hourly data), then each target
-    expanded (dashboards.expand) and sent to InfluxDB; a panel's time is its targets'
-    together."""
-
-    def __init__(self, influx: InfluxQL, city: City) -> None:
-        self.influx = influx
-        # What the PostgreSQL-backed variable (kelurahan) would list: every zone.
-        self.zones = {z.id: z for z in city.zones.kelurahan}
-
-    def _sql(self, query: str) -> list[str]:
-        if "kelurahan" not in query:
-            raise ValueError(f"a SQL variable the soak does not know: {query[:80]}")
-        return list(self.zones)
-
-    def values(
-        self, model: dict[str, Any], when: expand.TimeRange, force: Mapping[str, str] | None = None
-    ) -> dict[str, list[str]]:
-        values = expand.variables(
-            model,
-            when,
-            run_influxql=lambda q: [str(r["value"]) for r in self.influx.rows(q)],
-            run_sql=self._sql,
-            datasource_uid=INFLUX.uid,
-        )
-        return {**values, **{k: [v] for k, v in (force or {}).items() if k in values}}
-
-    def once(self, panel: Panel, when: expand.TimeRange, values: expand.Values) -> float:
-        queries = [
-            expand.influxql(q, when, values, min_interval=panel.interval) for q in panel.targets
-        ]
-        t0 = time.perf_counter()
-        for q in queries:
-            self.influx.query(q)
-        return (time.perf_counter() - t0) * 1000
-
-    def p95(self, panel: Panel, when: expand.TimeRange, values: expand.Values) -> float:
-        times = [self.once(panel, when, values) for _ in range(PANEL_RUNS)]
-        return statistics.quantiles(times, n=20, method="inclusive")[-1]
-
-
-def panel_ranges(end: datetime) -> dict[str, expand.TimeRange]:
-    """The ranges an operator picks, ending where the played data ends: a day reads raw
-    readings, 3 days the 5-minute aggregates, a week the hourly ones (level_for)."""
-    return {name: expand.TimeRange(end - span, end) for name, span in RANGES.items()}
-
-
-RANGES = {"24 h": DAY, "3 days": 3 * DAY, "7 days": 7 * DAY}
-
-
-def time_panels(
-    timer: PanelTimer, settings: Settings, end: datetime
-) -> dict[str, dict[str, object]]:
-    """p95 milliseconds of every InfluxDB panel of DASHBOARDS for each range (the
-    heaviest are picked from these when reported). Over the week each panel is also
-    timed with $rp forced to the raw level: what it would cost without the aggregates."""
-    level_table.write(settings.influx, settings.retention, datetime.now(UTC))  # as ingest does
-    raw = level_table.rows(datetime.now(UTC), settings.retention)[0]
-    force_raw = {"rp": raw.rp, "rp_window": raw.window, "rp_bucket": raw.bucket}
-    out: dict[str, dict[str, object]] = {}
-    for rname, when in panel_ranges(end).items():
-        for model, found in dashboard_panels():
-            values = timer.values(model, when)
-            forced = timer.values(model, when, force_raw) if rname == "7 days" else None
-            for panel in found:
-                row: dict[str, object] = {
-                    "rp": values["rp"][0] if values.get("rp") else None,
-                    "p95_ms": round(timer.p95(panel, when, values), 1),
-                }
-                if forced is not None:
-                    row["p95_ms_from_raw"] = round(timer.p95(panel, when, forced), 1)
-                out[f"{rname} | {panel.dashboard}: {panel.title}"] = row
-    return out
 
 
 def _cpu_s(pid: int | None) -> float:
@@ -349,6 +115,58 @@ def _bench_cpu_s() -> float:
         resource.getrusage(resource.RUSAGE_CHILDREN),
     )
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _cpu(procs: Mapping[str, Callable[[], int | None]]) -> dict[str, float]:
+    """CPU seconds so far of each service and of the bench."""
+    return {**{k: _cpu_s(pid()) for k, pid in procs.items()}, "bench": _bench_cpu_s()}
+
+
+def _analyses_into(
+    out: list[int],
+    stack: LocalStack,
+    settings: Settings,
+    backlog: BrokerBacklog,
+    gate: Gate,
+    cameras: dict[str, Camera],
+    day: datetime,
+    played: timedelta,
+    run: Path,
+) -> None:
+    lines = run / "lines"
+    out.append(publish_analyses(stack, settings, backlog, gate, cameras, day, day + played, lines))
+
+
+# At most this long for influxd to snapshot the played shards' caches and finish its
+# compactions before the panels (~1 min: DATA_TUNING's cold duration).
+QUIET_TIMEOUT_S = 180
+
+
+def _panels(
+    timer: PanelTimer,
+    settings: Settings,
+    stack: LocalStack,
+    procs: Mapping[str, Callable[[], int | None]],
+    end: datetime,
+    again: datetime | None,
+) -> dict[str, object]:
+    """The panels' timings, taken once influxd has snapshotted the played day's cache
+    and finished its compactions, so that every timing reads the same kind of storage
+    (TSM files; a query over points still in a cache copies and sorts them); what
+    influxd held and what each service used while they ran go with them."""
+    quiet_s = influxd_vars.wait_quiet(stack.influx_url, QUIET_TIMEOUT_S)
+    state = influxd_vars.read(stack.influx_url, stack.influxd.pid).as_dict()
+    cpu0, t0 = _cpu(procs), time.monotonic()
+    panels, spent = time_panels(timer, settings, end, again, cpu=lambda: _cpu_s(procs["influxd"]()))
+    cpu1 = _cpu(procs)
+    return {
+        "panels": panels,
+        "panels_s": round(time.monotonic() - t0, 1),
+        "panels_waited_quiet_s": round(quiet_s, 1),
+        "panels_influxd": state,
+        "panels_cpu_s": {k: round(cpu1[k] - cpu0[k], 1) for k in cpu1},
+        "panels_influxd_cpu_s_by_range": spent,
+    }
 
 
 class LoadSampler:
@@ -435,6 +253,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=None, help="JSON results file")
     parser.add_argument(
+        "--influxd-data",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="an influxd [data] setting instead of Pantau's (pantau.local.influxd."
+        "DATA_TUNING), e.g. cache-snapshot-write-cold-duration=10m for influxd's default",
+    )
+    parser.add_argument(
         "--table",
         type=Path,
         default=None,
@@ -457,7 +283,9 @@ def main(argv: list[str] | None = None) -> int:
         # The broker as deployed (deploy/mosquitto/mosquitto.conf saves every 30 s; the
         # test stack's 1 s rewrites the whole queue every ~2 s), and $SYS every second.
         broker = MosquittoOptions(autosave_interval_s=30, extra_lines=("sys_interval 1",))
-        with LocalStack(run / "stack", mosquitto_options=broker) as stack:
+        stack = LocalStack(run / "stack", mosquitto_options=broker)
+        stack.influxd.data.update(kv.split("=", 1) for kv in args.influxd_data)
+        with stack:
             settings = stack.settings(database="soak", root="soak")
             stack.create_database("soak")
             ensure_retention(settings.influx, settings.retention)
@@ -484,28 +312,40 @@ def main(argv: list[str] | None = None) -> int:
             first = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
             first -= timedelta(days=args.days, hours=1)
             days: list[dict[str, object]] = []
+            procs: dict[str, Callable[[], int | None]] = {
+                "mosquitto": lambda: stack.mosquitto.pid,
+                "influxd": lambda: stack.influxd.pid,
+                "ingest": lambda: ingest.proc.pid if ingest.proc else None,
+                "rules": lambda: rules.proc.pid if rules.proc else None,
+            }
             try:
                 for d in range(args.days):
                     day = first + d * DAY
                     t0 = time.monotonic()
+                    cpu0 = _cpu(procs)
                     cams: list[int] = []
+                    gate = Gate(day)
                     thread = threading.Thread(
                         target=_analyses_into,
-                        args=(cams, stack, settings, backlog, cameras, day, played, run / "lines"),
+                        args=(cams, stack, settings, backlog, gate, cameras, day, played, run),
                     )
                     thread.start()
-                    report = run_scenario(city, scenario, settings.mqtt, speed=None, start=day)
+                    report = run_scenario(
+                        city, scenario, settings.mqtt, speed=None, start=day, pace=gate
+                    )
                     thread.join()
                     if not cams:
                         raise RuntimeError("publishing the analyses failed (see above)")
-                    _wait_stored(influx, day, len(report.reading_keys))
-                    backlog.wait_below(SETTLED_BACKLOG)  # rules caught up too
+                    published_s = time.monotonic() - t0
+                    backlog.wait_below(SETTLED_BACKLOG)  # ingest and rules caught up
+                    points = _wait_stored(influx, stack.influx_url, day, len(report.reading_keys))
                     played_s = time.monotonic() - t0
                     t1 = time.monotonic()
                     ds = Downsampler.from_settings(settings)
                     ds.run(day, day + DAY)
                     ds.close()
                     downsample_s = time.monotonic() - t1
+                    cpu1 = _cpu(procs)
                     rp = {
                         name: tree_bytes(data / "data" / "soak" / name)
                         + tree_bytes(data / "wal" / "soak" / name)
@@ -516,31 +356,24 @@ def main(argv: list[str] | None = None) -> int:
                         "readings": len(report.reading_keys),
                         "reading_messages": report.messages,
                         "analyses": cams[0],
-                        "points_in_influx": _count(influx, day, day + DAY),
+                        "points_in_influx": points,
                         "played_s": round(played_s, 1),
+                        "published_s": round(published_s, 1),
                         "downsample_s": round(downsample_s, 1),
                         "bytes": rp,
-                        "rss_mb": {
-                            "mosquitto": _rss(stack.mosquitto.pid) >> 20,
-                            "influxd": _rss(stack.influxd.pid) >> 20,
-                            "ingest": ingest.rss_bytes() >> 20,
-                            "rules": _rss(rules.proc.pid if rules.proc else None) >> 20,
-                        },
-                        # CPU seconds used so far: where the played time goes.
-                        "cpu_s": {
-                            "bench": round(_bench_cpu_s(), 1),
-                            "mosquitto": round(_cpu_s(stack.mosquitto.pid), 1),
-                            "influxd": round(_cpu_s(stack.influxd.pid), 1),
-                            "ingest": round(_cpu_s(ingest.proc.pid if ingest.proc else None), 1),
-                            "rules": round(_cpu_s(rules.proc.pid if rules.proc else None), 1),
-                        },
+                        "rss_mb": {k: _rss(pid()) >> 20 for k, pid in procs.items()},
+                        "influxd_memory": influxd_vars.read(
+                            stack.influx_url, stack.influxd.pid
+                        ).as_dict(),
+                        # CPU seconds used so far, and by this day (played + downsampled).
+                        "cpu_s": {k: round(v, 1) for k, v in cpu1.items()},
+                        "day_cpu_s": {k: round(cpu1[k] - cpu0[k], 1) for k in cpu1},
                         "loadavg": load.now(),
                         "at": datetime.now(UTC).strftime("%H:%M:%S"),
                     }
                     if d in (0, args.days - 1):
-                        t2 = time.monotonic()
-                        row["panels"] = time_panels(timer, settings, day + DAY)
-                        row["panels_s"] = round(time.monotonic() - t2, 1)
+                        again = first + DAY if d > 0 else None
+                        row.update(_panels(timer, settings, stack, procs, day + DAY, again))
                     days.append(row)
                     print(json.dumps(row), flush=True)
             finally:
@@ -553,6 +386,7 @@ def main(argv: list[str] | None = None) -> int:
             ["python -m bench.soak", *(argv if argv is not None else sys.argv[1:])]
         ),
         "played_per_day_h": args.day_hours,
+        "influxd_data": stack.influxd.data,
         "started": began.isoformat(timespec="seconds"),
         "ended": datetime.now(UTC).isoformat(timespec="seconds"),
         "loadavg": {**load.summary(), "samples": load.samples},

@@ -343,6 +343,7 @@ def run_scenario(
     clock: Clock | None = None,
     ack_timeout_s: float = ACK_TIMEOUT_S,
     login: Callable[[str], MqttSettings] | None = None,
+    pace: Callable[[datetime], bool] | None = None,
 ) -> SimReport:
     """Publish the scenario's message stream and wait for every PUBACK.
 
@@ -354,6 +355,10 @@ def run_scenario(
     own start moved by whole days so that no reading is in the future or older than
     ingest accepts (simclock.anchored_start). The payloads are exactly those of
     `iter_messages(city, scenario, start=report.start, topics=Topics(root))`.
+
+    pace: asked before each message with its simulated time; while it answers False the
+    message waits (the connections kept serviced): a benchmark holds the stream back to
+    what its consumers have caught up with (bench.soak), without changing the stream.
     """
     if speed is not None and speed <= 0:
         raise ValueError("speed must be positive, or None for as fast as possible")
@@ -384,7 +389,9 @@ def run_scenario(
     try:
         loop.connect()
         status += _announce(loop, "online", sim_start, "started")
-        completed = _pump(stream, gateways, loop, builder, speed=speed, stop=stop, wall=wall)
+        completed = _pump(
+            stream, gateways, loop, builder, speed=speed, stop=stop, wall=wall, pace=pace
+        )
         ended = stream.scenario.end if completed else (builder.last_sim_time or sim_start)
         reason = "simulation ended" if completed else "simulation stopped"
         status += _announce(loop, "offline", ended, reason)
@@ -431,9 +438,11 @@ def _pump(
     speed: float | None,
     stop: threading.Event,
     wall: Clock,
+    pace: Callable[[datetime], bool] | None = None,
 ) -> bool:
-    """Send the stream, paced on a simulated clock unless speed is None. True when the
-    whole stream went out, False when `stop` ended it early."""
+    """Send the stream, paced on a simulated clock unless speed is None (and held by
+    `pace`, when given). True when the whole stream went out, False when `stop` ended
+    it early."""
     start = stream.scenario.start
     sim_clock = None if speed is None else SimulatedClock(wall, start, speed)
     for msg in stream:
@@ -442,6 +451,9 @@ def _pump(
         if sim_clock is not None:
             wait = sim_clock.wall_seconds_until(msg.sim_time)
             if wait > 0 and loop.wait(wait, stop):
+                return False
+        while pace is not None and not pace(msg.sim_time):
+            if loop.wait(0.05, stop):
                 return False
         loop.publish(
             gateways[msg.gateway_id], msg.topic, msg.payload, msg.content_type, retain=False

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from bench.soak import analysis_lines
+from bench.soak_feed import analysis_lines
 from pantau.cameras import load_cameras
 from pantau.city import load_city
 from pantau.frame_analysis import FrameAnalysis, decode_analysis, encode_analysis

@@ -25,6 +25,7 @@ from dashboards.model import INFLUX, POSTGRES
 from dashboards.push import FOLDER_UID
 from pantau.broker.__main__ import main as broker_main
 from pantau.cli import COMMANDS
+from pantau.local.influxd import DATA_TUNING
 from pantau.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -270,3 +271,11 @@ def test_the_image_copies_every_package_the_wheel_builds() -> None:
     wheel = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"]
     copied = set(re.findall(r"^COPY (\w+) \./\1$", (ROOT / "Dockerfile").read_text(), re.M))
     assert set(wheel["targets"]["wheel"]["packages"]) <= copied
+
+
+def test_influxdb_snapshots_cold_caches_as_pantaus_own_influxd_does(
+    compose: dict[str, Any],
+) -> None:
+    influx = compose["services"]["influxdb"]["environment"]
+    for key, value in DATA_TUNING.items():
+        assert influx[f"INFLUXD_STORAGE_{key.upper().replace('-', '_')}"] == value
