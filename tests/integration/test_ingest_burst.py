@@ -97,8 +97,12 @@ def test_a_burst_beyond_the_inbox_waits_at_the_broker(
 ) -> None:
     # InfluxDB down and a small spool: the decoder stops, and the inbox must stop at its
     # bound while the broker holds the rest; nothing is lost once InfluxDB is back.
+    # The spool and batches small enough that the decoder must stop well before the
+    # 12,000 messages (a 1 MiB spool and 5,000-point batches could take them all: flaky).
     max_bytes = 64 * 1024
-    settings = with_ingest(settings, inbox_max_bytes=max_bytes, spool_max_bytes=1024**2)
+    settings = with_ingest(
+        settings, inbox_max_bytes=max_bytes, spool_max_bytes=128 * 1024, batch_max_points=500
+    )
     service = IngestService(settings, city, make_writer(settings.influx))
     service.start()
     try:
