@@ -343,6 +343,46 @@ def inject(
         client.loop_stop()
 
 
+@dataclass
+class Rig:
+    """One run's rules service on its own topic root and database, the crew-alert
+    listener and the background devices' publisher; `pids` are what CpuWatch reads."""
+
+    topics: Topics
+    database: str
+    devices: list[tuple[Device, Sample]]
+    service: subprocess.Popen[bytes]
+    log: Path
+    listener: AlertListener
+    background: Background
+    pids: dict[str, int]
+
+    @classmethod
+    def start(
+        cls,
+        stack: LocalStack,
+        city: City,
+        stations: Sequence[Device],
+        work: Path,
+        tree: Path | None,
+        prefix: str,
+    ) -> Rig:
+        root = f"{prefix}{uuid.uuid4().hex[:8]}"
+        topics = Topics(root)
+        database = f"bench_rules_{root}"
+        stack.create_database(database)
+        devices = background_devices(city, stations)
+        service, log = start_service(stack, root, database, work, tree)
+        listener = AlertListener(stack, root)
+        if not listener.wait_subscribed(10):
+            raise RuntimeError("alert listener not subscribed")
+        pids = {"rules": service.pid, "bench": os.getpid()}
+        if stack.mosquitto.pid is not None:
+            pids["mosquitto"] = stack.mosquitto.pid
+        background = Background(stack, topics, devices)
+        return cls(topics, database, devices, service, log, listener, background, pids)
+
+
 def start_service(
     stack: LocalStack, root: str, database: str, work: Path, tree: Path | None = None
 ) -> tuple[subprocess.Popen[bytes], Path]:
@@ -425,21 +465,11 @@ def run_rate(
     work: Path,
     progress: Any,
 ) -> RunResult:
-    root = f"bl{uuid.uuid4().hex[:8]}"
-    topics = Topics(root)
-    database = f"bench_rules_{root}"
-    stack.create_database(database)
     stations = pick_stations(city, args.injections)
-    devices = background_devices(city, stations)
-    service, log = start_service(stack, root, database, work, args.service_tree)
-    listener = AlertListener(stack, root)
-    if not listener.wait_subscribed(10):
-        raise RuntimeError("alert listener not subscribed")
-    background = Background(stack, topics, devices)
+    rig = Rig.start(stack, city, stations, work, args.service_tree, "bl")
+    topics, devices, service, log = rig.topics, rig.devices, rig.service, rig.log
+    listener, background, pids = rig.listener, rig.background, rig.pids
     stop = threading.Event()
-    pids = {"rules": service.pid, "bench": os.getpid()}
-    if stack.mosquitto.pid is not None:
-        pids["mosquitto"] = stack.mosquitto.pid
     try:
         with CpuWatch({"rules": service.pid}) as quiet:
             time.sleep(IDLE_S)
@@ -481,7 +511,7 @@ def run_rate(
         messages = stop_service(service, log)
         listener.close()
     match_alerts(injections, listener.received)
-    stack.drop_database(database)
+    stack.drop_database(rig.database)
     used = watch.result()
     cpu = {name: use.cores for name, use in used.items()}
     return RunResult(

@@ -29,7 +29,6 @@ import math
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,22 +38,19 @@ from bench.rules_latency import (
     HOLD_STEP_S,
     IDLE_S,
     MAX_RATE,
-    AlertListener,
     Background,
     Injection,
     LatencyArgs,
+    Rig,
     RunResult,
-    background_devices,
     inject,
     match_alerts,
     percentile,
     pick_stations,
-    start_service,
     stop_service,
 )
 from pantau.city import City
 from pantau.local import LocalStack
-from pantau.topics import Topics
 
 BACKDATE_S = 1.0  # a station's first 12 readings go this long before its 13th
 GRACE_S = 2.0  # a step is judged this long after it ends (alerts still in flight)
@@ -134,20 +130,10 @@ def run_stairs(
     rates = ladder(la, len(pick_stations(city, 10**6)))
     stairs = Stairs(rates, la.warmup_s, la.step_s)
     stations = pick_stations(city, n * len(rates))
-    root = f"bs{uuid.uuid4().hex[:8]}"
-    topics = Topics(root)
-    database = f"bench_rules_{root}"
-    stack.create_database(database)
-    devices = background_devices(city, stations)
-    service, log = start_service(stack, root, database, work, la.service_tree)
-    listener = AlertListener(stack, root)
-    if not listener.wait_subscribed(10):
-        raise RuntimeError("alert listener not subscribed")
-    background = Background(stack, topics, devices)
+    rig = Rig.start(stack, city, stations, work, la.service_tree, "bs")
+    topics, devices, service, log = rig.topics, rig.devices, rig.service, rig.log
+    listener, background, pids = rig.listener, rig.background, rig.pids
     stop = threading.Event()
-    pids = {"rules": service.pid, "bench": os.getpid()}
-    if stack.mosquitto.pid is not None:
-        pids["mosquitto"] = stack.mosquitto.pid
     results: list[RunResult] = []
     steps: list[list[Injection]] = []
     try:
@@ -203,7 +189,7 @@ def run_stairs(
         stop.set()
         messages = stop_service(service, log)
         listener.close()
-        stack.drop_database(database)
+        stack.drop_database(rig.database)
     if results:
         results[-1].service_log = log.read_text(errors="replace")[-3000:]
     return results, messages

@@ -1,19 +1,24 @@
-"""Small real-MQTT helpers for integration tests: a QoS 1 publisher and a collector."""
+"""Small real-MQTT helpers for integration tests: a QoS 1 publisher, a numbered rssi
+stream and a collector."""
 
 from __future__ import annotations
 
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from pantau.devices import Device
 from pantau.mqtt_failover import FailoverClient
 from pantau.settings import MqttSettings
+from pantau.topics import Topics
+from pantau.wire import Sample, encode_native
 
 
 def _client(prefix: str, settings: MqttSettings) -> FailoverClient:
@@ -53,6 +58,29 @@ class Publisher:
         self.flush()
         self._client.disconnect()
         self._client.loop_stop()
+
+
+class RssiStream(Publisher):
+    """Numbered native messages of one rssi reading each, message i from device
+    i % len(devices), each device once a second from an hour ago: what ingest's outage
+    and burst tests send and count."""
+
+    def __init__(self, settings: MqttSettings, devices: Sequence[Device]) -> None:
+        super().__init__(settings)
+        self._topics = Topics(settings.root)
+        self._devices = list(devices)
+        self._start = datetime.now(UTC) - timedelta(hours=1)
+
+    def send(self, first: int, last: int, value: float = -60.0) -> None:
+        """Messages first..last-1, acknowledged by the broker on return."""
+        n = len(self._devices)
+        for i in range(first, last):
+            d = self._devices[i % n]
+            when = self._start + timedelta(seconds=i // n)
+            self.publish(
+                self._topics.sensor_up(d.id), encode_native(d.id, i, when, [Sample("rssi", value)])
+            )
+        self.flush()
 
 
 class Collector:

@@ -23,7 +23,7 @@ from pantau.local import LocalStack
 from pantau.settings import Settings
 from pantau.topics import Topics
 from pantau.wire import SENML_CONTENT_TYPE, Sample, encode_native, encode_senml
-from testkit.mqtt import Collector, Publisher, wait_for
+from testkit.mqtt import Collector, Publisher, RssiStream, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -188,20 +188,9 @@ def test_kill_9_mid_stream_loses_nothing(stack: LocalStack, settings: Settings, 
 def test_influxdb_outage_mid_stream_loses_nothing(
     stack: LocalStack, settings: Settings, city: City, ingest: IngestService
 ) -> None:
-    topics = Topics(settings.mqtt.root)
     devices = list(city.devices.values())[:50]
-    start = datetime.now(UTC) - timedelta(hours=1)
-    pub = Publisher(settings.mqtt)
-
-    def publish(first: int, last: int) -> None:
-        for i in range(first, last):
-            d = devices[i % len(devices)]
-            when = start + timedelta(seconds=i // len(devices))
-            pub.publish(
-                topics.sensor_up(d.id), encode_native(d.id, i, when, [Sample("rssi", -60.0)])
-            )
-        pub.flush()
-
+    stream = RssiStream(settings.mqtt, devices)
+    publish = stream.send
     publish(0, 2000)
     wait_for(lambda: sum(stored_per_device(settings, "rssi").values()) == 2000, 30, "first half")
     stack.influxd.stop()
@@ -212,4 +201,4 @@ def test_influxdb_outage_mid_stream_loses_nothing(
         stack.influxd.start()
     wait_for(lambda: sum(stored_per_device(settings, "rssi").values()) == 4000, 60, "backlog")
     assert stored_per_device(settings, "rssi") == Counter({d.id: 80 for d in devices})
-    pub.close()
+    stream.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -15,9 +14,7 @@ from pantau.influx.query import InfluxQL
 from pantau.influx.writers import make_writer
 from pantau.local import LocalStack
 from pantau.settings import Settings
-from pantau.topics import Topics
-from pantau.wire import Sample, encode_native
-from testkit.mqtt import Publisher, wait_for
+from testkit.mqtt import RssiStream, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -39,22 +36,9 @@ def stored(settings: Settings) -> int:
 
 @pytest.fixture
 def publish(settings: Settings, city: City) -> Iterator[Callable[[int, int], None]]:
-    topics = Topics(settings.mqtt.root)
-    devices = list(city.devices.values())[:50]
-    start = datetime.now(UTC) - timedelta(hours=1)
-    pub = Publisher(settings.mqtt)
-
-    def send(first: int, last: int) -> None:
-        for i in range(first, last):
-            d = devices[i % len(devices)]
-            when = start + timedelta(seconds=i // len(devices))
-            pub.publish(
-                topics.sensor_up(d.id), encode_native(d.id, i, when, [Sample("rssi", -60.0)])
-            )
-        pub.flush()
-
-    yield send
-    pub.close()
+    stream = RssiStream(settings.mqtt, list(city.devices.values())[:50])
+    yield stream.send
+    stream.close()
 
 
 def test_the_last_batch_goes_once_nothing_more_comes(
