@@ -38,8 +38,10 @@ class MosquittoOptions:
     # 0 = no limit on unacknowledged outgoing QoS 1/2 messages per client. In 2.0.11
     # the limit applies to v3.1.1 clients and to v5 clients that send no Receive
     # Maximum (the default 20 would stall a consumer that acks a 5000-message batch
-    # at once); a v5 client's own Receive Maximum replaces it. A non-zero value is also
-    # sent as the broker's Receive Maximum in CONNACK, throttling publishers.
+    # at once); a v5 client's own Receive Maximum should replace it, but 2.0.11 was seen
+    # sending far past it (15,000 unacknowledged against 2,000), so consumers bound
+    # their own inbox (ingest.inbox_max_bytes). A non-zero value is also sent as the
+    # broker's Receive Maximum in CONNACK, throttling publishers.
     max_inflight_messages: int = 0
     # Per-client queue above the in-flight window, for slow and offline persistent
     # sessions; past it, messages are dropped silently, so keep it far above a backlog.
