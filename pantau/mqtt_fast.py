@@ -354,9 +354,12 @@ class BufferedClient(FailoverClient):
         sink, sock = self.publish_sink, self._sock
         if sink is not None and isinstance(sock, BufferedSocket):
             hold = self.hold_reading
-            # While a PINGREQ awaits its answer, read anyway: unread, the PINGRESP behind
-            # the queued publishes would time the connection out.
-            if hold is not None and not self._ping_t and hold():
+            # While a PINGREQ or one of our own QoS 1 publishes awaits its answer, read
+            # anyway: its PINGRESP or PUBACK is behind the queued publishes. Unread, the
+            # PINGRESP would time the connection out, and the PUBACK would stall a
+            # consumer that waits for it (ingest's dead letters) while its inbox stays
+            # full, until the next keepalive's PINGREQ.
+            if hold is not None and not self._ping_t and not self._out_messages and hold():
                 return MQTTErrorCode.MQTT_ERR_SUCCESS
             return self._read_pass(sink, sock)
         rc = super().loop_read(max_packets)

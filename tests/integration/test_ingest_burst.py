@@ -1,5 +1,6 @@
 """Ingest at the ends of a burst: the last batch goes without waiting out its linger
-(group commit), and a burst larger than the inbox waits at the broker, not in memory."""
+(group commit), and a burst larger than the inbox waits at the broker, not in memory,
+without holding up the dead letters' acknowledgements."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from pantau.influx.query import InfluxQL
 from pantau.influx.writers import make_writer
 from pantau.local import LocalStack
 from pantau.settings import Settings
-from testkit.mqtt import RssiStream, wait_for
+from pantau.topics import Topics
+from testkit.mqtt import Collector, RssiStream, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -106,3 +108,44 @@ def test_a_burst_beyond_the_inbox_waits_at_the_broker(
         assert service.inbox() == (0, 0)
     finally:
         service.stop()
+
+
+def test_a_full_inbox_still_reads_the_dead_letters_acks(
+    stack: LocalStack, settings: Settings, city: City
+) -> None:
+    # While the inbox is full the network thread leaves the socket unread, but a dead
+    # letter's PUBACK is in it, behind the held publishes, and the spool thread waits
+    # for it before it acknowledges its batch. Unread until the next keepalive PINGREQ,
+    # that stalled ingest for a whole keepalive each time (the NATS failover test's
+    # timeouts with a 4 MiB inbox). Every 40th message here is malformed.
+    settings = with_ingest(
+        settings, inbox_max_bytes=64 * 1024, spool_max_bytes=128 * 1024, batch_max_points=500
+    )
+    settings = settings.model_copy(
+        update={"mqtt": settings.mqtt.model_copy(update={"keepalive_s": 120})}
+    )
+    devices = list(city.devices.values())[:50]
+    stream = RssiStream(settings.mqtt, devices)
+    topics = Topics(settings.mqtt.root)
+    dead = Collector(settings.mqtt, topics.all_deadletter)
+    service = IngestService(settings, city, make_writer(settings.influx))
+    service.start()
+    try:
+        assert service.wait_subscribed(10)
+        stack.influxd.stop()
+        try:
+            for i in range(0, 12_000, 40):
+                stream.send(i, i + 39)
+                stream.publish(topics.sensor_up(devices[i % 50].id), b"{not json")
+            stream.flush()
+            wait_for(lambda: service.inbox()[1] >= 64 * 1024, 30, "a full inbox")
+        finally:
+            stack.influxd.start()
+        # Far less than the keepalive: a stall would wait the whole 120 s.
+        wait_for(lambda: stored(settings) == 11_700, 60, "every valid reading stored")
+        wait_for(lambda: len(dead.messages) >= 300, 10, "every dead letter published")
+        assert service.stats.messages == 12_000
+    finally:
+        service.stop()
+        stream.close()
+        dead.close()
