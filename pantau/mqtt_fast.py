@@ -300,8 +300,9 @@ class BufferedClient(FailoverClient):
         # > 0: a sink pass that found few publishes waits this long for more before it
         # hands them over. Each pass costs the network thread a select() and a wake-up,
         # and the consumer one more; at 2,000 msg/s from many devices a pass otherwise
-        # found ~2 messages (~900 wake-ups/s). Outgoing packets (alerts, PUBACKs) wait
-        # at most as long.
+        # found ~2 messages (~900 wake-ups/s). Something queued to send ends the wait,
+        # and a pass does not wait while a publish of ours awaits its PUBACK (its sender
+        # may be waiting for it: the broker's answer would sit unread meanwhile).
         self.sink_linger_s = 0.0
 
     def _packet_read(self) -> MQTTErrorCode:
@@ -394,7 +395,7 @@ class BufferedClient(FailoverClient):
             try:
                 command, body = sock.read_packet()
             except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                if linger > 0 and 0 < taken < LINGER_BELOW:
+                if linger > 0 and 0 < taken < LINGER_BELOW and not self._out_messages:
                     self._linger(linger)  # once: then whatever came is read
                     linger = 0.0
                     continue

@@ -64,12 +64,18 @@ class PerDeviceEvaluator(Evaluator):
     ) -> bool:
         """`judged` up to the zone: True when the zone need not be judged again. A kind
         calls it first to word its reason (a closure) only for the few readings that
-        need one: building it for every reading was a tenth of the worker's time."""
+        need one: building it for every reading was a tenth of the worker's time.
+
+        A device that was clear and stays clear changes nothing in its zone either, open
+        or not: the zone's state, severity and breaching devices were settled when a
+        member last moved, and a clear device gives no evidence value."""
         s = self.series[device.id]
         state = s.debounce.state
         if self.no_data_after is not None and state is not CLEARED and state is not NO_DATA:
             heapq.heappush(self.silences, (reading.time + self.no_data_after, device.id))
         if state is before[0] and s.severity == before[1]:
+            if state is CLEARED:
+                return True
             t = self.trackers.get(self.zone(device))
             if t is None or not t.open:
                 return True

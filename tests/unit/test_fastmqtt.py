@@ -268,6 +268,27 @@ def test_a_lingering_pass_takes_what_comes_meanwhile_in_one_list() -> None:
         right.close()
 
 
+def test_a_pass_does_not_linger_while_a_publish_of_ours_awaits_its_puback() -> None:
+    # The rules worker waits for the PUBACKs of the alerts it published: a linger would
+    # leave the broker's answer unread that long.
+    client, calls = _sink_client(linger_s=5.0)
+    left, right = socket.socketpair()
+    left.setblocking(False)
+    try:
+        client._sock = cast(Any, BufferedSocket(left))
+        client._out_messages[7] = mqtt.MQTTMessage(7)  # published, its PUBACK not in yet
+        right.sendall(_qos1(1))
+        started = time.monotonic()
+        assert client.loop_read() == mqtt.MQTT_ERR_SUCCESS
+        assert time.monotonic() - started < 2.5
+        assert [[m[0] for m in c] for c in calls] == [[1]]
+    finally:
+        client._out_messages.clear()
+        client._sock = None
+        left.close()
+        right.close()
+
+
 def test_a_full_pass_or_something_to_send_ends_the_linger() -> None:
     client, calls = _sink_client(linger_s=5.0)
     left, right = socket.socketpair()
