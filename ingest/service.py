@@ -43,11 +43,12 @@ from ingest import deadletter
 from ingest.deadletter import Rejection
 from ingest.metrics import IngestMetrics
 from ingest.pipeline import Outcome, Pipeline
-from ingest.spool import Chunk, Spool
+from ingest.spool import Spool
+from ingest.writes import ChunkWriter, Stopping, Write
 from pantau.cameras import Camera
 from pantau.city import City
 from pantau.clock import Clock, SystemClock
-from pantau.influx.writers import InfluxWriter, WriteRejected, WriteUnavailable
+from pantau.influx.writers import InfluxWriter
 from pantau.mqtt_fast import FastPublish
 from pantau.mqtt_session import Inbound, SessionConsumer
 from pantau.settings import Settings
@@ -62,7 +63,6 @@ GAP_HALF_LIFE_S = 0.1  # how fast the usual gap is forgotten (_refilled)
 # entry; tracemalloc: ~340 bytes), so the byte bound holds for small messages too.
 MESSAGE_BYTES = 340
 HOLD_WAIT_S = 0.005  # a full inbox: how long the network thread waits for room per pass
-BACKOFF_MAX_S = 30.0
 
 
 class WakingSession(SessionConsumer):
@@ -108,10 +108,6 @@ class WakingSession(SessionConsumer):
             self.arrived.set()
 
 
-class Stopping(Exception):
-    """The service is stopping: leave the batch unacknowledged for redelivery."""
-
-
 @dataclass(slots=True)
 class HttpWaiter:
     """What an HTTP request waits for: its outcome, once spooled and dead-lettered."""
@@ -135,26 +131,6 @@ class _Batch:
     lines: list[str] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
     ended: str = "full"  # why it was handed over (the debug timeline says)
-
-
-@dataclass(slots=True)
-class _Written:
-    """A chunk in InfluxDB: its lines, those InfluxDB refused, and how long it took."""
-
-    lines: int
-    rejections: list[Rejection]
-    seconds: float
-
-
-@dataclass(slots=True, eq=False)
-class _Write:
-    """A spool chunk handed to a writer thread: `done` once written (`result`) or
-    given up on (`error`: Stopping)."""
-
-    chunk: Chunk
-    done: threading.Event = field(default_factory=threading.Event)
-    result: _Written | None = None
-    error: Exception | None = None
 
 
 @dataclass(slots=True)
@@ -190,6 +166,7 @@ class IngestService:
         self.stats = IngestStats()
         self._stop = threading.Event()  # no more input: finish the batches in hand
         self._abort = threading.Event()  # give up on InfluxDB: the spool keeps the rest
+        self._chunk_writer = ChunkWriter(writer, self._abort, self._clock)
         self.spool = Spool(
             settings.ingest.spool_path(settings.mqtt.root, settings.influx.database),
             max_bytes=settings.ingest.spool_max_bytes,
@@ -461,7 +438,7 @@ class IngestService:
         chunk before it are written. Only this thread reads and commits the spool."""
         concurrency = self._settings.ingest.write_concurrency
         max_bytes = self._settings.ingest.drain_batch_bytes
-        writes: queue.Queue[_Write | None] = queue.Queue()
+        writes: queue.Queue[Write | None] = queue.Queue()
         writers = [
             threading.Thread(
                 target=self._write_chunks, args=(writes,), name=f"ingest-write-{i}", daemon=True
@@ -470,7 +447,7 @@ class IngestService:
         ]
         for writer in writers:
             writer.start()
-        in_flight: deque[_Write] = deque()  # in spool order, written or not
+        in_flight: deque[Write] = deque()  # in spool order, written or not
 
         def head_written() -> bool:
             return bool(in_flight) and in_flight[0].done.is_set()
@@ -485,7 +462,7 @@ class IngestService:
                 # A writer done with the oldest chunk ends this wait (spool.wake).
                 chunk = self.spool.read(max_bytes, timeout=0.2, until=head_written)
                 if chunk is not None:
-                    write = _Write(chunk)
+                    write = Write(chunk)
                     in_flight.append(write)
                     writes.put(write)
                 elif not in_flight and self._stop.is_set() and not self._spool_thread.is_alive():
@@ -505,18 +482,18 @@ class IngestService:
         if pending := self.spool.pending_bytes():
             log.info("stopping with %d bytes spooled for the next run", pending)
 
-    def _write_chunks(self, writes: queue.Queue[_Write | None]) -> None:
+    def _write_chunks(self, writes: queue.Queue[Write | None]) -> None:
         """A writer thread: write chunks to InfluxDB as the drain hands them over."""
         while (write := writes.get()) is not None:
             try:
-                write.result = self._write_chunk(write.chunk)
+                write.result = self._chunk_writer.write(write.chunk)
             except Exception as err:  # Stopping, or a bug: the drain re-raises it
                 write.error = err
             finally:
                 write.done.set()
                 self.spool.wake()
 
-    def _commit(self, write: _Write) -> None:
+    def _commit(self, write: Write) -> None:
         """The drain: `write` and every chunk before it are written; publish its dead
         letters and move the cursor past it."""
         if write.error is not None:
@@ -533,70 +510,6 @@ class IngestService:
         for rejection in result.rejections:
             self.stats.rejected[rejection.reason] += 1
         self.metrics.batch(0, result.lines, (r.reason for r in result.rejections), result.seconds)
-
-    def _write_chunk(self, chunk: Chunk) -> _Written:
-        """A writer thread: the chunk's records into InfluxDB, as they are in the spool."""
-        started = time.monotonic()
-        # A record is its batch's lines joined by newlines, so the records joined are the
-        # body of one write: no splitting, unless InfluxDB refuses some line of it.
-        records = [record for record in chunk.records if record]
-        lines = sum(record.count(b"\n") + 1 for record in records)
-        rejections = [
-            Rejection(
-                "influx_rejected",
-                f"InfluxDB answered {err.status}: {err.message}",
-                "",
-                line,
-                self._clock.now(),
-            )
-            for line, err in self._write_records(records)
-        ]
-        write_s = time.monotonic() - started
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("chunk written at %.6f: %d lines, %.1f ms", time.time(), lines, write_s * 1e3)
-        return _Written(lines, rejections, write_s)
-
-    def _write_records(self, records: list[bytes]) -> list[tuple[bytes, WriteRejected]]:
-        """Write the records in one go; if InfluxDB refuses, line by line (_write)."""
-        if not records:
-            return []
-        try:
-            self._retrying(b"\n".join(records))
-        except WriteRejected as err:
-            return self._isolate([ln for record in records for ln in record.split(b"\n")], err)
-        return []
-
-    def _write(self, lines: list[bytes]) -> list[tuple[bytes, WriteRejected]]:
-        """Write all lines, retrying while InfluxDB is unavailable; return the lines it
-        refused, isolated by bisection so one bad line does not sink its batch."""
-        try:
-            self._retrying(b"\n".join(lines))
-        except WriteRejected as err:
-            return self._isolate(lines, err)
-        return []
-
-    def _isolate(self, lines: list[bytes], err: WriteRejected) -> list[tuple[bytes, WriteRejected]]:
-        """`lines` were refused as a whole (`err`): find which, by halves."""
-        if len(lines) == 1:
-            log.warning(
-                "InfluxDB refused %r: %s", lines[0][:200].decode("utf-8", "replace"), err.message
-            )
-            return [(lines[0], err)]
-        half = len(lines) // 2
-        return self._write(lines[:half]) + self._write(lines[half:])
-
-    def _retrying(self, body: bytes) -> None:
-        """429, 5xx and no answer at all: back off and try again, for as long as it takes."""
-        delay = 0.2
-        while True:
-            try:
-                self._writer.write_body(body)
-                return
-            except WriteUnavailable as err:
-                log.warning("InfluxDB unavailable (%s); retrying in %.1fs", err, delay)
-            if self._abort.wait(delay):
-                raise Stopping
-            delay = min(delay * 2, BACKOFF_MAX_S)
 
     def _publish_dead_letters(
         self, rejections: Sequence[Rejection], give_up: threading.Event
