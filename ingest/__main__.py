@@ -48,7 +48,8 @@ def main(argv: Sequence[str]) -> int:
             )
             return 2
         return run_partitioned(settings, city, cameras)  # a writer per partition
-    service = IngestService(settings, city, make_writer(settings.influx), cameras=cameras)
+    writer = make_writer(settings.influx, connections=settings.ingest.write_concurrency + 1)
+    service = IngestService(settings, city, writer, cameras=cameras)
     intake: Service = service
     if port is not None:
         # Imported only here: FastAPI and uvicorn are ~9 MB of an ingest's memory.

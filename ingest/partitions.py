@@ -131,7 +131,7 @@ class PartitionedIngest:
         service = IngestService(
             settings,
             self._city,
-            make_writer(settings.influx),
+            make_writer(settings.influx, connections=settings.ingest.write_concurrency + 1),
             cameras=self._cameras,
             share_group=self._settings.ingest.client_id,
             metrics_name=f"ingest_{partition}",

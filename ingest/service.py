@@ -7,10 +7,19 @@ local disk instead of the broker's session, and a crash loses nothing acknowledg
 Threads: paho's network loop only queues messages; a decoder thread decodes, validates
 and batches; a spool thread appends each batch (one fsync per batch: group commit),
 publishes its dead letters and acknowledges its messages, in arrival order; a drain
-thread writes the spool to InfluxDB in order, retrying 429/5xx for as long as it takes,
-dead-letters what InfluxDB refuses (4xx, isolated by bisection) with the server's
-reason, and deletes what InfluxDB took. A full spool blocks the spool thread: ingest
-stops acknowledging and the MQTT v5 Receive Maximum stops the broker sending more.
+thread reads the spool in order, in chunks of up to `drain_batch_bytes`, and hands
+each to one of `write_concurrency` writer threads, so that InfluxDB parses one chunk
+while the next is on its way. A writer sends the chunk's records as they are in the
+spool (one body, no copy per line), retrying 429/5xx for as long as it takes, and
+isolates what InfluxDB refuses (4xx, by bisection). The drain then, strictly in spool
+order and only once a chunk and every chunk before it are written, dead-letters the
+refused lines with the server's reason and moves the spool's cursor past the chunk
+(whole segments behind it are deleted): a crash or a stop never skips a chunk still
+in flight, it writes it again in the next run. Chunks may land in InfluxDB out of
+order; a point is measurement + tags + device time, so order does not change what is
+stored, but for one point sent twice with different values within `write_concurrency`
+chunks, either may win. A full spool blocks the spool thread: ingest stops
+acknowledging and the MQTT v5 Receive Maximum stops the broker sending more.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ import queue
 import shutil
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,11 +43,12 @@ from ingest import deadletter
 from ingest.deadletter import Rejection
 from ingest.metrics import IngestMetrics
 from ingest.pipeline import Outcome, Pipeline
-from ingest.spool import Chunk, Spool
+from ingest.spool import Spool
+from ingest.writes import ChunkWriter, Stopping, Write
 from pantau.cameras import Camera
 from pantau.city import City
 from pantau.clock import Clock, SystemClock
-from pantau.influx.writers import InfluxWriter, WriteRejected, WriteUnavailable
+from pantau.influx.writers import InfluxWriter
 from pantau.mqtt_fast import FastPublish
 from pantau.mqtt_session import Inbound, SessionConsumer
 from pantau.settings import Settings
@@ -53,7 +63,6 @@ GAP_HALF_LIFE_S = 0.1  # how fast the usual gap is forgotten (_refilled)
 # entry; tracemalloc: ~340 bytes), so the byte bound holds for small messages too.
 MESSAGE_BYTES = 340
 HOLD_WAIT_S = 0.005  # a full inbox: how long the network thread waits for room per pass
-BACKOFF_MAX_S = 30.0
 
 
 class WakingSession(SessionConsumer):
@@ -97,10 +106,6 @@ class WakingSession(SessionConsumer):
     def wake(self) -> None:
         if not self.arrived.is_set():  # a plain read: no lock per message at full rate
             self.arrived.set()
-
-
-class Stopping(Exception):
-    """The service is stopping: leave the batch unacknowledged for redelivery."""
 
 
 @dataclass(slots=True)
@@ -161,6 +166,7 @@ class IngestService:
         self.stats = IngestStats()
         self._stop = threading.Event()  # no more input: finish the batches in hand
         self._abort = threading.Event()  # give up on InfluxDB: the spool keeps the rest
+        self._chunk_writer = ChunkWriter(writer, self._abort, self._clock)
         self.spool = Spool(
             settings.ingest.spool_path(settings.mqtt.root, settings.influx.database),
             max_bytes=settings.ingest.spool_max_bytes,
@@ -424,91 +430,86 @@ class IngestService:
             self.stats.rejected[rejection.reason] += 1
         self.metrics.batch(len(batch.items), 0, (r.reason for r in batch.rejections), 0.0)
 
-    # --- drain thread ---------------------------------------------------------------------
+    # --- drain thread and its writers -------------------------------------------------------
     def _drain(self) -> None:
+        """Read the spool in order and hand each chunk to a writer thread, up to
+        `write_concurrency` chunks in flight (InfluxDB parses one while the next is sent);
+        publish each chunk's dead letters and commit it, in spool order, once it and every
+        chunk before it are written. Only this thread reads and commits the spool."""
+        concurrency = self._settings.ingest.write_concurrency
         max_bytes = self._settings.ingest.drain_batch_bytes
-        while not self._abort.is_set():
-            chunk = self.spool.read(max_bytes, timeout=0.2)
-            if chunk is None:
-                if self._stop.is_set() and not self._spool_thread.is_alive():
-                    return  # everything spooled is in InfluxDB
-                continue
-            try:
-                self._write_chunk(chunk)
-            except Stopping:
-                log.info(
-                    "stopping with %d bytes spooled for the next run", self.spool.pending_bytes()
-                )
-                return
-
-    def _write_chunk(self, chunk: Chunk) -> None:
-        started = time.monotonic()
-        # A record is its batch's lines joined by newlines, so the records joined are the
-        # body of one write: no splitting, unless InfluxDB refuses some line of it.
-        records = [record.decode("utf-8") for record in chunk.records if record]
-        lines = sum(record.count("\n") + 1 for record in records)
-        rejections = []
-        for line, err in self._write_records(records):
-            rejections.append(
-                Rejection(
-                    "influx_rejected",
-                    f"InfluxDB answered {err.status}: {err.message}",
-                    "",
-                    line.encode("utf-8"),
-                    self._clock.now(),
-                )
+        writes: queue.Queue[Write | None] = queue.Queue()
+        writers = [
+            threading.Thread(
+                target=self._write_chunks, args=(writes,), name=f"ingest-write-{i}", daemon=True
             )
-        write_s = time.monotonic() - started
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("chunk written at %.6f: %d lines, %.1f ms", time.time(), lines, write_s * 1e3)
-        # Dead letters before the commit: a crash in between sends them again, never none.
-        self._publish_dead_letters(rejections, self._abort)
-        self.spool.commit(chunk.end)
-        self.stats.write_seconds += write_s
-        self.stats.readings_written += lines - len(rejections)
-        for rejection in rejections:
-            self.stats.rejected[rejection.reason] += 1
-        self.metrics.batch(0, lines, (r.reason for r in rejections), write_s)
+            for i in range(concurrency)
+        ]
+        for writer in writers:
+            writer.start()
+        in_flight: deque[Write] = deque()  # in spool order, written or not
 
-    def _write_records(self, records: list[str]) -> list[tuple[str, WriteRejected]]:
-        """Write the records in one go; if InfluxDB refuses, line by line (_write)."""
-        if not records:
-            return []
+        def head_written() -> bool:
+            return bool(in_flight) and in_flight[0].done.is_set()
+
         try:
-            self._retrying(records)
-        except WriteRejected as err:
-            return self._isolate([ln for record in records for ln in record.split("\n")], err)
-        return []
+            while not self._abort.is_set():
+                while head_written():
+                    self._commit(in_flight.popleft())
+                if len(in_flight) >= concurrency:
+                    in_flight[0].done.wait(0.2)
+                    continue
+                # A writer done with the oldest chunk ends this wait (spool.wake).
+                chunk = self.spool.read(max_bytes, timeout=0.2, until=head_written)
+                if chunk is not None:
+                    write = Write(chunk)
+                    in_flight.append(write)
+                    writes.put(write)
+                elif not in_flight and self._stop.is_set() and not self._spool_thread.is_alive():
+                    return  # everything spooled is in InfluxDB
+            # Giving up on InfluxDB (stopping): the writers give up too, and what they
+            # wrote before the first chunk they did not still moves the cursor.
+            while in_flight and in_flight[0].done.wait() and in_flight[0].error is None:
+                self._commit(in_flight.popleft())
+        except Stopping:
+            pass
+        except BaseException:
+            self._abort.set()  # a bug: the writers give up too
+            raise
+        finally:
+            for _ in writers:
+                writes.put(None)
+        if pending := self.spool.pending_bytes():
+            log.info("stopping with %d bytes spooled for the next run", pending)
 
-    def _write(self, lines: list[str]) -> list[tuple[str, WriteRejected]]:
-        """Write all lines, retrying while InfluxDB is unavailable; return the lines it
-        refused, isolated by bisection so one bad line does not sink its batch."""
-        try:
-            self._retrying(lines)
-        except WriteRejected as err:
-            return self._isolate(lines, err)
-        return []
-
-    def _isolate(self, lines: list[str], err: WriteRejected) -> list[tuple[str, WriteRejected]]:
-        """`lines` were refused as a whole (`err`): find which, by halves."""
-        if len(lines) == 1:
-            log.warning("InfluxDB refused %r: %s", lines[0][:200], err.message)
-            return [(lines[0], err)]
-        half = len(lines) // 2
-        return self._write(lines[:half]) + self._write(lines[half:])
-
-    def _retrying(self, lines: list[str]) -> None:
-        """429, 5xx and no answer at all: back off and try again, for as long as it takes."""
-        delay = 0.2
-        while True:
+    def _write_chunks(self, writes: queue.Queue[Write | None]) -> None:
+        """A writer thread: write chunks to InfluxDB as the drain hands them over."""
+        while (write := writes.get()) is not None:
             try:
-                self._writer.write(lines)
-                return
-            except WriteUnavailable as err:
-                log.warning("InfluxDB unavailable (%s); retrying in %.1fs", err, delay)
-            if self._abort.wait(delay):
-                raise Stopping
-            delay = min(delay * 2, BACKOFF_MAX_S)
+                write.result = self._chunk_writer.write(write.chunk)
+            except Exception as err:  # Stopping, or a bug: the drain re-raises it
+                write.error = err
+            finally:
+                write.done.set()
+                self.spool.wake()
+
+    def _commit(self, write: Write) -> None:
+        """The drain: `write` and every chunk before it are written; publish its dead
+        letters and move the cursor past it."""
+        if write.error is not None:
+            raise write.error
+        result = write.result
+        assert result is not None
+        # Dead letters before the commit: a crash in between sends them again, never none.
+        self._publish_dead_letters(result.rejections, self._abort)
+        self.spool.commit(write.chunk.end)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("chunk committed at %.6f: %d lines", time.time(), result.lines)
+        self.stats.write_seconds += result.seconds
+        self.stats.readings_written += result.lines - len(result.rejections)
+        for rejection in result.rejections:
+            self.stats.rejected[rejection.reason] += 1
+        self.metrics.batch(0, result.lines, (r.reason for r in result.rejections), result.seconds)
 
     def _publish_dead_letters(
         self, rejections: Sequence[Rejection], give_up: threading.Event

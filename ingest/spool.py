@@ -26,7 +26,7 @@ import os
 import struct
 import threading
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -188,11 +188,19 @@ class Spool:
         self._open_head()
 
     # --- reader side --------------------------------------------------------------------
-    def read(self, max_bytes: int, timeout: float) -> Chunk | None:
+    def read(
+        self, max_bytes: int, timeout: float, until: Callable[[], bool] | None = None
+    ) -> Chunk | None:
         """Records from the read position, up to about `max_bytes`, waiting up to
-        `timeout` for some; None if there are none."""
+        `timeout` for some; None if there are none. The wait also ends early once
+        `until()` is true (checked at each `wake`)."""
         with self._cond:
-            if not self._cond.wait_for(self._readable, timeout):
+            if (
+                not self._cond.wait_for(
+                    lambda: self._readable() or (until is not None and until()), timeout
+                )
+                or not self._readable()
+            ):
                 return None
             pos = self._read_pos
             end_offset = self._sizes[pos.segment]
@@ -228,6 +236,11 @@ class Spool:
         with self._cond:
             self._read_pos = end
         return Chunk(records, end)
+
+    def wake(self) -> None:
+        """Make a waiting `read` look at its `until` again (any thread)."""
+        with self._cond:
+            self._cond.notify_all()
 
     def commit(self, end: Position) -> None:
         """InfluxDB has taken everything before `end`: save the cursor, drop whole segments."""

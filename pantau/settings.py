@@ -173,6 +173,14 @@ class IngestSettings(BaseModel):
     drain_batch_bytes: int = Field(
         default=1024**2, ge=1024, description="line protocol per InfluxDB write"
     )
+    write_concurrency: int = Field(
+        default=2,
+        ge=1,
+        le=16,
+        description="InfluxDB writes of the spool in flight at once (so InfluxDB parses one "
+        "while the next is sent); the spool's cursor still advances in order, past a chunk "
+        "only once it and every chunk before it are written",
+    )
     stop_drain_s: float = Field(
         default=10.0, ge=0, description="at stop, how long to keep writing the spool out"
     )

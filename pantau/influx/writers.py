@@ -1,6 +1,8 @@
 """InfluxDB writers: the v1 `/write` endpoint (InfluxDB 1.x) and the v2 API (2.x / 3.x).
 
-Both take line protocol at millisecond precision and report failures in two kinds:
+Both take line protocol at millisecond precision, as lines (`write`) or as one body of
+newline-separated lines (`write_body`: ingest's spool holds them so, and sends them
+without a copy), and report failures in two kinds:
 `WriteRejected` (the server refused the data: 4xx other than 429, retrying cannot
 help) and `WriteUnavailable` (network error, 429, 5xx: retry until it works).
 """
@@ -19,6 +21,10 @@ from pantau.settings import InfluxApi, InfluxSettings
 
 log = logging.getLogger(__name__)
 
+# Connections kept open per writer: ingest's default write_concurrency (2) and its
+# metrics reporter, which shares the writer.
+CONNECTIONS = 3
+
 
 class WriteRejected(Exception):
     def __init__(self, status: int, message: str) -> None:
@@ -32,7 +38,14 @@ class WriteUnavailable(Exception):
 
 
 class InfluxWriter(Protocol):
+    """Safe to call from several threads at once: up to `connections` writes keep a
+    connection each (more still work, on connections opened and closed per write)."""
+
     def write(self, lines: Sequence[str]) -> None: ...
+
+    def write_body(self, body: bytes) -> None:
+        """`body`: UTF-8 line protocol, lines separated by newlines."""
+        ...
 
     def close(self) -> None: ...
 
@@ -44,7 +57,7 @@ def _is_permanent(status: int) -> bool:
 class V1Writer:
     """POST /write?db=...&precision=ms (InfluxDB 1.x, and 2.x/3.x v1-compatibility)."""
 
-    def __init__(self, settings: InfluxSettings) -> None:
+    def __init__(self, settings: InfluxSettings, *, connections: int = CONNECTIONS) -> None:
         self._url = settings.url.rstrip("/") + "/write"
         self._fields: dict[str, str] = {"db": settings.database, "precision": "ms"}
         if settings.retention_policy:
@@ -57,13 +70,15 @@ class V1Writer:
         self._headers = {"Content-Type": "text/plain; charset=utf-8", **self._auth}
         self._http = urllib3.PoolManager(
             num_pools=1,
-            maxsize=2,
+            maxsize=connections,
             timeout=urllib3.Timeout(connect=2.0, read=settings.timeout_s),
             retries=False,
         )
 
     def write(self, lines: Sequence[str]) -> None:
-        body = "\n".join(lines).encode("utf-8")
+        self.write_body("\n".join(lines).encode("utf-8"))
+
+    def write_body(self, body: bytes) -> None:
         query = urlencode(self._fields)
         try:
             response = self._http.request(
@@ -98,7 +113,7 @@ class V1Writer:
 class V2Writer:
     """The v2 write API through influxdb-client (bucket = settings.database)."""
 
-    def __init__(self, settings: InfluxSettings) -> None:
+    def __init__(self, settings: InfluxSettings, *, connections: int = CONNECTIONS) -> None:
         # Imported here: influxdb-client is slow to import and only v2 deployments need it.
         from influxdb_client.client.influxdb_client import InfluxDBClient  # noqa: PLC0415
         from influxdb_client.client.write_api import SYNCHRONOUS  # noqa: PLC0415
@@ -110,12 +125,19 @@ class V2Writer:
             token=settings.token.get_secret_value(),
             org=settings.org,
             timeout=int(settings.timeout_s * 1000),
+            connection_pool_maxsize=connections,
         )
         self._write_api = self._client.write_api(write_options=SYNCHRONOUS)
         self._bucket = settings.database
         self._org = settings.org
 
     def write(self, lines: Sequence[str]) -> None:
+        self._write(list(lines))
+
+    def write_body(self, body: bytes) -> None:
+        self._write(body)  # the client sends bytes as they are
+
+    def _write(self, record: list[str] | bytes) -> None:
         from influxdb_client.domain.write_precision import WritePrecision  # noqa: PLC0415
         from influxdb_client.rest import ApiException  # noqa: PLC0415
         from urllib3.exceptions import HTTPError  # noqa: PLC0415
@@ -124,7 +146,7 @@ class V2Writer:
             self._write_api.write(
                 bucket=self._bucket,
                 org=self._org,
-                record=list(lines),
+                record=record,
                 # WritePrecision.MS is a plain str constant, typed as the class in the stubs.
                 write_precision=WritePrecision.MS,  # type: ignore[arg-type]
             )
@@ -152,5 +174,9 @@ def _error_message(data: bytes | str) -> str:
     return text.strip()[:500]
 
 
-def make_writer(settings: InfluxSettings) -> InfluxWriter:
-    return V2Writer(settings) if settings.api is InfluxApi.V2 else V1Writer(settings)
+def make_writer(settings: InfluxSettings, *, connections: int = CONNECTIONS) -> InfluxWriter:
+    """`connections`: how many writes at once keep their connection open for the next
+    (ingest: its write_concurrency, plus one for its metrics reporter)."""
+    if settings.api is InfluxApi.V2:
+        return V2Writer(settings, connections=connections)
+    return V1Writer(settings, connections=connections)
