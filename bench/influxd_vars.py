@@ -109,6 +109,19 @@ def points_written(url: str) -> int:
     return int(json.loads(resp.data)["write"]["values"].get("pointReq", 0))
 
 
+def points_in(url: str, database: str) -> int:
+    """Points influxd has accepted into `database` since it started (the `writePointsOk`
+    of its shards): what bench.stored_count watches while a burst is stored."""
+    resp = _HTTP.request("GET", f"{url}/debug/vars")
+    if resp.status != 200:
+        raise RuntimeError(f"influxd /debug/vars: HTTP {resp.status}")
+    return sum(
+        int(v.get("values", {}).get("writePointsOk", 0))
+        for k, v in json.loads(resp.data).items()
+        if k.startswith("shard:") and (v.get("tags") or {}).get("database") == database
+    )
+
+
 def wait_quiet(url: str, timeout: float, poll: float = 1.0, cache_mb: float = 1.0) -> float:
     """Until no cache snapshot or TSM compaction runs and the caches hold under
     `cache_mb` together (the played shards, cold, snapshotted into TSM files), seen

@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from bench import influxd_vars
 from bench.cpu import CpuWatch
 from bench.ingest_process import FlameGraph, IngestProcess, baseline_tree
 from bench.ingest_report import CaseResult, machine_info, report, results_document
@@ -330,6 +331,12 @@ class Bench:
             yield received, watch
         out.unlink(missing_ok=True)  # up to ~50 MB of payloads
 
+    def points_written(self, database: str) -> Callable[[], int]:
+        """Points influxd accepts into `database` from now on (bench.stored_count)."""
+        url = self.stack.influx_url
+        before = influxd_vars.points_in(url, database)
+        return lambda: influxd_vars.points_in(url, database) - before
+
     def influx_ceiling(self) -> CaseResult:
         database = f"bench_influx_{uuid.uuid4().hex[:8]}"
         self.stack.create_database(database)
@@ -383,10 +390,11 @@ class Bench:
                 self.wait_until_ingesting(ingest, topics, influx)
                 pids = {**self.service_pids(), "ingest": ingest.pid}
                 flame = None if baseline or not self.flame else FlameGraph(ingest.pid, key)
+                written = self.points_written(database)
                 with CpuWatch(pids) as watch, flame or nullcontext():
                     started = time.monotonic()
                     publishing = publish_beside(self.stack, jobs, form.publish_args)
-                    done = poll_stored(influx, "water_level", sent, started, ingest.alive)
+                    done = poll_stored(influx, "water_level", sent, started, ingest.alive, written)
                     publish_s = publishing.result()
                 rss_mb = ingest.peak_rss_mb()
                 time.sleep(0.5)  # anything beyond what was sent would show up now
@@ -431,10 +439,11 @@ class Bench:
         try:
             with InfluxQL(self.stack.influx_url, database, timeout_s=60) as influx:
                 self.wait_until_ingesting(peer, Topics(root), influx)
+                written = self.points_written(database)
                 with CpuWatch({**self.service_pids(), "node-red": peer.pid}) as watch:
                     started = time.monotonic()
                     publishing = publish_beside(self.stack, jobs, NATIVE.publish_args)
-                    done = poll_stored(influx, "water_level", sent, started, peer.alive)
+                    done = poll_stored(influx, "water_level", sent, started, peer.alive, written)
                     publish_s = publishing.result()
                 time.sleep(0.5)
                 stored = count_points(influx, "water_level")

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import time
+
 from bench.ingest_report import CaseResult, seconds_cell
-from bench.stored_count import FINE_POLL_S, NEAR_POLL_S, POLL_S, next_poll_s
+from bench.stored_count import (
+    COUNTER_POLL_S,
+    FINE_POLL_S,
+    NEAR_POLL_S,
+    POLL_S,
+    next_poll_s,
+    poll_written,
+)
 from bench.suite_report import ingest_verdicts
 
 
@@ -43,3 +52,17 @@ def test_the_verdict_is_taken_at_the_conservative_end_and_names_the_bound() -> N
     assert senml.met is True
     assert seconds_cell(cases[1]) == "1.700 (-50 ms)"
     assert seconds_cell(cases[0]) == "1.00"
+
+
+def test_poll_written_times_the_counter_reaching_the_total() -> None:
+    counts = iter([0, 40_000, 90_000, 100_000])
+    started = time.monotonic()
+    seen = poll_written(lambda: next(counts), 100_000, started, lambda: True)
+    assert seen is not None and seen.count == 100_000
+    # Four reads COUNTER_POLL_S apart: seen after the third sleep, at most one step late.
+    assert 3 * COUNTER_POLL_S <= seen.seconds < 3 * COUNTER_POLL_S + 0.5
+    assert seen.resolution_s < seen.seconds
+
+
+def test_poll_written_gives_up_when_the_consumer_is_gone() -> None:
+    assert poll_written(lambda: 5, 100_000, time.monotonic(), lambda: False) is None
