@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 from bench.cpu import CpuUse
-from bench.stored_count import FINE_POLL_S
+from bench.stored_count import COUNTER_POLL_S, FINE_POLL_S
 from pantau.local.process import find_executable
 
 TARGET_NATIVE = 20_000  # readings/s, one reading per message
@@ -172,10 +172,12 @@ def report(results: Sequence[CaseResult], pack_size: int, poll_s: float) -> str:
                 f" ({r.rate / expected:.0%})"
             )
     out.append(
-        f"- end-to-end times are read by polling the count every {poll_s} s, then ever faster"
-        f" down to every {FINE_POLL_S} s as it nears the total (bench.stored_count); a time is"
-        " when the query that saw everything returned, and (-N ms) is how much earlier the"
-        " count may have got there: the polling's whole error, never in Pantau's favour"
+        f"- end-to-end times are read from influxd's points-written counter for the case's"
+        f" database every {COUNTER_POLL_S} s, confirmed by a count query once it reaches the"
+        f" total (else by polling the count every {poll_s} s, then ever faster down to every"
+        f" {FINE_POLL_S} s: bench.stored_count); a time is when the read that saw everything"
+        " returned, and (-N ms) is how much earlier it may have got there: the polling's"
+        " whole error, never in Pantau's favour"
     )
     return "\n".join(out)
 
