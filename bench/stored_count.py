@@ -68,25 +68,42 @@ def next_poll_s(stored: int, expected: int, elapsed_s: float, recent_rate: float
     return min(longest, max(FINE_POLL_S, (expected - stored) / rate / 2))
 
 
+def _poll(
+    read: Callable[[], int],
+    expected: int,
+    started: float,
+    alive: Callable[[], bool],
+    step: Callable[[int, float, float], float],
+) -> tuple[Stored, bool]:
+    """Call `read` until it reaches `expected` (True), or stalls for STALL_S or the
+    consumer exits (False); `step(stored, elapsed_s, recent_rate)` is the wait before
+    the next read."""
+    last, changed_at = -1, time.monotonic()
+    asked_before = started  # the first read may come late (after the publishers)
+    previous = (started, 0)  # (when, count) of the previous read
+    while True:
+        asked = time.monotonic()
+        stored = read()
+        now = time.monotonic()
+        seen = Stored(stored, now - started, now - asked_before)
+        if stored >= expected:
+            return seen, True
+        if stored != last:
+            last, changed_at = stored, now
+        elif now - changed_at > STALL_S or not alive():
+            return seen, False
+        recent = (stored - previous[1]) / (now - previous[0]) if now > previous[0] else 0.0
+        previous, asked_before = (now, stored), asked
+        time.sleep(step(stored, now - started, recent))
+
+
 def poll_written(
     written: Callable[[], int], expected: int, started: float, alive: Callable[[], bool]
 ) -> Stored | None:
-    """Poll `written` every COUNTER_POLL_S until it reaches `expected` (that Stored), or
+    """Read `written` every COUNTER_POLL_S until it reaches `expected` (that Stored), or
     None if it stalls for STALL_S or the consumer exits first."""
-    last, changed_at = -1, time.monotonic()
-    asked_before = started
-    while True:
-        asked = time.monotonic()
-        n = written()
-        now = time.monotonic()
-        if n >= expected:
-            return Stored(n, now - started, now - asked_before)
-        if n != last:
-            last, changed_at = n, now
-        elif now - changed_at > STALL_S or not alive():
-            return None
-        asked_before = asked
-        time.sleep(COUNTER_POLL_S)
+    seen, done = _poll(written, expected, started, alive, lambda *_: COUNTER_POLL_S)
+    return seen if done else None
 
 
 def poll_stored(
@@ -105,19 +122,10 @@ def poll_stored(
             count = count_points(influx, measurement)
             if count >= expected:
                 return Stored(count, seen.seconds, seen.resolution_s)
-    last, changed_at = -1, time.monotonic()
-    asked_before = started  # the first poll may come late (after the publishers)
-    previous = (started, 0)  # (when, count) of the previous poll
-    while True:
-        asked = time.monotonic()
-        stored = count_points(influx, measurement)
-        now = time.monotonic()
-        if stored >= expected:
-            return Stored(stored, now - started, now - asked_before)
-        if stored != last:
-            last, changed_at = stored, now
-        elif now - changed_at > STALL_S or not alive():
-            return Stored(stored, now - started, now - asked_before)
-        recent = (stored - previous[1]) / (now - previous[0]) if now > previous[0] else 0.0
-        previous, asked_before = (now, stored), asked
-        time.sleep(next_poll_s(stored, expected, now - started, recent))
+    return _poll(
+        lambda: count_points(influx, measurement),
+        expected,
+        started,
+        alive,
+        lambda stored, elapsed, recent: next_poll_s(stored, expected, elapsed, recent),
+    )[0]

@@ -30,6 +30,18 @@ def with_ingest(settings: Settings, **ingest: object) -> Settings:
     return settings.model_copy(update={"ingest": settings.ingest.model_copy(update=ingest)})
 
 
+# An inbox, a spool and batches small enough that, with InfluxDB down, the decoder stops
+# and the inbox fills well before 12,000 messages (a 1 MiB spool and 5,000-point
+# batches could take them all: flaky).
+SMALL_INBOX = 64 * 1024
+
+
+def small(settings: Settings) -> Settings:
+    return with_ingest(
+        settings, inbox_max_bytes=SMALL_INBOX, spool_max_bytes=128 * 1024, batch_max_points=500
+    )
+
+
 def stored(settings: Settings) -> int:
     with InfluxQL.from_settings(settings.influx) as influx:
         rows = influx.rows("SELECT count(value) FROM rssi")
@@ -83,12 +95,8 @@ def test_a_burst_beyond_the_inbox_waits_at_the_broker(
 ) -> None:
     # InfluxDB down and a small spool: the decoder stops, and the inbox must stop at its
     # bound while the broker holds the rest; nothing is lost once InfluxDB is back.
-    # The spool and batches small enough that the decoder must stop well before the
-    # 12,000 messages (a 1 MiB spool and 5,000-point batches could take them all: flaky).
-    max_bytes = 64 * 1024
-    settings = with_ingest(
-        settings, inbox_max_bytes=max_bytes, spool_max_bytes=128 * 1024, batch_max_points=500
-    )
+    max_bytes = SMALL_INBOX
+    settings = small(settings)
     service = IngestService(settings, city, make_writer(settings.influx))
     service.start()
     try:
@@ -118,9 +126,7 @@ def test_a_full_inbox_still_reads_the_dead_letters_acks(
     # for it before it acknowledges its batch. Unread until the next keepalive PINGREQ,
     # that stalled ingest for a whole keepalive each time (the NATS failover test's
     # timeouts with a 4 MiB inbox). Every 40th message here is malformed.
-    settings = with_ingest(
-        settings, inbox_max_bytes=64 * 1024, spool_max_bytes=128 * 1024, batch_max_points=500
-    )
+    settings = small(settings)
     settings = settings.model_copy(
         update={"mqtt": settings.mqtt.model_copy(update={"keepalive_s": 120})}
     )
@@ -138,7 +144,7 @@ def test_a_full_inbox_still_reads_the_dead_letters_acks(
                 stream.send(i, i + 39)
                 stream.publish(topics.sensor_up(devices[i % 50].id), b"{not json")
             stream.flush()
-            wait_for(lambda: service.inbox()[1] >= 64 * 1024, 30, "a full inbox")
+            wait_for(lambda: service.inbox()[1] >= SMALL_INBOX, 30, "a full inbox")
         finally:
             stack.influxd.start()
         # Far less than the keepalive: a stall would wait the whole 120 s.
