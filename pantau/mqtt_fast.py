@@ -360,7 +360,7 @@ class BufferedClient(FailoverClient):
             # PINGRESP would time the connection out, and the PUBACK would stall a
             # consumer that waits for it (ingest's dead letters) while its inbox stays
             # full, until the next keepalive's PINGREQ.
-            if hold is not None and not self._ping_t and not self._out_messages and hold():
+            if hold is not None and not self._ping_t and not self._awaiting_puback() and hold():
                 return MQTTErrorCode.MQTT_ERR_SUCCESS
             return self._read_pass(sink, sock)
         rc = super().loop_read(max_packets)
@@ -372,6 +372,13 @@ class BufferedClient(FailoverClient):
                 break
             rc = super().loop_read(max_packets)
         return rc
+
+    def _awaiting_puback(self) -> bool:
+        """A QoS 1 publish of ours is unacknowledged: its PUBACK is (or will be) in the
+        socket, and its sender may be waiting for it, so neither a held socket nor a
+        linger may leave it unread. paho keeps such messages in `_out_messages` until
+        their PUBACK; a plain truth test of the dict needs no lock."""
+        return bool(self._out_messages)
 
     def _linger(self, seconds: float) -> None:
         """Wait for more to read, but no longer than something to send has waited: paho's
@@ -395,7 +402,7 @@ class BufferedClient(FailoverClient):
             try:
                 command, body = sock.read_packet()
             except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
-                if linger > 0 and 0 < taken < LINGER_BELOW and not self._out_messages:
+                if linger > 0 and 0 < taken < LINGER_BELOW and not self._awaiting_puback():
                     self._linger(linger)  # once: then whatever came is read
                     linger = 0.0
                     continue
